@@ -1,0 +1,149 @@
+"""Writing run products safely: atomic files, JSON, tables (CSV + LaTeX), stage metrics, content hashes.
+
+Every product is written to a temporary file in the same folder and renamed into place, so a crash or a kill
+never leaves a half-written file behind. Content hashes key every cache in the workbook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import OutputError
+
+__all__ = [
+    "atomic_path",
+    "atomic_write_text",
+    "ensure_dir",
+    "file_hash",
+    "json_default",
+    "read_json",
+    "read_metrics",
+    "text_hash",
+    "write_json",
+    "write_metrics",
+    "write_table",
+]
+
+
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` (and parents) or raise :class:`OutputError` naming it."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{p}: cannot create output folder ({exc.strerror}); choose a writable location") from None
+    if not os.access(p, os.W_OK):
+        raise OutputError(f"{p}: output folder is not writable; choose a writable location")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on error removed.
+
+    >>> with atomic_path("out/model.bin") as tmp:   # doctest: +SKIP
+    ...     torch.save(state, tmp)
+    """
+    final = Path(path)
+    ensure_dir(final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or final.suffix or ".tmp", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def json_default(obj: Any) -> Any:
+    """JSON encoder for numpy scalars/arrays, paths and sets."""
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _clean_floats(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean_floats(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean_floats(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | os.PathLike, data: Any, *, indent: int = 2) -> Path:
+    """Atomically write ``data`` as JSON (NaN/inf become null, keys sorted for byte-stable reruns)."""
+    data = json.loads(json.dumps(data, default=json_default))
+    text = json.dumps(_clean_floats(data), indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
+    return atomic_write_text(path, text)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_metrics(stage_dir: str | os.PathLike, metrics: dict[str, Any]) -> Path:
+    """Write ``<stage_dir>/metrics.json`` (the stage contract); returns its path."""
+    return write_json(Path(stage_dir) / "metrics.json", metrics)
+
+
+def read_metrics(stage_dir: str | os.PathLike) -> dict[str, Any]:
+    p = Path(stage_dir) / "metrics.json"
+    return read_json(p) if p.is_file() else {}
+
+
+def write_table(df, tables_dir: str | os.PathLike, name: str, *, caption: str | None = None,
+                float_format: str = "%.3f", index: bool = False) -> tuple[Path, Path]:
+    """Write ``df`` as ``<tables_dir>/<name>.csv`` and ``<name>.tex`` (booktabs LaTeX); returns both paths."""
+    tables_dir = ensure_dir(tables_dir)
+    csv_path = tables_dir / f"{name}.csv"
+    tex_path = tables_dir / f"{name}.tex"
+    atomic_write_text(csv_path, df.to_csv(index=index, float_format=float_format, lineterminator="\n"))
+    latex = df.to_latex(index=index, float_format=lambda x: float_format % x, caption=caption,
+                        label=f"tab:{name}", escape=True)
+    atomic_write_text(tex_path, latex)
+    return csv_path, tex_path
+
+
+def file_hash(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (hex), read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def text_hash(*parts: Any, length: int = 16) -> str:
+    """Short SHA-256 of the JSON form of ``parts`` (cache keys for settings, prompts, model ids)."""
+    blob = json.dumps(parts, sort_keys=True, default=json_default).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]

@@ -1,0 +1,212 @@
+"""Command line: ``echoscript <command>`` (also ``python -m echoscript_utils <command>``).
+
+Each command lives in its own ``_add_<command>`` function below and calls into the package lazily, so that
+``echoscript --help`` stays fast. Every :class:`~echoscript_utils.errors.EchoScriptError` becomes one line on
+stderr (``error: ...``) and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import EchoScriptError
+
+
+def _params_arg(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    p.add_argument("--params", default=None, required=required,
+                   help="parameter file (YAML); defaults to the built-in demo settings")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter, e.g. --set training.epochs=2 (repeatable)")
+
+
+def _load(args) -> object:
+    from .config import load_config, parse_override
+
+    overrides = dict(parse_override(o) for o in getattr(args, "overrides", []) or [])
+    return load_config(getattr(args, "params", None), overrides,
+                       output_root=getattr(args, "output_root", None))
+
+
+# ------------------------------------------------------------------------------------------------ run
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="execute the numbered notebooks in order with papermill")
+    p.add_argument("params", help="parameter file, e.g. params/demo.yaml")
+    p.add_argument("--stages", nargs="+", default=None, metavar="STAGE",
+                   help="only these stages (numbers or names, e.g. 01 02 or curation)")
+    p.add_argument("--from", dest="from_stage", default=None, metavar="STAGE",
+                   help="start at this stage (earlier ones must be complete)")
+    p.add_argument("--redo", action="store_true", help="rerun stages even when their products are complete")
+    p.add_argument("--output-root", default=None, help="put the run folder here instead of run.output_root")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter (repeatable)")
+
+    def run(args) -> int:
+        from .config import parse_override
+        from .pipeline import run_workbook
+
+        overrides = dict(parse_override(o) for o in args.overrides)
+        run_workbook(args.params, stages=args.stages, from_stage=args.from_stage, redo=args.redo,
+                     output_root=args.output_root, overrides=overrides)
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="(re)write outputs/<run>/report.html from a run's products")
+    p.add_argument("params", help="parameter file of the run")
+    p.add_argument("--output-root", default=None)
+
+    def run(args) -> int:
+        from .config import load_config
+        from .pipeline import write_report
+
+        print(write_report(load_config(args.params, output_root=args.output_root)))
+        return 0
+
+    p.set_defaults(func=run)
+
+
+# ------------------------------------------------------------------------------------------ demo-data
+def _add_demo_data(sub) -> None:
+    p = sub.add_parser("demo-data", help="compose and render the labelled demo corpus")
+    p.add_argument("--out", required=True, help="output folder (audio/ and labels.csv are written there)")
+    p.add_argument("--n-tracks", type=int, default=12)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--min-duration", type=float, default=35.0, help="shortest track in seconds")
+    p.add_argument("--max-duration", type=float, default=100.0, help="longest track in seconds")
+    p.add_argument("--sample-rate", type=int, default=44100)
+
+    def run(args) -> int:
+        from .demo_corpus import build_corpus
+
+        build_corpus(args.out, n_tracks=args.n_tracks, seed=args.seed, min_duration_s=args.min_duration,
+                     max_duration_s=args.max_duration, sr=args.sample_rate)
+        return 0
+
+    p.set_defaults(func=run)
+
+
+# --------------------------------------------------------------------------------------------- curate
+def _add_curate(sub) -> None:
+    p = sub.add_parser("curate", help="folder of music → 30 s clips, features, metadata.jsonl, exports")
+    p.add_argument("--input", required=True, help="folder of audio files (searched recursively)")
+    p.add_argument("--output", required=True, help="folder for clips, metadata.jsonl, skipped.csv, exports/")
+    p.add_argument("--labels", default=None, help="optional ground-truth labels CSV (one row per track)")
+    _params_arg(p)
+
+    def run(args) -> int:
+        from .curation import curate_cli
+
+        return curate_cli(args, _load(args))
+
+    p.set_defaults(func=run)
+
+
+# ------------------------------------------------------------------------------------------------ fad
+def _add_fad(sub) -> None:
+    p = sub.add_parser("fad", help="Fréchet Audio Distance between two folders, with a bootstrap interval")
+    p.add_argument("--reference", required=True, help="folder of reference audio")
+    p.add_argument("--generated", required=True, help="folder of generated audio")
+    p.add_argument("--embedding", default="musicnn", help="vggish, panns, clap, encodec or musicnn")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval (0: none)")
+    _params_arg(p)
+
+    def run(args) -> int:
+        from .fad import fad_cli
+
+        return fad_cli(args, _load(args))
+
+    p.set_defaults(func=run)
+
+
+# ------------------------------------------------------------------------------------------ listening
+def _add_listening(sub) -> None:
+    p = sub.add_parser("listening", help="listening test: build a pack, validate and analyse a study")
+    lsub = p.add_subparsers(dest="listening_command", required=True)
+
+    pk = lsub.add_parser("pack", help="blinded, loudness-matched pack + webMUSHRA config from generated audio")
+    pk.add_argument("--generation", required=True, help="generation folder (<run>/05_generation)")
+    pk.add_argument("--output", required=True, help="folder for pack/ and the answer key (kept outside pack/)")
+    pk.add_argument("--baseline", default="musicgen", help="label of the baseline model folder")
+    pk.add_argument("--system", default="echoscript", help="label of the fine-tuned model folder")
+    _params_arg(pk)
+
+    va = lsub.add_parser("validate", help="check a returned study folder; exit 2 with named rows if bad")
+    va.add_argument("--study", required=True)
+
+    an = lsub.add_parser("analyze", help="statistics, tables and figures from a study folder")
+    an.add_argument("--study", required=True, help="folder with responses.csv, key.csv, preferences.csv, ...")
+    an.add_argument("--output", required=True)
+    an.add_argument("--baseline", default=None, help="model label treated as the baseline")
+
+    def run(args) -> int:
+        from .listening import listening_cli
+
+        return listening_cli(args)
+
+    p.set_defaults(func=run)
+
+
+# -------------------------------------------------------------------------------------------- models
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="build the tiny models as standard transformers folders")
+    p.add_argument("--out", required=True, help="folder to save the tiny models in")
+    p.add_argument("--seed", type=int, default=1234)
+
+    def run(args) -> int:
+        from .models import TINY_MODELS, resolve_model
+
+        for name in TINY_MODELS:
+            print(f"{name}: {resolve_model(name, cache_dir=args.out, seed=args.seed)}")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+# ------------------------------------------------------------------------------------------------ train
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune MusicGen (the 04_finetuning stage; works under accelerate launch)")
+    p.add_argument("params", help="parameter file")
+    p.add_argument("--output-root", default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    def run(args) -> int:
+        from .training import train_from_config
+
+        train_from_config(_load(args))
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="echoscript", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_run, _add_report, _add_demo_data, _add_curate, _add_fad, _add_listening, _add_models,
+                _add_train):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EchoScriptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

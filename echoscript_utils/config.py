@@ -1,0 +1,415 @@
+"""Parameter files → one validated :class:`Config` that also resolves every path of a run.
+
+A parameter file is YAML with the sections below; every key has a default, so a file only states what it
+changes. Relative paths inside a file are resolved against the folder that holds the file (``output_root:
+../outputs`` in ``params/demo.yaml`` means ``<repo>/outputs``).
+
+>>> cfg = load_config("params/demo.yaml")            # doctest: +SKIP
+>>> cfg.paths.stage("01_curation")                    # doctest: +SKIP
+PosixPath('.../outputs/demo/01_curation')
+
+Unknown keys and ill-typed values raise :class:`~echoscript_utils.errors.ConfigError` with a one-line
+message that names the key and the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+#: The seven stages, in order. Folder names in a run and notebook names share these stems.
+STAGES: tuple[str, ...] = (
+    "01_curation",
+    "02_annotation",
+    "03_alignment",
+    "04_finetuning",
+    "05_generation",
+    "06_evaluation",
+    "07_listening",
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------------- sections
+class RunSection(_Section):
+    name: str = "demo"  # run folder name: outputs/<name>/
+    output_root: Path = Path("../outputs")  # where run folders live (relative to the params file)
+    cache_dir: Path | None = None  # content-hashed caches shared by runs; default <output_root>/.cache
+    seed: int = 1234  # one seed for python, numpy, torch and every sampler
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    num_workers: int = Field(2, ge=0)  # worker processes for audio work (0 = in-process)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not v or any(c in v for c in "/\\") or v.startswith("."):
+            raise ValueError("must be a plain folder name (no slashes, not starting with '.')")
+        return v
+
+
+class DemoCorpusSection(_Section):
+    n_tracks: int = Field(20, ge=1)  # how many pieces the generator composes
+    min_duration_s: float = Field(35.0, gt=0)
+    max_duration_s: float = Field(100.0, gt=0)
+    sample_rate: int = 44100
+
+
+class DataSection(_Section):
+    input_dir: Path | None = None  # the user's music folder; None → the generated demo corpus
+    labels: Path | None = None  # optional ground-truth labels (CSV/JSONL, one row per track)
+    demo: DemoCorpusSection = DemoCorpusSection()
+
+
+class CurationSection(_Section):
+    sample_rate: int = 44100  # the paper standardised to 44.1 kHz
+    channels: Literal["mono", "stereo"] = "mono"
+    clip_s: float = Field(30.0, gt=0)  # the paper's clip length
+    hop_s: float | None = None  # None → back-to-back clips (hop = clip_s)
+    target_lufs: float | None = -14.0  # loudness target; None disables normalisation
+    peak_limit_db: float = -1.0  # true-peak ceiling after loudness normalisation
+    min_rms_db: float = -60.0  # clips quieter than this are treated as silence
+    dedupe: bool = True  # reject exact / near-exact duplicate inputs
+    splits: dict[str, float] = {"train": 0.8, "valid": 0.1, "eval": 0.1}
+    extensions: list[str] = [".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"]
+
+
+class PromptSection(_Section):
+    provider: Literal["auto", "offline", "openai"] = "auto"  # auto: openai when OPENAI_API_KEY is set, else offline
+    n_prompts: int = Field(170, ge=1)  # the paper generated about 170 scene prompts
+    model: str = "gpt-4o-mini"
+    temperature: float = Field(0.9, ge=0)
+    base_url: str | None = None  # an OpenAI-compatible endpoint; None → the client's default
+    timeout_s: float = 60.0
+    max_retries: int = 5
+
+
+class AnnotationSection(_Section):
+    taggers: list[Literal["panns", "musicnn", "clap"]] = ["musicnn"]
+    panns_checkpoint: str | None = None  # path or URL of Cnn14 weights (e.g. Cnn14_mAP=0.431.pth)
+    musicnn_model: Literal["MTT_musicnn", "MSD_musicnn"] = "MTT_musicnn"
+    threshold: float = Field(0.2, ge=0, le=1)  # minimum probability for a mood / instrument tag
+    top_k: int = Field(3, ge=1)  # at most this many moods / instruments per clip
+    overrides_file: Path | None = None  # human corrections; default <run>/02_annotation/overrides.csv
+    prompts: PromptSection = PromptSection()
+
+
+class AlignmentSection(_Section):
+    clap_model: str = "tiny-clap"  # hub id, local folder, or a tiny-* name
+    batch_size: int = Field(8, ge=1)
+    keep: Literal["all", "threshold", "percentile"] = "percentile"
+    keep_value: float = 10.0  # threshold: min cosine; percentile: drop clips below this percentile
+    gate: bool = True  # refuse checkpoints whose text embeddings have collapsed
+    gate_max_mean_cosine: float = 0.95
+    caption_dropout: dict[str, float] = {
+        "scene": 0.0,
+        "genre": 0.1,
+        "moods": 0.1,
+        "instruments": 0.1,
+        "bpm": 0.3,
+        "key": 0.3,
+    }
+
+
+class LoraSection(_Section):
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+class TrainingSection(_Section):
+    model: str = "tiny-musicgen"  # facebook/musicgen-small, a local folder, or tiny-musicgen / tiny-musicgen-melody
+    epochs: int = Field(10, ge=1)  # paper: 10
+    batch_size: int = Field(12, ge=1)  # paper: 12 (effective, after accumulation)
+    grad_accum: int = Field(1, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)  # paper: 5e-5
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = Field(0, ge=0)
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"  # paper: cosine annealing
+    max_grad_norm: float | None = 1.0
+    precision: Literal["no", "fp16", "bf16"] = "no"  # paper: fp16
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] = "sdpa"
+    gradient_checkpointing: bool = False
+    train_text_encoder: bool = False
+    cfg_dropout: float = Field(0.1, ge=0, le=1)  # drop the whole caption with this probability
+    melody_dropout: float = Field(0.1, ge=0, le=1)  # melody model: drop the chroma with this probability
+    sampler_temperature: float = Field(1.0, ge=0)  # 0 = uniform over clips, 1 = inverse genre frequency
+    save_every_steps: int | None = None
+    keep_checkpoints: int = Field(2, ge=1)
+    max_nonfinite_steps: int = Field(10, ge=0)
+    max_steps: int | None = None  # cut an epoch short (tests, smoke runs)
+    segment_s: float | None = None  # train on random crops of this length; None = whole clips
+    lora: LoraSection = LoraSection()
+    push_to_hub: str | None = None  # repo id; off by default
+
+
+class GenerationSection(_Section):
+    baseline_model: str = "tiny-musicgen"  # the pretrained model the study compares against
+    models: dict[str, str] = {}  # extra label → id/path/adapter; the run's own final/ is added as "echoscript"
+    scenarios: Path | None = None  # YAML of scenarios; None → the paper's five
+    use_eval_prompts: bool = True  # also generate for the eval split's own prompts
+    max_eval_prompts: int = Field(5, ge=0)
+    seeds: list[int] = [0, 1]
+    duration_s: float = Field(30.0, gt=0)  # 30 s in the paper
+    guidance_scale: float = 3.0
+    do_sample: bool = True
+    top_k: int = 250
+    top_p: float = 0.0
+    temperature: float = 1.0
+    batch_size: int = Field(4, ge=1)
+    melody_midi: Path | None = None  # a MIDI sketch for the melody model
+    melody_audio: Path | None = None  # a reference clip whose chroma steers the melody model
+    long_form_s: float | None = None  # extend past the model window by continuation
+    continuation_context_s: float = 10.0
+    crossfade_s: float = 1.0
+
+
+class EvaluationSection(_Section):
+    embeddings: list[str] = ["musicnn"]  # vggish, panns, clap, encodec, musicnn
+    reference_dir: Path | None = None  # background set; None → the curated eval split
+    vggish_weights: str | None = None  # path or URL of the public torch port's weights
+    panns_checkpoint: str | None = None
+    clap_model: str | None = None  # None → alignment.clap_model
+    bootstrap: int = Field(1000, ge=0)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    fad_inf_points: int = Field(8, ge=2)
+
+
+class ListeningSection(_Section):
+    pairs_per_scenario: int = Field(1, ge=1)
+    baseline_label: str = "musicgen"
+    system_label: str = "echoscript"
+    clip_s: float | None = None  # trim pack clips to this length (None = as generated)
+    target_lufs: float = -23.0  # loudness matching inside the pack
+    simulate: bool = True  # demo: make a clearly labelled simulated study
+    simulated_participants: int = Field(20, ge=2)
+    study_dir: Path | None = None  # a real returned study folder to analyse instead
+
+
+class Params(_Section):
+    """The whole parameter file (what a user writes)."""
+
+    run: RunSection = RunSection()
+    data: DataSection = DataSection()
+    curation: CurationSection = CurationSection()
+    annotation: AnnotationSection = AnnotationSection()
+    alignment: AlignmentSection = AlignmentSection()
+    training: TrainingSection = TrainingSection()
+    generation: GenerationSection = GenerationSection()
+    evaluation: EvaluationSection = EvaluationSection()
+    listening: ListeningSection = ListeningSection()
+
+
+# --------------------------------------------------------------------------------------------- paths
+class RunPaths:
+    """Every path of one run. Nothing else in the workbook builds a run path by hand."""
+
+    def __init__(self, root: Path, cache: Path):
+        self.root = root
+        self.cache = cache
+        self.notebooks = root / "notebooks"
+        self.figures = root / "figures"
+        self.tables = root / "tables"
+        self.report = root / "report.html"
+        self.demo_corpus = root / "00_demo_corpus"
+        self.models = cache / "models"
+
+    def stage(self, name: str) -> Path:
+        """Folder of a stage, by full name (``"01_curation"``) or number (``"01"`` / ``1``)."""
+        return self.root / stage_name(name)
+
+    curation = property(lambda self: self.stage("01_curation"))
+    annotation = property(lambda self: self.stage("02_annotation"))
+    alignment = property(lambda self: self.stage("03_alignment"))
+    finetuning = property(lambda self: self.stage("04_finetuning"))
+    generation = property(lambda self: self.stage("05_generation"))
+    evaluation = property(lambda self: self.stage("06_evaluation"))
+    listening = property(lambda self: self.stage("07_listening"))
+
+    def metrics(self, stage: str) -> Path:
+        return self.stage(stage) / "metrics.json"
+
+    def ensure(self) -> RunPaths:
+        for p in (self.root, self.notebooks, self.figures, self.tables, self.cache):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __repr__(self) -> str:
+        return f"RunPaths(root={str(self.root)!r})"
+
+
+def stage_name(name: str | int) -> str:
+    """Normalise ``1``, ``"1"``, ``"01"``, ``"curation"`` or ``"01_curation"`` to ``"01_curation"``."""
+    key = str(name).strip()
+    for s in STAGES:
+        num, short = s.split("_", 1)
+        if key in (s, short) or (key.isdigit() and int(key) == int(num)):
+            return s
+    raise ConfigError(f"unknown stage {name!r}: choose one of {', '.join(STAGES)}")
+
+
+# --------------------------------------------------------------------------------------------- config
+class Config:
+    """Validated parameters plus the resolved paths of the run.
+
+    Attributes mirror the sections of the parameter file (``cfg.training.learning_rate``);
+    ``cfg.paths`` holds every folder; ``cfg.source`` is the file it came from (or None).
+    """
+
+    def __init__(self, params: Params, *, source: Path | None, base_dir: Path):
+        self.params = params
+        self.source = source
+        self.base_dir = base_dir
+        self._resolve_paths()
+        root = params.run.output_root / params.run.name
+        cache = params.run.cache_dir or (params.run.output_root / ".cache")
+        self.paths = RunPaths(root, cache)
+
+    def _resolve_paths(self) -> None:
+        def fix(section: BaseModel) -> None:
+            for name, field in type(section).model_fields.items():
+                value = getattr(section, name)
+                if isinstance(value, BaseModel):
+                    fix(value)
+                elif isinstance(value, Path) and not value.is_absolute():
+                    object.__setattr__(section, name, (self.base_dir / value).resolve())
+
+        fix(self.params)
+
+    def __getattr__(self, item: str) -> Any:
+        params = self.__dict__.get("params")
+        if params is not None and item in type(params).model_fields:
+            return getattr(params, item)
+        raise AttributeError(item)
+
+    @property
+    def seed(self) -> int:
+        return self.params.run.seed
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json")
+
+    def section_hash(self, *sections: str) -> str:
+        """A short stable hash of the named sections (all of them when none are named)."""
+        data = self.to_dict()
+        if sections:
+            data = {k: data[k] for k in sections}
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"Config(run={self.params.run.name!r}, source={str(self.source) if self.source else None!r})"
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    cur = data
+    for k in keys[:-1]:
+        nxt = cur.get(k)
+        if nxt is None:
+            nxt = cur[k] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override {dotted!r}: {k!r} is not a section")
+        cur = nxt
+    cur[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"training.epochs=3"`` → ``("training.epochs", 3)`` (the value is read as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def _format_error(err: ValidationError, where: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{where}: unknown key {loc!r}; check its spelling against params/demo.yaml"
+    return f"{where}: key {loc!r}: {first['msg']} (got {first.get('input')!r})"
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    output_root: str | os.PathLike | None = None,
+) -> Config:
+    """Read and validate a parameter file.
+
+    Args:
+        path: YAML parameter file; ``None`` gives the built-in defaults (the demo profile).
+        overrides: ``{"training.epochs": 2, ...}`` applied on top of the file (dotted keys).
+        output_root: replace ``run.output_root`` (the runner uses it for ``--output-root``).
+    """
+    data: dict[str, Any] = {}
+    source: Path | None = None
+    base_dir = Path.cwd()
+    if path is not None:
+        source = Path(path).expanduser().resolve()
+        if not source.is_file():
+            raise ConfigError(f"{path}: parameter file not found; pass a YAML file such as params/demo.yaml")
+        try:
+            loaded = yaml.safe_load(source.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{source}:{line} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: a parameter file must be a mapping of sections, got {type(loaded).__name__}")
+        data = loaded
+        base_dir = source.parent
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    if output_root is not None:
+        data.setdefault("run", {})["output_root"] = str(Path(output_root).expanduser().resolve())
+    try:
+        params = Params.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, str(source or "parameters"))) from None
+    return Config(params, source=source, base_dir=base_dir)
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch from one value."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` → ``cuda`` when available, else ``mps``, else ``cpu``."""
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"

@@ -1,0 +1,250 @@
+"""The papermill runner: execute the numbered notebooks in order, skip finished stages, write one report.
+
+``echoscript run params/demo.yaml`` executes ``notebooks/01_curation.ipynb`` … ``07_listening.ipynb`` into
+``outputs/<run>/notebooks/``. A stage counts as complete when its ``metrics.json`` exists and its stamp
+(``NN_stage/.stage.json``) was written for the same parameters; complete stages are skipped unless
+``redo=True``, and once a stage runs, every later stage runs too (its inputs changed).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .artifacts import ensure_dir, read_json, write_json
+from .config import STAGES, Config, load_config, set_seed, stage_name
+from .errors import ConfigError, InputError, StageError
+
+#: The parameter sections each stage depends on (cumulative: a stage also depends on everything before it).
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "01_curation": ("data", "curation"),
+    "02_annotation": ("annotation",),
+    "03_alignment": ("alignment",),
+    "04_finetuning": ("training",),
+    "05_generation": ("generation",),
+    "06_evaluation": ("evaluation",),
+    "07_listening": ("listening",),
+}
+
+
+def notebooks_dir() -> Path:
+    """The folder holding the numbered notebooks (next to the package in a checkout)."""
+    here = Path(__file__).resolve().parent.parent / "notebooks"
+    if here.is_dir():
+        return here
+    cwd = Path.cwd() / "notebooks"
+    if cwd.is_dir():
+        return cwd
+    raise InputError("notebooks/ folder not found; run from a checkout of the workbook (pip install -e .)")
+
+
+def available_notebooks() -> dict[str, Path]:
+    """``{"01_curation": Path(...), ...}`` for every numbered notebook that exists, in stage order."""
+    folder = notebooks_dir()
+    return {s: folder / f"{s}.ipynb" for s in STAGES if (folder / f"{s}.ipynb").is_file()}
+
+
+def stage_params_hash(cfg: Config, stage: str) -> str:
+    """Hash of the run seed plus every parameter section that ``stage`` (and its upstream) depends on."""
+    sections: list[str] = []
+    for s in STAGES:
+        sections.extend(STAGE_SECTIONS[s])
+        if s == stage:
+            break
+    data = cfg.to_dict()
+    payload = {"seed": data["run"]["seed"], **{k: data[k] for k in sections}}
+    from .artifacts import text_hash
+
+    return text_hash(payload)
+
+
+def _stamp_path(cfg: Config, stage: str) -> Path:
+    return cfg.paths.stage(stage) / ".stage.json"
+
+
+def stage_complete(cfg: Config, stage: str) -> bool:
+    """True when ``stage`` finished for the current parameters (stamp + metrics.json present)."""
+    stamp = _stamp_path(cfg, stage)
+    if not stamp.is_file() or not cfg.paths.metrics(stage).is_file():
+        return False
+    try:
+        return read_json(stamp).get("params_hash") == stage_params_hash(cfg, stage)
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def notebook_setup(params_path: str | os.PathLike | None = None, *, overrides: dict[str, Any] | None = None,
+                   output_root: str | os.PathLike | None = None, stage: str | None = None) -> Config:
+    """What the second cell of every notebook calls: validate parameters, seed everything, make the folders.
+
+    Args:
+        params_path: the parameter file (the notebook's ``params_path`` parameter).
+        overrides: dotted overrides (the notebook's ``overrides`` parameter).
+        output_root: replace ``run.output_root`` ("" or None keeps the file's value).
+        stage: this notebook's stage; its folder is created.
+    """
+    cfg = load_config(params_path or None, overrides or None, output_root=output_root or None)
+    cfg.paths.ensure()
+    set_seed(cfg.seed)
+    if stage is not None:
+        ensure_dir(cfg.paths.stage(stage))
+    return cfg
+
+
+def _select_stages(available: dict[str, Path], stages, from_stage) -> list[str]:
+    chosen = list(available)
+    if stages:
+        wanted = [stage_name(s) for s in stages]
+        missing = [s for s in wanted if s not in available]
+        if missing:
+            raise ConfigError(f"no notebook for stage(s) {', '.join(missing)} in {notebooks_dir()}")
+        chosen = [s for s in chosen if s in wanted]
+    if from_stage is not None:
+        start = stage_name(from_stage)
+        chosen = [s for s in chosen if s >= start]
+    return chosen
+
+
+def run_workbook(params: str | os.PathLike, *, stages=None, from_stage=None, redo: bool = False,
+                 output_root: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
+                 kernel_name: str | None = None, log=print) -> dict[str, dict[str, Any]]:
+    """Execute the workbook's notebooks for one parameter file; returns ``{stage: {"status", "seconds"}}``.
+
+    Raises :class:`StageError` naming the failed stage and its executed notebook.
+    """
+    import papermill as pm
+
+    cfg = load_config(params, overrides, output_root=output_root)
+    cfg.paths.ensure()
+    available = available_notebooks()
+    if not available:
+        raise InputError(f"{notebooks_dir()}: no numbered notebooks found")
+    chosen = _select_stages(available, stages, from_stage)
+    if from_stage is not None:
+        for s in available:
+            if s < stage_name(from_stage) and not stage_complete(cfg, s):
+                raise StageError(f"--from {from_stage}: earlier stage {s} is not complete for these parameters; "
+                                 f"run it first (echoscript run {params} --stages {s})")
+    parameters = {
+        "params_path": str(Path(params).resolve()),
+        "output_root": str(cfg.params.run.output_root),
+        "overrides": dict(overrides or {}),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    timings_path = cfg.paths.root / "timings.json"
+    timings = read_json(timings_path) if timings_path.is_file() else {}
+    upstream_ran = False
+    log(f"EchoScript run '{cfg.params.run.name}' → {cfg.paths.root}")
+    for i, stage in enumerate(chosen, 1):
+        prefix = f"[{i}/{len(chosen)}] {stage}"
+        if not redo and not upstream_ran and stage_complete(cfg, stage):
+            log(f"{prefix}: complete, skipped (use --redo to rerun)")
+            results[stage] = {"status": "skipped", "seconds": 0.0}
+            continue
+        out_nb = cfg.paths.notebooks / f"{stage}.ipynb"
+        log(f"{prefix}: running …")
+        t0 = time.perf_counter()
+        stamp = _stamp_path(cfg, stage)
+        if stamp.exists():
+            stamp.unlink()
+        try:
+            pm.execute_notebook(
+                str(available[stage]), str(out_nb), parameters=parameters, cwd=str(available[stage].parent),
+                kernel_name=kernel_name, progress_bar=False, log_output=False, report_mode=False,
+            )
+        except pm.PapermillExecutionError as exc:
+            raise StageError(f"stage {stage} failed: {exc.ename}: {exc.evalue.splitlines()[0] if exc.evalue else ''} "
+                             f"— open the executed notebook {out_nb}") from None
+        except Exception as exc:  # kernel died, notebook unreadable, ...
+            raise StageError(f"stage {stage} could not run ({type(exc).__name__}: {exc}) — see {out_nb}") from None
+        seconds = time.perf_counter() - t0
+        if not cfg.paths.metrics(stage).is_file():
+            raise StageError(f"stage {stage} finished without writing {cfg.paths.metrics(stage)}; "
+                             f"open the executed notebook {out_nb}")
+        write_json(stamp, {"params_hash": stage_params_hash(cfg, stage), "seconds": round(seconds, 2),
+                           "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        timings[stage] = round(seconds, 2)
+        write_json(timings_path, timings)
+        upstream_ran = True
+        results[stage] = {"status": "ran", "seconds": seconds}
+        log(f"{prefix}: done in {seconds:.1f} s")
+    report = write_report(cfg)
+    log(f"report: {report}")
+    return results
+
+
+# ------------------------------------------------------------------------------------------------ report
+def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    if isinstance(d, dict):
+        for k, v in d.items():
+            rows.extend(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(d, list) and len(d) > 12:
+        rows.append((prefix, f"[{len(d)} items]"))
+    else:
+        rows.append((prefix, d))
+    return rows
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(json.dumps(v) if isinstance(v, list | dict) else str(v))
+
+
+def write_report(cfg: Config) -> Path:
+    """Gather every stage's metrics, tables and figures into ``outputs/<run>/report.html``."""
+    import pandas as pd
+
+    root = cfg.paths.root
+    timings = read_json(root / "timings.json") if (root / "timings.json").is_file() else {}
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>EchoScript report — {html.escape(cfg.params.run.name)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}td,th{border:1px solid #ccc;"
+        "padding:.2em .5em;text-align:left}img{max-width:100%;border:1px solid #eee;margin:.5em 0}"
+        "h2{border-bottom:2px solid #d62728;padding-bottom:.2em}.muted{color:#777}</style></head><body>",
+        f"<h1>EchoScript Workbook — run <code>{html.escape(cfg.params.run.name)}</code></h1>",
+        f"<p class='muted'>Parameters: {html.escape(str(cfg.source))} · seed {cfg.seed}</p>",
+    ]
+    figures = sorted(cfg.paths.figures.glob("*.png")) if cfg.paths.figures.is_dir() else []
+    tables = sorted(cfg.paths.tables.glob("*.csv")) if cfg.paths.tables.is_dir() else []
+    for stage in STAGES:
+        num = stage.split("_")[0]
+        metrics_file = cfg.paths.metrics(stage)
+        stage_figs = [f for f in figures if f.name.startswith(f"{num}_")]
+        stage_tabs = [t for t in tables if t.name.startswith(f"{num}_")]
+        if not metrics_file.is_file() and not stage_figs and not stage_tabs:
+            continue
+        secs = timings.get(stage)
+        parts.append(f"<h2>{html.escape(stage)}</h2>")
+        if secs is not None:
+            parts.append(f"<p class='muted'>ran in {secs:.1f} s · notebook: notebooks/{stage}.ipynb</p>")
+        if metrics_file.is_file():
+            rows = _flatten(read_json(metrics_file))
+            parts.append("<table><tr><th>metric</th><th>value</th></tr>")
+            parts.extend(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in rows)
+            parts.append("</table>")
+        for t in stage_tabs:
+            try:
+                df = pd.read_csv(t)
+            except Exception:  # an unreadable table should not sink the whole report
+                continue
+            parts.append(f"<h3>{html.escape(t.stem)}</h3>")
+            parts.append(df.head(40).to_html(index=False, float_format=lambda x: f"{x:.4g}", border=0))
+        for f in stage_figs:
+            rel = os.path.relpath(f, root)
+            parts.append(f"<h3>{html.escape(f.stem)}</h3><img src='{html.escape(rel)}' alt='{html.escape(f.stem)}'>")
+    parts.append("</body></html>")
+    out = root / "report.html"
+    from .artifacts import atomic_write_text
+
+    ensure_dir(root)
+    atomic_write_text(out, "\n".join(parts))
+    return out
