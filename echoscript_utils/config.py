@@ -243,8 +243,10 @@ class RunPaths:
         return self.stage(stage) / "metrics.json"
 
     def ensure(self) -> RunPaths:
+        from .artifacts import ensure_dir
+
         for p in (self.root, self.notebooks, self.figures, self.tables, self.cache):
-            p.mkdir(parents=True, exist_ok=True)
+            ensure_dir(p)
         return self
 
     def __repr__(self) -> str:
