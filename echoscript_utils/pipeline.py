@@ -32,6 +32,25 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: What each stage declares it writes (globs relative to its folder); the runner checks them after the stage.
+STAGE_PRODUCTS: dict[str, tuple[str, ...]] = {
+    "01_curation": ("metadata.jsonl", "skipped.csv", "exports/audiocraft/*/data.jsonl", "exports/hf/*"),
+    "02_annotation": ("metadata.jsonl",),
+    "03_alignment": ("metadata.jsonl",),
+    "04_finetuning": ("final/config.json",),
+    "05_generation": ("musicgen/*.wav", "musicgen/*.json", "echoscript/*.wav", "echoscript/*.json"),
+    "06_evaluation": (),
+    "07_listening": ("pack/*", "key.csv"),
+}
+
+
+def missing_products(cfg: Config, stage: str) -> list[str]:
+    """Declared products of ``stage`` that are absent (``metrics.json`` is always required)."""
+    folder = cfg.paths.stage(stage)
+    wanted = ("metrics.json", *STAGE_PRODUCTS.get(stage, ()))
+    return [g for g in wanted if not any(folder.glob(g))]
+
+
 def notebooks_dir() -> Path:
     """The folder holding the numbered notebooks (next to the package in a checkout)."""
     here = Path(__file__).resolve().parent.parent / "notebooks"
@@ -70,7 +89,7 @@ def _stamp_path(cfg: Config, stage: str) -> Path:
 def stage_complete(cfg: Config, stage: str) -> bool:
     """True when ``stage`` finished for the current parameters (stamp + metrics.json present)."""
     stamp = _stamp_path(cfg, stage)
-    if not stamp.is_file() or not cfg.paths.metrics(stage).is_file():
+    if not stamp.is_file() or missing_products(cfg, stage):
         return False
     try:
         return read_json(stamp).get("params_hash") == stage_params_hash(cfg, stage)
@@ -163,9 +182,10 @@ def run_workbook(params: str | os.PathLike, *, stages=None, from_stage=None, red
         except Exception as exc:  # kernel died, notebook unreadable, ...
             raise StageError(f"stage {stage} could not run ({type(exc).__name__}: {exc}) — see {out_nb}") from None
         seconds = time.perf_counter() - t0
-        if not cfg.paths.metrics(stage).is_file():
-            raise StageError(f"stage {stage} finished without writing {cfg.paths.metrics(stage)}; "
-                             f"open the executed notebook {out_nb}")
+        missing = missing_products(cfg, stage)
+        if missing:
+            raise StageError(f"stage {stage} finished without writing {', '.join(missing)} in "
+                             f"{cfg.paths.stage(stage)}; open the executed notebook {out_nb}")
         write_json(stamp, {"params_hash": stage_params_hash(cfg, stage), "seconds": round(seconds, 2),
                            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         timings[stage] = round(seconds, 2)

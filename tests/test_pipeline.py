@@ -34,6 +34,7 @@ def nbdir(tmp_path, monkeypatch):
     d = tmp_path / "notebooks"
     d.mkdir()
     monkeypatch.setattr(pipeline, "notebooks_dir", lambda: d)
+    monkeypatch.setattr(pipeline, "STAGE_PRODUCTS", {"01_curation": ("extra.txt",)})
     return d
 
 
@@ -45,6 +46,7 @@ def test_runs_in_order_skips_complete_and_reruns_downstream(nbdir, tmp_path):
     log = tmp_path / "order.txt"
     for stage in ("01_curation", "02_annotation"):
         _write(nbdir, stage, f"open({str(log)!r}, 'a').write('{stage}\\n')\n"
+                             f"(cfg.paths.stage('{stage}') / 'extra.txt').write_text('x')\n"
                              f"write_metrics(cfg.paths.stage('{stage}'), {{'n': 1}})\n")
     out = tmp_path / "out"
     params = REPO / "params" / "demo.yaml"
@@ -73,9 +75,9 @@ def test_failure_names_stage_and_notebook(nbdir, tmp_path):
     assert "01_curation" in msg and "boom in curation" in msg and "notebooks/01_curation.ipynb" in msg
 
 
-def test_stage_without_metrics_fails(nbdir, tmp_path):
+def test_stage_without_declared_products_fails(nbdir, tmp_path):
     _write(nbdir, "01_curation", "x = 1\n")
-    with pytest.raises(StageError, match="metrics.json"):
+    with pytest.raises(StageError, match="metrics.json, extra.txt"):
         pipeline.run_workbook(REPO / "params" / "demo.yaml", output_root=tmp_path / "o", log=lambda *a: None)
 
 
