@@ -1,0 +1,617 @@
+"""Models: tiny offline MusicGen / MusicGen-Melody / CLAP, and one loader for tiny, local and hub models.
+
+The workbook runs every stage on machines without a GPU or a model hub. For that it builds three *tiny* models
+from transformers configurations (random weights, a tokenizer trained offline on a text corpus shipped in
+``echoscript_utils/data/tiny_vocab.txt``) and saves them as ordinary transformers folders. From then on a tiny
+model goes through exactly the code path of the real ones:
+
+>>> path = resolve_model("tiny-musicgen", cache_dir="cache/models")      # doctest: +SKIP
+>>> model, processor = load_musicgen("tiny-musicgen", cache_dir="cache/models")   # doctest: +SKIP
+>>> model, processor = load_musicgen("facebook/musicgen-small", cache_dir="cache/models",
+...                                  device="cuda", dtype="float16", attn_implementation="sdpa")  # doctest: +SKIP
+
+The tiny MusicGen models keep the real ones' audio interface: 32 kHz mono EnCodec with a hop of 640 samples
+(50 frames per second) and 4 codebooks, so durations, frame counts and sample rates are the same as for
+``facebook/musicgen-small``; only the widths, depths and codebook size (64 instead of 2048) are small. The tiny
+CLAP takes 48 kHz audio like the LAION checkpoints.
+
+Processors: MusicGen folders carry a :class:`~transformers.MusicgenProcessor` (EnCodec feature extractor + T5
+tokenizer). MusicGen-Melody's own feature extractor needs torchaudio, which this project does not install, so
+for the melody model the processor returned here is the *tokenizer*; the chroma that goes into
+``input_features`` comes from :func:`echoscript_utils.melody.chroma_from_audio` or
+:func:`~echoscript_utils.melody.chroma_from_midi`. CLAP folders carry a :class:`~transformers.ClapProcessor`
+(CLAP feature extractor + byte-level BPE tokenizer in RoBERTa format).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import string
+import tempfile
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .artifacts import ensure_dir, file_hash, text_hash
+from .errors import DependencyError, InputError
+
+__all__ = [
+    "CLAP_SAMPLE_RATE",
+    "TINY_MODELS",
+    "build_tiny_clap",
+    "build_tiny_musicgen",
+    "build_tiny_tokenizer",
+    "codec_identity",
+    "count_parameters",
+    "decode_codes",
+    "encode_audio",
+    "frame_rate",
+    "is_tiny",
+    "load_clap",
+    "load_musicgen",
+    "model_identity",
+    "model_sample_rate",
+    "resolve_model",
+]
+
+#: Names that :func:`resolve_model` builds locally instead of downloading.
+TINY_MODELS: tuple[str, ...] = ("tiny-musicgen", "tiny-musicgen-melody", "tiny-clap")
+
+#: Sample rate (Hz) that CLAP's feature extractor expects (LAION checkpoints and the tiny model).
+CLAP_SAMPLE_RATE = 48_000
+
+#: Bump when the tiny architectures, their initialisation or their tokenizers change: new cache folders follow.
+_TINY_SPEC_VERSION = 1
+
+# Tiny MusicGen shapes. The codec matches musicgen-small's interface (32 kHz, hop 8*5*4*4 = 640 → 50 Hz,
+# 4 codebooks); bandwidth = 4 codebooks x 50 Hz x log2(64) bits = 1.2 kbit/s gives EnCodec its 4 quantizers.
+_TINY_CODEC = dict(sampling_rate=32_000, audio_channels=1, upsampling_ratios=[8, 5, 4, 4], num_filters=4,
+                   hidden_size=32, codebook_size=64, target_bandwidths=[1.2], num_lstm_layers=1, normalize=False,
+                   use_causal_conv=False)
+_TINY_T5 = dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4, relative_attention_num_buckets=32,
+                dropout_rate=0.1)
+_TINY_DECODER = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=128, num_codebooks=4,
+                     max_position_embeddings=2048, dropout=0.1)
+# Like facebook/musicgen-small's generation_config: sampling, CFG 3, 1500 tokens (30 s at 50 Hz).
+_TINY_GENERATION = dict(do_sample=True, guidance_scale=3.0, max_length=1500)
+# MusicGen-Melody: 12 chroma bins, 235 chroma frames (30 s at 32 kHz with hop 4096, as the real model).
+_TINY_MELODY = dict(num_chroma=12, chroma_length=235)
+# Tiny CLAP: HTSAT-like audio tower (10 s at 48 kHz → 1001 x 64 mel frames → 256 x 256 "image"), small text tower.
+_TINY_CLAP_AUDIO = dict(spec_size=256, num_mel_bins=64, patch_size=4, patch_stride=(4, 4), window_size=8,
+                        depths=[1, 1], num_attention_heads=[2, 4], patch_embeds_hidden_size=16, enable_fusion=False,
+                        num_hidden_layers=2, mlp_ratio=2.0)
+_TINY_CLAP_TEXT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       max_position_embeddings=514, type_vocab_size=1)
+_TINY_CLAP_PROJECTION = 32
+
+# Characters every tiny tokenizer knows even if the corpus lacks them (printable ASCII + common accents/quotes).
+_EXTRA_CHARS = "àáâäãåçèéêëìíîïñòóôöõùúûüýÿæœßÀÁÂÄÃÅÇÈÉÊËÌÍÎÏÑÒÓÔÖÕÙÚÛÜÝÆŒ–—‘’“”…°♯♭"
+_T5_SPECIALS = ["<pad>", "</s>", "<unk>"]
+_ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def is_tiny(name_or_path: str | os.PathLike) -> bool:
+    """True for the names in :data:`TINY_MODELS`."""
+    return str(name_or_path) in TINY_MODELS
+
+
+def count_parameters(model) -> int:
+    """Number of parameters (trainable or not) of a torch module."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _corpus_text() -> str:
+    return resources.files("echoscript_utils").joinpath("data/tiny_vocab.txt").read_text(encoding="utf-8")
+
+
+def _corpus_lines() -> list[str]:
+    return [line.strip() for line in _corpus_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _tiny_spec(name: str, seed: int) -> dict[str, Any]:
+    """Everything that determines a tiny model's folder: its name, the seed, the shapes and the corpus."""
+    return {"name": name, "seed": int(seed), "version": _TINY_SPEC_VERSION, "corpus": text_hash(_corpus_text()),
+            "codec": _TINY_CODEC, "t5": _TINY_T5, "decoder": _TINY_DECODER, "generation": _TINY_GENERATION,
+            "melody": _TINY_MELODY, "clap_audio": _TINY_CLAP_AUDIO, "clap_text": _TINY_CLAP_TEXT,
+            "clap_projection": _TINY_CLAP_PROJECTION}
+
+
+def _tiny_folder_name(name: str, seed: int) -> str:
+    return f"{name}-{text_hash(_tiny_spec(name, seed), length=12)}"
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Run a block with torch's global RNG seeded, restoring the caller's RNG state afterwards."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Silence transformers' chatter (MusicGen's out-of-vocabulary pad id notice, weight-loading bars)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+# ---------------------------------------------------------------------------------------- tokenizers
+def build_tiny_tokenizer(*, kind: str = "t5", vocab_size: int | None = None):
+    """Train a small tokenizer offline on the shipped text corpus; deterministic for a given corpus.
+
+    Parameters
+    ----------
+    kind : ``"t5"`` → :class:`~transformers.T5Tokenizer` from a Unigram model (``<pad>`` 0, ``</s>`` 1,
+        ``<unk>`` 2, no ``<extra_id_*>``), the text side of MusicGen; ``"roberta"`` →
+        :class:`~transformers.RobertaTokenizer` from a byte-level BPE (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2,
+        ``<unk>`` 3, ``<mask>`` 4), the text side of CLAP. Byte-level BPE never produces unknowns.
+    vocab_size : target vocabulary size (upper bound; the corpus may yield fewer pieces).
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    lines = _corpus_lines()
+    alphabet = sorted(set(string.printable.strip()) | set(_EXTRA_CHARS))
+    if kind == "t5":
+        from transformers import T5Tokenizer
+
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.NFKC()
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size or 600, special_tokens=_T5_SPECIALS,
+                                          unk_token="<unk>", initial_alphabet=alphabet, max_piece_length=16,
+                                          show_progress=False)
+        tok.train_from_iterator(lines, trainer=trainer)
+        vocab = [(piece, float(score)) for piece, score in json.loads(tok.to_str())["model"]["vocab"]]
+        return T5Tokenizer(vocab=vocab, extra_ids=0)
+    if kind == "roberta":
+        from transformers import RobertaTokenizer
+
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size or 800, special_tokens=_ROBERTA_SPECIALS,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=2,
+                                      show_progress=False)
+        tok.train_from_iterator(lines, trainer=trainer)
+        bpe = json.loads(tok.to_str())["model"]
+        merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in bpe["merges"]]
+        return RobertaTokenizer(vocab=bpe["vocab"], merges=merges)
+    raise ValueError(f"unknown tokenizer kind {kind!r}; use 't5' or 'roberta'")
+
+
+# ---------------------------------------------------------------------------------------- tiny builds
+def _init_codebooks(codec, *, seed: int) -> None:
+    """Give a random EnCodec usable codebooks (transformers initialises them to zeros, so every code is 0).
+
+    Like EnCodec's k-means initialisation, each residual quantizer takes its entries from encoder frames of a
+    deterministic signal (a few tones plus noise), and the next quantizer sees the remaining residual.
+    """
+    import torch
+
+    sr = codec.config.sampling_rate
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(sr * 4, dtype=torch.float32) / sr
+    tones = sum(a * torch.sin(2 * torch.pi * f * t) for f, a in ((110.0, 0.3), (220.0, 0.2), (329.6, 0.15),
+                                                                  (523.3, 0.1), (880.0, 0.05)))
+    signal = tones + 0.05 * torch.randn(t.shape, generator=g)
+    with torch.no_grad():
+        frames = codec.encoder(signal[None, None].repeat(1, codec.config.audio_channels, 1))[0].T  # [T, D]
+        residual = frames.clone()
+        for layer in codec.quantizer.layers:
+            book = layer.codebook
+            n = book.embed.shape[0]
+            idx = torch.randperm(residual.shape[0], generator=g)[:n]
+            entries = residual[idx]
+            if entries.shape[0] < n:  # fewer frames than entries: pad with jittered copies
+                extra = entries[torch.randint(entries.shape[0], (n - entries.shape[0],), generator=g)]
+                entries = torch.cat([entries, extra * (1 + 0.1 * torch.randn(extra.shape, generator=g))])
+            book.embed.copy_(entries)
+            book.embed_avg.copy_(entries)
+            book.cluster_size.fill_(1.0)
+            residual = residual - book.embed[book.quantize(residual)]
+
+
+def build_tiny_musicgen(*, seed: int = 1234, melody: bool = False):
+    """Build a tiny random MusicGen (or MusicGen-Melody) with musicgen-small's audio interface.
+
+    32 kHz mono EnCodec, hop 640 samples (50 Hz frames), 4 codebooks of 64 entries; T5 text encoder and
+    decoder 64 wide x 2 layers; about 0.4 M parameters. Pad/BOS/decoder-start id = 64 (the codebook size) on the
+    config and the generation config; generation defaults as musicgen-small (sampling, CFG 3, 1500 tokens).
+
+    Returns
+    -------
+    (model, processor) : ``MusicgenForConditionalGeneration`` + ``MusicgenProcessor``, or
+        ``MusicgenMelodyForConditionalGeneration`` + its T5 tokenizer (chroma comes from
+        :mod:`echoscript_utils.melody`). The model is in eval mode. The caller's torch RNG is left untouched.
+    """
+    import transformers as tf
+
+    tokenizer = build_tiny_tokenizer(kind="t5")
+    codebook = _TINY_CODEC["codebook_size"]
+    special = dict(pad_token_id=codebook, bos_token_id=codebook, decoder_start_token_id=codebook)
+    codec_cfg = tf.EncodecConfig(**_TINY_CODEC)
+    text_cfg = tf.T5Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                           eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
+                           **_TINY_T5)
+    with _quiet_transformers():
+        if melody:
+            dec_cfg = tf.MusicgenMelodyDecoderConfig(vocab_size=codebook, **_TINY_DECODER, **special)
+            cfg = tf.MusicgenMelodyConfig(text_encoder=text_cfg, audio_encoder=codec_cfg, decoder=dec_cfg,
+                                          **_TINY_MELODY)
+            model_cls = tf.MusicgenMelodyForConditionalGeneration
+        else:
+            dec_cfg = tf.MusicgenDecoderConfig(vocab_size=codebook, **_TINY_DECODER, **special)
+            cfg = tf.MusicgenConfig(text_encoder=text_cfg, audio_encoder=codec_cfg, decoder=dec_cfg)
+            model_cls = tf.MusicgenForConditionalGeneration
+        for key, value in special.items():
+            setattr(cfg, key, value)
+        with _seeded(seed):
+            model = model_cls(cfg)
+            _init_codebooks(model.audio_encoder, seed=seed)
+        gen = model.generation_config
+        for key, value in {**special, **_TINY_GENERATION}.items():
+            setattr(gen, key, value)
+    model.eval()
+    if melody:
+        return model, tokenizer
+    feature_extractor = tf.EncodecFeatureExtractor(feature_size=1, sampling_rate=_TINY_CODEC["sampling_rate"],
+                                                   padding_value=0.0)
+    return model, tf.MusicgenProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+
+
+def build_tiny_clap(*, seed: int = 1234):
+    """Build a tiny random CLAP (HTSAT-style audio tower + RoBERTa-style text tower), 48 kHz audio input.
+
+    Audio: 10 s windows (longer input is cut at a random offset, ``truncation="rand_trunc"``, shorter input is
+    repeated), 64 mel bins, spec size 256, Swin depths (1, 1), width 16 → 32. Text: 32 wide x 2 layers over a
+    byte-level BPE vocabulary. Joint projection 32-d.
+
+    Returns
+    -------
+    (model, processor) : ``ClapModel`` (eval mode) + ``ClapProcessor``.
+    """
+    import transformers as tf
+
+    tokenizer = build_tiny_tokenizer(kind="roberta")
+    audio = dict(_TINY_CLAP_AUDIO)
+    audio["hidden_size"] = audio["patch_embeds_hidden_size"] * 2 ** (len(audio["depths"]) - 1)
+    with _quiet_transformers():
+        text_cfg = tf.ClapTextConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                     bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                     projection_dim=_TINY_CLAP_PROJECTION, **_TINY_CLAP_TEXT)
+        audio_cfg = tf.ClapAudioConfig(projection_dim=_TINY_CLAP_PROJECTION, **audio)
+        cfg = tf.ClapConfig(text_config=text_cfg, audio_config=audio_cfg, projection_dim=_TINY_CLAP_PROJECTION)
+        with _seeded(seed):
+            model = tf.ClapModel(cfg)
+    model.eval()
+    feature_extractor = tf.ClapFeatureExtractor(feature_size=audio["num_mel_bins"], sampling_rate=CLAP_SAMPLE_RATE,
+                                                hop_length=480, max_length_s=10, fft_window_size=1024,
+                                                truncation="rand_trunc", padding="repeatpad")
+    return model, tf.ClapProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+
+
+def _build_tiny(name: str, seed: int):
+    if name == "tiny-musicgen":
+        return build_tiny_musicgen(seed=seed)
+    if name == "tiny-musicgen-melody":
+        return build_tiny_musicgen(seed=seed, melody=True)
+    if name == "tiny-clap":
+        return build_tiny_clap(seed=seed)
+    raise InputError(f"{name}: not a tiny model; use one of {', '.join(TINY_MODELS)}")
+
+
+# -------------------------------------------------------------------------------------------- resolving
+def _looks_like_path(s: str) -> bool:
+    return (os.path.isabs(s) or s.startswith((".", "~")) or s.count("/") > 1 or os.sep != "/" and os.sep in s)
+
+
+def resolve_model(name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLike, seed: int = 1234) -> str:
+    """Turn a model reference into something ``from_pretrained`` accepts.
+
+    Parameters
+    ----------
+    name_or_path : a tiny name (:data:`TINY_MODELS`), a local folder (full model or peft LoRA adapter), or a
+        Hugging Face Hub id such as ``facebook/musicgen-small``.
+    cache_dir : where tiny models are saved, each in ``<cache_dir>/<name>-<hash>/`` (the hash covers the
+        architecture, the seed and the tokenizer corpus). Built once, written atomically (temporary folder +
+        rename), reused afterwards.
+    seed : initialisation seed for tiny models.
+
+    Returns
+    -------
+    The folder path (``str``) for tiny names and local folders, the id unchanged for hub ids.
+    """
+    ref = str(name_or_path)
+    if not is_tiny(ref):
+        if Path(ref).expanduser().is_dir():
+            return str(Path(ref).expanduser())
+        if _looks_like_path(ref):
+            raise InputError(f"{ref}: model folder does not exist; pass an existing folder, a hub id or one of "
+                             f"{', '.join(TINY_MODELS)}")
+        return ref
+    cache = ensure_dir(Path(cache_dir).expanduser())
+    final = cache / _tiny_folder_name(ref, seed)
+    if (final / "config.json").is_file():
+        return str(final)
+    model, processor = _build_tiny(ref, seed)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=cache))
+    try:
+        with _quiet_transformers():
+            model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+        (tmp / "echoscript_tiny.json").write_text(json.dumps(_tiny_spec(ref, seed), indent=2, sort_keys=True) + "\n",
+                                                  encoding="utf-8")
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished first: keep its folder
+            if not (final / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(final)
+
+
+def _hub_error(ref: str, exc: BaseException) -> DependencyError:
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return DependencyError(f"{ref}: could not load the model ({reason}); check the network connection and "
+                           f"HF_HUB_OFFLINE, or pass a local model folder")
+
+
+def _read_local_json(folder: str, name: str) -> dict | None:
+    p = Path(folder) / name
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+
+
+def _model_type(ref: str) -> str:
+    """``model_type`` of a local folder or hub id (hub access errors become DependencyError)."""
+    local = _read_local_json(ref, "config.json") if Path(ref).is_dir() else None
+    if local is not None:
+        return str(local.get("model_type", ""))
+    if Path(ref).is_dir():
+        raise InputError(f"{ref}: no config.json or adapter_config.json here; pass a transformers model folder")
+    from transformers import AutoConfig
+
+    try:
+        return str(AutoConfig.from_pretrained(ref).model_type)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(ref, exc) from None
+
+
+def _load_kwargs(dtype, attn_implementation) -> dict[str, Any]:
+    import torch
+
+    kwargs: dict[str, Any] = {}
+    if dtype is not None:
+        kwargs["dtype"] = dtype if isinstance(dtype, torch.dtype) or dtype == "auto" else getattr(torch, str(dtype))
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    return kwargs
+
+
+def _load(ref: str, *, family: str, cache_dir, device, dtype, attn_implementation, seed, merge_lora):
+    """Shared body of :func:`load_musicgen` and :func:`load_clap`."""
+    path = resolve_model(ref, cache_dir=cache_dir, seed=seed)
+    adapter = _read_local_json(path, "adapter_config.json") if Path(path).is_dir() else None
+    if adapter is not None:
+        base_ref = adapter.get("base_model_name_or_path")
+        if not base_ref:
+            raise InputError(f"{path}/adapter_config.json: no base_model_name_or_path; cannot find the base model")
+        model, processor = _load(base_ref, family=family, cache_dir=cache_dir, device="cpu", dtype=dtype,
+                                 attn_implementation=attn_implementation, seed=seed, merge_lora=merge_lora)
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, path)
+        if merge_lora:
+            model = model.merge_and_unload()
+        model.eval()
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            processor = _load_processor(path, model_type=_config_of(model).model_type)
+        return model.to(device), processor
+
+    model_type = _model_type(path)
+    import transformers as tf
+
+    classes = {"musicgen": tf.MusicgenForConditionalGeneration,
+               "musicgen_melody": tf.MusicgenMelodyForConditionalGeneration, "clap": tf.ClapModel}
+    allowed = ("musicgen", "musicgen_melody") if family == "musicgen" else ("clap",)
+    if model_type not in allowed:
+        raise InputError(f"{path}: model type {model_type!r} is not a {family} model; expected one of "
+                         f"{', '.join(allowed)}")
+    try:
+        with _quiet_transformers():
+            model = classes[model_type].from_pretrained(path, **_load_kwargs(dtype, attn_implementation))
+            processor = _load_processor(path, model_type=model_type)
+    except (OSError, ValueError) as exc:
+        if Path(path).is_dir():
+            raise InputError(f"{path}: cannot load the model folder ({str(exc).splitlines()[0][:200]})") from None
+        raise _hub_error(path, exc) from None
+    model.eval()
+    return model.to(device), processor
+
+
+def _load_processor(path: str, *, model_type: str):
+    import transformers as tf
+
+    if model_type == "musicgen_melody":  # its feature extractor needs torchaudio: the tokenizer is the processor
+        return tf.AutoTokenizer.from_pretrained(path)
+    if model_type == "musicgen":
+        return tf.MusicgenProcessor.from_pretrained(path)
+    return tf.ClapProcessor.from_pretrained(path)
+
+
+def load_musicgen(name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLike, device: str = "cpu",
+                  dtype=None, attn_implementation: str | None = None, seed: int = 1234, merge_lora: bool = True):
+    """Load MusicGen or MusicGen-Melody (tiny name, local folder, LoRA adapter folder or hub id).
+
+    Parameters
+    ----------
+    name_or_path : ``tiny-musicgen``, ``tiny-musicgen-melody``, a folder saved by ``save_pretrained`` (e.g. a
+        run's ``04_finetuning/final/``), a peft adapter folder (``adapter_config.json``; its base model is
+        loaded first, from the adapter's ``base_model_name_or_path``), or a hub id (``facebook/musicgen-small``,
+        ``facebook/musicgen-melody``, ...).
+    cache_dir : folder for tiny models (see :func:`resolve_model`); hub downloads use the usual HF cache.
+    device : ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    dtype : ``None`` (the checkpoint's float32), a ``torch.dtype``, ``"float16"``, ``"bfloat16"`` or ``"auto"``.
+    attn_implementation : ``None`` (transformers' default), ``"eager"``, ``"sdpa"`` or ``"flash_attention_2"``.
+    seed : initialisation seed of tiny models.
+    merge_lora : for adapter folders, merge the adapter into the base weights (a plain transformers model);
+        ``False`` returns the ``peft.PeftModel``.
+
+    Returns
+    -------
+    (model, processor) : the model in eval mode on ``device``; the processor is a ``MusicgenProcessor`` for
+        MusicGen and the T5 tokenizer for MusicGen-Melody (its chroma ``input_features`` ``[B, n_frames, 12]``
+        come from :mod:`echoscript_utils.melody`).
+
+    Raises
+    ------
+    DependencyError : a hub id that cannot be fetched (offline, unknown id).
+    InputError : a missing local folder or one that holds no MusicGen model.
+    """
+    return _load(str(name_or_path), family="musicgen", cache_dir=cache_dir, device=device, dtype=dtype,
+                 attn_implementation=attn_implementation, seed=seed, merge_lora=merge_lora)
+
+
+def load_clap(name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLike, device: str = "cpu", dtype=None,
+              attn_implementation: str | None = None, seed: int = 1234, merge_lora: bool = True):
+    """Load a CLAP model and its ``ClapProcessor`` (``tiny-clap``, a local folder, an adapter folder or a hub id
+    such as ``laion/clap-htsat-unfused`` or ``laion/larger_clap_music_and_speech``). Audio goes in at
+    :data:`CLAP_SAMPLE_RATE` (48 kHz). Same options and errors as :func:`load_musicgen`."""
+    return _load(str(name_or_path), family="clap", cache_dir=cache_dir, device=device, dtype=dtype,
+                 attn_implementation=attn_implementation, seed=seed, merge_lora=merge_lora)
+
+
+# ------------------------------------------------------------------------------------ codec helpers
+def _unwrap(model):
+    """The transformers model inside a peft wrapper (or the model itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def _config_of(model):
+    return _unwrap(model).config
+
+
+def model_sample_rate(model) -> int:
+    """Audio sample rate (Hz) of a MusicGen model's codec: 32000 for all MusicGen checkpoints and the tiny ones."""
+    return int(_config_of(model).audio_encoder.sampling_rate)
+
+
+def frame_rate(model) -> int:
+    """Codec frames (decoder steps) per second of audio: 50 for MusicGen and the tiny models."""
+    return int(_config_of(model).audio_encoder.frame_rate)
+
+
+def encode_audio(model, wav, *, padding_mask=None):
+    """Encode audio into codec tokens with the model's frozen EnCodec (no gradients).
+
+    Parameters
+    ----------
+    model : a MusicGen / MusicGen-Melody model (or a peft wrapper of one).
+    wav : float ``[B, C, T]`` (torch or numpy) at :func:`model_sample_rate`. Mono models average stereo input;
+        stereo models (``decoder.audio_channels == 2``) need ``C == 2``.
+    padding_mask : optional ``[B, T]`` (1 = real sample), passed to EnCodec.
+
+    Returns
+    -------
+    codes : ``torch.LongTensor [B, K, T_frames]`` on the model's device, ``K`` = decoder codebooks (4 for
+        musicgen-small; stereo models interleave left/right as transformers does), ``T_frames ≈ T / hop``.
+    """
+    import torch
+
+    m = _unwrap(model)
+    codec = m.audio_encoder
+    param = next(codec.parameters())
+    x = torch.as_tensor(wav).to(device=param.device, dtype=param.dtype)
+    if x.ndim != 3:
+        raise ValueError(f"wav must be [B, C, T], got shape {tuple(x.shape)}")
+    stereo = m.config.decoder.audio_channels == 2
+    with torch.no_grad():
+        if not stereo:
+            if x.shape[1] != codec.config.audio_channels:
+                x = x.mean(dim=1, keepdim=True)
+            return codec.encode(x, padding_mask=padding_mask).audio_codes[0]
+        if x.shape[1] != 2:
+            raise ValueError(f"stereo model needs 2-channel audio, got {x.shape[1]} channel(s)")
+        left = codec.encode(x[:, :1], padding_mask=padding_mask).audio_codes[0]
+        right = codec.encode(x[:, 1:], padding_mask=padding_mask).audio_codes[0]
+        b, k, t = left.shape
+        return torch.stack([left, right], dim=2).reshape(b, 2 * k, t)
+
+
+def decode_codes(model, codes):
+    """Decode codec tokens ``[B, K, T_frames]`` back to audio ``float [B, C, T]`` at :func:`model_sample_rate`
+    (C = 1, or 2 for stereo models). No gradients."""
+    import torch
+
+    m = _unwrap(model)
+    codec = m.audio_encoder
+    codes = torch.as_tensor(codes, device=next(codec.parameters()).device).long()
+    with torch.no_grad():
+        if m.config.decoder.audio_channels != 2:
+            return codec.decode(codes[None], [None]).audio_values
+        left = codec.decode(codes[None, :, ::2], [None]).audio_values
+        right = codec.decode(codes[None, :, 1::2], [None]).audio_values
+        return torch.cat([left, right], dim=1)
+
+
+# --------------------------------------------------------------------------------------- identities
+@lru_cache(maxsize=256)
+def _cached_file_hash(path: str, size: int, mtime_ns: int) -> str:
+    return file_hash(path)
+
+
+_IDENTITY_FILES = ("config.json", "adapter_config.json", "generation_config.json")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def model_identity(path_or_id: str | os.PathLike, *, seed: int = 1234) -> str:
+    """A stable string that changes when the model's weights or config change (for cache keys).
+
+    Local folders: a hash over ``config.json`` / ``adapter_config.json`` / ``generation_config.json`` and every
+    weights file (``*.safetensors``, ``*.bin``), file hashes memoised by size and mtime. Tiny names: the name of
+    their cache folder (``tiny-musicgen-<hash>``, fixed by architecture, seed and corpus). Hub ids: ``hub:<id>``.
+    """
+    ref = str(path_or_id)
+    if is_tiny(ref):
+        return _tiny_folder_name(ref, seed)
+    folder = Path(ref).expanduser()
+    if not folder.is_dir():
+        return f"hub:{ref}"
+    parts = []
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and (p.name in _IDENTITY_FILES or p.suffix in _WEIGHT_SUFFIXES):
+            st = p.stat()
+            parts.append((p.name, _cached_file_hash(str(p.resolve()), st.st_size, st.st_mtime_ns)))
+    if not parts:
+        raise InputError(f"{folder}: no config or weights files; pass a transformers model folder")
+    return f"local:{text_hash(parts)}"
+
+
+def codec_identity(model) -> str:
+    """Hash of a MusicGen model's EnCodec (config + weights): codec-token caches stay valid across fine-tuning,
+    which leaves the codec frozen, and are invalidated when the codec differs."""
+    import hashlib
+
+    m = _unwrap(model)
+    h = hashlib.sha256(json.dumps(m.config.audio_encoder.to_dict(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(m.audio_encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
