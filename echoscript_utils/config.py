@@ -91,7 +91,9 @@ class PromptSection(_Section):
     temperature: float = Field(0.9, ge=0)
     base_url: str | None = None  # an OpenAI-compatible endpoint; None → the client's default
     timeout_s: float = 60.0
-    max_retries: int = 5
+    max_retries: int = Field(5, ge=0)  # retries after 429 / timeout / 5xx / malformed reply
+    backoff_s: float = Field(1.0, ge=0)  # first retry waits this long, doubling each time (max 60 s)
+    batch_size: int = Field(20, ge=1)  # prompts asked for per request (one mood per request)
 
 
 class AnnotationSection(_Section):
@@ -101,6 +103,9 @@ class AnnotationSection(_Section):
     threshold: float = Field(0.2, ge=0, le=1)  # minimum probability for a mood / instrument tag
     top_k: int = Field(3, ge=1)  # at most this many moods / instruments per clip
     overrides_file: Path | None = None  # human corrections; default <run>/02_annotation/overrides.csv
+    min_labels: int = Field(1, ge=0)  # at least this many moods / instruments per clip (best first)
+    combine: list[Literal["panns", "musicnn", "clap"]] | None = None  # taggers averaged into the tags; None = all
+    prompts_per_clip: int = Field(3, ge=0)  # prompt candidates (matching mood) stored per clip
     prompts: PromptSection = PromptSection()
 
 

@@ -1,0 +1,479 @@
+"""Scene prompts: short film-scene descriptions with a mood, keywords and tempo words, used as text conditions.
+
+Two providers, chosen by ``annotation.prompts.provider``:
+
+``offline``
+    Templates over scenes × moods × instruments × tempo words, sampled without repetition by a seeded
+    generator: the same seed gives the same prompts on every machine, at no cost (:func:`offline_prompts`).
+``openai``
+    A chat model through the ``openai`` client asked for structured JSON (a JSON schema response format),
+    one request per batch of prompts of one mood (:func:`openai_prompts`). Every reply is cached on disk under
+    a hash of the request (model, temperature, seed, messages, schema), so a rerun makes no call; rate limits,
+    timeouts and server errors are retried with exponential backoff; an auth failure stops with one line.
+    The API key is read from ``OPENAI_API_KEY`` in the environment only and is never written anywhere (it is
+    not part of the request hash, the cache or any message).
+``auto``
+    ``openai`` when ``OPENAI_API_KEY`` is set, else ``offline``.
+
+Every provider returns a DataFrame with :data:`PROMPT_COLUMNS`; ``keywords`` and ``tempo`` are lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, DependencyError, InputError
+from .taxonomy import INSTRUMENTS, MOODS, join_list, split_list
+
+__all__ = [
+    "PROMPT_COLUMNS",
+    "PROMPT_SCHEMA",
+    "diversity",
+    "generate_prompts",
+    "mood_counts",
+    "offline_prompts",
+    "openai_prompts",
+    "read_prompts",
+    "resolve_provider",
+    "write_prompts",
+]
+
+PROMPT_COLUMNS = ["prompt_id", "scene", "mood", "keywords", "tempo", "prompt", "source"]
+API_KEY_ENV = "OPENAI_API_KEY"
+
+# ----------------------------------------------------------------------------------------- offline vocabulary
+#: Scenes that suit each mood (a scene can be scored against the grain, but these read naturally).
+SCENES: dict[str, tuple[str, ...]] = {
+    "uplifting": (
+        "a crew of friends finally reaching the summit at sunrise",
+        "a small-town parade rolling down main street",
+        "a rookie pilot's first solo flight over the coast",
+        "two rivals shaking hands after the championship match",
+        "a family reunited at a busy train station",
+        "a greenhouse bursting into bloom in time-lapse",
+        "a lighthouse keeper spotting the lost boat returning home",
+        "graduates throwing their caps into a bright spring sky",
+        "a rebuilt village celebrating its first harvest festival",
+        "a kite soaring over windswept dunes",
+        "a young inventor's machine finally whirring to life",
+        "the underdog team lifting the trophy in the rain",
+        "a sailboat gliding out of the harbour at dawn",
+        "a street musician drawing a joyful crowd",
+        "an astronaut stepping out to see the earth rise",
+    ),
+    "suspenseful": (
+        "a detective creeping through a dark warehouse",
+        "footsteps echoing in an empty hospital corridor at night",
+        "a hacker racing a countdown in a glowing server room",
+        "a submarine drifting silently past an enemy destroyer",
+        "a stranger watching from a car across the street",
+        "a storm closing in on a stranded mountain cabin",
+        "a thief balancing on a ledge above the city lights",
+        "a radio crackling with a distress call from the ice",
+        "a door creaking open in an abandoned lighthouse",
+        "a chess master weighing the final, fatal move",
+        "a bomb technician choosing which wire to cut",
+        "a scout hiding in tall grass as riders pass",
+        "a lift stalling between floors with the lights flickering",
+        "an interrogation room where nobody speaks",
+        "a train crossing a bridge as the fuse burns down",
+    ),
+    "melancholic": (
+        "an old man sorting letters in an empty attic",
+        "rain streaking the window of a departing bus",
+        "a soldier reading a letter from home by candlelight",
+        "a closed seaside carnival in late autumn",
+        "a mother folding the clothes of a grown child who left",
+        "a widow setting two cups of tea out of habit",
+        "a dog waiting at the gate for someone who will not come",
+        "snow settling on an overgrown family grave",
+        "two old friends saying goodbye at an airport gate",
+        "a ballerina packing away her shoes after her final show",
+        "a town slowly flooding behind a new dam",
+        "a childhood home being emptied by movers",
+        "a lone violinist on a deserted bridge at dusk",
+        "a photograph fading on a sunlit windowsill",
+        "a fishing boat rusting on the shore of a dried lake",
+    ),
+    "calming": (
+        "mist lifting off a still lake at dawn",
+        "a cat asleep on a sunny windowsill",
+        "a monk raking a zen garden",
+        "snow falling softly over a quiet village",
+        "waves rolling onto an empty beach at twilight",
+        "a reader curled up by a crackling fireplace",
+        "a meadow swaying in a warm summer breeze",
+        "lanterns drifting down a slow river",
+        "a gardener watering herbs in the early morning",
+        "stars wheeling slowly over a desert camp",
+        "a canoe drifting through lily pads",
+        "a grandmother knitting while the kettle hums",
+        "rain pattering on the roof of a forest cabin",
+        "clouds passing over rolling green hills",
+        "a potter shaping clay on a spinning wheel",
+    ),
+}
+
+MOOD_WORDS: dict[str, tuple[str, ...]] = {
+    "uplifting": ("triumphant", "hopeful", "bright", "soaring", "joyful", "heroic", "radiant"),
+    "suspenseful": ("tense", "ominous", "uneasy", "dark", "menacing", "brooding", "nervous"),
+    "melancholic": ("wistful", "sorrowful", "bittersweet", "aching", "nostalgic", "mournful", "lonely"),
+    "calming": ("serene", "peaceful", "gentle", "tranquil", "soothing", "dreamy", "warm"),
+}
+
+TEMPO_WORDS: dict[str, tuple[str, ...]] = {
+    "uplifting": ("brisk", "driving", "moderate", "lively", "marching", "building"),
+    "suspenseful": ("slow", "pulsing", "creeping", "accelerating", "ticking", "halting"),
+    "melancholic": ("slow", "rubato", "lilting", "adagio", "unhurried", "fading"),
+    "calming": ("slow", "gentle", "unhurried", "flowing", "steady", "largo"),
+}
+
+#: Ways to name each taxonomy instrument in a prompt.
+INSTRUMENT_PHRASES: dict[str, tuple[str, ...]] = {
+    "guitar": ("fingerpicked acoustic guitar", "clean electric guitar", "nylon-string guitar", "strummed guitar"),
+    "piano": ("solo piano", "soft felt piano", "grand piano", "sparse piano chords"),
+    "violin": ("string ensemble", "solo violin", "lush strings", "tremolo strings", "cello and violins"),
+    "synthesizer": ("warm analog synth pads", "pulsing synth arpeggios", "glassy synthesizer", "deep synth bass"),
+    "percussion": ("low taiko drums", "soft brushed percussion", "timpani rolls", "tight electronic drums"),
+}
+
+GENRE_WORDS = ("cinematic", "orchestral", "ambient", "electronic", "classical")
+
+TEMPLATES: tuple[str, ...] = (
+    "{Mood} {genre} score for {scene}, {tempo} tempo, featuring {inst}.",
+    "Scene: {scene}. Music: {mood}, {tempo}, {inst} with {inst2}.",
+    "A {mood}, {tempo} theme on {inst} as we see {scene}.",
+    "A {tempo}, {mood} cue under {scene}; {inst} over {inst2}.",
+    "Underscore {scene} with {mood} {genre} music: {inst}, {tempo} pace.",
+    "{Scene} — {mood2} and {mood} {genre} textures, {tempo}, led by {inst}.",
+    "Film cue: {scene}. {Tempo} {inst}, a {mood} mood, hints of {inst2}.",
+    "Write a {mood} {tempo} piece for {scene}, built on {inst}.",
+)
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def offline_prompts(n: int = 170, *, seed: int = 1234) -> Any:
+    """``n`` scene prompts from templates, balanced over :data:`~echoscript_utils.taxonomy.MOODS`.
+
+    Deterministic from ``seed``; no two prompts share the same (scene, template, instrument, tempo)
+    combination. Returns a DataFrame with :data:`PROMPT_COLUMNS` (``source = "offline"``).
+    """
+    import pandas as pd
+
+    if n < 1:
+        raise ConfigError(f"annotation.prompts.n_prompts must be at least 1, got {n}")
+    rng = np.random.default_rng(seed)
+    per_mood = {m: n // len(MOODS) for m in MOODS}
+    for m in rng.permutation(MOODS)[: n % len(MOODS)]:
+        per_mood[str(m)] += 1
+    rows = []
+    for mood in MOODS:
+        scenes = list(SCENES[mood])
+        used: set[tuple] = set()
+        order = rng.permutation(len(scenes))
+        k = 0
+        while k < per_mood[mood]:
+            scene = scenes[order[k % len(scenes)]]
+            inst_a, inst_b = (str(x) for x in rng.choice(INSTRUMENTS, size=2, replace=False))
+            tpl = int(rng.integers(len(TEMPLATES)))
+            tempo = str(rng.choice(TEMPO_WORDS[mood]))
+            key = (scene, tpl, inst_a, tempo)
+            if key in used and len(used) < len(scenes) * len(TEMPLATES) * len(INSTRUMENTS):
+                continue
+            used.add(key)
+            mood_a, mood_b = (str(x) for x in rng.choice(MOOD_WORDS[mood], size=2, replace=False))
+            genre = str(rng.choice(GENRE_WORDS))
+            phrase_a = str(rng.choice(INSTRUMENT_PHRASES[inst_a]))
+            phrase_b = str(rng.choice(INSTRUMENT_PHRASES[inst_b]))
+            text = TEMPLATES[tpl].format(
+                scene=scene, Scene=_cap(scene), mood=mood_a, Mood=_cap(mood_a), mood2=mood_b, genre=genre,
+                tempo=tempo, Tempo=_cap(tempo), inst=phrase_a, Inst=_cap(phrase_a), inst2=phrase_b)
+            rows.append({"scene": scene, "mood": mood, "keywords": [mood_a, mood_b, inst_a, inst_b, genre],
+                         "tempo": [tempo], "prompt": text, "source": "offline"})
+            k += 1
+    order = rng.permutation(len(rows))
+    df = pd.DataFrame([rows[i] for i in order])
+    df.insert(0, "prompt_id", [f"p{i:04d}" for i in range(len(df))])
+    return df[PROMPT_COLUMNS]
+
+
+# ----------------------------------------------------------------------------------------- OpenAI
+#: The JSON schema the model must follow (OpenAI structured outputs, strict mode).
+PROMPT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "prompts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "scene": {"type": "string", "description": "one-sentence film scene"},
+                    "mood": {"type": "string", "enum": list(MOODS)},
+                    "keywords": {"type": "array", "items": {"type": "string"}},
+                    "tempo": {"type": "array", "items": {"type": "string"}},
+                    "prompt": {"type": "string", "description": "the music prompt for this scene"},
+                },
+                "required": ["scene", "mood", "keywords", "tempo", "prompt"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["prompts"],
+    "additionalProperties": False,
+}
+
+SYSTEM_MESSAGE = (
+    "You write short prompts for a text-to-music model that scores film scenes. Each prompt names a concrete "
+    "scene, the music's mood, instruments chosen from: " + ", ".join(INSTRUMENTS) + ", and tempo words. "
+    "Vary scenes, settings and wording; never repeat a scene. Answer only with JSON that follows the schema."
+)
+
+
+def resolve_provider(provider: str = "auto") -> str:
+    """``auto`` → ``openai`` when ``OPENAI_API_KEY`` is set in the environment, else ``offline``."""
+    if provider not in ("auto", "offline", "openai"):
+        raise ConfigError(f"annotation.prompts.provider must be auto, offline or openai, got {provider!r}")
+    if provider == "auto":
+        return "openai" if os.environ.get(API_KEY_ENV) else "offline"
+    return provider
+
+
+def _batches(n: int, batch_size: int) -> list[tuple[str, int, int]]:
+    """Split ``n`` prompts into ``(mood, batch_index, count)`` requests, balanced over moods."""
+    per_mood = {m: n // len(MOODS) + (1 if i < n % len(MOODS) else 0) for i, m in enumerate(MOODS)}
+    out = []
+    for mood in MOODS:
+        left, b = per_mood[mood], 0
+        while left > 0:
+            k = min(batch_size, left)
+            out.append((mood, b, k))
+            left -= k
+            b += 1
+    return out
+
+
+def _messages(mood: str, batch: int, count: int) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": SYSTEM_MESSAGE},
+        {"role": "user", "content": (f"Write {count} different prompts whose mood is '{mood}' (batch {batch + 1}; "
+                                     "use scenes unlike earlier batches). Return {\"prompts\": [...]}.")},
+    ]
+
+
+def _parse_reply(content: str | None, *, mood: str, count: int) -> list[dict[str, Any]]:
+    """Validate one reply; raises ``ValueError`` when it is not usable."""
+    if not content:
+        raise ValueError("empty reply")
+    data = json.loads(content)
+    items = data.get("prompts") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise ValueError("no 'prompts' list")
+    rows = []
+    for item in items:
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) and item.get(k).strip()
+                                                 for k in ("scene", "prompt")):
+            raise ValueError("an item lacks scene/prompt text")
+        item_mood = str(item.get("mood", mood)).strip().lower()
+        rows.append({
+            "scene": item["scene"].strip(),
+            "mood": item_mood if item_mood in MOODS else mood,
+            "keywords": [str(k).strip() for k in item.get("keywords") or [] if str(k).strip()],
+            "tempo": [str(k).strip() for k in item.get("tempo") or [] if str(k).strip()],
+            "prompt": item["prompt"].strip(),
+        })
+    return rows[:count]
+
+
+def _retryable(exc: Exception) -> bool:
+    import openai
+
+    if isinstance(exc, openai.RateLimitError | openai.APITimeoutError | openai.APIConnectionError):
+        return True
+    return isinstance(exc, openai.APIStatusError) and getattr(exc, "status_code", 0) >= 500
+
+
+def openai_prompts(n: int = 170, *, model: str = "gpt-4o-mini", temperature: float = 0.9, seed: int = 1234,
+                   cache_dir: str | os.PathLike, base_url: str | None = None, timeout_s: float = 60.0,
+                   max_retries: int = 5, backoff_s: float = 1.0, batch_size: int = 20,
+                   client: Any = None, sleep: Callable[[float], None] = time.sleep,
+                   progress: bool = True) -> Any:
+    """``n`` scene prompts from a chat model with structured JSON output, cached by request hash.
+
+    Args:
+        n: number of prompts (balanced over moods, ``batch_size`` per request).
+        model, temperature, seed: sent with each request (and part of its cache key).
+        cache_dir: replies are stored as ``<cache_dir>/prompts/<hash>.json``; a cached request is not sent.
+        base_url: an OpenAI-compatible endpoint (None → the client's default).
+        max_retries: retries per request after a rate limit (429), timeout, connection error, 5xx or a reply
+            that is not valid JSON of the schema; waits ``backoff_s × 2^attempt`` seconds (at most 60 s).
+        client: an ``openai.OpenAI`` instance to use instead of building one (its key is the caller's affair).
+
+    Raises:
+        ConfigError: no key in the environment, or the server rejected it (401/403).
+        DependencyError: retries exhausted or the replies never matched the schema.
+    """
+    import pandas as pd
+
+    from .artifacts import read_json, text_hash, write_json
+
+    cache = Path(cache_dir) / "prompts"
+    requests = []
+    for mood, batch, count in _batches(n, batch_size):
+        body = {"model": model, "temperature": temperature, "seed": seed + batch,
+                "messages": _messages(mood, batch, count),
+                "response_format": {"type": "json_schema",
+                                    "json_schema": {"name": "scene_prompts", "strict": True,
+                                                    "schema": PROMPT_SCHEMA}}}
+        requests.append((mood, count, body, cache / f"{text_hash(body, base_url or '', length=24)}.json"))
+
+    todo = [r for r in requests if not r[3].is_file()]
+    if todo and client is None:
+        client = _make_client(base_url=base_url, timeout_s=timeout_s)
+    from tqdm.auto import tqdm
+
+    rows: list[dict[str, Any]] = []
+    for mood, count, body, path in tqdm(requests, desc="scene prompts", disable=not progress or not todo,
+                                        leave=False):
+        if path.is_file():
+            content = read_json(path)["content"]
+            parsed = _parse_reply(content, mood=mood, count=count)
+        else:
+            content, parsed = _request_with_retries(client, body, mood=mood, count=count,
+                                                    max_retries=max_retries, backoff_s=backoff_s, sleep=sleep)
+            write_json(path, {"model": model, "base_url": base_url, "request_hash": path.stem,
+                              "content": content})
+        rows.extend(parsed)
+    df = pd.DataFrame(rows, columns=PROMPT_COLUMNS[1:-1])
+    df["source"] = f"openai:{model}"
+    df.insert(0, "prompt_id", [f"p{i:04d}" for i in range(len(df))])
+    return df[PROMPT_COLUMNS]
+
+
+def _make_client(*, base_url: str | None, timeout_s: float):
+    key = os.environ.get(API_KEY_ENV)
+    if not key:
+        raise ConfigError(f"annotation.prompts.provider is openai but {API_KEY_ENV} is not set in the environment; "
+                          "export it (never put it in a parameter file) or use provider: offline")
+    try:
+        import openai
+    except ImportError:  # pragma: no cover
+        raise DependencyError("the openai package is not installed; pip install openai") from None
+    return openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout_s, max_retries=0)
+
+
+def _request_with_retries(client, body: dict, *, mood: str, count: int, max_retries: int, backoff_s: float,
+                          sleep: Callable[[float], None]) -> tuple[str, list[dict[str, Any]]]:
+    import openai
+
+    last = "no attempt"
+    for attempt in range(max_retries + 1):
+        if attempt:
+            sleep(min(backoff_s * 2 ** (attempt - 1), 60.0))
+        try:
+            resp = client.chat.completions.create(**body)
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise ConfigError(f"the OpenAI endpoint rejected the API key (HTTP {exc.status_code}); set a valid "
+                              f"{API_KEY_ENV} in the environment or use annotation.prompts.provider: "
+                              "offline") from None
+        except openai.APIError as exc:
+            if not _retryable(exc):
+                status = getattr(exc, "status_code", None)
+                raise DependencyError(f"the OpenAI request failed (HTTP {status}, {type(exc).__name__}) for model "
+                                      f"{body['model']!r}; check the model name and base_url") from None
+            last = f"{type(exc).__name__}" + (f" HTTP {exc.status_code}" if hasattr(exc, "status_code") else "")
+            continue
+        try:
+            content = resp.choices[0].message.content
+            return content, _parse_reply(content, mood=mood, count=count)
+        except (ValueError, AttributeError, IndexError, TypeError) as exc:
+            last = f"malformed reply ({str(exc)[:80]})"
+            continue
+    raise DependencyError(f"no usable reply for the {mood} scene prompts after {max_retries + 1} tries "
+                          f"(last: {last}); rerun later (finished batches are cached) or use provider: offline")
+
+
+# ----------------------------------------------------------------------------------------- entry point
+def generate_prompts(section, *, seed: int, cache_dir: str | os.PathLike, progress: bool = True,
+                     client: Any = None) -> Any:
+    """Prompts for the parameters in ``section`` (``cfg.annotation.prompts``), through the chosen provider."""
+    provider = resolve_provider(section.provider)
+    if provider == "offline":
+        return offline_prompts(section.n_prompts, seed=seed)
+    return openai_prompts(section.n_prompts, model=section.model, temperature=section.temperature, seed=seed,
+                          cache_dir=cache_dir, base_url=section.base_url, timeout_s=section.timeout_s,
+                          max_retries=section.max_retries, backoff_s=getattr(section, "backoff_s", 1.0),
+                          batch_size=getattr(section, "batch_size", 20), client=client, progress=progress)
+
+
+def write_prompts(df, path: str | os.PathLike) -> Path:
+    """Write prompts as CSV (lists ``;``-joined), atomically."""
+    from .artifacts import atomic_write_text
+
+    out = df.copy()
+    for col in ("keywords", "tempo"):
+        out[col] = out[col].map(join_list)
+    return atomic_write_text(path, out.to_csv(index=False, lineterminator="\n"))
+
+
+def read_prompts(path: str | os.PathLike) -> Any:
+    """Read a prompts CSV written by :func:`write_prompts` (lists restored)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: prompts file not found; run the annotation stage first")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in PROMPT_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing columns {missing}")
+    for col in ("keywords", "tempo"):
+        df[col] = df[col].map(split_list)
+    return df[PROMPT_COLUMNS]
+
+
+# ----------------------------------------------------------------------------------------- diversity
+_WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+
+
+def _tokens(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def diversity(prompts: Sequence[str] | Any) -> dict[str, float]:
+    """Diversity of a prompt set: distinct-n (unique n-grams / all n-grams, over the whole set) for n = 1, 2,
+    3, the share of unique prompts, and mean length in words.
+
+    ``prompts`` is a list of strings or a DataFrame with a ``prompt`` column.
+    """
+    texts = list(prompts["prompt"]) if hasattr(prompts, "columns") else list(prompts)
+    toks = [_tokens(t) for t in texts]
+    out: dict[str, float] = {"n_prompts": float(len(texts)),
+                             "unique_share": len(set(texts)) / len(texts) if texts else 0.0,
+                             "mean_words": float(np.mean([len(t) for t in toks])) if toks else 0.0}
+    for n in (1, 2, 3):
+        grams = [g for t in toks for g in _ngrams(t, n)]
+        out[f"distinct_{n}"] = len(set(grams)) / len(grams) if grams else 0.0
+    return out
+
+
+def mood_counts(df) -> Any:
+    """Prompts per mood (every taxonomy mood listed, zero when absent): DataFrame ``mood, n``."""
+    import pandas as pd
+
+    counts = df["mood"].value_counts()
+    return pd.DataFrame({"mood": list(MOODS), "n": [int(counts.get(m, 0)) for m in MOODS]})

@@ -1,0 +1,646 @@
+"""Audio taggers behind one interface, each mapped onto the workbook's taxonomy (genre, moods, instruments).
+
+Three taggers can be chosen in ``annotation.taggers`` and combined:
+
+``panns``
+    ``panns_inference.models.Cnn14`` (AudioSet, 527 classes, 32 kHz input) with a checkpoint given by path or
+    URL in ``annotation.panns_checkpoint``. We never use the package's ``AudioTagging`` wrapper: importing the
+    package runs ``wget`` for its label list and the wrapper re-downloads (and truncates) small checkpoints.
+    Instead the model module is loaded on its own (:func:`panns_cnn14_class`), the checkpoint is fetched once
+    by our own code into the model cache (:func:`resolve_checkpoint`) and the label list is our own copy
+    (``data/audioset_labels.csv``, Cnn14 output order).
+``musicnn``
+    The PyTorch port of musicnn (``echoscript_utils.musicnn``) with the port's own tag → taxonomy map.
+``clap``
+    Zero-shot CLAP: cosine similarity between the clip and text prompts per taxonomy label
+    ("a piece of {label} music", ...), softmax within each field.
+
+Every tagger returns the same structure, probabilities in [0, 1] over :data:`VOCAB`::
+
+    {"genre": {"classical": 0.1, ...}, "moods": {"calming": 0.7, ...}, "instruments": {"piano": 0.9, ...}}
+
+Genre probabilities sum to one (a clip has one genre); mood and instrument probabilities are independent.
+
+AudioSet → taxonomy (``data/audioset_taxonomy.csv``): each row ties one AudioSet class (``index``,
+``display_name``) to one taxonomy ``label`` of a ``field`` with a ``weight`` in (0, 1] and a short ``note``
+saying why. A taxonomy label's score is the largest ``weight × p(class)`` over its rows (a max, so one
+confident class is enough and unrelated classes cannot add up); genre scores are then normalised to sum to
+one. Direct classes (``Classical music``, ``Piano``, ``Sad music``) carry weight 1; indirect evidence
+(``String section`` for orchestral, ``Lullaby`` for calming) carries less.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import importlib.util
+import os
+import sys
+import types
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, DependencyError, InputError
+from .taxonomy import GENRES, INSTRUMENTS, MOODS
+
+__all__ = [
+    "FIELDS",
+    "VOCAB",
+    "ClapTagger",
+    "MusicnnTagger",
+    "PannsTagger",
+    "Tagger",
+    "TAGGERS",
+    "audioset_labels",
+    "audioset_taxonomy",
+    "choose_labels",
+    "combine_tags",
+    "empty_tags",
+    "get_tagger",
+    "load_cnn14",
+    "map_scores",
+    "mapping_matrices",
+    "panns_cnn14_class",
+    "register_tagger",
+    "resolve_checkpoint",
+]
+
+#: The tagged fields, in order, and their vocabularies.
+FIELDS: tuple[str, ...] = ("genre", "moods", "instruments")
+VOCAB: dict[str, tuple[str, ...]] = {"genre": GENRES, "moods": MOODS, "instruments": INSTRUMENTS}
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+AUDIOSET_LABELS_CSV = DATA_DIR / "audioset_labels.csv"
+AUDIOSET_TAXONOMY_CSV = DATA_DIR / "audioset_taxonomy.csv"
+
+TagProbs = dict[str, dict[str, float]]
+
+
+# ----------------------------------------------------------------------------------------- interface
+class Tagger(abc.ABC):
+    """One audio tagger: ``tag(wav, sr)`` → probabilities per taxonomy field.
+
+    Attributes:
+        name: short name used in params, tables and metadata (``"panns"``).
+        version: identifies the weights and mapping; part of every cache key, so a new checkpoint re-tags.
+        sample_rate: the rate (Hz) the model wants; callers may pass any rate, it is resampled here.
+    """
+
+    name: str = "tagger"
+    version: str = "0"
+    sample_rate: int = 32000
+
+    @abc.abstractmethod
+    def tag(self, wav: np.ndarray, sr: int) -> TagProbs:
+        """Tag one clip.
+
+        Args:
+            wav: float audio ``[C, T]`` or ``[T]`` in [-1, 1].
+            sr: its sample rate in Hz.
+
+        Returns:
+            ``{"genre": {label: p}, "moods": {label: p}, "instruments": {label: p}}`` over :data:`VOCAB`.
+        """
+
+    def _mono(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        """``[C, T]`` / ``[T]`` at ``sr`` → mono float32 ``[T]`` at :attr:`sample_rate`."""
+        from .audio import resample
+
+        x = np.asarray(wav, dtype=np.float32)
+        if x.ndim == 2:
+            x = x.mean(axis=0)
+        if x.ndim != 1:
+            raise InputError(f"{self.name} tagger: expected audio shaped [C, T] or [T], got {x.shape}")
+        if sr != self.sample_rate:
+            x = resample(x, sr, self.sample_rate)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, version={self.version!r})"
+
+
+def empty_tags(value: float = 0.0) -> TagProbs:
+    """Tags with every label of :data:`VOCAB` set to ``value``."""
+    return {f: {label: float(value) for label in VOCAB[f]} for f in FIELDS}
+
+
+def _normalise_genre(scores: dict[str, float]) -> dict[str, float]:
+    total = float(sum(scores.values()))
+    if total <= 0 or not np.isfinite(total):
+        return {g: 1.0 / len(scores) for g in scores}
+    return {g: float(v) / total for g, v in scores.items()}
+
+
+# ----------------------------------------------------------------------------------------- AudioSet labels
+@lru_cache(maxsize=1)
+def _labels_cached(path: str):
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype={"index": int, "mid": str, "display_name": str})
+    if list(df.columns) != ["index", "mid", "display_name"] or not (df["index"] == np.arange(len(df))).all():
+        raise InputError(f"{path}: expected columns index,mid,display_name with index 0..N-1 in order")
+    return df
+
+
+def audioset_labels(path: str | os.PathLike | None = None):
+    """The 527 AudioSet classes in Cnn14 output order: DataFrame ``index, mid, display_name``."""
+    return _labels_cached(str(path or AUDIOSET_LABELS_CSV)).copy()
+
+
+def audioset_taxonomy(path: str | os.PathLike | None = None, *, labels=None):
+    """Read and validate an AudioSet → taxonomy mapping file (see the module docstring for its columns).
+
+    Every row must name a class whose ``display_name`` matches ``labels`` at ``index`` (so a mapping written
+    for another label order fails loudly), a known field, a label of that field and a weight in (0, 1].
+    """
+    import pandas as pd
+
+    path = Path(path or AUDIOSET_TAXONOMY_CSV)
+    if not path.is_file():
+        raise InputError(f"{path}: mapping file not found")
+    df = pd.read_csv(path)
+    need = {"index", "display_name", "field", "label", "weight"}
+    if not need.issubset(df.columns):
+        raise InputError(f"{path}: missing columns {sorted(need - set(df.columns))}")
+    labels = audioset_labels() if labels is None else labels
+    names = labels["display_name"].tolist()
+    for row_no, row in enumerate(df.itertuples(index=False), start=2):
+        where = f"{path} line {row_no}"
+        if not 0 <= int(row.index) < len(names) or names[int(row.index)] != row.display_name:
+            raise InputError(f"{where}: class {row.index} is not {row.display_name!r} in the label list; "
+                             "fix the index or the name")
+        if row.field not in VOCAB:
+            raise InputError(f"{where}: field {row.field!r} must be one of {', '.join(FIELDS)}")
+        if row.label not in VOCAB[row.field]:
+            raise InputError(f"{where}: label {row.label!r} is not in the {row.field} vocabulary "
+                             f"({', '.join(VOCAB[row.field])})")
+        if not 0 < float(row.weight) <= 1:
+            raise InputError(f"{where}: weight must be in (0, 1], got {row.weight}")
+    return df
+
+
+def mapping_matrices(mapping, n_classes: int) -> dict[str, np.ndarray]:
+    """Mapping rows → one weight matrix per field, ``[n_classes, len(VOCAB[field])]`` (0 where unmapped)."""
+    mats = {f: np.zeros((n_classes, len(VOCAB[f])), dtype=np.float32) for f in FIELDS}
+    for row in mapping.itertuples(index=False):
+        j = VOCAB[row.field].index(row.label)
+        mats[row.field][int(row.index), j] = max(mats[row.field][int(row.index), j], float(row.weight))
+    return mats
+
+
+def map_scores(probs: np.ndarray, matrices: dict[str, np.ndarray]) -> TagProbs:
+    """Class probabilities ``[n_classes]`` → taxonomy tags: per label the max of ``weight × p`` over its rows.
+
+    Genre scores are normalised to sum to one; moods and instruments stay independent probabilities.
+    """
+    p = np.asarray(probs, dtype=np.float64).reshape(-1)
+    out: TagProbs = {}
+    for f in FIELDS:
+        w = matrices[f]
+        if w.shape[0] != p.shape[0]:
+            raise ValueError(f"mapping has {w.shape[0]} classes, tagger gave {p.shape[0]}")
+        scores = (w * p[:, None]).max(axis=0) if p.size else np.zeros(w.shape[1])
+        out[f] = {label: float(s) for label, s in zip(VOCAB[f], scores, strict=True)}
+    out["genre"] = _normalise_genre(out["genre"])
+    return out
+
+
+# ----------------------------------------------------------------------------------------- PANNs
+_PANNS_ALIAS = "_echoscript_panns_inference"
+
+
+def panns_cnn14_class():
+    """Return ``panns_inference.models.Cnn14`` without running the package's ``__init__``.
+
+    ``import panns_inference`` (or any submodule) runs ``wget`` for a label CSV at import time, and leaves an
+    empty file behind when offline. Here the package folder is mounted under a private module name so only
+    ``models.py`` and ``pytorch_utils.py`` execute.
+    """
+    mod_name = f"{_PANNS_ALIAS}.models"
+    if mod_name not in sys.modules:
+        spec = importlib.util.find_spec("panns_inference")
+        if spec is None or not spec.submodule_search_locations:
+            raise DependencyError("panns_inference is not installed; pip install panns-inference torchlibrosa")
+        pkg = types.ModuleType(_PANNS_ALIAS)
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules.setdefault(_PANNS_ALIAS, pkg)
+        try:
+            importlib.import_module(mod_name)
+        except ImportError as exc:
+            raise DependencyError(f"panns_inference.models could not be imported ({exc}); "
+                                  "pip install torchlibrosa") from None
+    return sys.modules[mod_name].Cnn14
+
+
+def _is_url(spec: str) -> bool:
+    return urllib.parse.urlparse(spec).scheme in ("http", "https", "ftp")
+
+
+def resolve_checkpoint(spec: str | os.PathLike | None, *, cache_dir: str | os.PathLike,
+                       timeout_s: float = 60.0, progress: bool = True) -> Path:
+    """A checkpoint path or URL → a local file, downloading a URL once into ``cache_dir/panns/``.
+
+    A file already in the cache is used as is (never re-downloaded, whatever its size). Downloads go to a
+    temporary file that is renamed into place only when complete.
+
+    Raises:
+        ConfigError: ``spec`` is empty.
+        DependencyError: the file is missing or the download failed (e.g. offline); the message says where
+            to put the file by hand.
+    """
+    if spec is None or str(spec).strip() == "":
+        raise ConfigError("annotation.panns_checkpoint is not set: give the path or URL of Cnn14 weights "
+                          "(e.g. Cnn14_mAP=0.431.pth from zenodo.org/record/3987831), or drop 'panns' "
+                          "from annotation.taggers")
+    spec = str(spec)
+    if not _is_url(spec):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise DependencyError(f"{path}: PANNs checkpoint not found; download Cnn14_mAP=0.431.pth from "
+                                  "zenodo.org/record/3987831 and point annotation.panns_checkpoint at it")
+        return path
+    name = urllib.parse.unquote(Path(urllib.parse.urlparse(spec).path).name) or "cnn14.pth"
+    dest = Path(cache_dir) / "panns" / name
+    if dest.is_file() and dest.stat().st_size > 0:
+        return dest
+    from .artifacts import atomic_path
+
+    try:
+        with atomic_path(dest) as tmp, urllib.request.urlopen(spec, timeout=timeout_s) as resp:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            bar = _progress(total, f"download {name}", progress)
+            with open(tmp, "wb") as f:
+                while block := resp.read(1 << 20):
+                    f.write(block)
+                    bar.update(len(block))
+            bar.close()
+            if tmp.stat().st_size == 0:
+                raise OSError("empty download")
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise DependencyError(f"could not download the PANNs checkpoint from {spec} ({reason}); download it "
+                              f"by hand to {dest} (or anywhere) and set annotation.panns_checkpoint to that "
+                              "path") from None
+    return dest
+
+
+def _progress(total, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=not enabled, leave=False)
+
+
+#: Cnn14's fixed front-end (the released AudioSet checkpoints were trained with these).
+CNN14_SETTINGS = {"sample_rate": 32000, "window_size": 1024, "hop_size": 320, "mel_bins": 64,
+                  "fmin": 50, "fmax": 14000}
+
+
+def load_cnn14(checkpoint: str | os.PathLike | None, *, classes_num: int = 527, device: str = "cpu"):
+    """Build ``Cnn14`` and load a checkpoint file (a dict with ``"model"`` or a plain state dict).
+
+    ``checkpoint=None`` leaves the random initialisation (tests and shape checks only). Returns the model in
+    eval mode on ``device``.
+    """
+    import torch
+
+    model = panns_cnn14_class()(classes_num=classes_num, **CNN14_SETTINGS)
+    if checkpoint is not None:
+        try:
+            state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated file, pickle that needs code, not a torch file at all
+            raise DependencyError(f"{checkpoint}: not a readable PyTorch checkpoint ({type(exc).__name__}); "
+                                  "download it again") from None
+        if isinstance(state, dict) and "model" in state:
+            state = state["model"]
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise DependencyError(f"{checkpoint}: weights do not fit Cnn14 with {classes_num} classes "
+                                  f"({first[:160]})") from None
+    return model.to(device).eval()
+
+
+class PannsTagger(Tagger):
+    """PANNs Cnn14 (AudioSet) → taxonomy through ``data/audioset_taxonomy.csv``.
+
+    Args:
+        checkpoint: path or URL of the weights; ``None`` only with ``allow_random=True`` (tests).
+        cache_dir: where a URL is downloaded to.
+        device: torch device.
+        mapping: path of a mapping file (default: the bundled one).
+        max_s: tag at most this many seconds (from the start of the clip); Cnn14 pools over time.
+    """
+
+    name = "panns"
+    sample_rate = 32000
+
+    def __init__(self, checkpoint: str | os.PathLike | None, *, cache_dir: str | os.PathLike,
+                 device: str = "cpu", mapping: str | os.PathLike | None = None, max_s: float = 30.0,
+                 allow_random: bool = False, progress: bool = True):
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as pkg_version
+
+        from .artifacts import file_hash
+
+        self.labels = audioset_labels()
+        self.mapping = audioset_taxonomy(mapping, labels=self.labels)
+        self.matrices = mapping_matrices(self.mapping, len(self.labels))
+        if checkpoint is None and not allow_random:
+            resolve_checkpoint(None, cache_dir=cache_dir)  # raises the ConfigError
+        path = None if checkpoint is None else resolve_checkpoint(checkpoint, cache_dir=cache_dir,
+                                                                    progress=progress)
+        self.checkpoint = path
+        self.device = device
+        self.max_s = float(max_s)
+        self.model = load_cnn14(path, classes_num=len(self.labels), device=device)
+        try:
+            pkg = pkg_version("panns-inference")
+        except PackageNotFoundError:  # pragma: no cover
+            pkg = "unknown"
+        weights = file_hash(path)[:12] if path is not None else "random"
+        map_hash = file_hash(mapping or AUDIOSET_TAXONOMY_CSV)[:8]
+        self.version = f"panns_inference-{pkg}+cnn14-{weights}+map-{map_hash}"
+
+    def class_probabilities(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        """Cnn14 clip-wise AudioSet probabilities ``[527]`` for one clip."""
+        import torch
+
+        x = self._mono(wav, sr)[: int(self.max_s * self.sample_rate)]
+        if x.size < self.sample_rate:  # Cnn14 pools 32× in time; give it at least one second
+            x = np.pad(x, (0, self.sample_rate - x.size))
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(x)[None].to(self.device))
+        return out["clipwise_output"][0].float().cpu().numpy()
+
+    def tag(self, wav: np.ndarray, sr: int) -> TagProbs:
+        return map_scores(self.class_probabilities(wav, sr), self.matrices)
+
+
+# ----------------------------------------------------------------------------------------- musicnn
+class MusicnnTagger(Tagger):
+    """musicnn (the offline PyTorch port) → taxonomy through the port's ``taxonomy_map()``.
+
+    The map may be a DataFrame/records with ``tag, field, label[, weight]`` or a nested dict
+    ``{field: {label: [tag, ...] | {tag: weight}}}``; a label's score is the max of ``weight × p(tag)``.
+    """
+
+    name = "musicnn"
+    sample_rate = 16000
+
+    def __init__(self, model: str = "MTT_musicnn"):
+        try:
+            self._mod = importlib.import_module("echoscript_utils.musicnn")
+        except ImportError as exc:
+            raise DependencyError(f"the musicnn port (echoscript_utils.musicnn) is not available ({exc})") from None
+        self.model = model
+        self.sample_rate = int(getattr(self._mod, "SAMPLE_RATE", 16000))
+        self.rows = _normalise_tag_map(self._mod.taxonomy_map() if hasattr(self._mod, "taxonomy_map") else {})
+        if not self.rows:
+            raise DependencyError("echoscript_utils.musicnn.taxonomy_map() gave no tag → taxonomy rows")
+        port = getattr(self._mod, "__version__", None) or getattr(self._mod, "VERSION", "port")
+        from .artifacts import text_hash
+
+        self.version = f"musicnn-{port}+{model}+map-{text_hash(sorted(self.rows))[:8]}"
+
+    def tag(self, wav: np.ndarray, sr: int) -> TagProbs:
+        df = self._mod.tags(wav, sr, model=self.model)
+        probs = _tag_probabilities(df)
+        out: TagProbs = empty_tags()
+        for tag, field, label, weight in self.rows:
+            p = probs.get(tag)
+            if p is not None:
+                out[field][label] = max(out[field][label], weight * p)
+        out["genre"] = _normalise_genre(out["genre"])
+        return out
+
+
+def _tag_probabilities(df) -> dict[str, float]:
+    """musicnn ``tags`` output → ``{tag: clip probability}`` (clip-level rows preferred, else the mean)."""
+    if isinstance(df, dict):
+        return {str(k): float(v) for k, v in df.items()}
+    if "level" in getattr(df, "columns", ()):
+        clip = df[df["level"].astype(str).isin(["clip", "track", "mean"])]
+        if len(clip):
+            df = clip
+    return {str(t): float(p) for t, p in df.groupby("tag")["probability"].mean().items()}
+
+
+def _normalise_tag_map(tmap) -> list[tuple[str, str, str, float]]:
+    """Accept the shapes a tag → taxonomy map can reasonably take; return ``(tag, field, label, weight)``."""
+    rows: list[tuple[str, str, str, float]] = []
+    if hasattr(tmap, "to_dict") and hasattr(tmap, "columns"):
+        tmap = tmap.to_dict("records")
+    if isinstance(tmap, dict):
+        for field, labels in tmap.items():
+            if field not in VOCAB and isinstance(labels, dict | list | tuple | str):
+                # {tag: {field: label}} or {tag: (field, label)} or {tag: [(field, label), ...]}
+                items = labels.items() if isinstance(labels, dict) else [labels]
+                for entry in items:
+                    rows.extend(_rows_from_entry(field, entry))
+                continue
+            for label, tags in (labels or {}).items():
+                if isinstance(tags, dict):
+                    rows.extend((str(t), field, label, float(w)) for t, w in tags.items())
+                elif isinstance(tags, str):
+                    rows.append((tags, field, label, 1.0))
+                else:
+                    rows.extend((str(t), field, label, 1.0) for t in tags)
+    else:
+        for r in tmap or []:
+            r = dict(r)
+            rows.append((str(r["tag"]), str(r["field"]), str(r["label"]), float(r.get("weight", 1.0) or 1.0)))
+    clean = []
+    for tag, field, label, w in rows:
+        field = {"genres": "genre", "mood": "moods", "instrument": "instruments"}.get(field, field)
+        if field in VOCAB and label in VOCAB[field] and w > 0:
+            clean.append((tag, field, label, min(float(w), 1.0)))
+    return sorted(set(clean))
+
+
+def _rows_from_entry(tag, entry):
+    if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], str | float | int):
+        field, label = entry
+        if isinstance(label, str):
+            return [(str(tag), str(field), label, 1.0)]
+    if isinstance(entry, tuple) and len(entry) >= 2:
+        return [(str(tag), str(entry[0]), str(entry[1]), float(entry[2]) if len(entry) > 2 else 1.0)]
+    return []
+
+
+# ----------------------------------------------------------------------------------------- CLAP
+#: Text prompts per field; ``{label}`` is the taxonomy label. Embeddings are averaged over the templates.
+CLAP_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "genre": ("a piece of {label} music", "{label} music", "a {label} track"),
+    "moods": ("{label} music", "a {label} piece of music", "music that sounds {label}"),
+    "instruments": ("music played on {label}", "the sound of a {label}", "a recording with {label}"),
+}
+
+
+class ClapTagger(Tagger):
+    """Zero-shot CLAP tagging against text prompts per taxonomy label.
+
+    The clip is cut into windows of the feature extractor's length (10 s for LAION CLAP), at most
+    ``max_windows`` of them, and their embeddings averaged, so the result is deterministic (no random crop).
+    Per field, the cosine similarities scaled by the model's audio logit scale go through a softmax.
+
+    Args:
+        model: hub id, local folder or ``tiny-clap`` (resolved by ``echoscript_utils.models.load_clap``).
+        cache_dir: model cache (``cfg.paths.models``).
+        templates: per-field prompt templates with ``{label}``.
+    """
+
+    name = "clap"
+    sample_rate = 48000
+
+    def __init__(self, model: str, *, cache_dir: str | os.PathLike, device: str = "cpu",
+                 templates: dict[str, Sequence[str]] | None = None, max_windows: int = 3,
+                 loader: Callable[..., tuple[Any, Any]] | None = None):
+        import torch
+
+        if loader is None:
+            try:
+                from .models import load_clap as loader
+            except ImportError as exc:
+                raise DependencyError(f"echoscript_utils.models.load_clap is not available ({exc})") from None
+        self.model, self.processor = loader(model, cache_dir=cache_dir)
+        self.model = self.model.to(device).eval()
+        self.device = device
+        self.model_name = str(model)
+        self.max_windows = int(max_windows)
+        self.templates = {f: tuple(t) for f, t in (templates or CLAP_TEMPLATES).items()}
+        fe = getattr(self.processor, "feature_extractor", self.processor)
+        self.sample_rate = int(getattr(fe, "sampling_rate", 48000))
+        self.window = int(getattr(fe, "nb_max_samples", 10 * self.sample_rate))
+        scale = getattr(self.model, "logit_scale_a", None)
+        self.logit_scale = float(scale.exp()) if scale is not None else 100.0
+        with torch.inference_mode():
+            self.text_emb = {f: self._embed_labels(f) for f in FIELDS}
+        from .artifacts import text_hash
+
+        params = sum(p.numel() for p in self.model.parameters())
+        fingerprint = text_hash(self.templates, float(sum(float(p.double().sum()) for p in
+                                                          list(self.model.parameters())[:4])), params)
+        self.version = f"clap-{Path(self.model_name).name}+{fingerprint[:10]}"
+
+    def _text(self, prompts: list[str]):
+        import torch
+
+        tok = getattr(self.processor, "tokenizer", None) or self.processor
+        enc = tok(prompts, padding=True, return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        out = self.model.get_text_features(**enc)
+        emb = out if isinstance(out, torch.Tensor) else out.pooler_output
+        return torch.nn.functional.normalize(emb.float(), dim=-1)
+
+    def _embed_labels(self, field: str):
+        import torch
+
+        rows = []
+        for label in VOCAB[field]:
+            emb = self._text([t.format(label=label) for t in self.templates[field]]).mean(0)
+            rows.append(torch.nn.functional.normalize(emb, dim=-1))
+        return torch.stack(rows)
+
+    def audio_embedding(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        """Mean normalised CLAP audio embedding ``[D]`` over up to ``max_windows`` windows."""
+        import torch
+
+        x = self._mono(wav, sr)
+        n = max(1, min(self.max_windows, x.size // self.window))
+        windows = [x[i * self.window:(i + 1) * self.window] for i in range(n)]
+        fe = getattr(self.processor, "feature_extractor", self.processor)
+        feats = fe(windows, sampling_rate=self.sample_rate, return_tensors="pt")
+        feats = {k: v.to(self.device) for k, v in feats.items() if k in ("input_features", "is_longer")}
+        with torch.inference_mode():
+            out = self.model.get_audio_features(**feats)
+        emb = out if isinstance(out, torch.Tensor) else out.pooler_output
+        emb = torch.nn.functional.normalize(emb.float(), dim=-1).mean(0)
+        return torch.nn.functional.normalize(emb, dim=-1).cpu().numpy()
+
+    def tag(self, wav: np.ndarray, sr: int) -> TagProbs:
+        import torch
+
+        a = torch.from_numpy(self.audio_embedding(wav, sr)).to(self.device)
+        out: TagProbs = {}
+        for f in FIELDS:
+            logits = self.logit_scale * (self.text_emb[f] @ a)
+            p = torch.softmax(logits, dim=0).cpu().numpy()
+            out[f] = {label: float(v) for label, v in zip(VOCAB[f], p, strict=True)}
+        return out
+
+
+# ----------------------------------------------------------------------------------------- registry
+def _make_panns(cfg) -> Tagger:
+    from .config import resolve_device
+
+    return PannsTagger(cfg.annotation.panns_checkpoint, cache_dir=cfg.paths.models,
+                       device=resolve_device(cfg.run.device))
+
+
+def _make_musicnn(cfg) -> Tagger:
+    return MusicnnTagger(cfg.annotation.musicnn_model)
+
+
+def _make_clap(cfg) -> Tagger:
+    from .config import resolve_device
+
+    return ClapTagger(cfg.alignment.clap_model, cache_dir=cfg.paths.models, device=resolve_device(cfg.run.device))
+
+
+#: name → factory ``(cfg) -> Tagger``.
+TAGGERS: dict[str, Callable[[Any], Tagger]] = {"panns": _make_panns, "musicnn": _make_musicnn, "clap": _make_clap}
+
+
+def register_tagger(name: str, factory: Callable[[Any], Tagger]) -> None:
+    """Make ``name`` available to :func:`get_tagger` (``factory(cfg) -> Tagger``)."""
+    TAGGERS[name] = factory
+
+
+def get_tagger(name: str, cfg) -> Tagger:
+    """Build the tagger ``name`` (``panns``, ``musicnn``, ``clap``) from a :class:`~echoscript_utils.config.Config`.
+
+    Raises :class:`ConfigError` for an unknown name and :class:`DependencyError` when its model or weights
+    are not available on this machine (the message says what to do).
+    """
+    if name not in TAGGERS:
+        raise ConfigError(f"unknown tagger {name!r} in annotation.taggers: choose from {', '.join(TAGGERS)}")
+    return TAGGERS[name](cfg)
+
+
+# ----------------------------------------------------------------------------------------- combination
+def combine_tags(tag_list: Iterable[TagProbs]) -> TagProbs:
+    """Mean of probabilities over taggers, label by label (genre stays a distribution)."""
+    tag_list = list(tag_list)
+    if not tag_list:
+        raise ValueError("combine_tags needs at least one tagger's tags")
+    out: TagProbs = {}
+    for f in FIELDS:
+        out[f] = {label: float(np.mean([t[f].get(label, 0.0) for t in tag_list])) for label in VOCAB[f]}
+    return out
+
+
+def choose_labels(tags: TagProbs, *, threshold: float = 0.2, top_k: int = 3,
+                  min_labels: int = 1) -> dict[str, Any]:
+    """Pick labels from probabilities: genre = argmax; moods / instruments = the labels with
+    ``p >= threshold``, highest first, at most ``top_k``, and at least ``min_labels`` (the most probable ones).
+
+    Ties break in vocabulary order, so the choice is deterministic.
+    """
+    genre_probs = tags["genre"]
+    out: dict[str, Any] = {"genre": max(VOCAB["genre"], key=lambda g: (genre_probs.get(g, 0.0),
+                                                                      -VOCAB["genre"].index(g)))}
+    for f in ("moods", "instruments"):
+        ranked = sorted(VOCAB[f], key=lambda lab, f=f: (-tags[f].get(lab, 0.0), VOCAB[f].index(lab)))
+        keep = [lab for lab in ranked if tags[f].get(lab, 0.0) >= threshold][:top_k]
+        if len(keep) < min_labels:
+            keep = ranked[:min(min_labels, top_k)]
+        out[f] = keep
+    return out
