@@ -1,0 +1,489 @@
+"""CLAP alignment: audio–text similarity, the best scene prompt per clip, a collapsed-checkpoint gate, and the
+training captions.
+
+The paper paired every clip with the scene prompt CLAP found closest to it and kept the well-aligned pairs. This
+module does that with transformers' ``ClapModel`` (any LAION checkpoint, or the tiny demo model), and first checks
+that the checkpoint is usable at all: some public CLAP checkpoints map every text to nearly the same vector, which
+silently turns "alignment" into noise.
+
+Audio goes in at the model's rate (48 kHz for LAION CLAP). Clips longer than the model's window (10 s) are cut
+into consecutive windows whose embeddings are averaged and re-normalised, so a 30 s clip gets one deterministic
+embedding (the feature extractor's own ``rand_trunc`` would pick a random 10 s crop).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .artifacts import atomic_path, ensure_dir, file_hash, text_hash
+from .errors import EchoScriptError
+
+__all__ = [
+    "CAPTION_FIELDS",
+    "PROBE_CAPTIONS",
+    "ClapEmbedder",
+    "GateReport",
+    "align_clips",
+    "build_caption",
+    "caption_fields",
+    "checkpoint_gate",
+    "keep_mask",
+    "pca_2d",
+    "retrieval_recall",
+]
+
+#: Attributes a training caption can carry, in the order the template writes them.
+CAPTION_FIELDS: tuple[str, ...] = ("scene", "genre", "moods", "instruments", "bpm", "key")
+
+#: Unrelated captions for the collapse check: a healthy text tower spreads them apart.
+PROBE_CAPTIONS: tuple[str, ...] = (
+    "a solo piano playing a slow sad melody",
+    "heavy metal guitars with fast double-kick drums",
+    "a dog barking in the distance",
+    "rain falling on a tin roof",
+    "an orchestra swelling into a triumphant fanfare",
+    "a techno beat with a pulsing synthesizer bass",
+    "a crowd cheering in a stadium",
+    "a quiet ambient drone with soft pads",
+    "a man speaking on the telephone",
+    "a string quartet playing a gentle waltz",
+    "birds singing at dawn in a forest",
+    "a marching band with brass and snare drums",
+)
+
+#: Checkpoints that are known to give spread-out text embeddings (suggested when the gate refuses one).
+RECOMMENDED_CHECKPOINTS = ("laion/larger_clap_music_and_speech", "laion/clap-htsat-unfused")
+
+
+class CollapsedCheckpointError(EchoScriptError):
+    """The CLAP checkpoint's text embeddings are (nearly) constant."""
+
+
+# ----------------------------------------------------------------------------------------------- captions
+def caption_fields(row: dict[str, Any] | pd.Series) -> dict[str, Any]:
+    """Collect the caption attributes of one clip from its metadata row.
+
+    Tags chosen by the annotation stage win over ground truth (``truth``), which wins over curation features:
+    the captions must describe what a user of the real workbook has, and real corpora have no ground truth.
+    """
+    row = dict(row)
+    tags = row.get("tags") or {}
+    truth = row.get("truth") or {}
+    feats = row.get("features") or {}
+    if not isinstance(tags, dict):
+        tags = {}
+    if not isinstance(truth, dict):
+        truth = {}
+    if not isinstance(feats, dict):
+        feats = {}
+
+    def chosen(name: str):
+        value = tags.get(name)
+        if isinstance(value, dict):  # {"labels": [...], "probs": {...}} or {label: prob}
+            value = value.get("labels", value.get("chosen", sorted(value, key=value.get, reverse=True)[:1]))
+        return value if value not in (None, [], "") else truth.get(name)
+
+    genre = chosen("genre")
+    if isinstance(genre, list):
+        genre = genre[0] if genre else None
+    bpm = feats.get("bpm") or truth.get("bpm")
+    key = feats.get("key") or truth.get("key")
+    mode = feats.get("mode") or truth.get("mode")
+    return {
+        "scene": row.get("prompt") or "",
+        "genre": genre,
+        "moods": list(chosen("moods") or []),
+        "instruments": list(chosen("instruments") or []),
+        "bpm": float(bpm) if bpm else None,
+        "key": f"{key} {mode}" if key and mode else key,
+    }
+
+
+def build_caption(fields: dict[str, Any], *, dropout: dict[str, float] | None = None,
+                  rng: np.random.Generator | None = None) -> str:
+    """Compose a training caption from clip attributes.
+
+    The template (every part optional)::
+
+        "<scene>. <genre> score, <mood1> and <mood2> mood, featuring <inst1>, <inst2>, <bpm> bpm, in <key>."
+
+    Args:
+        fields: ``scene`` (str), ``genre`` (str), ``moods`` / ``instruments`` (lists of str), ``bpm`` (float),
+            ``key`` (e.g. ``"A minor"``), as from :func:`caption_fields`.
+        dropout: per-attribute probability of leaving it out (``{"bpm": 0.3, ...}``), applied independently,
+            like audiocraft's music-info attribute dropout; needs ``rng``. ``None`` keeps everything.
+        rng: numpy Generator for the dropout draws.
+    """
+    dropout = dropout or {}
+    keep = {}
+    for name in CAPTION_FIELDS:
+        p = float(dropout.get(name, 0.0))
+        keep[name] = not (p > 0 and rng is not None and rng.random() < p)
+    parts: list[str] = []
+    scene = (fields.get("scene") or "").strip().rstrip(".")
+    if keep["scene"] and scene:
+        parts.append(scene + ".")
+    desc: list[str] = []
+    if keep["genre"] and fields.get("genre"):
+        desc.append(f"{fields['genre']} score")
+    moods = fields.get("moods") or []
+    if keep["moods"] and moods:
+        desc.append(f"{' and '.join(moods)} mood")
+    inst = fields.get("instruments") or []
+    if keep["instruments"] and inst:
+        desc.append(f"featuring {', '.join(inst)}")
+    if keep["bpm"] and fields.get("bpm"):
+        desc.append(f"{round(float(fields['bpm']))} bpm")
+    if keep["key"] and fields.get("key"):
+        desc.append(f"in {fields['key']}")
+    if desc:
+        text = ", ".join(desc)
+        parts.append(text[0].upper() + text[1:] + ".")
+    return " ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------- embedder
+class ClapEmbedder:
+    """CLAP audio and text embeddings (L2-normalised rows), cached per clip by content hash.
+
+    Args:
+        model: hub id (``laion/larger_clap_music_and_speech``), local folder, or ``tiny-clap``.
+        cache_dir: the run cache (``cfg.paths.cache``); models are resolved under ``cache_dir/models``.
+        device: torch device.
+        batch_size: windows per forward pass.
+        seed: seed for building tiny models.
+    """
+
+    def __init__(self, model: str, *, cache_dir: str | os.PathLike, device: str = "cpu", batch_size: int = 8,
+                 seed: int = 1234):
+        from .models import load_clap, model_identity, resolve_model
+
+        self.name = model
+        self.cache_dir = Path(cache_dir)
+        self.device = device
+        self.batch_size = batch_size
+        path = resolve_model(model, cache_dir=self.cache_dir / "models", seed=seed)
+        self.model, self.processor = load_clap(path, cache_dir=self.cache_dir / "models", device=device)
+        self.model.eval()
+        self.identity = model_identity(path)
+        fe = self.processor.feature_extractor
+        self.sample_rate = int(fe.sampling_rate)
+        self.window = int(round(getattr(fe, "nb_max_samples", 10 * self.sample_rate)))
+
+    # audio ------------------------------------------------------------------------------------------------
+    def _windows(self, wav: np.ndarray) -> list[np.ndarray]:
+        x = wav.mean(axis=0) if wav.ndim == 2 else wav
+        if len(x) <= self.window:
+            return [x]
+        n = int(np.ceil(len(x) / self.window))
+        out = [x[i * self.window:(i + 1) * self.window] for i in range(n)]
+        if len(out) > 1 and len(out[-1]) < self.window // 4:  # fold a short tail into the previous window
+            out.pop()
+        return out
+
+    def embed_audio_array(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        """One clip ``[C, T]`` (or ``[T]``) at ``sr`` → ``[D]`` unit vector."""
+        import torch
+
+        from .audio import resample
+
+        x = resample(wav, sr, self.sample_rate)
+        wins = self._windows(np.asarray(x, dtype=np.float32))
+        embs = []
+        for i in range(0, len(wins), self.batch_size):
+            batch = wins[i:i + self.batch_size]
+            feats = self.processor.feature_extractor(batch, sampling_rate=self.sample_rate, return_tensors="pt",
+                                                     truncation="rand_trunc", padding="repeatpad")
+            feats = {k: v.to(self.device) for k, v in feats.items()}
+            with torch.inference_mode():
+                out = self.model.get_audio_features(**feats)
+            out = getattr(out, "pooler_output", out)
+            embs.append(out.float().cpu().numpy())
+        e = np.concatenate(embs).mean(axis=0)
+        return (e / max(np.linalg.norm(e), 1e-12)).astype(np.float32)
+
+    def embed_audio_files(self, paths: list[str | os.PathLike], *, progress: bool = True) -> np.ndarray:
+        """Audio files → ``[N, D]``; each file's embedding is cached under ``cache_dir/clap`` by its content
+        hash and the model identity, so reruns load instead of recomputing."""
+        from tqdm.auto import tqdm
+
+        from .audio import load
+
+        cache = ensure_dir(self.cache_dir / "clap")
+        rows = []
+        for p in tqdm(list(paths), desc="CLAP audio", disable=not progress, leave=False):
+            key = text_hash(file_hash(p), self.identity, "audio-v1")
+            f = cache / f"{key}.npy"
+            if f.is_file():
+                rows.append(np.load(f))
+                continue
+            wav, sr = load(p)
+            e = self.embed_audio_array(wav, sr)
+            with atomic_path(f, suffix=".npy") as tmp:
+                np.save(tmp, e)
+            rows.append(e)
+        return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+    # text -------------------------------------------------------------------------------------------------
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """Texts → ``[N, D]`` unit rows."""
+        import torch
+
+        out = []
+        for i in range(0, len(texts), max(self.batch_size, 16)):
+            batch = list(texts[i:i + max(self.batch_size, 16)])
+            enc = self.processor.tokenizer(batch, padding=True, truncation=True, return_tensors="pt")
+            enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            with torch.inference_mode():
+                e = self.model.get_text_features(**enc)
+            e = getattr(e, "pooler_output", e)
+            out.append(e.float().cpu().numpy())
+        e = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+
+# ----------------------------------------------------------------------------------------------- gate
+@dataclass
+class GateReport:
+    """What the checkpoint gate measured."""
+
+    model: str
+    mean_pairwise_cosine: float  # over PROBE_CAPTIONS; near 1.0 = collapsed
+    min_pairwise_cosine: float
+    max_mean_cosine: float  # the refusal threshold
+    retrieval_recall_at_1: float | None = None  # known audio–text pairs, if given
+    n_pairs: int = 0
+    passed: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def checkpoint_gate(embedder: ClapEmbedder, *, max_mean_cosine: float = 0.95,
+                    known_pairs: tuple[np.ndarray, list[str]] | None = None, raise_on_fail: bool = True) -> GateReport:
+    """Refuse a CLAP checkpoint whose text embeddings have collapsed.
+
+    Measures the mean pairwise cosine of :data:`PROBE_CAPTIONS` (unrelated sounds and music) and, if
+    ``known_pairs=(audio_emb [N, D], captions)`` is given, audio → text recall@1 on them (reported; chance is
+    1/N). A mean cosine above ``max_mean_cosine`` fails the gate.
+    """
+    t = embedder.embed_text(list(PROBE_CAPTIONS))
+    sims = t @ t.T
+    iu = np.triu_indices(len(t), k=1)
+    mean_cos = float(sims[iu].mean())
+    report = GateReport(model=embedder.name, mean_pairwise_cosine=mean_cos, min_pairwise_cosine=float(sims[iu].min()),
+                        max_mean_cosine=max_mean_cosine)
+    if known_pairs is not None:
+        audio_emb, captions = known_pairs
+        text_emb = embedder.embed_text(list(captions))
+        report.retrieval_recall_at_1 = retrieval_recall(audio_emb, text_emb, k=1)
+        report.n_pairs = len(captions)
+    report.passed = mean_cos <= max_mean_cosine
+    if not report.passed:
+        report.notes.append("text embeddings collapsed")
+        if raise_on_fail:
+            raise CollapsedCheckpointError(
+                f"CLAP checkpoint {embedder.name!r} looks collapsed: mean pairwise cosine of "
+                f"{len(PROBE_CAPTIONS)} unrelated captions is {mean_cos:.4f} (> {max_mean_cosine}); "
+                f"try {' or '.join(RECOMMENDED_CHECKPOINTS)}, or set alignment.gate: false to override")
+    return report
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+def retrieval_recall(audio_emb: np.ndarray, text_emb: np.ndarray, *, k: int = 1) -> float:
+    """Share of clips whose own caption (same row index) is among the ``k`` most similar captions."""
+    if len(audio_emb) == 0:
+        return float("nan")
+    sims = audio_emb @ text_emb.T
+    own = np.diag(sims)[:, None]
+    rank = (sims > own).sum(axis=1)  # captions strictly better than the clip's own; ties favour the clip
+    return float((rank < k).mean())
+
+
+def align_clips(audio_emb: np.ndarray, prompt_emb: np.ndarray, prompts: list[str]) -> pd.DataFrame:
+    """Best prompt per clip.
+
+    Args:
+        audio_emb: ``[N, D]`` unit rows, one per clip.
+        prompt_emb: ``[P, D]`` unit rows, one per candidate prompt.
+        prompts: the ``P`` prompt texts.
+
+    Returns:
+        DataFrame with ``best_prompt``, ``best_index``, ``clap_score`` (cosine of the best), ``runner_up_score``
+        and ``margin`` (best − runner-up), one row per clip in input order.
+    """
+    sims = audio_emb @ prompt_emb.T
+    order = np.argsort(-sims, axis=1, kind="stable")
+    best = order[:, 0]
+    best_score = sims[np.arange(len(sims)), best]
+    if sims.shape[1] > 1:
+        second = sims[np.arange(len(sims)), order[:, 1]]
+    else:
+        second = np.full(len(sims), np.nan)
+    return pd.DataFrame({
+        "best_index": best,
+        "best_prompt": [prompts[i] for i in best],
+        "clap_score": best_score,
+        "runner_up_score": second,
+        "margin": best_score - second,
+    })
+
+
+def keep_mask(scores: np.ndarray, *, rule: str = "percentile", value: float = 10.0) -> tuple[np.ndarray, list[str]]:
+    """Which clips to keep: ``all``; ``threshold`` (score ≥ value); ``percentile`` (score ≥ the value-th
+    percentile of the scores). Returns the mask and a reason per clip ("" for kept ones)."""
+    scores = np.asarray(scores, dtype=float)
+    if rule == "all" or len(scores) == 0:
+        return np.ones(len(scores), bool), [""] * len(scores)
+    if rule == "threshold":
+        cut = float(value)
+        why = f"CLAP score below the threshold {cut:.3f}"
+    elif rule == "percentile":
+        cut = float(np.percentile(scores, value))
+        why = f"CLAP score below the {value:g}th percentile ({cut:.3f})"
+    else:
+        raise ValueError(f"unknown keep rule {rule!r}")
+    mask = scores >= cut
+    return mask, ["" if m else why for m in mask]
+
+
+def pca_2d(*blocks: np.ndarray) -> list[np.ndarray]:
+    """Project several ``[N_i, D]`` blocks onto the first two principal axes of all rows together."""
+    x = np.concatenate(blocks)
+    x = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    proj = x @ vt[:2].T
+    out, i = [], 0
+    for b in blocks:
+        out.append(proj[i:i + len(b)])
+        i += len(b)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- the stage
+@dataclass
+class AlignmentResult:
+    """Everything the 03_alignment notebook shows."""
+
+    clips: pd.DataFrame  # one row per clip: clip_id, split, genre, best_prompt, clap_score, margin, kept, …
+    audio_emb: np.ndarray  # [N, D]
+    prompt_emb: np.ndarray  # [P, D]
+    caption_emb: np.ndarray  # [N, D] (each clip's tag caption)
+    prompts: list[str]
+    gate: GateReport
+    metrics: dict[str, Any]
+
+
+def _upstream_metadata(cfg) -> Path:
+    for stage in ("02_annotation", "01_curation"):
+        p = cfg.paths.stage(stage) / "metadata.jsonl"
+        if p.is_file():
+            return p
+    from .errors import InputError
+
+    raise InputError(f"{cfg.paths.root}: no metadata.jsonl from 02_annotation or 01_curation; run those stages first")
+
+
+def _scene_prompts(cfg) -> list[str]:
+    """The annotation stage's scene prompts (its ``prompts.jsonl``), or the offline set when it wrote none."""
+    import json
+
+    f = cfg.paths.annotation / "prompts.jsonl"
+    if f.is_file():
+        out = []
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                obj = json.loads(line)
+                out.append(obj.get("prompt") or obj.get("text") or obj.get("scene"))
+        return [p for p in out if p]
+    from .prompts import offline_prompts
+
+    return [p["prompt"] if isinstance(p, dict) else str(p) for p in offline_prompts(cfg.annotation.prompts.n_prompts,
+                                                                                       seed=cfg.seed)]
+
+
+def run_alignment(cfg, *, progress: bool = True) -> AlignmentResult:
+    """The 03_alignment stage: gate the checkpoint, embed clips and texts, choose prompts, compose captions,
+    keep or drop, and write ``03_alignment/metadata.jsonl``, ``dropped.csv`` and ``embeddings.npz``.
+    """
+    from .artifacts import write_json
+    from .config import resolve_device
+    from .dataset import load_metadata, write_metadata
+
+    a = cfg.alignment
+    out_dir = ensure_dir(cfg.paths.alignment)
+    meta = load_metadata(_upstream_metadata(cfg))
+    emb = ClapEmbedder(a.clap_model, cache_dir=cfg.paths.cache, device=resolve_device(cfg.run.device),
+                       batch_size=a.batch_size, seed=cfg.seed)
+    audio_emb = emb.embed_audio_files(list(meta["path"]), progress=progress)
+
+    fields = [caption_fields({**row, "prompt": ""}) for row in meta.to_dict("records")]
+    tag_captions = [build_caption(f) or "music" for f in fields]
+    caption_emb = emb.embed_text(tag_captions)
+
+    gate = checkpoint_gate(emb, max_mean_cosine=a.gate_max_mean_cosine,
+                           known_pairs=(audio_emb[:16], tag_captions[:16]), raise_on_fail=a.gate)
+
+    prompts = _scene_prompts(cfg)
+    prompt_emb = emb.embed_text(prompts)
+    best = align_clips(audio_emb, prompt_emb, prompts)
+    kept, reasons = keep_mask(best["clap_score"].to_numpy(), rule=a.keep, value=a.keep_value)
+
+    rows = []
+    records = meta.to_dict("records")
+    for i, rec in enumerate(records):
+        f = dict(fields[i], scene=best.at[i, "best_prompt"])
+        rec = {k: v for k, v in rec.items() if not (isinstance(v, float) and np.isnan(v)) and v is not None}
+        rec.update({
+            "prompt": best.at[i, "best_prompt"],
+            "clap_score": float(best.at[i, "clap_score"]),
+            "clap_margin": float(best.at[i, "margin"]) if np.isfinite(best.at[i, "margin"]) else None,
+            "caption_score": float(audio_emb[i] @ caption_emb[i]),
+            "caption_fields": f,
+            "caption": build_caption(f),
+            "kept": bool(kept[i]),
+            "drop_reason": reasons[i] or None,
+            "clap_model": a.clap_model,
+        })
+        rec["path"] = os.path.relpath(rec["path"], out_dir) if os.path.isabs(str(rec["path"])) else rec["path"]
+        rows.append(rec)
+    write_metadata(rows, out_dir / "metadata.jsonl")
+    clips = pd.DataFrame({
+        "clip_id": meta["clip_id"], "split": meta.get("split"),
+        "genre": [f["genre"] for f in fields], "moods": [", ".join(f["moods"]) for f in fields],
+        "best_prompt": best["best_prompt"], "clap_score": best["clap_score"], "margin": best["margin"],
+        "caption_score": [r["caption_score"] for r in rows], "kept": kept, "drop_reason": reasons,
+        "caption": [r["caption"] for r in rows],
+    })
+    clips[~clips["kept"]][["clip_id", "split", "clap_score", "drop_reason"]].to_csv(out_dir / "dropped.csv",
+                                                                                    index=False)
+    with atomic_path(out_dir / "embeddings.npz") as t:
+        np.savez_compressed(t, audio=audio_emb, prompts=prompt_emb, captions=caption_emb)
+    n = len(clips)
+    metrics = {
+        "clap_model": a.clap_model,
+        "n_clips": n,
+        "n_prompts": len(prompts),
+        "n_kept": int(kept.sum()),
+        "n_dropped": int(n - kept.sum()),
+        "keep_rule": a.keep,
+        "keep_value": a.keep_value,
+        "clap_score_mean": float(best["clap_score"].mean()) if n else None,
+        "margin_mean": float(best["margin"].mean()) if n else None,
+        "recall_at_1": retrieval_recall(audio_emb, caption_emb, k=1),
+        "recall_at_5": retrieval_recall(audio_emb, caption_emb, k=5),
+        "recall_chance_at_1": 1.0 / n if n else None,
+        "recall_chance_at_5": min(5, n) / n if n else None,
+        "gate": gate.as_dict(),
+        "distinct_prompts_chosen": int(best["best_prompt"].nunique()),
+    }
+    write_json(out_dir / "alignment_summary.json", metrics)
+    return AlignmentResult(clips=clips, audio_emb=audio_emb, prompt_emb=prompt_emb, caption_emb=caption_emb,
+                           prompts=prompts, gate=gate, metrics=metrics)
