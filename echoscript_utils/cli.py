@@ -82,10 +82,14 @@ def _add_demo_data(sub) -> None:
     p.add_argument("--sample-rate", type=int, default=44100)
 
     def run(args) -> int:
+        from pathlib import Path
+
         from .demo_corpus import build_corpus
 
-        build_corpus(args.out, n_tracks=args.n_tracks, seed=args.seed, min_duration_s=args.min_duration,
-                     max_duration_s=args.max_duration, sr=args.sample_rate)
+        labels = build_corpus(args.out, n_tracks=args.n_tracks, seed=args.seed, min_duration_s=args.min_duration,
+                              max_duration_s=args.max_duration, sr=args.sample_rate)
+        print(f"{len(labels)} tracks ({labels['duration_s'].sum():.0f} s of audio) → "
+              f"{Path(args.out) / 'labels.csv'}")
         return 0
 
     p.set_defaults(func=run)
