@@ -70,6 +70,8 @@ MOOD_STYLE: dict[str, dict] = {
     "melancholic": {"mode": "minor", "bpm": (60, 76), "centre": 69, "velocity": 70, "lufs": -18.0},
     "calming": {"mode": "major", "bpm": (62, 80), "centre": 72, "velocity": 56, "lufs": -19.0},
 }
+#: Highest sample peak of a rendered track (-1 dBFS less 0.01 dB for 16-bit rounding).
+_PEAK_CEILING = 10 ** (-1.01 / 20)
 #: Ambient pieces stay slow whatever the mood.
 _MAX_BPM = {"ambient": 100}
 
@@ -456,7 +458,7 @@ def compose_track(spec: TrackSpec, *, seed: int):
 
 # ------------------------------------------------------------------------------------------- render
 def _render_track(spec: TrackSpec, seed: int, *, sr: int) -> np.ndarray:
-    from .audio import normalize_loudness
+    from .audio import loudness
     from .synth import render_midi
 
     midi = compose_track(spec, seed=seed)
@@ -464,8 +466,14 @@ def _render_track(spec: TrackSpec, seed: int, *, sr: int) -> np.ndarray:
     fade = min(int(0.3 * sr), wav.shape[1] // 4)
     if fade > 0:
         wav[:, -fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-    target = MOOD_STYLE[spec.moods[0]]["lufs"]
-    return normalize_loudness(wav, sr, target, peak_db=-1.0)
+    # One gain per track: the mood's loudness target, lowered where needed to keep the sample peak under
+    # -1 dBFS (a margin of 0.01 dB absorbs 16-bit rounding). A gain, not a limiter, so dynamics are kept.
+    current = loudness(wav, sr)
+    gain = 10 ** ((MOOD_STYLE[spec.moods[0]]["lufs"] - current) / 20) if np.isfinite(current) else 1.0
+    peak = float(np.abs(wav).max())
+    if peak * gain > _PEAK_CEILING:
+        gain = _PEAK_CEILING / peak
+    return (wav * np.float32(gain)).astype(np.float32)
 
 
 def build_corpus(out_dir: str | os.PathLike, *, n_tracks: int = 12, seed: int = 1234, min_duration_s: float = 35.0,
