@@ -417,28 +417,43 @@ def generate_prompts(section, *, seed: int, cache_dir: str | os.PathLike, progre
 
 
 def write_prompts(df, path: str | os.PathLike) -> Path:
-    """Write prompts as CSV (lists ``;``-joined), atomically."""
+    """Write prompts atomically: ``.jsonl`` (one object per prompt, lists kept) or ``.csv`` (lists ``;``-joined)."""
     from .artifacts import atomic_write_text
 
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        lines = [json.dumps({c: r[c] for c in PROMPT_COLUMNS}, ensure_ascii=False) for r in df.to_dict("records")]
+        return atomic_write_text(path, "".join(line + "\n" for line in lines))
     out = df.copy()
     for col in ("keywords", "tempo"):
         out[col] = out[col].map(join_list)
-    return atomic_write_text(path, out.to_csv(index=False, lineterminator="\n"))
+    return atomic_write_text(path, out[PROMPT_COLUMNS].to_csv(index=False, lineterminator="\n"))
 
 
 def read_prompts(path: str | os.PathLike) -> Any:
-    """Read a prompts CSV written by :func:`write_prompts` (lists restored)."""
+    """Read prompts written by :func:`write_prompts` (``.jsonl`` or ``.csv``; lists restored)."""
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: prompts file not found; run the annotation stage first")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if path.suffix == ".jsonl":
+        rows = []
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise InputError(f"{path}:{i}: not valid JSON; rerun the annotation stage") from None
+        df = pd.DataFrame(rows)
+    else:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        for col in ("keywords", "tempo"):
+            if col in df.columns:
+                df[col] = df[col].map(split_list)
     missing = [c for c in PROMPT_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing columns {missing}")
-    for col in ("keywords", "tempo"):
-        df[col] = df[col].map(split_list)
     return df[PROMPT_COLUMNS]
 
 

@@ -386,32 +386,47 @@ class PannsTagger(Tagger):
 
 # ----------------------------------------------------------------------------------------- musicnn
 class MusicnnTagger(Tagger):
-    """musicnn (the offline PyTorch port) → taxonomy through the port's ``taxonomy_map()``.
+    """musicnn (the offline PyTorch port, :mod:`echoscript_utils.musicnn`) → taxonomy through the port's
+    ``taxonomy_map(model)`` (rows ``tag, field, label, weight``); a label's score is the max of
+    ``weight × p(tag)`` over its rows, where ``p(tag)`` is the clip probability (mean over 3 s patches).
 
-    The map may be a DataFrame/records with ``tag, field, label[, weight]`` or a nested dict
-    ``{field: {label: [tag, ...] | {tag: weight}}}``; a label's score is the max of ``weight × p(tag)``.
+    Args:
+        model: ``"MTT_musicnn"`` or ``"MSD_musicnn"``.
+        cache_dir: where the port keeps its converted weights (None → its default).
+        device: torch device.
     """
 
     name = "musicnn"
     sample_rate = 16000
 
-    def __init__(self, model: str = "MTT_musicnn"):
+    def __init__(self, model: str = "MTT_musicnn", *, cache_dir: str | os.PathLike | None = None,
+                 device: str = "cpu"):
         try:
             self._mod = importlib.import_module("echoscript_utils.musicnn")
         except ImportError as exc:
             raise DependencyError(f"the musicnn port (echoscript_utils.musicnn) is not available ({exc})") from None
         self.model = model
-        self.sample_rate = int(getattr(self._mod, "SAMPLE_RATE", 16000))
-        self.rows = _normalise_tag_map(self._mod.taxonomy_map() if hasattr(self._mod, "taxonomy_map") else {})
+        self.cache_dir = cache_dir
+        self.device = device
+        self.sample_rate = int(getattr(self._mod, "SR", 16000))
+        tmap = self._mod.taxonomy_map
+        try:
+            table = tmap(model)
+        except TypeError:
+            table = tmap()
+        if hasattr(table, "columns") and "model" in table.columns:
+            table = table[table["model"] == model]
+        self.rows = _normalise_tag_map(table)
         if not self.rows:
-            raise DependencyError("echoscript_utils.musicnn.taxonomy_map() gave no tag → taxonomy rows")
-        port = getattr(self._mod, "__version__", None) or getattr(self._mod, "VERSION", "port")
+            raise DependencyError(f"echoscript_utils.musicnn.taxonomy_map() has no rows for {model}")
+        self._mod.load_model(model, cache_dir=cache_dir, device=device)  # fails early if the wheel is absent
+        port = getattr(self._mod, "_CONVERTER_VERSION", "1")
         from .artifacts import text_hash
 
-        self.version = f"musicnn-{port}+{model}+map-{text_hash(sorted(self.rows))[:8]}"
+        self.version = f"musicnn-port{port}+{model}+map-{text_hash(self.rows)[:8]}"
 
     def tag(self, wav: np.ndarray, sr: int) -> TagProbs:
-        df = self._mod.tags(wav, sr, model=self.model)
+        df = self._mod.tags(wav, sr, model=self.model, cache_dir=self.cache_dir, device=self.device)
         probs = _tag_probabilities(df)
         out: TagProbs = empty_tags()
         for tag, field, label, weight in self.rows:
@@ -500,17 +515,24 @@ class ClapTagger(Tagger):
     name = "clap"
     sample_rate = 48000
 
-    def __init__(self, model: str, *, cache_dir: str | os.PathLike, device: str = "cpu",
+    def __init__(self, model: str, *, cache_dir: str | os.PathLike, device: str = "cpu", seed: int = 1234,
                  templates: dict[str, Sequence[str]] | None = None, max_windows: int = 3,
                  loader: Callable[..., tuple[Any, Any]] | None = None):
         import torch
 
+        from .artifacts import text_hash
+
+        identity = None
         if loader is None:
             try:
                 from .models import load_clap as loader
+                from .models import model_identity
             except ImportError as exc:
                 raise DependencyError(f"echoscript_utils.models.load_clap is not available ({exc})") from None
-        self.model, self.processor = loader(model, cache_dir=cache_dir)
+            identity = model_identity(model, seed=seed)
+            self.model, self.processor = loader(model, cache_dir=cache_dir, device=device, seed=seed)
+        else:
+            self.model, self.processor = loader(model, cache_dir=cache_dir)
         self.model = self.model.to(device).eval()
         self.device = device
         self.model_name = str(model)
@@ -520,15 +542,13 @@ class ClapTagger(Tagger):
         self.sample_rate = int(getattr(fe, "sampling_rate", 48000))
         self.window = int(getattr(fe, "nb_max_samples", 10 * self.sample_rate))
         scale = getattr(self.model, "logit_scale_a", None)
-        self.logit_scale = float(scale.exp()) if scale is not None else 100.0
+        self.logit_scale = float(scale.detach().exp()) if scale is not None else 100.0
         with torch.inference_mode():
             self.text_emb = {f: self._embed_labels(f) for f in FIELDS}
-        from .artifacts import text_hash
-
-        params = sum(p.numel() for p in self.model.parameters())
-        fingerprint = text_hash(self.templates, float(sum(float(p.double().sum()) for p in
-                                                          list(self.model.parameters())[:4])), params)
-        self.version = f"clap-{Path(self.model_name).name}+{fingerprint[:10]}"
+        if identity is None:
+            first = next(iter(self.model.parameters()))
+            identity = text_hash(self.model_name, float(first.detach().double().sum()))
+        self.version = f"clap-{identity}+prompts-{text_hash(self.templates)[:8]}+w{self.max_windows}"
 
     def _text(self, prompts: list[str]):
         import torch
@@ -586,13 +606,17 @@ def _make_panns(cfg) -> Tagger:
 
 
 def _make_musicnn(cfg) -> Tagger:
-    return MusicnnTagger(cfg.annotation.musicnn_model)
+    from .config import resolve_device
+
+    return MusicnnTagger(cfg.annotation.musicnn_model, cache_dir=cfg.paths.cache,
+                         device=resolve_device(cfg.run.device))
 
 
 def _make_clap(cfg) -> Tagger:
     from .config import resolve_device
 
-    return ClapTagger(cfg.alignment.clap_model, cache_dir=cfg.paths.models, device=resolve_device(cfg.run.device))
+    return ClapTagger(cfg.alignment.clap_model, cache_dir=cfg.paths.models, device=resolve_device(cfg.run.device),
+                      seed=cfg.seed)
 
 
 #: name → factory ``(cfg) -> Tagger``.
