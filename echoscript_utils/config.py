@@ -80,8 +80,11 @@ class CurationSection(_Section):
     peak_limit_db: float = -1.0  # true-peak ceiling after loudness normalisation
     min_rms_db: float = -60.0  # clips quieter than this are treated as silence
     dedupe: bool = True  # reject exact / near-exact duplicate inputs
+    dedupe_similarity: float = Field(0.97, gt=0, le=1)  # fingerprint correlation above which inputs are near-duplicates
     splits: dict[str, float] = {"train": 0.8, "valid": 0.1, "eval": 0.1}
-    extensions: list[str] = [".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"]
+    split_from_folders: bool = True  # inputs under a top folder named like a split (train/, eval/) stay in it
+    extensions: list[str] = [".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif"]
+    sampler_temperature: float | None = None  # genre weights in the audiocraft export; None → training.sampler_temperature
 
 
 class PromptSection(_Section):

@@ -14,12 +14,15 @@ Exports (both regenerated from the metadata, byte-stable on reruns):
   (``path, duration, sample_rate, amplitude, weight, info_path``) and, beside every clip's audio file, a
   music-info JSON of the same stem with every ``MusicInfo`` field (``title, artist, key, bpm, genre, moods,
   keywords, description, name, instrument``), so ``MusicDataset.from_meta(<split dir>)`` reads it as is.
-* ``exports/hf/<split>/``: audio files plus ``metadata.jsonl`` with a ``file_name`` column, the
-  ``audiofolder`` layout of Hugging Face ``datasets`` (``eval`` is read as the ``test`` split).
+* ``exports/hf/``: a Hugging Face ``datasets.DatasetDict`` saved with ``save_to_disk`` (``train``,
+  ``validation``, ``test``), an ``Audio`` column plus ids, features and ground truth; ``datasets.load_from_disk``
+  reads it. (The ``audiofolder`` builder of datasets >= 4 needs ``torchcodec`` merely to build, so it is not
+  used.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -434,48 +437,95 @@ def _genre(row: Mapping[str, Any]) -> str | None:
     return None
 
 
-#: Columns of the Hugging Face export (besides ``file_name``).
-HF_COLUMNS = ("clip_id", "track_id", "source", "split", "start_s", "duration_s", "sample_rate", "channels")
+#: Columns of the Hugging Face export besides ``audio`` and the flattened features / ground truth.
+HF_COLUMNS = ("clip_id", "track_id", "source", "start_s", "duration_s", "sample_rate", "channels")
+#: Our split names → the names ``datasets`` users expect.
+HF_SPLITS = {"train": "train", "valid": "validation", "eval": "test"}
 
 
-def export_hf(df, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write a Hugging Face ``audiofolder``: ``<out_dir>/<split>/<clip_id>.wav`` + ``<split>/metadata.jsonl``.
+def hf_rows(df) -> list[dict[str, Any]]:
+    """Flat rows of the Hugging Face export (one per clip; ``audio`` is the clip's absolute path)."""
+    rows = []
+    for r in sorted(df.to_dict("records"), key=lambda t: t["clip_id"]):
+        feats, truth = _d(r.get("features")), _d(r.get("truth"))
+        rows.append({
+            "audio": str(r["path"]), **{c: r.get(c) for c in HF_COLUMNS}, "split": r["split"],
+            "bpm": feats.get("bpm"), "bpm_confidence": feats.get("bpm_confidence"), "key": feats.get("key"),
+            "mode": feats.get("mode"), "key_confidence": feats.get("key_confidence"),
+            "genre": truth.get("genre") or _genre(r) or "", "moods": list(truth.get("moods") or []),
+            "instruments": list(truth.get("instruments") or []),
+            "true_bpm": truth.get("bpm"), "true_key": truth.get("key"), "true_mode": truth.get("mode"),
+            "prompt": r.get("prompt") if isinstance(r.get("prompt"), str) else "",
+        })
+    return rows
 
-    ``datasets.load_dataset("audiofolder", data_dir=out_dir)`` reads it (``train``, ``validation`` from
-    ``valid``, ``test`` from ``eval``); every row carries the clip ids, split, features (bpm, key, mode, ...)
-    and ground truth (``genre``, ``moods``, ``instruments``, ``true_bpm``, ``true_key``, ``true_mode``).
+
+def export_hf(df, out_dir: str | os.PathLike) -> Path:
+    """Write a Hugging Face ``datasets.DatasetDict`` with ``save_to_disk`` (splits ``train``/``validation``/``test``
+    from train/valid/eval); read it back with ``datasets.load_from_disk(out_dir)``.
+
+    The ``audio`` column is an ``Audio`` feature; ``save_to_disk`` embeds each clip's WAV bytes, so the folder is
+    self-contained (a second copy of the audio; what ``push_to_hub`` uploads). Decoding the column needs
+    ``torchcodec`` (datasets >= 4); ``dataset.cast_column("audio", Audio(decode=False))`` gives the bytes
+    without it. The folder is rewritten only when its rows change (``.rows_hash`` holds their hash), so reruns
+    leave it alone.
 
     Returns:
-        ``{split: path of its metadata.jsonl}``.
+        ``out_dir``.
     """
-    out = ensure_dir(out_dir).resolve()
-    rows = df.to_dict("records")
-    by_split: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        by_split[r["split"]].append(r)
-    written: dict[str, Path] = {}
-    for split in sorted(by_split):
-        folder = ensure_dir(out / split)
-        lines, keep = [], set()
-        for r in sorted(by_split[split], key=lambda t: t["clip_id"]):
-            src = Path(r["path"])
-            audio = folder / f"{r['clip_id']}{src.suffix}"
-            _link_or_copy(src, audio)
-            keep.add(audio.name)
-            feats, truth = _d(r.get("features")), _d(r.get("truth"))
-            item = {"file_name": audio.name, **{c: r.get(c) for c in HF_COLUMNS}}
-            item.update({
-                "bpm": feats.get("bpm"), "key": feats.get("key"), "mode": feats.get("mode"),
-                "genre": truth.get("genre") or _genre(r) or "", "moods": list(truth.get("moods") or []),
-                "instruments": list(truth.get("instruments") or []),
-                "true_bpm": truth.get("bpm"), "true_key": truth.get("key"), "true_mode": truth.get("mode"),
-                "prompt": r.get("prompt") or "",
-            })
-            lines.append(_dumps_row(item))
-        _prune(folder, keep, (".wav", ".flac"))
-        written[split] = folder / "metadata.jsonl"
-        write_if_changed(written[split], "".join(line + "\n" for line in lines))
-    for stale in out.iterdir():
-        if stale.is_dir() and stale.name not in by_split:
-            shutil.rmtree(stale)
-    return written
+    import datasets
+    import pyarrow as pa
+
+    out = Path(out_dir).resolve()
+    rows = hf_rows(df)
+    stamp_value = text_hash_rows(rows)
+    stamp = out / ".rows_hash"
+    if stamp.is_file() and stamp.read_text().strip() == stamp_value and (out / "dataset_dict.json").is_file():
+        return out
+    audio_type = datasets.Audio()
+    splits = {}
+    for ours, theirs in HF_SPLITS.items():
+        part = [r for r in rows if r["split"] == ours]
+        if not part:
+            continue
+        audio = [{"bytes": None, "path": r["audio"]} for r in part]
+        cols = {k: [r[k] for r in part] for k in part[0] if k != "audio"}
+        table = pa.table({"audio": pa.array(audio, type=audio_type.pa_type),
+                          **{k: pa.array(v) for k, v in cols.items()}})
+        features = datasets.Features.from_arrow_schema(table.schema)
+        features["audio"] = audio_type
+        table = table.cast(features.arrow_schema)
+        splits[theirs] = datasets.Dataset(table, info=datasets.DatasetInfo(features=features), split=theirs,
+                                          fingerprint=text_hash_rows(part))
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    with _quiet_progress(datasets):
+        datasets.DatasetDict(splits).save_to_disk(str(tmp))
+    (tmp / ".rows_hash").write_text(stamp_value + "\n")
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old.exists():
+        shutil.rmtree(old)
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_progress(datasets):
+    was = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            datasets.utils.logging.enable_progress_bar()
+
+
+def text_hash_rows(rows: list[dict[str, Any]], *extra: Any) -> str:
+    from .artifacts import text_hash
+
+    return text_hash(rows, *extra, length=32)

@@ -1,0 +1,731 @@
+"""The curation stage: any folder of music → validated clips of exactly ``clip_s`` seconds, features, metadata.
+
+:func:`curate` walks the input folder (recursively, any file name), and for every candidate file, in worker
+processes and one file at a time (memory stays bounded by one block of audio plus one clip, however large the
+folder):
+
+1. rejects what cannot be used, with one row in ``skipped.csv`` (``source,reason``; the reason starts with its
+   kind): ``directory``, ``unreadable``, ``empty``, ``not audio``, ``truncated``, ``non-finite``, ``too short``,
+   ``silent``, ``duplicate`` (identical bytes) and ``near-duplicate`` (same audio re-encoded, resampled or at
+   another gain; the reason names the file it duplicates; the first in path order is kept);
+2. decodes block by block (libsndfile: WAV 8/16/24/32-bit and float, FLAC, OGG/Vorbis/Opus, MP3, AIFF),
+   folds channels to the configured layout (5.1/7.1 with ITU-R BS.775 coefficients) and resamples to
+   ``sample_rate`` with soxr HQ in streaming mode;
+3. cuts whole, back-to-back clips of ``clip_s`` (or every ``hop_s``); the remainder shorter than a clip at the
+   end of a track is dropped (counted in ``metrics.json``), and clips below ``min_rms_db`` are dropped as silent;
+4. normalises each clip's loudness to ``target_lufs`` (−14 LUFS, what audiocraft uses for MusicGen audio and
+   what streaming services play back at, so generated and training audio sit at one level), lowering the
+   gain when the true peak would pass ``peak_limit_db`` (−1 dBTP) rather than limiting, so no clip is
+   distorted; per clip rather than per track because clips are the training examples and a track is never
+   held in memory;
+5. computes features (:mod:`echoscript_utils.features`) and writes the clip as 16-bit WAV.
+
+Then, in the main process: duplicates are resolved, tracks are split train/valid/eval (whole tracks, stratified
+by genre when labels exist, from the seed), ``metadata.jsonl`` (schema v1, :mod:`echoscript_utils.dataset`),
+``skipped.csv``, the audiocraft and Hugging Face exports and ``metrics.json`` (with tempo and key accuracy
+against ground truth where labels exist) are written atomically, and only when their bytes change.
+
+Reruns are content-hashed: every input's result is cached under ``<output>/.cache/`` by the SHA-256 of its bytes,
+its path, its track id and the settings that shape clips and features, so a second run decodes nothing and
+rewrites nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import sys
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import audio as audio_mod
+from . import dataset as ds
+from . import features as feat
+from .artifacts import atomic_path, ensure_dir, file_hash, read_json, text_hash, write_json
+from .config import Config, CurationSection
+from .errors import InputError
+from .taxonomy import split_list
+
+__all__ = ["CurationResult", "clip_player", "curate", "curate_cli", "find_inputs", "load_labels"]
+
+#: Bump when the per-file processing changes, so cached results are recomputed.
+PIPELINE_VERSION = 1
+CACHE_DIR = ".cache/curation"
+CLIPS_DIR = "clips"
+SKIPPED_COLUMNS = ("source", "reason")
+
+
+# ------------------------------------------------------------------------------------------------ results
+@dataclass
+class CurationResult:
+    """What :func:`curate` produced.
+
+    Attributes:
+        output_dir: the stage folder.
+        metadata_path: its ``metadata.jsonl``.
+        kept: one row per clip (the metadata, paths absolute).
+        skipped: ``source, reason`` per rejected input.
+        metrics: what ``metrics.json`` holds.
+        seconds: wall time of this call; ``realtime_factor``: seconds of input audio handled per second
+            (decoded this time, cached inputs excluded).
+    """
+
+    output_dir: Path
+    metadata_path: Path
+    kept: Any
+    skipped: Any
+    metrics: dict[str, Any]
+    seconds: float = 0.0
+    audio_seconds_processed: float = 0.0
+    n_cached: int = 0
+    changed: list[str] = field(default_factory=list)
+
+    @property
+    def realtime_factor(self) -> float | None:
+        return self.audio_seconds_processed / self.seconds if self.seconds > 0 and self.audio_seconds_processed else None
+
+    def summary(self) -> str:
+        m = self.metrics
+        lines = [f"kept {m['n_files_kept']} of {m['n_inputs']} files → {m['n_clips']} clips "
+                 f"({m['clips_per_split']}) in {self.output_dir}"]
+        for kind, n in sorted(m["skipped_by_kind"].items()):
+            lines.append(f"  skipped {n:4d}  {kind}")
+        if self.realtime_factor:
+            lines.append(f"processed {self.audio_seconds_processed / 60:.1f} min of audio in {self.seconds:.1f} s "
+                         f"({self.realtime_factor:.0f}x real time); {self.n_cached} inputs from cache")
+        elif self.n_cached:
+            lines.append(f"all {self.n_cached} inputs from cache ({self.seconds:.1f} s); nothing decoded")
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def find_inputs(input_dir: str | os.PathLike, *, extensions, exclude: Path | None = None) -> list[tuple[str, Path]]:
+    """Candidate inputs under ``input_dir``: ``[(relative posix path, path)]`` sorted by relative path.
+
+    Every file or folder whose name ends with one of ``extensions`` (case-insensitive) is a candidate; folders
+    named like audio files are listed so that they are reported, and are still searched. ``exclude`` (the
+    output folder, when it sits inside the input) is not searched.
+    """
+    root = Path(input_dir)
+    exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+    ex = exclude.resolve() if exclude is not None else None
+    found: list[tuple[str, Path]] = []
+    for cur, dirs, files in os.walk(root):
+        cur_p = Path(cur)
+        keep_dirs = []
+        for d in dirs:
+            p = cur_p / d
+            if ex is not None and p.resolve() == ex:
+                continue
+            keep_dirs.append(d)
+            if d.lower().endswith(exts):
+                found.append((p.relative_to(root).as_posix(), p))
+        dirs[:] = sorted(keep_dirs)
+        for f in files:
+            if f.lower().endswith(exts):
+                p = cur_p / f
+                found.append((p.relative_to(root).as_posix(), p))
+    return sorted(found, key=lambda t: t[0])
+
+
+def load_labels(path: str | os.PathLike, *, input_dir: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """Ground-truth labels → ``{relative input path: {track_id, title, genre, moods, instruments, bpm, key,
+    mode}}``.
+
+    Reads CSV (``file`` column required; ``moods``/``instruments`` ``;``-joined) or JSON lines. ``file`` is taken
+    relative to the labels file's folder, and re-expressed relative to ``input_dir`` when given.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: labels file not found; pass a CSV with a 'file' column or leave --labels out")
+    try:
+        df = pd.read_json(p, lines=True) if p.suffix.lower() in (".jsonl", ".json") else pd.read_csv(p)
+    except Exception as exc:
+        raise InputError(f"{p}: cannot read labels ({type(exc).__name__}: {exc}); expected CSV with a 'file' column") from None
+    if "file" not in df.columns:
+        raise InputError(f"{p}: labels need a 'file' column (paths of the audio files); found {list(df.columns)}")
+    base = p.parent.resolve()
+    root = Path(input_dir).resolve() if input_dir is not None else base
+    out: dict[str, dict[str, Any]] = {}
+    for i, row in enumerate(df.to_dict("records"), 2):
+        f = row.get("file")
+        if not isinstance(f, str) or not f.strip():
+            raise InputError(f"{p}: row {i}: empty 'file'; every label row names its audio file")
+        full = (base / f).resolve()
+        try:
+            rel = full.relative_to(root).as_posix()
+        except ValueError:
+            rel = Path(f).as_posix()
+
+        def get(k, row=row):
+            v = row.get(k)
+            return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+        bpm = get("bpm")
+        try:
+            bpm = float(bpm) if bpm is not None else None
+        except (TypeError, ValueError):
+            raise InputError(f"{p}: row {i}: bpm {bpm!r} is not a number") from None
+        out[rel] = {
+            "track_id": str(get("track_id")) if get("track_id") is not None else None,
+            "title": get("title"), "artist": get("artist"), "genre": get("genre"),
+            "moods": split_list(get("moods")), "instruments": split_list(get("instruments")),
+            "bpm": bpm, "key": get("key"), "mode": get("mode"),
+        }
+    return out
+
+
+def _slug(text: str) -> str:
+    t = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    t = re.sub(r"[^A-Za-z0-9]+", "_", t).strip("_").lower()
+    return t[:48] or "track"
+
+
+def _track_id(rel: str, label: Mapping[str, Any] | None) -> str:
+    if label and label.get("track_id"):
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(label["track_id"]))
+    return f"{_slug(Path(rel).stem)}_{text_hash(rel, length=6)}"
+
+
+# ------------------------------------------------------------------------------------------------ settings
+def _settings(section: CurationSection) -> dict[str, Any]:
+    """The parameters that shape clips and features (the cache key); splits/dedupe/exports are not among them."""
+    return {
+        "pipeline": PIPELINE_VERSION, "features": feat.FEATURES_VERSION,
+        "sample_rate": section.sample_rate, "channels": section.channels, "clip_s": section.clip_s,
+        "hop_s": section.hop_s, "target_lufs": section.target_lufs, "peak_limit_db": section.peak_limit_db,
+        "min_rms_db": section.min_rms_db,
+    }
+
+
+def _resolve(cfg_or_section) -> tuple[CurationSection, int, int, float]:
+    """``(section, num_workers, seed, sampler temperature)`` from a Config or a bare section."""
+    if isinstance(cfg_or_section, Config):
+        sec = cfg_or_section.curation
+        temp = sec.sampler_temperature
+        if temp is None:
+            temp = cfg_or_section.training.sampler_temperature
+        return sec, cfg_or_section.run.num_workers, cfg_or_section.seed, float(temp)
+    if isinstance(cfg_or_section, CurationSection):
+        return cfg_or_section, 0, 1234, float(cfg_or_section.sampler_temperature or 1.0)
+    if isinstance(cfg_or_section, Mapping):
+        sec = CurationSection.model_validate(dict(cfg_or_section))
+        return sec, 0, 1234, float(sec.sampler_temperature or 1.0)
+    raise TypeError("cfg_or_section must be a Config, a CurationSection or a mapping of curation keys")
+
+
+# ------------------------------------------------------------------------------------------------ one file
+class _Reject(Exception):
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind, self.detail = kind, detail
+
+
+def _mp3_truncated(path: Path) -> str | None:
+    """Compare the byte count in an MP3's Xing/Info header with the file's size (CBR files have none)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(10)
+        off = 0
+        if head[:3] == b"ID3" and len(head) == 10:
+            off = 10 + ((head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]) + (10 if head[5] & 0x10 else 0)
+        f.seek(off)
+        frame = f.read(4096)
+    for tag in (b"Xing", b"Info"):
+        i = frame.find(tag)
+        if 0 <= i < 200:
+            flags = int.from_bytes(frame[i + 4:i + 8], "big")
+            j = i + 8 + (4 if flags & 1 else 0)
+            if flags & 2 and len(frame) >= j + 4:
+                nbytes = int.from_bytes(frame[j:j + 4], "big")
+                if nbytes > 0 and size - off < 0.97 * nbytes:
+                    return f"its header promises {nbytes} bytes of audio, the file holds {size - off}"
+            return None
+    return None
+
+
+def _truncation(info: audio_mod.AudioInfo, path: Path) -> str | None:
+    m = re.search(r"^\s*(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra, re.MULTILINE)
+    if m and int(m.group(3)) < int(m.group(2)):
+        return f"its header promises {int(m.group(2))} bytes of audio, the file holds {int(m.group(3))}"
+    if info.format == "OGG" and ("ended unexpectedly" in info.extra or "lacks an end-of-stream" in info.extra):
+        return "the Ogg stream ends without its end-of-stream page"
+    if info.format == "MP3":
+        return _mp3_truncated(path)
+    return None
+
+
+def _db(x: float) -> float:
+    return 20 * math.log10(x) if x > 0 else float("-inf")
+
+
+def _round(v: float | None, nd: int = 3) -> float | None:
+    return None if v is None or not math.isfinite(v) else round(float(v), nd)
+
+
+def _process(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: one input file → cached result dict (clips written). Never raises for bad input."""
+    rel, path = task["rel"], Path(task["path"])
+    res: dict[str, Any] = {"source": rel, "status": "skipped", "clips": [], "audio_s": 0.0, "cached": False}
+    written: list[Path] = []
+    try:
+        if path.is_dir():
+            raise _Reject("directory", "a folder named like an audio file")
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise _Reject("unreadable", exc.strerror or "cannot stat") from None
+        if size == 0:
+            raise _Reject("empty", "0 bytes")
+        try:
+            sha = file_hash(path)
+        except OSError as exc:
+            raise _Reject("unreadable", exc.strerror or "cannot read") from None
+        res["sha256"] = sha
+        key = text_hash(sha, rel, task["track_id"], task["settings"], length=24)
+        cache_json = Path(task["cache_dir"]) / f"{key}.json"
+        if cache_json.is_file() and not task.get("force"):
+            try:
+                cached = read_json(cache_json)
+                cached["cached"] = True
+                cached["audio_s"] = 0.0
+                return cached
+            except (OSError, ValueError):
+                pass
+        res.update(_decode_and_cut(task, path, written))
+        res["status"] = "kept"
+    except _Reject as r:
+        for w in written:
+            with contextlib.suppress(OSError):
+                w.unlink()
+        res.update(status="skipped", kind=r.kind, reason=f"{r.kind}: {r.detail}", clips=[], fingerprint=None)
+    if "sha256" in res:
+        fp = res.pop("fingerprint_array", None)
+        key = text_hash(res["sha256"], rel, task["track_id"], task["settings"], length=24)
+        cache_json = Path(task["cache_dir"]) / f"{key}.json"
+        if fp is not None:
+            with atomic_path(cache_json.with_suffix(".npy")) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, fp.astype(np.float16))
+            res["fingerprint"] = str(cache_json.with_suffix(".npy"))
+        audio_s = res.pop("audio_s", 0.0)
+        write_json(cache_json, {k: v for k, v in res.items() if k != "cached"}, indent=None)
+        res["audio_s"] = audio_s
+    return res
+
+
+def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> dict[str, Any]:
+    s = task["settings"]
+    try:
+        info = audio_mod.info(path)
+    except InputError as exc:
+        raise _Reject("not audio", str(exc).split(": ", 1)[-1]) from None
+    if info.frames <= 0 or info.sr <= 0:
+        why = _truncation(info, path)
+        raise _Reject("truncated", why) if why else _Reject("empty", "no audio frames")
+    why = _truncation(info, path)
+    if why:
+        raise _Reject("truncated", why)
+    if info.duration_s < s["clip_s"]:
+        raise _Reject("too short", f"{info.duration_s:.1f} s, shorter than one {s['clip_s']:g} s clip")
+    sr = s["sample_rate"]
+    n_ch = 1 if s["channels"] == "mono" else 2
+    clip_len = int(round(s["clip_s"] * sr))
+    hop_len = int(round((s["hop_s"] or s["clip_s"]) * sr))
+    clips_dir = Path(task["clips_dir"])
+    fpr = feat.Fingerprinter(sr)
+    buf = np.zeros((n_ch, 0), dtype=np.float32)
+    start = 0  # sample index (at sr) of buf[:, 0]
+    index = 0
+    clips: list[dict[str, Any]] = []
+    n_silent = 0
+    total = 0
+    peak = 0.0
+    try:
+        for block in audio_mod.stream(path, sr=sr, channels=n_ch, block_s=10.0):
+            if not np.isfinite(block).all():
+                bad = int(np.argmax(~np.isfinite(block).all(axis=0)))
+                raise _Reject("non-finite", f"NaN or infinite samples from {(total + bad) / sr:.2f} s")
+            total += block.shape[1]
+            peak = max(peak, float(np.abs(block).max()) if block.size else 0.0)
+            fpr.update(block.mean(axis=0) if n_ch > 1 else block[0])
+            buf = np.concatenate([buf, block], axis=1)
+            while buf.shape[1] >= clip_len:
+                rec = _finish_clip(buf[:, :clip_len], sr, start, index, task, clips_dir, written)
+                if rec is None:
+                    n_silent += 1
+                else:
+                    clips.append(rec)
+                index += 1
+                buf = buf[:, hop_len:]
+                start += hop_len
+    except InputError as exc:
+        raise _Reject("truncated", str(exc).split(": ", 1)[-1]) from None
+    expected = info.frames * sr / info.sr
+    if total < 0.98 * expected - sr * 0.05:
+        raise _Reject("truncated", f"decoded {total / sr:.1f} s of the {info.duration_s:.1f} s its header promises")
+    if peak <= 0.0 or _db(peak) < s["min_rms_db"]:
+        raise _Reject("silent", f"digital silence (peak {_db(peak):.0f} dBFS)" if peak <= 0 else
+                      f"peak {_db(peak):.1f} dBFS is below the {s['min_rms_db']:g} dB silence threshold")
+    if not clips:
+        raise _Reject("silent", f"every {s['clip_s']:g} s window is below {s['min_rms_db']:g} dBFS RMS")
+    return {
+        "clips": clips,
+        "fingerprint_array": fpr.result(),
+        "n_silent_clips": n_silent,
+        "tail_s": round((total - ((index - 1) * hop_len + clip_len if index else 0)) / sr, 3),
+        "audio_s": info.duration_s,
+        "source_info": {"sample_rate": info.sr, "channels": info.channels,
+                        "duration_s": round(info.duration_s, 3), "format": f"{info.format}/{info.subtype}"},
+    }
+
+
+def _finish_clip(wav: np.ndarray, sr: int, start: int, index: int, task: dict[str, Any], clips_dir: Path,
+                 written: list[Path]) -> dict[str, Any] | None:
+    s = task["settings"]
+    rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64))))
+    if _db(rms) < s["min_rms_db"]:
+        return None
+    lufs_in = audio_mod.loudness(wav, sr)
+    if s["target_lufs"] is not None and math.isfinite(lufs_in):
+        gain_db, _, tp_after = audio_mod.loudness_gain(wav, sr, s["target_lufs"], peak_db=s["peak_limit_db"],
+                                                       measured_lufs=lufs_in)
+        out = (wav * np.float32(10 ** (gain_db / 20))).astype(np.float32)
+    else:
+        gain_db, tp_after, out = 0.0, audio_mod.true_peak_db(wav, sr), wav
+    clip_id = f"{task['track_id']}-{index:03d}"
+    dest = clips_dir / f"{clip_id}.wav"
+    audio_mod.write(dest, out, sr)
+    written.append(dest)
+    f = feat.clip_features(out, sr)
+    return {
+        "clip_id": clip_id, "path": f"{CLIPS_DIR}/{dest.name}", "start_s": round(start / sr, 6),
+        "duration_s": round(wav.shape[1] / sr, 6), "sample_rate": sr, "channels": int(wav.shape[0]),
+        "loudness_in_lufs": _round(lufs_in), "loudness_lufs": _round(lufs_in + gain_db),
+        "true_peak_dbtp": _round(tp_after), "gain_db": _round(gain_db),
+        "peak_amplitude": _round(float(np.abs(out).max()) if out.size else 0.0, 6), "features": f,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ driver
+def _worker_init() -> None:
+    with contextlib.suppress(Exception):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+
+
+def _run_tasks(tasks: list[dict[str, Any]], *, num_workers: int, progress: bool) -> list[dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    results: list[dict[str, Any]] = []
+    bar = tqdm(total=len(tasks), desc="curation", unit="file", disable=not progress or not tasks,
+               file=sys.stderr)
+    try:
+        if num_workers <= 1 or len(tasks) <= 1:
+            for t in tasks:
+                results.append(_process(t))
+                bar.update()
+        else:
+            feat.warmup()  # forked workers inherit the imported, compiled analysis code
+            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(num_workers, len(tasks)), mp_context=ctx,
+                                     initializer=_worker_init) as pool:
+                futures = [pool.submit(_process, t) for t in tasks]
+                for fut in as_completed(futures):
+                    results.append(fut.result())
+                    bar.update()
+    finally:
+        bar.close()
+    return results
+
+
+def _dedupe(results: list[dict[str, Any]], *, threshold: float) -> None:
+    """Mark later copies of an earlier kept input (path order) as duplicates, in place, deleting their clips."""
+    kept = [r for r in results if r["status"] == "kept"]
+    kept.sort(key=lambda r: r["source"])
+    by_sha: dict[str, str] = {}
+    fps: list[tuple[dict, np.ndarray]] = []
+    for r in kept:
+        first = by_sha.get(r["sha256"])
+        if first is not None:
+            r.update(status="skipped", kind="duplicate", reason=f"duplicate: same bytes as {first}")
+            continue
+        by_sha[r["sha256"]] = r["source"]
+        fp = np.load(r["fingerprint"]).astype(np.float32) if r.get("fingerprint") else np.zeros((0, 13))
+        dur = r["source_info"]["duration_s"]
+        for other, ofp in fps:
+            odur = other["source_info"]["duration_s"]
+            if abs(dur - odur) > max(1.0, 0.02 * odur):
+                continue
+            sim = feat.fingerprint_similarity(fp, ofp)
+            if sim >= threshold:
+                r.update(status="skipped", kind="near-duplicate",
+                         reason=f"near-duplicate: same audio as {other['source']} (fingerprint similarity {sim:.3f})")
+                break
+        else:
+            fps.append((r, fp))
+
+
+def _write_skipped(rows: list[tuple[str, str]], path: Path) -> bool:
+    import csv
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(SKIPPED_COLUMNS)
+    w.writerows(rows)
+    return ds.write_if_changed(path, buf.getvalue())
+
+
+def _prune_clips(clips_dir: Path, keep: set[str]) -> int:
+    n = 0
+    if clips_dir.is_dir():
+        for f in clips_dir.iterdir():
+            if f.is_file() and f.suffix == ".wav" and f.name not in keep:
+                f.unlink()
+                n += 1
+    return n
+
+
+def _stats(values: list[float]) -> dict[str, float | None]:
+    v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    if not v.size:
+        return {"mean": None, "min": None, "max": None, "std": None}
+    return {"mean": round(float(v.mean()), 3), "min": round(float(v.min()), 3), "max": round(float(v.max()), 3),
+            "std": round(float(v.std()), 3)}
+
+
+def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_or_section,
+           labels: str | os.PathLike | Mapping | None = None, num_workers: int | None = None,
+           seed: int | None = None, progress: bool = True, exports: bool = True) -> CurationResult:
+    """Run the curation stage (see the module docstring for every step).
+
+    Args:
+        input_dir: folder of music, searched recursively.
+        output_dir: stage folder: ``clips/``, ``metadata.jsonl``, ``skipped.csv``, ``metrics.json``, ``exports/``.
+        cfg_or_section: a :class:`~echoscript_utils.config.Config` (its ``curation`` section, ``run.num_workers``,
+            ``seed`` and ``training.sampler_temperature`` are used) or a bare ``CurationSection``/mapping.
+        labels: ground-truth labels file (CSV/JSONL with a ``file`` column) or an already loaded mapping; by
+            default ``labels.csv`` at the input root when present (the demo corpus writes one).
+        num_workers: worker processes (default ``run.num_workers``; 0/1 = in this process).
+        seed: split seed (default the run seed).
+        progress: show a progress bar.
+        exports: write ``exports/audiocraft`` and ``exports/hf``.
+
+    Returns:
+        :class:`CurationResult`.
+
+    Raises:
+        InputError: the input folder does not exist or the labels cannot be read.
+    """
+    t0 = time.perf_counter()
+    section, cfg_workers, cfg_seed, temperature = _resolve(cfg_or_section)
+    workers = cfg_workers if num_workers is None else num_workers
+    seed = cfg_seed if seed is None else seed
+    src = Path(input_dir).expanduser()
+    if not src.is_dir():
+        raise InputError(f"{src}: input folder not found; pass a folder of audio files (--input)")
+    src = src.resolve()
+    out = ensure_dir(Path(output_dir).expanduser()).resolve()
+    clips_dir = ensure_dir(out / CLIPS_DIR)
+    cache_dir = ensure_dir(out / CACHE_DIR)
+
+    if labels is None and (src / "labels.csv").is_file():
+        labels = src / "labels.csv"
+    label_map = (dict(labels) if isinstance(labels, Mapping) else
+                 load_labels(labels, input_dir=src) if labels is not None else {})
+
+    settings = _settings(section)
+    candidates = find_inputs(src, extensions=section.extensions, exclude=out)
+    tasks, used_ids = [], Counter()
+    for rel, path in candidates:
+        tid = _track_id(rel, label_map.get(rel))
+        used_ids[tid] += 1
+        if used_ids[tid] > 1:  # two label rows with one track_id: keep ids unique
+            tid = f"{tid}_{used_ids[tid]}"
+        tasks.append({"rel": rel, "path": str(path), "track_id": tid, "settings": settings,
+                      "clips_dir": str(clips_dir), "cache_dir": str(cache_dir)})
+    results = _run_tasks(tasks, num_workers=workers, progress=progress)
+    by_source = {r["source"]: r for r in results}
+    task_by_source = {t["rel"]: t for t in tasks}
+
+    # cached results whose clips went missing (deleted by hand, or dropped as a duplicate last time) are redone
+    def missing_clips(r):
+        return r["status"] == "kept" and any(not (out / c["path"]).is_file() for c in r["clips"])
+
+    if section.dedupe:
+        _dedupe(results, threshold=section.dedupe_similarity)
+    redo = [dict(task_by_source[r["source"]], force=True) for r in results if missing_clips(r)]
+    if redo:
+        for r in _run_tasks(redo, num_workers=workers, progress=progress):
+            by_source[r["source"]].update(r)
+
+    # ---- records
+    kept = sorted((r for r in results if r["status"] == "kept"), key=lambda r: r["source"])
+    track_genre = {}
+    pinned: dict[str, str] = {}
+    for r in kept:
+        tid = task_by_source[r["source"]]["track_id"]
+        track_genre[tid] = (label_map.get(r["source"]) or {}).get("genre")
+        top = r["source"].split("/", 1)[0]
+        if section.split_from_folders and "/" in r["source"] and top in section.splits:
+            pinned[tid] = top
+    free = {t: g for t, g in track_genre.items() if t not in pinned}
+    split_of = {**ds.assign_splits(free, section.splits, seed=seed), **pinned} if free else dict(pinned)
+
+    records: list[dict[str, Any]] = []
+    for r in kept:
+        t = task_by_source[r["source"]]
+        lab = label_map.get(r["source"])
+        truth = None
+        if lab:
+            truth = {k: lab.get(k) for k in ("title", "artist", "genre", "moods", "instruments", "bpm", "key", "mode")}
+        si = r["source_info"]
+        for c in r["clips"]:
+            records.append({
+                "schema_version": ds.SCHEMA_VERSION, "clip_id": c["clip_id"], "track_id": t["track_id"],
+                "source": r["source"], "source_sha256": r["sha256"], "path": c["path"], "start_s": c["start_s"],
+                "duration_s": c["duration_s"], "sample_rate": c["sample_rate"], "channels": c["channels"],
+                "split": split_of[t["track_id"]], "source_sample_rate": si["sample_rate"],
+                "source_channels": si["channels"], "source_duration_s": si["duration_s"],
+                "source_format": si["format"], "loudness_in_lufs": c["loudness_in_lufs"],
+                "loudness_lufs": c["loudness_lufs"], "true_peak_dbtp": c["true_peak_dbtp"],
+                "gain_db": c["gain_db"], "peak_amplitude": c["peak_amplitude"], "features": c["features"],
+                "truth": truth, "tags": None, "prompt": None,
+            })
+    changed = []
+    meta_path = out / "metadata.jsonl"
+    if ds.write_metadata(records, meta_path):
+        changed.append("metadata.jsonl")
+    skipped_rows = sorted((r["source"], r["reason"]) for r in results if r["status"] != "kept")
+    if _write_skipped(skipped_rows, out / "skipped.csv"):
+        changed.append("skipped.csv")
+    _prune_clips(clips_dir, {Path(rec["path"]).name for rec in records})
+
+    kept_df = ds.load_metadata(meta_path, validate=False)
+    import pandas as pd
+
+    skipped_df = pd.DataFrame(skipped_rows, columns=list(SKIPPED_COLUMNS))
+    if exports and len(kept_df):
+        weights = ds.genre_weights([ds._genre(r) for r in kept_df.to_dict("records")], temperature=temperature)
+        ds.export_audiocraft(kept_df, out / "exports" / "audiocraft", weights=weights)
+        ds.export_hf(kept_df, out / "exports" / "hf")
+
+    metrics = _metrics(results, records, candidates, section, seed=seed, temperature=temperature)
+    if ds.write_if_changed(out / "metrics.json", json.dumps(json.loads(json.dumps(metrics, default=str)),
+                                                            indent=2, sort_keys=True) + "\n"):
+        changed.append("metrics.json")
+    processed = sum(r.get("audio_s", 0.0) for r in results)
+    return CurationResult(output_dir=out, metadata_path=meta_path, kept=kept_df, skipped=skipped_df,
+                          metrics=metrics, seconds=time.perf_counter() - t0, audio_seconds_processed=processed,
+                          n_cached=sum(1 for r in results if r.get("cached")), changed=changed)
+
+
+def _metrics(results, records, candidates, section: CurationSection, *, seed: int, temperature: float) -> dict:
+    kept_files = [r for r in results if r["status"] == "kept"]
+    kinds = Counter(r["kind"] for r in results if r["status"] != "kept")
+    splits = Counter(r["split"] for r in records)
+    tracks = {}
+    for r in records:
+        tracks.setdefault(r["split"], set()).add(r["track_id"])
+    with_truth = [r for r in records if r["truth"]]
+    tempo = feat.tempo_scores([r["features"].get("bpm") for r in with_truth],
+                              [r["truth"].get("bpm") for r in with_truth])
+    key = feat.key_scores([(r["features"].get("key"), r["features"].get("mode")) for r in with_truth],
+                          [(r["truth"].get("key"), r["truth"].get("mode")) for r in with_truth])
+    clip_s = section.clip_s
+    return {
+        "n_inputs": len(candidates),
+        "n_files_kept": len(kept_files),
+        "n_skipped": sum(kinds.values()),
+        "skipped_by_kind": dict(sorted(kinds.items())),
+        "n_clips": len(records),
+        "n_tracks": len({r["track_id"] for r in records}),
+        "clips_per_split": dict(sorted(splits.items())),
+        "tracks_per_split": {k: len(v) for k, v in sorted(tracks.items())},
+        "input_hours_kept": round(sum(r["source_info"]["duration_s"] for r in kept_files) / 3600, 4),
+        "clip_hours": round(len(records) * clip_s / 3600, 4),
+        "silent_clips_dropped": int(sum(r.get("n_silent_clips", 0) for r in kept_files)),
+        "tail_seconds_dropped": round(sum(r.get("tail_s", 0.0) for r in kept_files), 3),
+        "loudness_in_lufs": _stats([r["loudness_in_lufs"] for r in records]),
+        "loudness_lufs": _stats([r["loudness_lufs"] for r in records]),
+        "true_peak_dbtp": _stats([r["true_peak_dbtp"] for r in records]),
+        "clips_peak_limited": int(sum(1 for r in records if section.target_lufs is not None
+                                      and r["loudness_lufs"] is not None
+                                      and r["loudness_lufs"] < section.target_lufs - 0.05)),
+        "tempo": tempo,
+        "key": key,
+        "n_clips_with_truth": len(with_truth),
+        "settings": {**_settings(section), "splits": section.splits, "seed": seed,
+                     "sampler_temperature": temperature, "dedupe": section.dedupe,
+                     "dedupe_similarity": section.dedupe_similarity},
+        "schema_version": ds.SCHEMA_VERSION,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def clip_player(path: str | os.PathLike, *, max_s: float = 10.0, sr: int = 22050):
+    """A notebook audio player for the first ``max_s`` seconds of a clip, at ``sr`` Hz (keeps notebooks small)."""
+    from IPython.display import Audio
+
+    wav, file_sr = audio_mod.load(path, sr=sr)
+    return Audio(data=wav[:, : int(max_s * sr)], rate=sr, normalize=False)
+
+
+def clip_frames(path: str | os.PathLike) -> dict[str, Any]:
+    """Frame-level log-mel and chroma of one clip (for the spectrogram + chroma figure)."""
+    wav, sr = audio_mod.load(path)
+    return feat.clip_features(wav, sr, return_frames=True)["_frames"]
+
+
+def accuracy_table(df):
+    """Per-clip estimated vs true tempo and key with the MIREX key score (rows with ground truth only)."""
+    import pandas as pd
+
+    rows = []
+    for r in df.to_dict("records"):
+        truth = r.get("truth")
+        if not isinstance(truth, dict):
+            continue
+        f = r["features"]
+        est_bpm, ref_bpm = f.get("bpm"), truth.get("bpm")
+        ratio = est_bpm / ref_bpm if est_bpm and ref_bpm else None
+        rows.append({
+            "clip_id": r["clip_id"], "genre": truth.get("genre"), "true_bpm": ref_bpm, "bpm": est_bpm,
+            "tempo_ok": ratio is not None and abs(ratio - 1) <= 0.04,
+            "tempo_octave": ratio is not None and abs(ratio - 1) > 0.04
+            and any(abs(ratio - m) <= 0.04 * m for m in (2, 0.5, 3, 1 / 3)),
+            "true_key": f"{truth.get('key')} {truth.get('mode')}", "key": f"{f.get('key')} {f.get('mode')}",
+            "key_score": feat.mirex_key_score(f.get("key"), f.get("mode"), truth.get("key"), truth.get("mode")),
+            "key_confidence": f.get("key_confidence"),
+        })
+    return pd.DataFrame(rows)
+
+
+def curate_cli(args, cfg) -> int:
+    """``echoscript curate --input DIR --output DIR [--labels CSV]``: prints a summary, exits 0 on success."""
+    labels = getattr(args, "labels", None) or (cfg.data.labels if cfg.data.labels else None)
+    result = curate(args.input, args.output, cfg_or_section=cfg, labels=labels)
+    print(result.summary())
+    if result.metrics["tempo"]["n"]:
+        t, k = result.metrics["tempo"], result.metrics["key"]
+        print(f"tempo accuracy {t['accuracy']:.2f} (octave errors {t['octave_errors']}), "
+              f"key MIREX score {k['weighted_score']:.2f} on {t['n']} labelled clips")
+    print(f"skipped inputs: {result.output_dir / 'skipped.csv'}")
+    return 0
+
