@@ -137,7 +137,14 @@ def _add_listening(sub) -> None:
     pk.add_argument("--generation", required=True, help="generation folder (<run>/05_generation)")
     pk.add_argument("--output", required=True, help="folder for pack/ and the answer key (kept outside pack/)")
     pk.add_argument("--baseline", default="musicgen", help="label of the baseline model folder")
-    pk.add_argument("--system", default="echoscript", help="label of the fine-tuned model folder")
+    pk.add_argument("--system", default="echoscript", nargs="+",
+                    help="label(s) of the model folder(s) compared with the baseline")
+    pk.add_argument("--pairs", type=int, default=None, help="clips per model and scenario (default 1)")
+    pk.add_argument("--clip-s", type=float, default=None, help="cut every clip to this length in seconds")
+    pk.add_argument("--target-lufs", type=float, default=None, help="common loudness (default -23 LUFS)")
+    pk.add_argument("--participants", type=int, default=None, help="playlists / response sheet rows (default 20)")
+    pk.add_argument("--seed", type=int, default=None, help="seed for clip ids and orders (default run.seed)")
+    pk.add_argument("--redo", action="store_true", help="rebuild even if the pack is up to date")
     _params_arg(pk)
 
     va = lsub.add_parser("validate", help="check a returned study folder; exit 2 with named rows if bad")
@@ -147,6 +154,16 @@ def _add_listening(sub) -> None:
     an.add_argument("--study", required=True, help="folder with responses.csv, key.csv, preferences.csv, ...")
     an.add_argument("--output", required=True)
     an.add_argument("--baseline", default=None, help="model label treated as the baseline")
+    an.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
+
+    si = lsub.add_parser("simulate", help="a clearly labelled SIMULATED study from a pack's answer key")
+    si.add_argument("--key", required=True, help="key.csv of a pack (or the folder holding it)")
+    si.add_argument("--output", required=True, help="study folder to write")
+    si.add_argument("--participants", type=int, default=20)
+    si.add_argument("--seed", type=int, default=1234)
+    si.add_argument("--effect", type=float, default=None,
+                    help="score points added to non-baseline models (default: the paper's per-question means)")
+    si.add_argument("--baseline", default="musicgen")
 
     def run(args) -> int:
         from .listening import listening_cli

@@ -211,6 +211,8 @@ class Params(_Section):
     """The whole parameter file (what a user writes)."""
 
     run: RunSection = RunSection()
+    simulated_effect: float | None = None  # simulated study: None = the paper's per-question means, else +points
+    confidence: float = Field(0.95, gt=0, lt=1)  # level of every interval in the analysis
     data: DataSection = DataSection()
     curation: CurationSection = CurationSection()
     annotation: AnnotationSection = AnnotationSection()

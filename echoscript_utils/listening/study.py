@@ -1,0 +1,394 @@
+"""The study folder: reading and validating a returned listening test (tidy CSVs).
+
+A study folder holds
+
+- ``responses.csv``: ``participant,scenario,clip,question,score`` (one row per rating, integer scores 1-5);
+- ``key.csv``: ``clip,model,scenario`` (the answer key of the pack);
+- ``preferences.csv``: ``participant,scenario,criterion,chosen_clip`` (``criterion`` is ``MOS`` or ``REL``);
+- ``demographics.csv``: ``participant,...`` (any further columns: age, gender, musical_training, ...);
+- ``questions.csv`` (optional): ``question,dimension``; by default the paper's eight questions;
+- ``SIMULATED.txt`` (only in simulated studies): marks every product of the analysis as simulated.
+
+:func:`validate_study` checks everything before anything is written and raises
+:class:`StudyValidationError` whose message names the file, the row (the line number a spreadsheet shows,
+header = line 1) and the problem of every fault it found.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InputError
+
+__all__ = [
+    "CRITERIA",
+    "DIMENSIONS",
+    "QUESTIONS",
+    "QUESTION_LABELS",
+    "QUESTION_TEXT",
+    "SCALE",
+    "SIMULATED_MARKER",
+    "Study",
+    "StudyProblem",
+    "StudyValidationError",
+    "default_questions",
+    "load_study",
+    "validate_study",
+]
+
+#: The paper's eight questions and their dimension (MOS: musical quality, REL: relevance to the script).
+QUESTIONS: dict[str, str] = {
+    "audio_clarity": "MOS",
+    "production_quality": "MOS",
+    "transition_smoothness": "MOS",
+    "instrument_balance": "MOS",
+    "mood_conveyance": "REL",
+    "scene_matching": "REL",
+    "emotional_expressivity": "REL",
+    "script_adherence": "REL",
+}
+#: Short labels for tables and figures.
+QUESTION_LABELS: dict[str, str] = {q: q.replace("_", " ").capitalize() for q in QUESTIONS}
+#: What a listener is asked for each question (used in the webMUSHRA pages and the response sheet).
+QUESTION_TEXT: dict[str, str] = {
+    "audio_clarity": "How clear is the audio, free of distortion, noise and artefacts?",
+    "production_quality": "How professional does the production sound?",
+    "transition_smoothness": "How natural are the transitions and the musical phrasing?",
+    "instrument_balance": "How balanced and coherent is the instrumentation?",
+    "mood_conveyance": "How well does the music convey the mood of the scene?",
+    "scene_matching": "How well does the music fit the scene and its theme?",
+    "emotional_expressivity": "How emotionally expressive is the music for this scene?",
+    "script_adherence": "How closely does the music follow the script's cues (tempo, dynamics, instruments)?",
+}
+#: The two dimensions and the two preference criteria (same names).
+DIMENSIONS: tuple[str, ...] = ("MOS", "REL")
+CRITERIA: tuple[str, ...] = DIMENSIONS
+#: The 5-point Likert scale (1 = very poor, 5 = excellent).
+SCALE: dict[int, str] = {1: "very poor", 2: "poor", 3: "fair", 4: "good", 5: "excellent"}
+#: A file with this name in a study folder marks it as simulated.
+SIMULATED_MARKER = "SIMULATED.txt"
+
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "responses.csv": ("participant", "scenario", "clip", "question", "score"),
+    "key.csv": ("clip", "model", "scenario"),
+    "preferences.csv": ("participant", "scenario", "criterion", "chosen_clip"),
+    "demographics.csv": ("participant",),
+    "questions.csv": ("question", "dimension"),
+}
+_MISSING = {"", "na", "n/a", "nan", "null"}
+_INT_RE = re.compile(r"^[+-]?\d+(\.0*)?$")
+
+
+def default_questions() -> pd.DataFrame:
+    """The paper's eight questions as a ``question,dimension`` frame."""
+    return pd.DataFrame({"question": list(QUESTIONS), "dimension": list(QUESTIONS.values())})
+
+
+@dataclass(frozen=True)
+class StudyProblem:
+    """One fault in a study folder: ``file``, spreadsheet ``line`` (header = 1; 0 = the whole file),
+    a stable ``code`` (e.g. ``score_out_of_range``) and a readable ``message``."""
+
+    file: str
+    line: int
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file} line {self.line}" if self.line else self.file
+        return f"{where}: {self.message} [{self.code}]"
+
+
+class StudyValidationError(InputError):
+    """A study folder failed validation; ``problems`` lists every :class:`StudyProblem` found."""
+
+    def __init__(self, study_dir: str | os.PathLike, problems: list[StudyProblem], *, shown: int = 8):
+        self.study_dir = Path(study_dir)
+        self.problems = list(problems)
+        head = "; ".join(str(p) for p in self.problems[:shown])
+        more = f"; and {len(self.problems) - shown} more" if len(self.problems) > shown else ""
+        super().__init__(f"study folder {self.study_dir} has {len(self.problems)} problem(s): {head}{more} "
+                         f"— fix these rows and validate again")
+
+    @property
+    def codes(self) -> set[str]:
+        return {p.code for p in self.problems}
+
+
+@dataclass
+class Study:
+    """A validated study.
+
+    ``responses`` has the CSV's columns with integer ``score`` plus ``model`` and ``dimension`` (from the key and
+    the questions); ``preferences`` (or None) adds ``chosen_model``; ``simulated`` is True when the folder holds
+    ``SIMULATED.txt``.
+    """
+
+    responses: pd.DataFrame
+    key: pd.DataFrame
+    demographics: pd.DataFrame
+    questions: pd.DataFrame
+    preferences: pd.DataFrame | None = None
+    simulated: bool = False
+    path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(self.key["model"].unique())
+
+    @property
+    def scenarios(self) -> list[str]:
+        return list(dict.fromkeys(self.key["scenario"]))
+
+    @property
+    def participants(self) -> list[str]:
+        return sorted(self.responses["participant"].unique())
+
+    def summary(self) -> dict:
+        return {"participants": len(self.participants), "scenarios": len(self.scenarios),
+                "clips": int(len(self.key)), "questions": int(len(self.questions)), "models": self.models,
+                "ratings": int(len(self.responses)),
+                "preferences": int(len(self.preferences)) if self.preferences is not None else 0,
+                "simulated": self.simulated}
+
+
+# --------------------------------------------------------------------------------------------- reading
+def _read_csv(path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """Read a CSV as strings (stripped), skipping blank lines; returns the frame and each row's line number."""
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                return pd.DataFrame(), []
+            header = [h.strip() for h in header]
+            for row in reader:
+                if not row or all(not c.strip() for c in row):
+                    continue
+                row = [c.strip() for c in row] + [""] * max(0, len(header) - len(row))
+                rows.append(row[: len(header)])
+                lines.append(reader.line_num)
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text file; export it as CSV (UTF-8)") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
+    return pd.DataFrame(rows, columns=header, dtype=str), lines
+
+
+def _is_missing(value: str) -> bool:
+    return value.strip().lower() in _MISSING
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.problems: list[StudyProblem] = []
+
+    def add(self, file: str, line: int, code: str, message: str) -> None:
+        self.problems.append(StudyProblem(file, line, code, message))
+
+
+def _load_table(study_dir: Path, name: str, chk: _Checker, *, required: bool = True):
+    path = study_dir / name
+    if not path.is_file():
+        if required:
+            chk.add(name, 0, "missing_file", f"file not found in {study_dir}; "
+                    f"it needs the columns {','.join(REQUIRED_COLUMNS[name])}")
+        return None, []
+    df, lines = _read_csv(path)
+    missing = [c for c in REQUIRED_COLUMNS[name] if c not in df.columns]
+    if missing:
+        chk.add(name, 1, "missing_column", f"header lacks column(s) {', '.join(missing)} "
+                f"(expected {','.join(REQUIRED_COLUMNS[name])}, found {','.join(df.columns) or 'nothing'})")
+        return None, []
+    return df, lines
+
+
+def _check_missing(df: pd.DataFrame, lines: list[int], name: str, columns, chk: _Checker) -> list[bool]:
+    """Flag empty cells in ``columns``; returns per-row "complete" flags."""
+    ok = []
+    for i, line in enumerate(lines):
+        empty = [c for c in columns if _is_missing(df.iloc[i][c])]
+        if empty:
+            chk.add(name, line, "missing_value", f"empty value in column(s) {', '.join(empty)}")
+        ok.append(not empty)
+    return ok
+
+
+def _parse_score(text: str, *, low: int, high: int) -> tuple[int | None, str | None, str | None]:
+    if _INT_RE.match(text.strip()):
+        value = int(float(text))
+        if low <= value <= high:
+            return value, None, None
+        return None, "score_out_of_range", f"score {text!r} is outside the scale {low}-{high}"
+    return None, "non_integer_score", f"score {text!r} is not an integer from {low} to {high}"
+
+
+def validate_study(study_dir: str | os.PathLike, *, scale: tuple[int, int] = (1, 5)) -> Study:
+    """Read and check a study folder; return a :class:`Study` or raise :class:`StudyValidationError`.
+
+    Checks: required files and columns; no empty cells (except optional demographic answers); integer scores
+    within ``scale``; every clip known to the key and rated under its own scenario; known questions; no duplicate
+    (participant, clip, question) or (participant, scenario, criterion); every participant listed in the
+    demographics; criterion ``MOS`` or ``REL``; ``chosen_clip`` one of that scenario's clips.
+    Nothing is written.
+    """
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir():
+        raise InputError(f"{study_dir}: study folder not found; it must hold responses.csv, key.csv, "
+                         f"preferences.csv and demographics.csv")
+    chk = _Checker()
+    low, high = scale
+
+    # key --------------------------------------------------------------------------------------------
+    key, key_lines = _load_table(study_dir, "key.csv", chk)
+    clip_scenario: dict[str, str] = {}
+    clip_model: dict[str, str] = {}
+    if key is not None:
+        ok = _check_missing(key, key_lines, "key.csv", REQUIRED_COLUMNS["key.csv"], chk)
+        seen: dict[str, int] = {}
+        for i, line in enumerate(key_lines):
+            if not ok[i]:
+                continue
+            clip = key.iloc[i]["clip"]
+            if clip in seen:
+                chk.add("key.csv", line, "duplicate_clip", f"clip {clip!r} already listed on line {seen[clip]}")
+                continue
+            seen[clip] = line
+            clip_scenario[clip] = key.iloc[i]["scenario"]
+            clip_model[clip] = key.iloc[i]["model"]
+        key = key.loc[[ok[i] for i in range(len(key))], list(REQUIRED_COLUMNS["key.csv"])]
+        key = key.drop_duplicates("clip").reset_index(drop=True)
+    scenarios = set(clip_scenario.values())
+
+    # questions --------------------------------------------------------------------------------------
+    questions = default_questions()
+    if (study_dir / "questions.csv").is_file():
+        qdf, q_lines = _load_table(study_dir, "questions.csv", chk)
+        if qdf is not None:
+            ok = _check_missing(qdf, q_lines, "questions.csv", REQUIRED_COLUMNS["questions.csv"], chk)
+            for i, line in enumerate(q_lines):
+                if ok[i] and qdf.iloc[i]["dimension"] not in DIMENSIONS:
+                    chk.add("questions.csv", line, "bad_dimension",
+                            f"dimension {qdf.iloc[i]['dimension']!r} must be MOS or REL")
+            questions = qdf.loc[[bool(v) for v in ok], ["question", "dimension"]].drop_duplicates("question")
+            questions = questions.reset_index(drop=True)
+    question_dim = dict(zip(questions["question"], questions["dimension"], strict=True))
+
+    # demographics -----------------------------------------------------------------------------------
+    demo, demo_lines = _load_table(study_dir, "demographics.csv", chk)
+    known_participants: set[str] | None = None
+    if demo is not None:
+        ok = _check_missing(demo, demo_lines, "demographics.csv", ("participant",), chk)
+        known_participants = set()
+        first: dict[str, int] = {}
+        for i, line in enumerate(demo_lines):
+            p = demo.iloc[i]["participant"]
+            if not ok[i]:
+                continue
+            if p in first:
+                chk.add("demographics.csv", line, "duplicate_participant",
+                        f"participant {p!r} already listed on line {first[p]}")
+            first.setdefault(p, line)
+            known_participants.add(p)
+        demo = demo.loc[[bool(v) for v in ok]].drop_duplicates("participant").reset_index(drop=True)
+        for col in demo.columns:
+            demo[col] = demo[col].where(~demo[col].map(_is_missing), None)
+
+    def check_participant(file: str, line: int, p: str) -> None:
+        if known_participants is not None and p not in known_participants:
+            chk.add(file, line, "unknown_participant",
+                    f"participant {p!r} is not in demographics.csv; add a row for them there")
+
+    # responses --------------------------------------------------------------------------------------
+    resp, resp_lines = _load_table(study_dir, "responses.csv", chk)
+    scores: list[int | None] = []
+    if resp is not None:
+        ok = _check_missing(resp, resp_lines, "responses.csv", REQUIRED_COLUMNS["responses.csv"], chk)
+        first_seen: dict[tuple[str, str, str], int] = {}
+        for i, line in enumerate(resp_lines):
+            row = resp.iloc[i]
+            if not ok[i]:
+                scores.append(None)
+                continue
+            value, code, msg = _parse_score(row["score"], low=low, high=high)
+            if code:
+                chk.add("responses.csv", line, code, msg)
+            scores.append(value)
+            if key is not None and row["clip"] not in clip_scenario:
+                chk.add("responses.csv", line, "unknown_clip", f"clip {row['clip']!r} is not in key.csv")
+            elif key is not None and clip_scenario[row["clip"]] != row["scenario"]:
+                chk.add("responses.csv", line, "scenario_mismatch",
+                        f"clip {row['clip']!r} belongs to scenario {clip_scenario[row['clip']]!r} in key.csv, "
+                        f"not {row['scenario']!r}")
+            if row["question"] not in question_dim:
+                chk.add("responses.csv", line, "unknown_question",
+                        f"question {row['question']!r} is not one of {', '.join(question_dim)}")
+            check_participant("responses.csv", line, row["participant"])
+            k = (row["participant"], row["clip"], row["question"])
+            if k in first_seen:
+                chk.add("responses.csv", line, "duplicate_rating",
+                        f"participant {k[0]!r} already rated clip {k[1]!r} on {k[2]!r} (line {first_seen[k]})")
+            else:
+                first_seen[k] = line
+        if not resp_lines:
+            chk.add("responses.csv", 0, "no_rows", "no ratings in the file")
+
+    # preferences ------------------------------------------------------------------------------------
+    prefs, pref_lines = _load_table(study_dir, "preferences.csv", chk, required=False)
+    if prefs is not None:
+        ok = _check_missing(prefs, pref_lines, "preferences.csv", REQUIRED_COLUMNS["preferences.csv"], chk)
+        first_pref: dict[tuple[str, str, str], int] = {}
+        for i, line in enumerate(pref_lines):
+            row = prefs.iloc[i]
+            if not ok[i]:
+                continue
+            if row["criterion"] not in CRITERIA:
+                chk.add("preferences.csv", line, "bad_criterion",
+                        f"criterion {row['criterion']!r} must be MOS or REL")
+            if key is not None:
+                if row["scenario"] not in scenarios:
+                    chk.add("preferences.csv", line, "unknown_scenario",
+                            f"scenario {row['scenario']!r} is not in key.csv")
+                elif clip_scenario.get(row["chosen_clip"]) != row["scenario"]:
+                    chk.add("preferences.csv", line, "bad_chosen_clip",
+                            f"chosen_clip {row['chosen_clip']!r} is not one of scenario {row['scenario']!r}'s "
+                            f"clips in key.csv")
+            check_participant("preferences.csv", line, row["participant"])
+            k = (row["participant"], row["scenario"], row["criterion"])
+            if k in first_pref:
+                chk.add("preferences.csv", line, "duplicate_preference",
+                        f"participant {k[0]!r} already chose for {k[1]!r} / {k[2]} (line {first_pref[k]})")
+            else:
+                first_pref[k] = line
+
+    if chk.problems:
+        raise StudyValidationError(study_dir, chk.problems)
+
+    responses = resp[list(REQUIRED_COLUMNS["responses.csv"])].copy()
+    responses["score"] = pd.Series(scores, dtype="int64").to_numpy()
+    responses["model"] = responses["clip"].map(clip_model)
+    responses["dimension"] = responses["question"].map(question_dim)
+    preferences = None
+    if prefs is not None:
+        preferences = prefs[list(REQUIRED_COLUMNS["preferences.csv"])].copy().reset_index(drop=True)
+        preferences["chosen_model"] = preferences["chosen_clip"].map(clip_model)
+    notes = []
+    if preferences is None:
+        notes.append("no preferences.csv: preference shares are skipped")
+    return Study(responses=responses.reset_index(drop=True), key=key, demographics=demo,
+                 questions=questions, preferences=preferences,
+                 simulated=(study_dir / SIMULATED_MARKER).is_file(), path=study_dir, notes=notes)
+
+
+def load_study(study_dir: str | os.PathLike) -> Study:
+    """Alias of :func:`validate_study` (a study is only ever loaded validated)."""
+    return validate_study(study_dir)
