@@ -162,6 +162,10 @@ class TrainingSection(_Section):
     segment_s: float | None = None  # train on random crops of this length; None = whole clips
     lora: LoraSection = LoraSection()
     push_to_hub: str | None = None  # repo id; off by default
+    sample_prompt: str | None = "a calm cinematic scene, slow piano and strings"  # sample after each epoch; None: off
+    sample_duration_s: float = Field(4.0, gt=0)  # length of that per-epoch sample
+    tensorboard: bool = True  # also log to TensorBoard (<run>/04_finetuning/tensorboard)
+    encode_batch_size: int = Field(8, ge=1)  # clips per codec call when filling the token cache
 
 
 class GenerationSection(_Section):
@@ -178,7 +182,9 @@ class GenerationSection(_Section):
     top_p: float = 0.0
     temperature: float = 1.0
     batch_size: int = Field(4, ge=1)
-    melody_midi: Path | None = None  # a MIDI sketch for the melody model
+    melody_model: str | None = None  # MusicGen-Melody for MIDI-sketch control (facebook/musicgen-melody, tiny-musicgen-melody)
+    melody_midi: Path | None = None  # a MIDI sketch for the melody model; None → a generated demo sketch
+    sketch_scenarios: int = Field(2, ge=1)  # how many scenarios the sketch is scored for
     melody_audio: Path | None = None  # a reference clip whose chroma steers the melody model
     long_form_s: float | None = None  # extend past the model window by continuation
     continuation_context_s: float = 10.0
@@ -205,14 +211,14 @@ class ListeningSection(_Section):
     simulate: bool = True  # demo: make a clearly labelled simulated study
     simulated_participants: int = Field(20, ge=2)
     study_dir: Path | None = None  # a real returned study folder to analyse instead
+    simulated_effect: float | None = None  # simulated study: None = the paper's per-question means, else +points
+    confidence: float = Field(0.95, gt=0, lt=1)  # level of every interval in the analysis
 
 
 class Params(_Section):
     """The whole parameter file (what a user writes)."""
 
     run: RunSection = RunSection()
-    simulated_effect: float | None = None  # simulated study: None = the paper's per-question means, else +points
-    confidence: float = Field(0.95, gt=0, lt=1)  # level of every interval in the analysis
     data: DataSection = DataSection()
     curation: CurationSection = CurationSection()
     annotation: AnnotationSection = AnnotationSection()

@@ -1,0 +1,425 @@
+"""Generation: baseline and fine-tuned scores for script scenarios under identical prompts, seeds and settings,
+plus melody / MIDI-sketch control through MusicGen-Melody and long-form continuation.
+
+Every output is ``<run>/05_generation/<model_label>/<name>.wav`` with a JSON sidecar of the same stem that records
+the prompt, scenario, seed, model id and checkpoint identity, every generation setting, duration, loudness and
+wall time. The model's 32 kHz output is standardised exactly like the curated reference clips (sample rate,
+channels, loudness and peak ceiling from the ``curation`` section), so FAD compares like with like.
+
+Seeds: items are generated in batches of ``generation.batch_size`` prompts; before each batch ``torch`` is seeded
+with the item seed, and every model sees the same batches in the same order, so a given seed gives the same audio
+on CPU for a given model, and the baseline and fine-tuned models are compared on identical noise draws.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import audio
+from .artifacts import ensure_dir, read_json, text_hash, write_json
+from .errors import InputError
+
+__all__ = [
+    "GenerationItem",
+    "continue_long_form",
+    "demo_sketch",
+    "generate_batch",
+    "generation_items",
+    "generation_settings",
+    "load_scenarios",
+    "model_plan",
+    "run_generation",
+    "run_sketch",
+    "standardise",
+]
+
+BASELINE_LABEL = "musicgen"
+FINETUNED_LABEL = "echoscript"
+
+
+@dataclass
+class GenerationItem:
+    """One thing to score: a prompt with its scenario name and the stem its files get."""
+
+    name: str  # file stem (without the seed)
+    prompt: str
+    scenario: str  # scenario name, or "eval" for the eval split's prompts
+    source: str  # "scenario" or "eval:<clip_id>"
+
+
+# --------------------------------------------------------------------------------------------- inputs
+def load_scenarios(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Scenario list from YAML (default: the paper's five in ``echoscript_utils/data/scenarios.yaml``).
+
+    Each entry: ``name``, ``scene`` (script-style text) and optional ``genre``, ``moods``, ``instruments``,
+    ``bpm``, ``key``; its prompt is composed with the same caption template as the training captions.
+    """
+    import yaml
+
+    if path is None:
+        text = resources.files("echoscript_utils").joinpath("data/scenarios.yaml").read_text(encoding="utf-8")
+        where = "scenarios.yaml"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"{p}: scenario file not found; pass a YAML list of scenarios (see data/scenarios.yaml)")
+        text, where = p.read_text(encoding="utf-8"), str(p)
+    data = yaml.safe_load(text)
+    if not isinstance(data, list) or not data:
+        raise InputError(f"{where}: expected a non-empty YAML list of scenarios")
+    seen = set()
+    for i, s in enumerate(data, 1):
+        if not isinstance(s, dict) or not s.get("name") or not s.get("scene"):
+            raise InputError(f"{where}: scenario {i} needs a 'name' and a 'scene'")
+        if s["name"] in seen:
+            raise InputError(f"{where}: scenario name {s['name']!r} appears twice")
+        seen.add(s["name"])
+    return data
+
+
+def _scenario_prompt(s: dict[str, Any]) -> str:
+    from .alignment import build_caption
+
+    return build_caption({"scene": s["scene"], "genre": s.get("genre"), "moods": list(s.get("moods") or []),
+                          "instruments": list(s.get("instruments") or []), "bpm": s.get("bpm"),
+                          "key": s.get("key")})
+
+
+def generation_items(cfg) -> list[GenerationItem]:
+    """The scenarios plus (if ``generation.use_eval_prompts``) up to ``max_eval_prompts`` captions of the eval
+    split's clips, read from the newest metadata of the run."""
+    items = [GenerationItem(name=s["name"], prompt=_scenario_prompt(s), scenario=s["name"], source="scenario")
+             for s in load_scenarios(cfg.generation.scenarios)]
+    g = cfg.generation
+    if g.use_eval_prompts and g.max_eval_prompts > 0:
+        from .dataset import load_metadata
+
+        for stage in ("03_alignment", "02_annotation", "01_curation"):
+            f = cfg.paths.stage(stage) / "metadata.jsonl"
+            if f.is_file():
+                meta = load_metadata(f)
+                meta = meta[meta["split"] == "eval"].sort_values("clip_id")
+                for rec in meta.head(g.max_eval_prompts).to_dict("records"):
+                    text = rec.get("caption") or rec.get("prompt")
+                    if isinstance(text, str) and text.strip():
+                        items.append(GenerationItem(name=f"eval-{rec['clip_id']}", prompt=text, scenario="eval",
+                                                    source=f"eval:{rec['clip_id']}"))
+                break
+    return items
+
+
+def model_plan(cfg, *, require_finetuned: bool = True) -> dict[str, str]:
+    """``{label: model reference}``: the baseline, the run's fine-tuned ``final/``, and ``generation.models``."""
+    final = cfg.paths.finetuning / "final"
+    plan = {BASELINE_LABEL: cfg.generation.baseline_model}
+    if (final / "config.json").is_file():
+        plan[FINETUNED_LABEL] = str(final)
+    elif require_finetuned:
+        raise InputError(f"{final}: no fine-tuned model; run stage 04_finetuning first "
+                         f"(echoscript run <params> --stages 04)")
+    plan.update(cfg.generation.models)
+    return plan
+
+
+def generation_settings(cfg) -> dict[str, Any]:
+    """The settings every file records (and whose change makes a rerun regenerate)."""
+    g, c = cfg.generation, cfg.curation
+    return {
+        "duration_s": g.duration_s, "guidance_scale": g.guidance_scale, "do_sample": g.do_sample,
+        "top_k": g.top_k, "top_p": g.top_p, "temperature": g.temperature, "batch_size": g.batch_size,
+        "long_form_s": g.long_form_s, "continuation_context_s": g.continuation_context_s,
+        "crossfade_s": g.crossfade_s, "output_sample_rate": c.sample_rate, "output_channels": c.channels,
+        "target_lufs": c.target_lufs, "peak_limit_db": c.peak_limit_db,
+    }
+
+
+# --------------------------------------------------------------------------------------------- audio
+def standardise(wav: np.ndarray, sr: int, *, sample_rate: int, channels: str = "mono",
+                target_lufs: float | None = -14.0, peak_db: float = -1.0) -> np.ndarray:
+    """Bring model output ``[C, T]`` at ``sr`` to the curated clips' format: resample (soxr HQ) to
+    ``sample_rate``, mono or stereo, loudness-normalise to ``target_lufs`` under a ``peak_db`` ceiling."""
+    x = audio.resample(np.asarray(wav, np.float32), sr, sample_rate)
+    x = audio.to_mono(x) if channels == "mono" else (x if x.shape[0] == 2 else np.repeat(audio.to_mono(x), 2, 0))
+    if target_lufs is not None:
+        x = audio.normalize_loudness(x, sample_rate, target_lufs, peak_db=peak_db)
+    return x
+
+
+def _fit_length(wav: np.ndarray, n: int) -> np.ndarray:
+    if wav.shape[-1] >= n:
+        return wav[..., :n]
+    return np.pad(wav, ((0, 0), (0, n - wav.shape[-1])))
+
+
+def _crossfade_concat(a: np.ndarray, b: np.ndarray, n_fade: int) -> np.ndarray:
+    """Join ``a`` and ``b`` ``[C, T]`` with an equal-power crossfade of ``n_fade`` samples."""
+    n_fade = int(min(n_fade, a.shape[-1], b.shape[-1]))
+    if n_fade <= 0:
+        return np.concatenate([a, b], axis=-1)
+    t = np.linspace(0, np.pi / 2, n_fade, dtype=np.float32)
+    mixed = a[:, -n_fade:] * np.cos(t) + b[:, :n_fade] * np.sin(t)
+    return np.concatenate([a[:, :-n_fade], mixed, b[:, n_fade:]], axis=-1)
+
+
+# --------------------------------------------------------------------------------------------- models
+def generate_batch(model, processor, prompts: list[str], *, seed: int, duration_s: float,
+                   guidance_scale: float = 3.0, do_sample: bool = True, top_k: int = 250, top_p: float = 0.0,
+                   temperature: float = 1.0, chroma: np.ndarray | None = None,
+                   audio_prompt: np.ndarray | None = None) -> np.ndarray:
+    """Generate one batch; returns float32 ``[B, C, T]`` at the model's sample rate, exactly
+    ``duration_s`` long (the continuation only, when ``audio_prompt`` is given).
+
+    Args:
+        prompts: ``B`` texts.
+        seed: torch is seeded with it right before sampling.
+        chroma: MusicGen-Melody only: ``[B, n_frames, 12]`` one-hot chroma (``echoscript_utils.melody``).
+        audio_prompt: MusicGen only: ``[B, T_p]`` mono audio at the model rate to continue from.
+    """
+    import torch
+
+    from .models import frame_rate, model_sample_rate
+
+    sr = model_sample_rate(model)
+    n_tokens = int(np.ceil(duration_s * frame_rate(model))) + 4
+    is_melody = "Melody" in type(getattr(model, "get_base_model", lambda: model)()).__name__
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if audio_prompt is not None:
+        inputs = processor(text=list(prompts), audio=[a for a in audio_prompt], sampling_rate=sr, padding=True,
+                           return_tensors="pt")
+    else:
+        inputs = tokenizer(list(prompts), padding=True, return_tensors="pt")
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    if is_melody and chroma is not None:
+        inputs["input_features"] = torch.as_tensor(chroma, dtype=torch.float32, device=device)
+    kwargs = dict(do_sample=do_sample, guidance_scale=guidance_scale, max_new_tokens=n_tokens)
+    if do_sample:
+        kwargs.update(top_k=top_k or None, top_p=top_p or None, temperature=temperature)
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = model.generate(**inputs, **kwargs)
+    wav = out.float().cpu().numpy()
+    if audio_prompt is not None:
+        wav = wav[..., audio_prompt.shape[-1]:]
+    return np.stack([_fit_length(w, int(round(duration_s * sr))) for w in wav]).astype(np.float32)
+
+
+def continue_long_form(model, processor, prompts: list[str], first: np.ndarray, *, seed: int, total_s: float,
+                       window_s: float, context_s: float, crossfade_s: float, **gen_kwargs) -> np.ndarray:
+    """Extend ``first`` ``[B, C, T]`` past the model's window: repeatedly condition on its last ``context_s``
+    seconds, generate ``window_s − context_s`` new seconds, and crossfade them on, until ``total_s``."""
+    from .models import model_sample_rate
+
+    sr = model_sample_rate(model)
+    out = [w for w in first]
+    step = max(window_s - context_s, 1.0)
+    k = 0
+    while out[0].shape[-1] < int(total_s * sr):
+        k += 1
+        ctx = np.stack([w.mean(axis=0)[-int(context_s * sr):] for w in out])
+        new = generate_batch(model, processor, prompts, seed=seed + 1000 * k, duration_s=step, audio_prompt=ctx,
+                             **gen_kwargs)
+        n_fade = int(crossfade_s * sr)
+        pre = int(min(n_fade, new.shape[-1]))
+        out = [_crossfade_concat(w, nw, pre) for w, nw in zip(out, new)]
+    return np.stack([_fit_length(w, int(total_s * sr)) for w in out])
+
+
+def _chunks(seq, n):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+def _sidecar_matches(path: Path, key: str) -> bool:
+    if not path.with_suffix(".wav").is_file() or not path.is_file():
+        return False
+    try:
+        return read_json(path).get("settings_hash") == key
+    except Exception:
+        return False
+
+
+def generate_for_model(cfg, label: str, ref: str, items: list[GenerationItem], *, out_dir: Path,
+                       progress: bool = True, chroma: np.ndarray | None = None,
+                       melody_source: str | None = None) -> pd.DataFrame:
+    """Generate every item × seed for one model into ``out_dir/<label>/``; skips files whose sidecar already
+    records the same model identity, prompt, seed and settings. Returns one row per file."""
+    from tqdm.auto import tqdm
+
+    from .config import resolve_device
+    from .models import load_musicgen, model_identity, model_sample_rate, resolve_model
+
+    g = cfg.generation
+    folder = ensure_dir(out_dir / label)
+    path = resolve_model(ref, cache_dir=cfg.paths.models, seed=cfg.seed)
+    identity = model_identity(path, seed=cfg.seed)
+    settings = generation_settings(cfg)
+    jobs = []  # (seed, batch of items)
+    for seed in g.seeds:
+        for batch in _chunks(items, g.batch_size):
+            keys = [text_hash(identity, it.prompt, seed, settings, melody_source) for it in batch]
+            todo = not all(_sidecar_matches(folder / f"{it.name}_s{seed}.json", k) for it, k in zip(batch, keys))
+            jobs.append((seed, batch, keys, todo))
+    model = processor = None
+    rows = []
+    bar = tqdm(total=sum(len(b) for _, b, _, _ in jobs), desc=f"generate {label}", disable=not progress,
+               leave=False)
+    for seed, batch, keys, todo in jobs:
+        if todo:
+            if model is None:
+                model, processor = load_musicgen(path, cache_dir=cfg.paths.models,
+                                                 device=resolve_device(cfg.run.device), seed=cfg.seed)
+            sr_model = model_sample_rate(model)
+            prompts = [it.prompt for it in batch]
+            window = min(g.duration_s, 30.0) if g.long_form_s else g.duration_s
+            gen_kwargs = dict(guidance_scale=g.guidance_scale, do_sample=g.do_sample, top_k=g.top_k, top_p=g.top_p,
+                              temperature=g.temperature)
+            batch_chroma = None if chroma is None else np.repeat(chroma[None], len(batch), axis=0)
+            t0 = time.perf_counter()
+            wavs = generate_batch(model, processor, prompts, seed=seed, duration_s=window, chroma=batch_chroma,
+                                  **gen_kwargs)
+            if g.long_form_s and g.long_form_s > window:
+                wavs = continue_long_form(model, processor, prompts, wavs, seed=seed, total_s=g.long_form_s,
+                                          window_s=window, context_s=g.continuation_context_s,
+                                          crossfade_s=g.crossfade_s, **gen_kwargs)
+            wall = (time.perf_counter() - t0) / len(batch)
+            for it, key, wav in zip(batch, keys, wavs):
+                std = standardise(wav, sr_model, sample_rate=cfg.curation.sample_rate,
+                                  channels=cfg.curation.channels, target_lufs=cfg.curation.target_lufs,
+                                  peak_db=cfg.curation.peak_limit_db)
+                wav_path = folder / f"{it.name}_s{seed}.wav"
+                audio.write(wav_path, std, cfg.curation.sample_rate)
+                side = {
+                    "prompt": it.prompt, "scenario": it.scenario, "source": it.source, "seed": seed,
+                    "model": label, "model_id": ref, "checkpoint": identity, "settings": settings,
+                    "settings_hash": key, "melody": melody_source,
+                    "duration_s": std.shape[-1] / cfg.curation.sample_rate,
+                    "sample_rate": cfg.curation.sample_rate, "model_sample_rate": sr_model,
+                    "lufs": audio.loudness(std, cfg.curation.sample_rate), "peak_db": audio.peak_db(std),
+                    "wall_time_s": wall, "file": wav_path.name,
+                }
+                write_json(wav_path.with_suffix(".json"), side)
+        for it in batch:
+            side = read_json(folder / f"{it.name}_s{seed}.json")
+            rows.append({k: side.get(k) for k in ("model", "scenario", "seed", "file", "duration_s", "lufs",
+                                                  "wall_time_s", "prompt")} | {"generated": todo})
+        bar.update(len(batch))
+    bar.close()
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------- sketch
+def demo_sketch(path: str | os.PathLike, *, bpm: float = 90.0, seed: int = 0) -> Path:
+    """Write a short MIDI sketch (an 8-bar D-minor theme over a held bass) — a stand-in for a composer's sketch."""
+    import pretty_midi
+
+    rng = np.random.default_rng(seed)
+    pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+    lead = pretty_midi.Instrument(program=40, name="theme")  # violin
+    bass = pretty_midi.Instrument(program=42, name="bass")  # cello
+    beat = 60.0 / bpm
+    scale = [62, 64, 65, 67, 69, 70, 72, 74]  # D natural minor from D4
+    roots = [50, 46, 48, 45]  # D, Bb, C, A
+    t = 0.0
+    for bar in range(8):
+        bass.notes.append(pretty_midi.Note(velocity=70, pitch=roots[bar % 4], start=t, end=t + 4 * beat))
+        idx = int(rng.integers(0, 4))
+        for step in range(4):
+            idx = int(np.clip(idx + rng.choice([-1, 1, 2]), 0, len(scale) - 1))
+            lead.notes.append(pretty_midi.Note(velocity=90, pitch=scale[idx], start=t + step * beat,
+                                               end=t + (step + 0.95) * beat))
+        t += 4 * beat
+    pm.instruments.extend([lead, bass])
+    from .synth import write_midi
+
+    return write_midi(pm, path)
+
+
+def run_sketch(cfg, *, out_dir: Path | None = None, progress: bool = True) -> pd.DataFrame:
+    """MIDI-sketch control: chroma of ``generation.melody_midi`` (or a generated demo sketch) conditions
+    ``generation.melody_model`` on the scenarios; files go to ``05_generation/sketch/`` with sidecars."""
+    from .melody import chroma_from_midi, n_chroma_frames
+
+    g = cfg.generation
+    if not g.melody_model:
+        return pd.DataFrame()
+    out_dir = out_dir or cfg.paths.generation
+    midi = g.melody_midi or demo_sketch(ensure_dir(out_dir) / "sketch.mid", seed=cfg.seed)
+    if not Path(midi).is_file():
+        raise InputError(f"{midi}: MIDI sketch not found; set generation.melody_midi to a .mid file")
+    window = min(g.duration_s, 30.0)
+    chroma = chroma_from_midi(midi, n_frames=n_chroma_frames(window))
+    items = [GenerationItem(name=s["name"], prompt=_scenario_prompt(s), scenario=s["name"], source="scenario")
+             for s in load_scenarios(g.scenarios)][: max(1, g.sketch_scenarios)]
+    return generate_for_model(cfg, "sketch", g.melody_model, items, out_dir=out_dir, progress=progress,
+                              chroma=chroma, melody_source=f"midi:{Path(midi).name}")
+
+
+# --------------------------------------------------------------------------------------------- the stage
+@dataclass
+class GenerationResult:
+    files: pd.DataFrame  # one row per generated file (all models)
+    speed: pd.DataFrame  # per model: seconds of audio per second of compute
+    items: list[GenerationItem]
+    plan: dict[str, str]
+    metrics: dict[str, Any]
+
+
+def run_generation(cfg, *, progress: bool = True) -> GenerationResult:
+    """The 05_generation stage: every model × item × seed, standardised, with sidecars; returns the file table
+    and generation speed per model."""
+    out_dir = ensure_dir(cfg.paths.generation)
+    items = generation_items(cfg)
+    plan = model_plan(cfg)
+    frames = [generate_for_model(cfg, label, ref, items, out_dir=out_dir, progress=progress)
+              for label, ref in plan.items()]
+    files = pd.concat(frames, ignore_index=True)
+    speed = (files.groupby("model")
+             .apply(lambda d: pd.Series({"files": len(d), "audio_s": d["duration_s"].sum(),
+                                         "mean_wall_s": d["wall_time_s"].mean(),
+                                         "audio_s_per_s": d["duration_s"].sum() / max(d["wall_time_s"].sum(), 1e-9)}),
+                    include_groups=False)
+             .reset_index())
+    metrics = {
+        "out_dir": str(out_dir),
+        "models": plan,
+        "n_items": len(items),
+        "n_seeds": len(cfg.generation.seeds),
+        "n_files": int(len(files)),
+        "duration_s": cfg.generation.duration_s if not cfg.generation.long_form_s else cfg.generation.long_form_s,
+        "settings": generation_settings(cfg),
+        "lufs_mean": float(files["lufs"].mean()),
+        "speed_audio_s_per_s": {r["model"]: float(r["audio_s_per_s"]) for r in speed.to_dict("records")},
+    }
+    return GenerationResult(files=files, speed=speed, items=items, plan=plan, metrics=metrics)
+
+
+def chroma_agreement(sketch_chroma: np.ndarray, audio_chroma: np.ndarray) -> float:
+    """Share of frames where the sketch sounds a note and the audio's strongest pitch class is the same."""
+    n = min(len(sketch_chroma), len(audio_chroma))
+    s, a = sketch_chroma[:n], audio_chroma[:n]
+    active = s.sum(axis=1) > 0
+    if not active.any():
+        return float("nan")
+    return float((s[active].argmax(axis=1) == a[active].argmax(axis=1)).mean())
+
+
+def side_by_side(result: GenerationResult, *, scenario: str, seed: int | None = None) -> pd.DataFrame:
+    """The files of one scenario (first seed by default), one row per model, for players and spectrograms."""
+    f = result.files[result.files["scenario"] == scenario]
+    seed = f["seed"].min() if seed is None else seed
+    f = f[f["seed"] == seed].copy()
+    f["path"] = [str(result_dir(result) / m / name) for m, name in zip(f["model"], f["file"])]
+    return f.reset_index(drop=True)
+
+
+def result_dir(result: GenerationResult) -> Path:
+    return Path(result.metrics["out_dir"])

@@ -1,0 +1,62 @@
+"""Figures of the 05_generation stage (each draws on ``ax`` and returns it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import MODEL_COLORS, get_ax
+
+
+def spectrogram(wav: np.ndarray, sr: int, *, ax=None, title: str | None = None, n_fft: int = 2048,
+                hop_length: int = 512):
+    """Log-magnitude spectrogram (dB) of a mono mix of ``wav`` ``[C, T]`` with a log-frequency axis."""
+    import librosa
+    import librosa.display
+
+    ax = get_ax(ax)
+    y = np.asarray(wav, np.float32)
+    y = y.mean(axis=0) if y.ndim == 2 else y
+    S = librosa.amplitude_to_db(np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length)), ref=np.max)
+    librosa.display.specshow(S, sr=sr, hop_length=hop_length, x_axis="time", y_axis="log", ax=ax, cmap="magma")
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def spectrogram_row(paths, *, titles=None, width: float = 5.0):
+    """One spectrogram per audio file, side by side on a shared frequency axis; returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    from ..audio import load
+
+    paths = list(paths)
+    fig, axes = plt.subplots(1, len(paths), figsize=(width * len(paths), 3.2), sharey=True, squeeze=False)
+    for i, (ax, p) in enumerate(zip(axes[0], paths)):
+        spectrogram(*load(p), ax=ax, title=None if titles is None else titles[i])
+    return fig
+
+
+def chroma_comparison(sketch_chroma: np.ndarray, audio_chroma: np.ndarray, *, frame_rate: float, ax=None):
+    """Pitch class over time of the MIDI sketch (squares) and of the generated audio (dots)."""
+    ax = get_ax(ax)
+    names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+    for chroma, marker, label, color in ((sketch_chroma, "s", "MIDI sketch", "#1f77b4"),
+                                         (audio_chroma, "o", "generated audio", "#d62728")):
+        active = chroma.sum(axis=1) > 0
+        t = np.arange(len(chroma))[active] / frame_rate
+        ax.scatter(t, chroma[active].argmax(axis=1), marker=marker, s=16, alpha=0.7, label=label, color=color)
+    ax.set_yticks(range(12), names)
+    ax.set(xlabel="time (s)", ylabel="pitch class", title="Melody condition vs result")
+    ax.legend(loc="upper right", fontsize=8)
+    return ax
+
+
+def speed_bars(speed: pd.DataFrame, *, ax=None):
+    """Seconds of audio generated per second of compute, per model."""
+    ax = get_ax(ax)
+    colors = [MODEL_COLORS.get(m, "#1f77b4") for m in speed["model"]]
+    ax.bar(speed["model"], speed["audio_s_per_s"], color=colors)
+    ax.set(ylabel="audio seconds per second", title="Generation speed")
+    return ax
