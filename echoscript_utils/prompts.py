@@ -335,7 +335,7 @@ def openai_prompts(n: int = 170, *, model: str = "gpt-4o-mini", temperature: flo
                 "response_format": {"type": "json_schema",
                                     "json_schema": {"name": "scene_prompts", "strict": True,
                                                     "schema": PROMPT_SCHEMA}}}
-        requests.append((mood, count, body, cache / f"{text_hash(body, base_url or '', length=24)}.json"))
+        requests.append((mood, count, body, cache / f"{text_hash(body, length=24)}.json"))
 
     todo = [r for r in requests if not r[3].is_file()]
     if todo and client is None:
