@@ -55,6 +55,7 @@ __all__ = [
     "log_mel",
     "patch",
     "predict",
+    "predict_log_mel",
     "tags",
     "taxonomy_map",
     "weights_dir",
@@ -332,6 +333,16 @@ def _hop_frames(hop_s: float | None) -> int:
     return max(1, int(np.floor((hop_s * SR - N_FFT // 2) / HOP_LENGTH)))
 
 
+def _starts(logmel: np.ndarray, hop_frames: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    t = logmel.shape[0]
+    if t == 0:
+        raise InputError("musicnn: the audio is too short for a single spectrogram frame")
+    if t < n_frames:
+        logmel = np.tile(logmel, (int(np.ceil(n_frames / t)), 1))[:n_frames]
+        t = n_frames
+    return logmel, np.arange(0, t - n_frames + 1, hop_frames)
+
+
 def patch(logmel: np.ndarray, *, hop_frames: int = N_FRAMES, n_frames: int = N_FRAMES) -> tuple[np.ndarray, np.ndarray]:
     """Cut ``[T, 96]`` into patches ``[N, n_frames, 96]`` starting every ``hop_frames`` frames.
 
@@ -341,30 +352,53 @@ def patch(logmel: np.ndarray, *, hop_frames: int = N_FRAMES, n_frames: int = N_F
     Returns:
         ``(patches, starts)`` with ``starts`` the first frame of each patch (``[N]`` int).
     """
-    t = logmel.shape[0]
-    if t < n_frames:
-        logmel = np.tile(logmel, (int(np.ceil(n_frames / t)), 1))[:n_frames]
-        t = n_frames
-    starts = np.arange(0, t - n_frames + 1, hop_frames)
+    logmel, starts = _starts(np.asarray(logmel, dtype=np.float32), hop_frames, n_frames)
     idx = starts[:, None] + np.arange(n_frames)[None, :]
-    return np.ascontiguousarray(logmel[idx], dtype=np.float32), starts
+    return np.ascontiguousarray(logmel[idx]), starts
 
 
 # ------------------------------------------------------------------------------------------------------ inference
-def _run(model: MusiCNN, patches: np.ndarray, *, batch_size: int) -> dict[str, np.ndarray]:
-    device = next(model.parameters()).device
+def predict_log_mel(logmel: np.ndarray, *, model: str = "MTT_musicnn", hop_frames: int = N_FRAMES,
+                    batch_size: int | None = None, cache_dir: str | os.PathLike | None = None,
+                    device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
+    """Run the network on a ready log-mel spectrogram (see :func:`log_mel`), patch by patch.
+
+    Args:
+        logmel: ``[T, 96]`` float32 from :func:`log_mel` (62.5 frames per second).
+        model: ``"MTT_musicnn"`` or ``"MSD_musicnn"``.
+        hop_frames: frames between patch starts (187 = non-overlapping 3 s patches, musicnn's default).
+        batch_size: patches per forward pass; ``None`` = 1 on CPU (fastest there: the front end's feature maps
+            stay in cache), 64 on an accelerator. Patches are cut per batch, so long audio with a small hop does
+            not hold every patch in memory.
+        cache_dir, device: see :func:`load_model`.
+
+    Returns:
+        ``taggram`` ``[N, 50]`` probabilities, ``penultimate`` ``[N, 200]``, ``mean_pool`` / ``max_pool``
+        ``[N, 753]`` float32, ``start_s`` ``[N]`` patch start times in seconds.
+    """
+    net = load_model(model, cache_dir=cache_dir, device=device)
+    dev = next(net.parameters()).device
+    if batch_size is None:
+        batch_size = 1 if dev.type == "cpu" else 64
+    if batch_size < 1:
+        raise InputError(f"musicnn: batch_size must be at least 1, got {batch_size}")
+    logmel, starts = _starts(np.asarray(logmel, dtype=np.float32), int(hop_frames), N_FRAMES)
+    window = np.arange(N_FRAMES)[None, :]
     outs: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode():
-        for i in range(0, len(patches), batch_size):
-            res = model(torch.from_numpy(patches[i:i + batch_size]).to(device))
+        for i in range(0, len(starts), batch_size):
+            batch = np.ascontiguousarray(logmel[starts[i:i + batch_size, None] + window])
+            res = net(torch.from_numpy(batch).to(dev))
             res["taggram"] = torch.sigmoid(res.pop("logits"))
             for k, v in res.items():
                 outs.setdefault(k, []).append(v.float().cpu().numpy())
-    return {k: np.concatenate(v) for k, v in outs.items()}
+    out = {k: np.concatenate(v) for k, v in outs.items()}
+    out["start_s"] = starts * HOP_LENGTH / SR
+    return out
 
 
 def predict(wav: np.ndarray, sr: int, *, model: str = "MTT_musicnn", hop_s: float | None = None,
-            batch_size: int = 32, cache_dir: str | os.PathLike | None = None,
+            batch_size: int | None = None, cache_dir: str | os.PathLike | None = None,
             device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
     """All outputs of musicnn for ``wav``, one row per 3 s patch.
 
@@ -372,23 +406,21 @@ def predict(wav: np.ndarray, sr: int, *, model: str = "MTT_musicnn", hop_s: floa
         wav: audio ``[T]`` or ``[C, T]`` at ``sr`` Hz (any rate and channel count).
         sr: sample rate in Hz.
         model: ``"MTT_musicnn"`` or ``"MSD_musicnn"``.
-        hop_s: patch hop in seconds; ``None`` = non-overlapping 3 s patches (musicnn's default).
-        batch_size: patches per forward pass.
-        cache_dir, device: see :func:`load_model`.
+        hop_s: patch hop in seconds; ``None`` = non-overlapping 3 s patches (musicnn's default). Converted to
+            frames as musicnn does (``librosa.time_to_frames``: 1.0 s → 61 frames).
+        batch_size, cache_dir, device: see :func:`predict_log_mel`.
 
     Returns:
-        ``taggram`` ``[N, 50]`` probabilities, ``penultimate`` ``[N, 200]``, ``mean_pool`` / ``max_pool``
-        ``[N, 753]``, ``start_s`` ``[N]`` patch start times in seconds.
+        See :func:`predict_log_mel`.
     """
-    net = load_model(model, cache_dir=cache_dir, device=device)
-    patches, starts = patch(log_mel(wav, sr), hop_frames=_hop_frames(hop_s))
-    out = _run(net, patches, batch_size=batch_size)
-    out["start_s"] = starts * HOP_LENGTH / SR
-    return out
+    if model not in LABELS:
+        raise InputError(f"musicnn model {model!r} is not supported; choose one of {', '.join(MODELS)}")
+    return predict_log_mel(log_mel(wav, sr), model=model, hop_frames=_hop_frames(hop_s), batch_size=batch_size,
+                           cache_dir=cache_dir, device=device)
 
 
 def tags(wav: np.ndarray, sr: int, *, model: str = "MTT_musicnn", frames: bool = False, hop_s: float | None = None,
-         batch_size: int = 32, cache_dir: str | os.PathLike | None = None,
+         batch_size: int | None = None, cache_dir: str | os.PathLike | None = None,
          device: str | torch.device = "cpu") -> pd.DataFrame:
     """Tag probabilities of ``wav``.
 
@@ -418,7 +450,7 @@ def tags(wav: np.ndarray, sr: int, *, model: str = "MTT_musicnn", frames: bool =
 
 
 def embed(wav: np.ndarray, sr: int, *, model: str = "MTT_musicnn", layer: str = "penultimate",
-          hop_s: float | None = None, batch_size: int = 32, cache_dir: str | os.PathLike | None = None,
+          hop_s: float | None = None, batch_size: int | None = None, cache_dir: str | os.PathLike | None = None,
           device: str | torch.device = "cpu") -> np.ndarray:
     """musicnn embedding of ``wav``, one row per 3 s patch.
 

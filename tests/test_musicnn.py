@@ -117,9 +117,8 @@ def test_bundle_reader_rejects_other_files(tmp_path):
 def test_network_matches_tensorflow(ref, model, cache_dir):
     """Same float16 mel input as the TensorFlow run → same outputs (isolates the network from the front end)."""
     logmel = np.log10(10000.0 * ref["mel16"].astype(np.float32) + 1.0)
-    patches, _ = musicnn.patch(logmel, hop_frames=int(ref["patch_hop"]))
-    net = musicnn.load_model(model, cache_dir=cache_dir)
-    out = musicnn._run(net, patches, batch_size=4)
+    out = musicnn.predict_log_mel(logmel, model=model, hop_frames=int(ref["patch_hop"]), batch_size=4,
+                                  cache_dir=cache_dir)
     np.testing.assert_allclose(out["taggram"], ref[f"{model}/taggram"], rtol=0, atol=PROB_ATOL)
     np.testing.assert_allclose(out["penultimate"], ref[f"{model}/penultimate"], rtol=1e-4, atol=1e-4)
     for key in ("mean_pool", "max_pool"):
@@ -190,6 +189,20 @@ def test_short_audio_is_repeat_padded_to_one_patch(cache_dir):
     wav = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     out = musicnn.predict(wav, 16000, cache_dir=cache_dir)
     assert out["taggram"].shape == (1, 50) and np.isfinite(out["taggram"]).all()
+    logmel = musicnn.log_mel(wav, 16000)
+    assert logmel.shape == (63, 96)  # 1 + 16000 // 256 centred frames
+    patches, starts = musicnn.patch(logmel)
+    assert patches.shape == (1, 187, 96) and starts.tolist() == [0]
+    np.testing.assert_array_equal(patches[0, 63:126], logmel)  # the repeat, not zeros
+
+
+def test_patching_follows_musicnn(recipe):
+    logmel = musicnn.log_mel(recipe.reference_audio(), 16000)  # 501 frames
+    patches, starts = musicnn.patch(logmel)
+    assert starts.tolist() == [0, 187] and patches.shape == (2, 187, 96)  # the 127-frame remainder is dropped
+    np.testing.assert_array_equal(patches[1], logmel[187:374])
+    _, starts = musicnn.patch(logmel, hop_frames=61)
+    assert starts.tolist() == [0, 61, 122, 183, 244, 305]
 
 
 def test_bad_arguments_raise_one_line_errors(cache_dir):
