@@ -1,0 +1,586 @@
+"""Fréchet Audio Distance you can trust: exact and fast distance, bootstrap intervals, FAD∞, per-clip outliers.
+
+FAD (Kilgour et al., 2019) fits one Gaussian to the embeddings of a reference set and one to those of a generated
+set and measures the Fréchet (2-Wasserstein) distance between them::
+
+    FAD = |mu_a - mu_b|² + tr(S_a) + tr(S_b) - 2 tr sqrt(S_a S_b)
+
+**How the trace term is computed.** Write each covariance as ``S = F Fᵀ`` with a factor ``F`` of shape
+``[D, r]``. The non-zero eigenvalues of ``S_a S_b`` equal those of ``(F_aᵀ F_b)(F_aᵀ F_b)ᵀ``, which is symmetric
+positive semi-definite, so ``tr sqrt(S_a S_b)`` is the sum of the singular values of the small matrix
+``F_aᵀ F_b``. The factor is the centred data itself (``F = X_cᵀ / sqrt(N-1)``, exact and cheap when ``N <= D``,
+which is the rank-deficient case) or the Cholesky factor of the covariance (``N > D``; an eigen-factor with tiny
+negative eigenvalues clamped to zero when Cholesky refuses a singular matrix). No general matrix square root is
+taken, every step is real and symmetric, and the result agrees with ``scipy.linalg.sqrtm`` to rounding (see
+``tests/test_fad.py``; ``benchmarks/bench_fad.py`` times both). All arithmetic is float64.
+
+**Uncertainty.** A FAD is a statistic of two finite samples, so it gets an interval: :func:`bootstrap_fad`
+resamples *clips* (all frames of a clip together, since frames of one clip are not independent) of the generated
+set, or of both sets; :func:`paired_bootstrap_difference` compares two systems against the same reference with
+shared reference resamples; :func:`fad_infinity` removes the sample-size bias by extrapolating FAD over subset
+sizes to ``1/N → 0`` (Gui et al., ICASSP 2024); :func:`per_clip_contribution` finds clips that dominate the score.
+
+Embeddings can be passed as one ``[N, D]`` array (each row is a resampling unit) or as a sequence of per-clip
+``[n_i, D]`` arrays (each clip is a unit; its rows are pooled into the Gaussian).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "EmbeddingStats",
+    "FADInfinity",
+    "FADInterval",
+    "PairedDifference",
+    "RelevanceScore",
+    "bootstrap_fad",
+    "clap_score",
+    "fad_infinity",
+    "frechet_distance",
+    "frechet_distance_from_stats",
+    "paired_bootstrap_difference",
+    "per_clip_contribution",
+    "tag_kl_divergence",
+]
+
+# ============================================================================================== statistics
+@dataclass(frozen=True)
+class EmbeddingStats:
+    """Mean ``[D]`` and covariance ``[D, D]`` (ddof = 1) of a set of ``n`` embedding rows, in float64.
+
+    Save them for a large reference set once (:meth:`save`) and compare any number of generated sets against it.
+    """
+
+    mu: np.ndarray
+    cov: np.ndarray
+    n: int
+
+    @classmethod
+    def from_embeddings(cls, emb) -> EmbeddingStats:
+        """Statistics of ``[N, D]`` rows (or a sequence of per-clip ``[n_i, D]`` arrays, pooled)."""
+        rows, _ = _rows_and_groups(emb, "embeddings")
+        mu = rows.mean(axis=0)
+        xc = rows - mu
+        return cls(mu=mu, cov=xc.T @ xc / (rows.shape[0] - 1), n=int(rows.shape[0]))
+
+    @property
+    def dim(self) -> int:
+        return int(self.mu.shape[0])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``mu``, ``cov`` and ``n`` to an ``.npz`` file atomically."""
+        from .artifacts import atomic_path
+
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, mu=self.mu, cov=self.cov, n=np.int64(self.n))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> EmbeddingStats:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"{p}: no such statistics file; write one with EmbeddingStats.save")
+        with np.load(p) as data:
+            return cls(mu=np.asarray(data["mu"], np.float64), cov=np.asarray(data["cov"], np.float64),
+                       n=int(data["n"]))
+
+
+@dataclass
+class _Side:
+    """One side of a comparison: mean, tr(S) and a factor F with F Fᵀ = S (float64)."""
+
+    mu: np.ndarray  # [D]
+    trace: float
+    factor: np.ndarray  # [D, r]
+
+
+def _rows_and_groups(emb, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``[N, D]`` float64 rows and the clip index of each row (one clip per row for a plain array)."""
+    if isinstance(emb, np.ndarray) or (hasattr(emb, "shape") and hasattr(emb, "__array__")):
+        rows = np.asarray(emb, dtype=np.float64)
+        if rows.ndim != 2:
+            raise InputError(f"{what}: expected an [N, D] array, got shape {rows.shape}")
+        groups = np.arange(rows.shape[0])
+    else:
+        clips = [np.asarray(c, dtype=np.float64) for c in emb]
+        if not clips:
+            raise InputError(f"{what}: no embeddings (empty set)")
+        clips = [c[None, :] if c.ndim == 1 else c for c in clips]
+        dims = {c.shape[1] for c in clips if c.ndim == 2}
+        if any(c.ndim != 2 for c in clips) or len(dims) != 1:
+            raise InputError(f"{what}: every clip must be an [n_i, D] array with the same D (got {sorted(dims)})")
+        rows = np.concatenate(clips, axis=0)
+        groups = np.repeat(np.arange(len(clips)), [c.shape[0] for c in clips])
+    if rows.shape[0] < 2:
+        raise InputError(f"{what}: need at least 2 embedding rows for a covariance, got {rows.shape[0]}")
+    if not np.isfinite(rows).all():
+        raise InputError(f"{what}: embeddings contain NaN or inf; check the audio and the embedding model")
+    return rows, groups
+
+
+def _factor_cov(cov: np.ndarray) -> np.ndarray:
+    """A real ``F`` with ``F Fᵀ = cov``: Cholesky, or an eigen-factor (negative rounding clamped) if singular."""
+    cov = 0.5 * (cov + cov.T)
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        import scipy.linalg
+
+        w, v = scipy.linalg.eigh(cov, driver="evd", check_finite=False)
+        w[w <= _rounding_floor(w)] = 0.0  # exactly singular directions stay exactly zero
+        keep = w > 0
+        return v[:, keep] * np.sqrt(w[keep])
+
+
+def _side_from_rows(rows: np.ndarray, weights: np.ndarray | None = None) -> _Side:
+    """Side statistics of ``rows`` ``[N, D]``, each row counted ``weights[i]`` times (bootstrap) or once."""
+    n_rows, dim = rows.shape
+    if weights is None:
+        total = float(n_rows)
+        mu = rows.mean(axis=0)
+        xc = rows - mu
+    else:
+        total = float(weights.sum())
+        mu = weights @ rows / total
+        xc = (rows - mu) * np.sqrt(weights)[:, None]
+    if total < 2:
+        raise InputError(f"need at least 2 embedding rows for a covariance, got {total:g}")
+    denom = total - 1.0
+    if n_rows <= dim:  # rank-deficient: the centred data is an exact, cheap factor
+        return _Side(mu=mu, trace=float(np.einsum("ij,ij->", xc, xc)) / denom, factor=xc.T / math.sqrt(denom))
+    cov = xc.T @ xc / denom
+    return _Side(mu=mu, trace=float(np.trace(cov)), factor=_factor_cov(cov))
+
+
+def _side_from_stats(mu: np.ndarray, cov: np.ndarray) -> _Side:
+    mu = np.asarray(mu, dtype=np.float64).reshape(-1)
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.shape != (mu.shape[0], mu.shape[0]):
+        raise InputError(f"covariance of shape {cov.shape} does not match a mean of length {mu.shape[0]}")
+    if not (np.isfinite(mu).all() and np.isfinite(cov).all()):
+        raise InputError("statistics contain NaN or inf")
+    return _Side(mu=mu, trace=float(np.trace(cov)), factor=_factor_cov(cov))
+
+
+def _as_side(emb, what: str) -> _Side:
+    if isinstance(emb, EmbeddingStats):
+        return _side_from_stats(emb.mu, emb.cov)
+    if isinstance(emb, _Side):
+        return emb
+    rows, _ = _rows_and_groups(emb, what)
+    return _side_from_rows(rows)
+
+
+def _trace_sqrt_product(fa: np.ndarray, fb: np.ndarray) -> float:
+    """``tr sqrt(S_a S_b)`` = sum of singular values of ``F_aᵀ F_b`` (via the smaller symmetric Gram matrix)."""
+    import scipy.linalg
+
+    g = fa.T @ fb
+    gram = g @ g.T if g.shape[0] <= g.shape[1] else g.T @ g
+    if gram.size == 0:
+        return 0.0
+    eig = scipy.linalg.eigh(gram, eigvals_only=True, driver="evd", check_finite=False)
+    eig[eig <= _rounding_floor(eig)] = 0.0  # clamp negatives and rounding-level noise of zero eigenvalues
+    return float(np.sqrt(eig).sum())
+
+
+def _rounding_floor(eig: np.ndarray) -> float:
+    """Eigenvalues at or below this are zero up to the rounding of a symmetric eigensolver."""
+    return float(eig.size * np.finfo(np.float64).eps * max(float(np.abs(eig).max(initial=0.0)), 0.0))
+
+
+def _distance(a: _Side, b: _Side) -> float:
+    if a.mu.shape != b.mu.shape:
+        raise InputError(f"embedding sizes differ: {a.mu.shape[0]} vs {b.mu.shape[0]}; use the same embedder")
+    diff = a.mu - b.mu
+    value = float(diff @ diff) + a.trace + b.trace - 2.0 * _trace_sqrt_product(a.factor, b.factor)
+    return max(value, 0.0)  # ≥ 0 mathematically; only rounding can take it below
+
+
+def frechet_distance(emb_a, emb_b) -> float:
+    """Fréchet distance between Gaussians fitted to two embedding sets (float64, exact, never complex).
+
+    Args:
+        emb_a, emb_b: ``[N_a, D]`` and ``[N_b, D]`` arrays, sequences of per-clip ``[n_i, D]`` arrays (rows pooled),
+            or :class:`EmbeddingStats`. ``N < D`` (singular covariances) is handled exactly.
+
+    Returns:
+        The distance (≥ 0; symmetric in its arguments up to rounding).
+    """
+    return _distance(_as_side(emb_a, "first set"), _as_side(emb_b, "second set"))
+
+
+def frechet_distance_from_stats(mu_a, cov_a, mu_b, cov_b) -> float:
+    """Fréchet distance from means ``[D]`` and covariances ``[D, D]`` (e.g. precomputed reference statistics)."""
+    return _distance(_side_from_stats(mu_a, cov_a), _side_from_stats(mu_b, cov_b))
+
+
+# ============================================================================================== bootstrap
+class _Resampler:
+    """Draws clip-level bootstrap resamples of one set and returns its side statistics."""
+
+    def __init__(self, emb, what: str):
+        self.fixed: _Side | None = None
+        if isinstance(emb, EmbeddingStats):
+            self.fixed = _side_from_stats(emb.mu, emb.cov)
+            self.n_clips, self.n_rows = emb.n, emb.n
+            return
+        self.rows, self.groups = _rows_and_groups(emb, what)
+        self.n_clips = int(self.groups.max()) + 1
+        self.n_rows = int(self.rows.shape[0])
+        self.full = _side_from_rows(self.rows)
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.integers(0, self.n_clips, size=self.n_clips)
+
+    def side(self, clip_idx: np.ndarray | None) -> _Side:
+        if self.fixed is not None:
+            return self.fixed
+        if clip_idx is None:
+            return self.full
+        counts = np.bincount(clip_idx, minlength=self.n_clips).astype(np.float64)
+        w = counts[self.groups]
+        keep = w > 0
+        return _side_from_rows(self.rows[keep], w[keep])
+
+
+@dataclass
+class FADInterval:
+    """A FAD with its bootstrap interval. ``samples`` holds the bootstrap FADs (not serialised by :meth:`as_dict`)."""
+
+    point: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    n_boot: int
+    method: str
+    resample: str
+    bias: float  # mean(bootstrap) - point: how much resampling with duplicates inflates the FAD
+    std: float
+    n_ref: int  # clips (resampling units) in the reference set
+    n_gen: int
+    samples: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("samples")
+        return d
+
+    def __str__(self) -> str:
+        pct = round(100 * self.confidence)
+        return f"{self.point:.4f} [{pct}% CI {self.ci_low:.4f}, {self.ci_high:.4f}]"
+
+
+def _interval(point: float, samples: np.ndarray, confidence: float, method: str) -> tuple[float, float]:
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(samples, [alpha, 1.0 - alpha])
+    if method == "percentile":
+        return float(lo), float(hi)
+    if method == "bias_corrected":
+        shift = float(samples.mean()) - point
+        return float(lo - shift), float(hi - shift)
+    raise ValueError(f"unknown interval method {method!r}: use 'bias_corrected' or 'percentile'")
+
+
+def _check_boot(n: int, confidence: float, resample: str) -> None:
+    if n < 1:
+        raise ValueError(f"n must be ≥ 1 bootstrap resamples, got {n}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if resample not in ("both", "generated"):
+        raise ValueError(f"resample must be 'both' or 'generated', got {resample!r}")
+
+
+def bootstrap_fad(emb_ref, emb_gen, *, n: int = 1000, confidence: float = 0.95, seed: int = 0,
+                  resample: Literal["both", "generated"] = "both",
+                  method: Literal["bias_corrected", "percentile"] = "bias_corrected",
+                  progress: bool = False) -> FADInterval:
+    """FAD with a bootstrap confidence interval.
+
+    Each resample draws clips with replacement (all rows of a drawn clip together) from the generated set, and
+    with ``resample="both"`` also from the reference set (both are finite samples; a reference given as
+    :class:`EmbeddingStats` is held fixed). Resampling with replacement duplicates clips, which lowers the
+    effective sample size and so inflates every bootstrap FAD (FAD is biased upward at small N). The default
+    ``method="bias_corrected"`` therefore shifts the percentile interval by that bootstrap bias
+    (``mean(samples) - point``), so the interval describes the spread of the FAD at this sample size around the
+    point estimate; ``"percentile"`` returns the raw percentiles. The bias is reported either way; for the
+    sample-size bias of the point itself see :func:`fad_infinity`.
+
+    Args:
+        emb_ref, emb_gen: ``[N, D]`` rows or sequences of per-clip ``[n_i, D]`` arrays (see module docstring).
+        n: bootstrap resamples. confidence: interval coverage. seed: for the resampling generator.
+
+    Returns:
+        :class:`FADInterval`.
+    """
+    _check_boot(n, confidence, resample)
+    ref, gen = _Resampler(emb_ref, "reference"), _Resampler(emb_gen, "generated")
+    point = _distance(ref.side(None), gen.side(None))
+    rng = np.random.default_rng(seed)
+    samples = np.empty(n)
+    for i in _progress(range(n), progress, "bootstrap FAD"):
+        ref_side = ref.side(ref.draw(rng) if resample == "both" else None)
+        samples[i] = _distance(ref_side, gen.side(gen.draw(rng)))
+    lo, hi = _interval(point, samples, confidence, method)
+    return FADInterval(point=point, ci_low=lo, ci_high=hi, confidence=confidence, n_boot=n, method=method,
+                       resample=resample, bias=float(samples.mean() - point), std=float(samples.std(ddof=1))
+                       if n > 1 else 0.0, n_ref=ref.n_clips, n_gen=gen.n_clips, samples=samples)
+
+
+@dataclass
+class PairedDifference:
+    """FAD_a − FAD_b against one reference, with its bootstrap interval and how often a beat b."""
+
+    fad_a: float
+    fad_b: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    share_a_better: float  # share of resamples with FAD_a < FAD_b
+    confidence: float
+    n_boot: int
+    method: str
+    paired_generated: bool
+    samples: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+
+    @property
+    def significant(self) -> bool:
+        """True when the interval excludes 0."""
+        return self.ci_low > 0 or self.ci_high < 0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("samples")
+        d["significant"] = self.significant
+        return d
+
+
+def paired_bootstrap_difference(emb_ref, emb_a, emb_b, *, n: int = 1000, confidence: float = 0.95, seed: int = 0,
+                                resample: Literal["both", "generated"] = "both", paired_generated: bool = False,
+                                method: Literal["bias_corrected", "percentile"] = "bias_corrected",
+                                progress: bool = False) -> PairedDifference:
+    """Is system a really closer to the reference than system b? Bootstrap of ``FAD_a − FAD_b``.
+
+    In every resample both systems are scored against the *same* resampled reference, so reference sampling
+    noise, which moves both FADs together, cancels in the difference. The two generated sets are resampled
+    independently, or with the same clip indices when ``paired_generated=True`` (for sets generated from the same
+    prompts and seeds in the same order; they must then have the same number of clips).
+
+    Returns:
+        :class:`PairedDifference`; a negative difference means a is closer to the reference.
+    """
+    _check_boot(n, confidence, resample)
+    ref = _Resampler(emb_ref, "reference")
+    sa, sb = _Resampler(emb_a, "system a"), _Resampler(emb_b, "system b")
+    if paired_generated and sa.n_clips != sb.n_clips:
+        raise InputError(f"paired_generated needs the same number of clips in both systems "
+                         f"({sa.n_clips} vs {sb.n_clips})")
+    ref_full = ref.side(None)
+    fad_a, fad_b = _distance(ref_full, sa.side(None)), _distance(ref_full, sb.side(None))
+    rng = np.random.default_rng(seed)
+    samples = np.empty(n)
+    a_better = 0
+    for i in _progress(range(n), progress, "paired bootstrap"):
+        ref_side = ref.side(ref.draw(rng) if resample == "both" else None)
+        idx_a = sa.draw(rng)
+        idx_b = idx_a if paired_generated else sb.draw(rng)
+        da, db = _distance(ref_side, sa.side(idx_a)), _distance(ref_side, sb.side(idx_b))
+        samples[i] = da - db
+        a_better += da < db
+    diff = fad_a - fad_b
+    lo, hi = _interval(diff, samples, confidence, method)
+    return PairedDifference(fad_a=fad_a, fad_b=fad_b, difference=diff, ci_low=lo, ci_high=hi,
+                            share_a_better=a_better / n, confidence=confidence, n_boot=n, method=method,
+                            paired_generated=paired_generated, samples=samples)
+
+
+# ============================================================================================== FAD∞
+@dataclass
+class FADInfinity:
+    """FAD extrapolated to an infinite generated set: ``FAD(N) ≈ fad_inf + slope / N`` fitted by least squares."""
+
+    fad_inf: float
+    slope: float
+    r2: float
+    points: Any  # DataFrame: n (clips), inv_n, fad (mean over repeats), fad_std
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"fad_inf": self.fad_inf, "slope": self.slope, "r2": self.r2,
+                "points": self.points.to_dict(orient="list")}
+
+
+def fad_infinity(emb_ref, emb_gen, *, n_points: int = 8, min_n: int | None = None, repeats: int = 3,
+                 seed: int = 0) -> FADInfinity:
+    """FAD∞ (Gui et al., 2024): FAD at several subset sizes N of the generated set, linear in ``1/N``, intercept.
+
+    Subsets are drawn *without* replacement from the generated clips: a random subset of a random sample is a
+    random sample of that size, so ``E[FAD(N)]`` follows the population curve and the intercept estimates the FAD
+    of an infinitely large generated set. (Drawing with replacement, as some toolkits do, converges to the pool's
+    own plug-in FAD instead, which still carries the bias of the full sample size.) The reference is used whole.
+
+    Args:
+        emb_ref: reference rows, per-clip arrays, or :class:`EmbeddingStats`.
+        emb_gen: generated rows or per-clip arrays; N counts clips (resampling units).
+        n_points: number of subset sizes, evenly spaced from ``min_n`` to all clips.
+        min_n: smallest subset (default: a quarter of the clips, at least 2).
+        repeats: subsets averaged per size (the full set is used once).
+
+    Returns:
+        :class:`FADInfinity` with the fit points for :func:`echoscript_utils.plots.evaluation.plot_fad_infinity`.
+    """
+    import pandas as pd
+
+    ref = _as_side(emb_ref, "reference")
+    gen = _Resampler(emb_gen, "generated")
+    total = gen.n_clips
+    lo = max(2, total // 4) if min_n is None else int(min_n)
+    if total < 3 or lo >= total:
+        raise InputError(f"FAD∞ needs subsets of different sizes: {total} generated clips, min_n={lo}")
+    sizes = np.unique(np.linspace(lo, total, max(2, n_points)).round().astype(int))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for size in sizes:
+        reps = 1 if size == total else max(1, repeats)
+        vals = [_distance(ref, gen.side(rng.choice(total, size=size, replace=False))) for _ in range(reps)]
+        rows.append({"n": int(size), "inv_n": 1.0 / size, "fad": float(np.mean(vals)),
+                     "fad_std": float(np.std(vals, ddof=1)) if reps > 1 else 0.0})
+    points = pd.DataFrame(rows)
+    slope, intercept = np.polyfit(points["inv_n"], points["fad"], 1)
+    fit = intercept + slope * points["inv_n"]
+    ss_tot = float(((points["fad"] - points["fad"].mean()) ** 2).sum())
+    r2 = 1.0 - float(((points["fad"] - fit) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
+    return FADInfinity(fad_inf=float(intercept), slope=float(slope), r2=r2, points=points)
+
+
+# ============================================================================================== outliers
+def per_clip_contribution(emb_ref, emb_gen, *, names: Sequence[str] | None = None, z_threshold: float = 3.0):
+    """Leave-one-out influence of each generated clip on the FAD.
+
+    ``delta = FAD(all) − FAD(all but this clip)``: positive when the clip pulls the generated set away from the
+    reference. ``z`` is a robust z-score of delta (median / 1.4826·MAD); clips with ``z > z_threshold`` are
+    flagged as outliers.
+
+    Args:
+        emb_ref: reference rows, per-clip arrays, or :class:`EmbeddingStats`.
+        emb_gen: per-clip ``[n_i, D]`` arrays (or ``[N, D]`` rows, one per clip); at least 3 clips.
+        names: one label per clip (default ``clip_0`` …).
+
+    Returns:
+        DataFrame ``clip, fad_without, delta, z, outlier`` sorted by delta, largest first.
+    """
+    import pandas as pd
+
+    ref = _as_side(emb_ref, "reference")
+    gen = _Resampler(emb_gen, "generated")
+    if gen.n_clips < 3:
+        raise InputError(f"leave-one-out needs at least 3 generated clips, got {gen.n_clips}")
+    names = list(names) if names is not None else [f"clip_{i}" for i in range(gen.n_clips)]
+    if len(names) != gen.n_clips:
+        raise InputError(f"{len(names)} names for {gen.n_clips} clips")
+    full = _distance(ref, gen.side(None))
+    everyone = np.arange(gen.n_clips)
+    without = np.array([_distance(ref, gen.side(np.delete(everyone, i))) for i in everyone])
+    delta = full - without
+    mad = 1.4826 * float(np.median(np.abs(delta - np.median(delta))))
+    z = (delta - np.median(delta)) / mad if mad > 0 else np.zeros_like(delta)
+    df = pd.DataFrame({"clip": names, "fad_without": without, "delta": delta, "z": z, "outlier": z > z_threshold})
+    return df.sort_values("delta", ascending=False, ignore_index=True)
+
+
+# ============================================================================================== relevance
+@dataclass
+class RelevanceScore:
+    """Mean of per-clip scores with a bootstrap interval (``per_clip`` keeps the individual values)."""
+
+    score: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    n: int
+    per_clip: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("per_clip")
+        return d
+
+
+def _mean_ci(values: np.ndarray, *, n_boot: int, confidence: float, seed: int) -> tuple[float, float]:
+    if values.size < 2 or n_boot < 1:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def clap_score(audio_emb, text_emb, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> RelevanceScore:
+    """CLAP score: mean cosine similarity between each generated clip and its *own* prompt.
+
+    Args:
+        audio_emb: ``[N, D]`` CLAP audio embeddings, one row per clip.
+        text_emb: ``[N, D]`` CLAP text embeddings of the prompt each clip was generated from (same order).
+
+    Returns:
+        :class:`RelevanceScore` of the cosine (in [-1, 1]; some papers report ``100 · max(cos, 0)``), with a
+        bootstrap interval over clips.
+    """
+    a = np.asarray(audio_emb, dtype=np.float64)
+    t = np.asarray(text_emb, dtype=np.float64)
+    if a.ndim != 2 or a.shape != t.shape:
+        raise InputError(f"audio and text embeddings must both be [N, D] with the same shape: {a.shape} vs {t.shape}")
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(t, axis=1)
+    cos = np.einsum("ij,ij->i", a, t) / np.maximum(norms, 1e-12)
+    lo, hi = _mean_ci(cos, n_boot=n_boot, confidence=confidence, seed=seed)
+    return RelevanceScore(score=float(cos.mean()), ci_low=lo, ci_high=hi, confidence=confidence, n=int(cos.size),
+                          per_clip=cos)
+
+
+def tag_kl_divergence(p_ref, p_gen, *, eps: float = 1e-6) -> float:
+    """KL(ref ‖ gen) between the mean tag distributions of two sets of clips (nats).
+
+    Args:
+        p_ref, p_gen: ``[N, T]`` tag probabilities per clip (sigmoid outputs of a tagger such as musicnn), or
+            DataFrames with one column per tag (aligned by column name; tags missing on one side count as 0).
+        eps: added to every tag before normalising, so that a tag absent from the generated set gives a large but
+            finite divergence.
+
+    Each set's mean tag vector is normalised to sum to one, so the score compares *which* tags dominate, not how
+    confident the tagger is overall. 0 means identical distributions.
+    """
+    if hasattr(p_ref, "columns") and hasattr(p_gen, "columns"):
+        tags = sorted(set(p_ref.columns) | set(p_gen.columns))
+        p_ref = p_ref.reindex(columns=tags, fill_value=0.0).to_numpy(dtype=np.float64)
+        p_gen = p_gen.reindex(columns=tags, fill_value=0.0).to_numpy(dtype=np.float64)
+    r = np.atleast_2d(np.asarray(p_ref, dtype=np.float64))
+    g = np.atleast_2d(np.asarray(p_gen, dtype=np.float64))
+    if r.shape[1] != g.shape[1]:
+        raise InputError(f"tag vectors differ in length: {r.shape[1]} vs {g.shape[1]}")
+    if (r < 0).any() or (g < 0).any():
+        raise InputError("tag probabilities must be non-negative")
+    pr = r.mean(axis=0) + eps
+    pg = g.mean(axis=0) + eps
+    pr, pg = pr / pr.sum(), pg / pg.sum()
+    return float(np.sum(pr * np.log(pr / pg)))
+
+
+# ============================================================================================== helpers
+def _progress(it, enabled: bool, desc: str):
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, leave=False)
+

@@ -1,0 +1,224 @@
+"""Fréchet distance against the scipy sqrtm formula, bootstrap intervals, FAD∞, outliers, relevance, CLI."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from echoscript_utils import fad
+from echoscript_utils.errors import InputError
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+def sqrtm_reference(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
+    """The textbook float64 FAD (np.cov → sqrtm of the product → real part; eps·I retry if not finite)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = scipy.linalg.sqrtm(ca @ cb)
+        if not np.isfinite(root).all():
+            off = eps * np.eye(len(ca))
+            root = scipy.linalg.sqrtm((ca + off) @ (cb + off))
+    d = mu_a - mu_b
+    return float(d @ d + np.trace(ca) + np.trace(cb) - 2 * np.trace(np.real(root)))
+
+
+def exact_data_space(a: np.ndarray, b: np.ndarray) -> float:
+    """FAD with the trace term as the nuclear norm of Xa Xbᵀ (exact for any rank; no covariance formed)."""
+    xa, xb = a - a.mean(0), b - b.mean(0)
+    s = scipy.linalg.svdvals(xa @ xb.T) / np.sqrt((len(a) - 1) * (len(b) - 1))
+    d = a.mean(0) - b.mean(0)
+    return float(d @ d + (xa**2).sum() / (len(a) - 1) + (xb**2).sum() / (len(b) - 1) - 2 * s.sum())
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+def gaussian_clips(rng, n_clips: int, rows: int, dim: int, *, shift: float = 0.0, scale: float = 1.0):
+    return [rng.standard_normal((rows, dim)) * scale + shift for _ in range(n_clips)]
+
+
+# ------------------------------------------------------------------------------------------------ distance
+def test_matches_sqrtm_on_well_conditioned_sets(rng):
+    mix = rng.standard_normal((24, 24)) / 5 + np.eye(24)
+    a = rng.standard_normal((400, 24)) @ mix
+    b = rng.standard_normal((350, 24)) @ mix * 1.3 + 0.2
+    assert fad.frechet_distance(a, b) == pytest.approx(sqrtm_reference(a, b), rel=1e-6)
+
+
+def test_matches_sqrtm_when_rank_deficient(rng):
+    a = rng.standard_normal((20, 64))
+    b = rng.standard_normal((27, 64)) * 1.2 + 0.1  # N < D on both sides: singular covariances
+    ours = fad.frechet_distance(a, b)
+    assert ours == pytest.approx(sqrtm_reference(a, b), rel=1e-6)
+    assert ours == pytest.approx(exact_data_space(a, b), rel=1e-10)
+    mixed = rng.standard_normal((300, 64)) + 0.05  # one side full rank, one not
+    assert fad.frechet_distance(a, mixed) == pytest.approx(sqrtm_reference(a, mixed), rel=1e-6)
+
+
+def test_identical_sets_give_zero(rng):
+    a = rng.standard_normal((300, 16))
+    scale = np.trace(np.cov(a, rowvar=False))
+    assert abs(sqrtm_reference(a, a)) < 1e-6 * scale
+    assert fad.frechet_distance(a, a) <= 1e-6 * scale
+    small = rng.standard_normal((5, 40))  # identical and rank-deficient
+    assert fad.frechet_distance(small, small) <= 1e-6 * np.trace(np.cov(small, rowvar=False))
+
+
+def test_near_singular_and_exactly_singular_covariances_are_exact(rng):
+    basis = rng.standard_normal((5, 48))
+    a = rng.standard_normal((300, 5)) @ basis + 1e-5 * rng.standard_normal((300, 48))
+    b = rng.standard_normal((300, 5)) @ basis * 1.1 + 1e-5 * rng.standard_normal((300, 48))
+    assert fad.frechet_distance(a, b) == pytest.approx(exact_data_space(a, b), rel=1e-7)
+    a0 = rng.standard_normal((300, 5)) @ basis  # N > D but rank 5: Cholesky refuses, eigen-factor path
+    b0 = rng.standard_normal((300, 5)) @ basis * 0.9 + 0.1
+    a0[:, 7] = 0.0  # a dead unit (zero variance), common with ReLU embeddings
+    value = fad.frechet_distance(a0, b0)
+    assert isinstance(value, float) and np.isfinite(value)
+    assert value == pytest.approx(exact_data_space(a0, b0), rel=1e-9)
+
+
+def test_symmetric_non_negative_and_real(rng):
+    for _ in range(5):
+        dim = int(rng.integers(2, 40))
+        a = rng.standard_normal((int(rng.integers(3, 80)), dim))
+        b = rng.standard_normal((int(rng.integers(3, 80)), dim)) * rng.uniform(0.5, 2) + rng.normal()
+        ab, ba = fad.frechet_distance(a, b), fad.frechet_distance(b, a)
+        assert isinstance(ab, float) and ab >= 0
+        assert ab == pytest.approx(ba, rel=1e-9, abs=1e-12)
+
+
+def test_clips_pool_rows_and_stats_agree(rng, tmp_path):
+    clips = gaussian_clips(rng, 6, 9, 12)
+    b = rng.standard_normal((80, 12)) + 0.3
+    pooled = np.concatenate(clips)
+    assert fad.frechet_distance(clips, b) == pytest.approx(fad.frechet_distance(pooled, b), rel=1e-12)
+    stats = fad.EmbeddingStats.from_embeddings(b)
+    path = stats.save(tmp_path / "ref.npz")
+    loaded = fad.EmbeddingStats.load(path)
+    assert loaded.n == 80 and np.allclose(loaded.cov, np.cov(b, rowvar=False))
+    expected = fad.frechet_distance(pooled, b)
+    assert fad.frechet_distance(pooled, loaded) == pytest.approx(expected, rel=1e-9)
+    sa = fad.EmbeddingStats.from_embeddings(pooled)
+    assert fad.frechet_distance_from_stats(sa.mu, sa.cov, stats.mu, stats.cov) == pytest.approx(expected, rel=1e-9)
+
+
+def test_bad_inputs_raise_one_line_errors(rng):
+    with pytest.raises(InputError, match="at least 2"):
+        fad.frechet_distance(rng.standard_normal((1, 4)), rng.standard_normal((5, 4)))
+    with pytest.raises(InputError, match="sizes differ"):
+        fad.frechet_distance(rng.standard_normal((5, 4)), rng.standard_normal((5, 3)))
+    with pytest.raises(InputError, match="NaN"):
+        fad.frechet_distance(np.full((5, 4), np.nan), rng.standard_normal((5, 4)))
+
+
+# ------------------------------------------------------------------------------------------------ bootstrap
+def test_bootstrap_interval_contains_point_and_is_reproducible(rng):
+    ref = gaussian_clips(rng, 40, 5, 6)
+    gen = gaussian_clips(rng, 40, 5, 6, shift=0.4)
+    res = fad.bootstrap_fad(ref, gen, n=200, seed=3)
+    assert res.ci_low < res.point < res.ci_high
+    assert res.point == pytest.approx(fad.frechet_distance(ref, gen))
+    assert res.n_ref == 40 and res.n_gen == 40 and res.samples.shape == (200,)
+    again = fad.bootstrap_fad(ref, gen, n=200, seed=3)
+    assert (again.ci_low, again.ci_high) == (res.ci_low, res.ci_high)
+    raw = fad.bootstrap_fad(ref, gen, n=200, seed=3, method="percentile")
+    assert raw.ci_low < raw.point < raw.ci_high  # N ≫ D: little resampling bias
+    assert res.bias > 0  # duplicated clips inflate FAD; the default interval removes that shift
+    assert raw.ci_low - res.ci_low == pytest.approx(res.bias)
+    gen_only = fad.bootstrap_fad(ref, gen, n=200, seed=3, resample="generated")
+    assert gen_only.std < res.std  # holding the reference fixed removes part of the spread
+
+
+def test_bootstrap_interval_covers_the_truth(rng):
+    """Across repeated experiments the 90 % interval for FAD(N) should cover the mean FAD at that N."""
+    dim, n_clips = 3, 30
+    truth = np.mean([fad.frechet_distance(rng.standard_normal((n_clips, dim)),
+                                          rng.standard_normal((n_clips, dim)) + 0.5) for _ in range(400)])
+    hits = 0
+    for i in range(40):
+        a, b = rng.standard_normal((n_clips, dim)), rng.standard_normal((n_clips, dim)) + 0.5
+        r = fad.bootstrap_fad(a, b, n=150, confidence=0.9, seed=i)
+        hits += r.ci_low <= truth <= r.ci_high
+    assert hits >= 28  # nominal 36 of 40; a broken interval (e.g. no width, wrong side) scores far lower
+
+
+def test_paired_difference_detects_the_better_system(rng):
+    ref = gaussian_clips(rng, 30, 4, 5)
+    close = gaussian_clips(rng, 30, 4, 5, shift=0.1)
+    far = gaussian_clips(rng, 30, 4, 5, shift=0.8)
+    res = fad.paired_bootstrap_difference(ref, close, far, n=200, seed=1)
+    assert res.difference < 0 and res.ci_high < 0 and res.significant
+    assert res.share_a_better > 0.95
+    same = fad.paired_bootstrap_difference(ref, close, close, n=100, seed=1, paired_generated=True)
+    assert same.difference == 0 and np.allclose(same.samples, 0)
+    with pytest.raises(InputError, match="same number of clips"):
+        fad.paired_bootstrap_difference(ref, close, far[:10], n=5, paired_generated=True)
+
+
+# ------------------------------------------------------------------------------------------------ FAD∞
+def test_fad_infinity_recovers_known_intercept(rng):
+    dim = 8
+    ref = fad.EmbeddingStats(mu=np.zeros(dim), cov=np.eye(dim), n=10**9)  # the exact reference Gaussian
+    shift = np.full(dim, 0.5)
+    z = rng.standard_normal((3000, dim))
+    z -= z.mean(0)
+    z = z @ np.linalg.inv(np.linalg.cholesky(np.cov(z, rowvar=False))).T  # pool mean 0, covariance exactly I
+    gen = z + shift  # the pool's own FAD to the reference is exactly |shift|² = 2.0
+    assert fad.frechet_distance(ref, gen) == pytest.approx(2.0, rel=1e-9)
+    res = fad.fad_infinity(ref, gen, n_points=10, min_n=40, repeats=10, seed=0)
+    assert res.fad_inf == pytest.approx(2.0, abs=0.05)
+    assert res.slope > 10 and res.r2 > 0.9  # FAD(N) falls towards FAD∞ as N grows
+    assert list(res.points.columns) == ["n", "inv_n", "fad", "fad_std"]
+    assert res.points["n"].iloc[0] == 40 and res.points["n"].iloc[-1] == 3000
+    assert res.points["fad"].iloc[0] - 2.0 > 0.4  # FAD at N = 40 is visibly biased; FAD∞ is not
+
+
+# ------------------------------------------------------------------------------------------------ outliers
+def test_per_clip_contribution_flags_the_odd_clip(rng):
+    ref = gaussian_clips(rng, 20, 4, 6)
+    gen = gaussian_clips(rng, 12, 4, 6)
+    gen[5] = gen[5] + 6.0
+    df = fad.per_clip_contribution(ref, gen, names=[f"g{i}" for i in range(12)])
+    assert df.loc[0, "clip"] == "g5" and bool(df.loc[0, "outlier"])
+    assert df["outlier"].sum() == 1
+    full = fad.frechet_distance(ref, gen)
+    assert df.loc[0, "delta"] == pytest.approx(full - fad.frechet_distance(ref, gen[:5] + gen[6:]))
+
+
+# ------------------------------------------------------------------------------------------------ relevance
+def test_clap_score_and_interval(rng):
+    text = rng.standard_normal((20, 8))
+    audio = text + 0.1 * rng.standard_normal((20, 8))
+    res = fad.clap_score(audio, text, n_boot=200)
+    assert 0.9 < res.score <= 1 and res.ci_low <= res.score <= res.ci_high
+    shuffled = fad.clap_score(audio, text[::-1], n_boot=50)
+    assert shuffled.score < res.score - 0.5
+    with pytest.raises(InputError):
+        fad.clap_score(audio, text[:3])
+
+
+def test_tag_kl_divergence():
+    import pandas as pd
+
+    p = np.array([[0.9, 0.1, 0.0], [0.7, 0.3, 0.0]])
+    assert fad.tag_kl_divergence(p, p) == pytest.approx(0.0, abs=1e-12)
+    q = np.array([[0.1, 0.1, 0.8]])
+    assert fad.tag_kl_divergence(p, q) > 1.0
+    dfa = pd.DataFrame(p, columns=["piano", "slow", "drums"])
+    dfb = pd.DataFrame(p[:, ::-1], columns=["drums", "slow", "piano"])  # same tags, other column order
+    assert fad.tag_kl_divergence(dfa, dfb) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_json_friendly_results(rng):
+    a, b = rng.standard_normal((30, 3)), rng.standard_normal((30, 3)) + 1
+    d = fad.bootstrap_fad(a, b, n=20).as_dict()
+    json.dumps(d)
+    assert {"point", "ci_low", "ci_high", "bias", "n_ref", "n_gen"} <= set(d)
