@@ -20,7 +20,9 @@ tokenizer). MusicGen-Melody's own feature extractor needs torchaudio, which this
 for the melody model the processor returned here is the *tokenizer*; the chroma that goes into
 ``input_features`` comes from :func:`echoscript_utils.melody.chroma_from_audio` or
 :func:`~echoscript_utils.melody.chroma_from_midi`. CLAP folders carry a :class:`~transformers.ClapProcessor`
-(CLAP feature extractor + byte-level BPE tokenizer in RoBERTa format).
+(CLAP feature extractor + byte-level BPE tokenizer in RoBERTa format). In transformers 5.24
+``MusicgenProcessor(audio=...)`` raises a TypeError (it passes ``pad_to_multiple_of`` to the EnCodec feature
+extractor); use ``processor.feature_extractor(...)`` or, for codec tokens, :func:`encode_audio`.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ TINY_MODELS: tuple[str, ...] = ("tiny-musicgen", "tiny-musicgen-melody", "tiny-c
 CLAP_SAMPLE_RATE = 48_000
 
 #: Bump when the tiny architectures, their initialisation or their tokenizers change: new cache folders follow.
-_TINY_SPEC_VERSION = 1
+_TINY_SPEC_VERSION = 2
 
 # Tiny MusicGen shapes. The codec matches musicgen-small's interface (32 kHz, hop 8*5*4*4 = 640 → 50 Hz,
 # 4 codebooks); bandwidth = 4 codebooks x 50 Hz x log2(64) bits = 1.2 kbit/s gives EnCodec its 4 quantizers.
@@ -89,7 +91,7 @@ _TINY_CLAP_TEXT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=
 _TINY_CLAP_PROJECTION = 32
 
 # Characters every tiny tokenizer knows even if the corpus lacks them (printable ASCII + common accents/quotes).
-_EXTRA_CHARS = "àáâäãåçèéêëìíîïñòóôöõùúûüýÿæœßÀÁÂÄÃÅÇÈÉÊËÌÍÎÏÑÒÓÔÖÕÙÚÛÜÝÆŒ–—‘’“”…°♯♭"
+_EXTRA_CHARS = "àáâäãåçèéêëìíîïñòóôöõùúûüýÿæœßÀÁÂÄÃÅÇÈÉÊËÌÍÎÏÑÒÓÔÖÕÙÚÛÜÝÆŒ–—‘’“”…°♩♪♯♭"
 _T5_SPECIALS = ["<pad>", "</s>", "<unk>"]
 _ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
@@ -177,9 +179,14 @@ def build_tiny_tokenizer(*, kind: str = "t5", vocab_size: int | None = None):
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size or 600, special_tokens=_T5_SPECIALS,
                                           unk_token="<unk>", initial_alphabet=alphabet, max_piece_length=16,
                                           show_progress=False)
-        tok.train_from_iterator(lines, trainer=trainer)
-        vocab = [(piece, float(score)) for piece, score in json.loads(tok.to_str())["model"]["vocab"]]
-        return T5Tokenizer(vocab=vocab, extra_ids=0)
+        # Make the ids the same on every build: the trainer's scores wobble in the last bits between runs, and
+        # pieces it has to add back at the end get scores 1e-4 apart in hash order. Round the scores to 1e-3 and
+        # sort ties by piece.
+        tok.train_from_iterator([*lines, " ".join(alphabet)], trainer=trainer)
+        trained = [(p, round(float(s), 3)) for p, s in json.loads(tok.to_str())["model"]["vocab"]]
+        specials, rest = trained[: len(_T5_SPECIALS)], trained[len(_T5_SPECIALS):]
+        rest.sort(key=lambda item: (-item[1], item[0]))
+        return T5Tokenizer(vocab=specials + rest, extra_ids=0)
     if kind == "roberta":
         from transformers import RobertaTokenizer
 
