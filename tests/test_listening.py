@@ -45,6 +45,10 @@ def _make_generation(root: Path, scenarios=SCENARIOS, seeds=(0, 1)) -> Path:
         # a free prompt without a scenario: must be left out of the pack
         audio.write(gen / label / "free.wav", np.zeros((ch, sr), np.float32) + 0.1, sr)
         (gen / label / "free.json").write_text(json.dumps({"prompt": "x", "scenario": None, "model": label}))
+        # an eval-split prompt (different per model here): must not become a "scenario" of the test
+        audio.write(gen / label / f"eval-{label}.wav", np.zeros((ch, sr), np.float32) + 0.1, sr)
+        (gen / label / f"eval-{label}.json").write_text(json.dumps(
+            {"prompt": "y", "scenario": "eval", "source": f"eval:{label}", "model": label, "seed": 0}))
     return gen
 
 
@@ -380,6 +384,15 @@ def test_missing_file_and_column(study_dir, tmp_path):
     with pytest.raises(L.StudyValidationError) as err:
         L.validate_study(bad)
     assert {"missing_file", "missing_column"} <= err.value.codes
+
+
+def test_study_without_preferences(study_dir, tmp_path):
+    d = tmp_path / "nopref"
+    shutil.copytree(study_dir, d)
+    (d / "preferences.csv").unlink()
+    res = L.analyze(L.validate_study(d))
+    assert res.preference_shares.empty and any("preferences" in n for n in res.notes)
+    assert list(L.make_tables(res)["07_preferences"][0].columns)[:3] == ["criterion", "model", "share"]
 
 
 # -------------------------------------------------------------------------- simulated, paper-shaped study

@@ -98,8 +98,8 @@ class Pack:
 def collect_generated(generation_dir: str | os.PathLike, labels) -> pd.DataFrame:
     """Read ``<generation_dir>/<label>/*.json`` sidecars (+ the WAV of the same stem) for each label.
 
-    Returns ``model,scenario,seed,prompt,wav,sidecar`` (one row per generated clip; clips without a scenario,
-    e.g. free prompts, are left out).
+    Returns ``model,scenario,seed,prompt,wav,sidecar`` (one row per generated clip; clips without a scenario
+    and the eval split's prompts (``source`` other than ``"scenario"``) are left out).
     """
     gen = Path(generation_dir)
     if not gen.is_dir():
@@ -122,8 +122,11 @@ def collect_generated(generation_dir: str | os.PathLike, labels) -> pd.DataFrame
             if not wav.is_file():
                 raise InputError(f"{side}: no audio file {wav.name} beside it; regenerate the clip")
             scenario = meta.get("scenario")
+            source = meta.get("source")
             if scenario is None or not str(scenario).strip():
                 continue
+            if (source is not None and source != "scenario") or (source is None and scenario == "eval"):
+                continue  # the eval split's own prompts differ per clip: they make no pairs
             rows.append({"model": label, "scenario": str(scenario), "seed": meta.get("seed"),
                          "prompt": str(meta.get("prompt") or ""), "wav": wav, "sidecar": side})
     df = pd.DataFrame(rows, columns=["model", "scenario", "seed", "prompt", "wav", "sidecar"])

@@ -22,6 +22,8 @@ __all__ = ["SIMULATED_LABEL", "make_figures", "make_tables", "metrics", "summary
 SIMULATED_LABEL = "SIMULATED responses"
 QUESTION_MEANS_COLUMNS = ["model", "question", "mean", "ci_low", "ci_high", "n"]
 PREFERENCE_COLUMNS = ["criterion", "model", "share", "ci_low", "ci_high", "p_value"]
+FIGURE_NAMES = ("07_fig1_mos_questions", "07_fig2_overall", "07_fig3_participant_boxplots", "07_fig4_preferences",
+                "07_fig5_rel_questions", "07_question_intervals", "07_overall_intervals", "07_paired_slopes")
 
 
 def _title(text: str, results: ListeningResults) -> str:
@@ -195,9 +197,14 @@ def write_outputs(results: ListeningResults, out_dir: str | os.PathLike, *, figu
         paths["SIMULATED.txt"] = atomic_write_text(out / "SIMULATED.txt",
                                                    f"{SIMULATED_LABEL}: this analysis was made from simulated "
                                                    f"ratings and says nothing about the models.\n")
+    else:  # a real study analysed where a simulated one was before: drop the stale marker
+        (out / "SIMULATED.txt").unlink(missing_ok=True)
     for name, (df, caption) in make_tables(r).items():
         paths[name] = write_table(df, tables_dir, name, caption=caption)[0]
     figs = figures if figures is not None else make_figures(r)
+    for name in set(FIGURE_NAMES) - set(figs):  # e.g. no preferences this time: no stale pie from an earlier run
+        for ext in ("pdf", "png"):
+            (figures_dir / f"{name}.{ext}").unlink(missing_ok=True)
     for name, fig in figs.items():
         paths[name] = save_figure(fig, name, figures_dir)["png"]
         if close and figures is None:
