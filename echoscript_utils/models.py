@@ -400,14 +400,20 @@ def _model_type(ref: str) -> str:
         raise _hub_error(ref, exc) from None
 
 
-def _load_kwargs(dtype, attn_implementation) -> dict[str, Any]:
+def _load_kwargs(model_type: str, dtype, attn_implementation) -> dict[str, Any]:
+    """``from_pretrained`` options. The attention choice goes to the parts that have it: MusicGen's decoder
+    (any implementation) and T5 text encoder (eager or SDPA; it has no FlashAttention); EnCodec has no attention
+    and CLAP only an eager one, so they keep transformers' default."""
     import torch
 
     kwargs: dict[str, Any] = {}
     if dtype is not None:
         kwargs["dtype"] = dtype if isinstance(dtype, torch.dtype) or dtype == "auto" else getattr(torch, str(dtype))
-    if attn_implementation is not None:
-        kwargs["attn_implementation"] = attn_implementation
+    if attn_implementation is not None and model_type in ("musicgen", "musicgen_melody"):
+        attn = {"decoder": attn_implementation}
+        if attn_implementation in ("eager", "sdpa"):
+            attn["text_encoder"] = attn_implementation
+        kwargs["attn_implementation"] = attn
     return kwargs
 
 
@@ -442,7 +448,7 @@ def _load(ref: str, *, family: str, cache_dir, device, dtype, attn_implementatio
                          f"{', '.join(allowed)}")
     try:
         with _quiet_transformers():
-            model = classes[model_type].from_pretrained(path, **_load_kwargs(dtype, attn_implementation))
+            model = classes[model_type].from_pretrained(path, **_load_kwargs(model_type, dtype, attn_implementation))
             processor = _load_processor(path, model_type=model_type)
     except (OSError, ValueError) as exc:
         if Path(path).is_dir():
@@ -475,7 +481,8 @@ def load_musicgen(name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLi
     cache_dir : folder for tiny models (see :func:`resolve_model`); hub downloads use the usual HF cache.
     device : ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
     dtype : ``None`` (the checkpoint's float32), a ``torch.dtype``, ``"float16"``, ``"bfloat16"`` or ``"auto"``.
-    attn_implementation : ``None`` (transformers' default), ``"eager"``, ``"sdpa"`` or ``"flash_attention_2"``.
+    attn_implementation : ``None`` (transformers' default: SDPA where available), ``"eager"``, ``"sdpa"`` or
+        ``"flash_attention_2"``; applied to the decoder (and to the T5 encoder for eager/SDPA), EnCodec unchanged.
     seed : initialisation seed of tiny models.
     merge_lora : for adapter folders, merge the adapter into the base weights (a plain transformers model);
         ``False`` returns the ``peft.PeftModel``.
@@ -499,7 +506,8 @@ def load_clap(name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLike, 
               attn_implementation: str | None = None, seed: int = 1234, merge_lora: bool = True):
     """Load a CLAP model and its ``ClapProcessor`` (``tiny-clap``, a local folder, an adapter folder or a hub id
     such as ``laion/clap-htsat-unfused`` or ``laion/larger_clap_music_and_speech``). Audio goes in at
-    :data:`CLAP_SAMPLE_RATE` (48 kHz). Same options and errors as :func:`load_musicgen`."""
+    :data:`CLAP_SAMPLE_RATE` (48 kHz). Same options and errors as :func:`load_musicgen`; ``attn_implementation``
+    is accepted for symmetry and ignored (transformers' CLAP has eager attention only)."""
     return _load(str(name_or_path), family="clap", cache_dir=cache_dir, device=device, dtype=dtype,
                  attn_implementation=attn_implementation, seed=seed, merge_lora=merge_lora)
 

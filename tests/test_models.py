@@ -273,3 +273,18 @@ def test_cli_models_command_writes_all_tiny_models(cache, paths, capsys):
     assert main(["models", "--out", str(cache)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed == [f"{name}: {paths[name]}" for name in models.TINY_MODELS]
+
+
+def test_dtype_and_attention_options(cache, paths, musicgen):
+    model, proc = musicgen
+    inputs = proc(text=CAPTIONS[:2], padding=True, return_tensors="pt")
+    labels = torch.randint(0, 64, (2, 10, 4), generator=torch.Generator().manual_seed(0))
+    eager, _ = models.load_musicgen("tiny-musicgen", cache_dir=cache, attn_implementation="eager")
+    assert eager.decoder.config._attn_implementation == "eager"
+    with torch.no_grad():
+        torch.testing.assert_close(eager(**inputs, labels=labels).logits, model(**inputs, labels=labels).logits,
+                                   atol=1e-5, rtol=1e-4)
+    half, _ = models.load_musicgen("tiny-musicgen-melody", cache_dir=cache, dtype="bfloat16", attn_implementation="sdpa")
+    assert half.dtype == torch.bfloat16 and half.decoder.config._attn_implementation == "sdpa"
+    codes = models.encode_audio(half, torch.zeros(1, 1, 3200))  # float32 audio in, cast to the codec's dtype
+    assert codes.shape == (1, 4, 5) and models.decode_codes(half, codes).dtype == torch.bfloat16
