@@ -59,7 +59,17 @@ from .config import Config, CurationSection
 from .errors import InputError
 from .taxonomy import split_list
 
-__all__ = ["CurationResult", "clip_player", "curate", "curate_cli", "find_inputs", "load_labels"]
+__all__ = [
+    "CurationResult",
+    "accuracy_table",
+    "clip_frames",
+    "clip_player",
+    "curate",
+    "curate_cli",
+    "find_inputs",
+    "load_labels",
+    "source_table",
+]
 
 #: Bump when the per-file processing changes, so cached results are recomputed.
 PIPELINE_VERSION = 1
@@ -424,10 +434,20 @@ def _finish_clip(wav: np.ndarray, sr: int, start: int, index: int, task: dict[st
 
 # ------------------------------------------------------------------------------------------------ driver
 def _worker_init() -> None:
+    """One BLAS thread per worker: the small matrix products of the features run 20x slower when BLAS
+    threads of several processes fight over the cores."""
     with contextlib.suppress(Exception):
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
+
+
+def _single_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
 
 
 def _run_tasks(tasks: list[dict[str, Any]], *, num_workers: int, progress: bool) -> list[dict[str, Any]]:
@@ -438,9 +458,10 @@ def _run_tasks(tasks: list[dict[str, Any]], *, num_workers: int, progress: bool)
                file=sys.stderr)
     try:
         if num_workers <= 1 or len(tasks) <= 1:
-            for t in tasks:
-                results.append(_process(t))
-                bar.update()
+            with _single_thread():
+                for t in tasks:
+                    results.append(_process(t))
+                    bar.update()
         else:
             feat.warmup()  # forked workers inherit the imported, compiled analysis code
             ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
@@ -714,7 +735,24 @@ def accuracy_table(df):
             "key_score": feat.mirex_key_score(f.get("key"), f.get("mode"), truth.get("key"), truth.get("mode")),
             "key_confidence": f.get("key_confidence"),
         })
-    return pd.DataFrame(rows)
+    cols = ["clip_id", "genre", "true_bpm", "bpm", "tempo_ok", "tempo_octave", "true_key", "key", "key_score",
+            "key_confidence"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def source_table(kept):
+    """One row per kept input: source, track, split, clips, duration, original format, rate and channels."""
+    import pandas as pd
+
+    if kept.empty:
+        return pd.DataFrame(columns=["source", "track_id", "split", "clips", "duration_s", "format", "sample_rate",
+                                     "channels"])
+    g = kept.groupby("source", sort=True)
+    return pd.DataFrame({
+        "track_id": g["track_id"].first(), "split": g["split"].first(), "clips": g.size(),
+        "duration_s": g["source_duration_s"].first().round(1), "format": g["source_format"].first(),
+        "sample_rate": g["source_sample_rate"].first(), "channels": g["source_channels"].first(),
+    }).reset_index()
 
 
 def curate_cli(args, cfg) -> int:
