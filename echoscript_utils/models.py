@@ -600,7 +600,8 @@ def model_identity(path_or_id: str | os.PathLike, *, seed: int = 1234) -> str:
     """A stable string that changes when the model's weights or config change (for cache keys).
 
     Local folders: a hash over ``config.json`` / ``adapter_config.json`` / ``generation_config.json`` and every
-    weights file (``*.safetensors``, ``*.bin``), file hashes memoised by size and mtime. Tiny names: the name of
+    weights file (``*.safetensors``, ``*.bin``), file hashes memoised by size and mtime; an adapter folder adds its
+    base model's identity. Tiny names: the name of
     their cache folder (``tiny-musicgen-<hash>``, fixed by architecture, seed and corpus). Hub ids: ``hub:<id>``.
     """
     ref = str(path_or_id)
@@ -616,6 +617,10 @@ def model_identity(path_or_id: str | os.PathLike, *, seed: int = 1234) -> str:
             parts.append((p.name, _cached_file_hash(str(p.resolve()), st.st_size, st.st_mtime_ns)))
     if not parts:
         raise InputError(f"{folder}: no config or weights files; pass a transformers model folder")
+    adapter = _read_local_json(str(folder), "adapter_config.json")
+    base = adapter.get("base_model_name_or_path") if adapter else None
+    if base and str(base) != str(folder):  # an adapter's identity includes its base model's
+        parts.append(("base", model_identity(base, seed=seed)))
     return f"local:{text_hash(parts)}"
 
 

@@ -242,6 +242,7 @@ def test_lora_adapter_folder_loads_on_top_of_its_base(cache, paths, tmp_path, mu
         torch.testing.assert_close(merged(**inputs, labels=labels).logits, expected, atol=1e-5, rtol=1e-5)
         assert torch.equal(wrapped(**inputs, labels=labels).logits, expected)
     assert not torch.allclose(expected, plain)
+    assert models.model_identity(adapter_dir) not in (models.model_identity(paths["tiny-musicgen"]), None)
     assert models.frame_rate(wrapped) == 50 and models.encode_audio(wrapped, torch.zeros(1, 1, 6400)).shape[-1] == 10
 
 
