@@ -147,6 +147,11 @@ def _add_listening(sub) -> None:
     pk.add_argument("--redo", action="store_true", help="rebuild even if the pack is up to date")
     _params_arg(pk)
 
+    im = lsub.add_parser("import", help="webMUSHRA results (lms.csv) → a study folder")
+    im.add_argument("--results", required=True, help="webMUSHRA's lms.csv or its results/<testId>/ folder")
+    im.add_argument("--key", required=True, help="the pack's key.csv")
+    im.add_argument("--output", required=True, help="study folder to write")
+
     va = lsub.add_parser("validate", help="check a returned study folder; exit 2 with named rows if bad")
     va.add_argument("--study", required=True)
 

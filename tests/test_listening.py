@@ -184,21 +184,65 @@ def test_webmushra_config(built):
     assert [p["type"] for p in pages if isinstance(p, dict)] == ["generic", "consent", "volume", "finish"]
     blocks = next(p for p in pages if isinstance(p, list))
     assert blocks[0] == "random" and len(blocks) == 1 + len(SCENARIOS)
-    allowed = {"generic", "likert_multi_stimulus", "preference_test"}
+    stock = {"generic", "consent", "volume", "likert_multi_stimulus", "finish"}  # page types of webMUSHRA master
     for block in blocks[1:]:
-        assert {p["type"] for p in block} <= allowed
-        likert = [p for p in block if p["type"] == "likert_multi_stimulus"]
+        assert {p["type"] for p in block} <= stock
+        likert = [p for p in block if p["type"] == "likert_multi_stimulus" and "__pref_" not in p["id"]]
         assert [p["id"].split("__")[1] for p in likert] == list(L.QUESTIONS)
         scenario = likert[0]["id"].split("__")[0]
         clips = set(pack.key.loc[pack.key["scenario"] == scenario, "clip"])
         assert all(set(p["stimuli"]) == clips for p in likert)
         assert [p["value"] for p in likert[0]["response"]] == [1, 2, 3, 4, 5]
-        prefs = [p for p in block if p["type"] == "preference_test"]
+        prefs = [p for p in block if "__pref_" in p["id"]]
         assert [p["id"].rsplit("_", 1)[1] for p in prefs] == ["MOS", "REL"]
+        assert all(set(p["stimuli"]) == clips and {r["value"] for r in p["response"]} == {0, 1} for p in prefs)
+    alt = L.webmushra_config(pack.key, pd.read_csv(pack.pack_dir / "scenarios.csv"), audio_prefix="a",
+                             preference_page="preference_test")
+    alt_blocks = next(p for p in alt["pages"] if isinstance(p, list))
+    assert sum(p["type"] == "preference_test" for b in alt_blocks[1:] for p in b) == 2 * len(SCENARIOS)
     finish = pages[-1]
     assert finish["type"] == "finish" and finish["writeResults"]
     assert {"participant", "age", "gender", "musical_training"} <= {q["name"] for q in finish["questionnaire"]}
     assert next(p for p in pages if isinstance(p, dict) and p["type"] == "consent")["mustConsent"] is True
+
+
+def _fake_lms(pack, path: Path, *, n=3, seed=0, double_pref=False):
+    """Rows as webMUSHRA's write.php appends them to lms.csv (ratings padded with spaces)."""
+    rng = np.random.default_rng(seed)
+    cfg = yaml.safe_load(pack.webmushra_path.read_text())
+    pages = [p for b in next(p for p in cfg["pages"] if isinstance(p, list))[1:] for p in b
+             if p["type"] == "likert_multi_stimulus"]
+    rows = [["session_test_id", "participant", "age", "gender", "trial_id", "stimuli_rating", "stimuli",
+             "rating_time"]]
+    for j in range(n):
+        for page in pages:
+            clips = list(page["stimuli"])
+            if "__pref_" in page["id"]:
+                pick = int(rng.integers(len(clips)))
+                vals = [1 if (i == pick or double_pref) else 0 for i in range(len(clips))]
+            else:
+                vals = list(rng.integers(1, 6, len(clips)))
+            for c, v in zip(clips, vals, strict=True):
+                rows.append([cfg["testId"], f"W{j}", str(20 + j), "female", page["id"], f" {v} ", c, "1234"])
+    with open(path, "w", newline="") as f:
+        import csv
+
+        csv.writer(f).writerows(rows)
+    return path
+
+
+def test_import_webmushra_results(built, tmp_path):
+    _, pack = built
+    lms = _fake_lms(pack, tmp_path / "lms.csv")
+    out = L.import_webmushra(lms, pack.key_path, tmp_path / "study")
+    study = L.validate_study(out)
+    s = study.summary()
+    assert (s["participants"], s["ratings"], s["preferences"]) == (3, 3 * len(pack.key) * 8, 3 * len(SCENARIOS) * 2)
+    assert list(study.demographics.columns) == ["participant", "age", "gender"]
+    bad = _fake_lms(pack, tmp_path / "bad.csv", double_pref=True)
+    with pytest.raises(InputError, match="exactly one"):
+        L.import_webmushra(bad, pack.key_path, tmp_path / "study2")
+    assert not (tmp_path / "study2").exists()
 
 
 def test_pack_input_errors(tmp_path):

@@ -7,7 +7,8 @@
 
 Modules: :mod:`.pack` (blinded pack), :mod:`.webmushra` (experiment config), :mod:`.study` (study folder,
 validation), :mod:`.stats` (analysis), :mod:`.simulate` (a labelled simulated study), :mod:`.report`
-(tables, figures, metrics). The command line is ``echoscript listening pack|validate|analyze|simulate``.
+(tables, figures, metrics). The command line is
+``echoscript listening pack|import|validate|analyze|simulate``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .study import (
     load_study,
     validate_study,
 )
-from .webmushra import webmushra_config, write_webmushra
+from .webmushra import import_webmushra, webmushra_config, write_webmushra
 
 __all__ = [
     "PAPER_MEANS",
@@ -47,6 +48,7 @@ __all__ = [
     "build_pack_from_config",
     "collect_generated",
     "default_questions",
+    "import_webmushra",
     "listening_cli",
     "load_pack",
     "load_study",
@@ -98,7 +100,7 @@ def analyze_folder(study_dir, out_dir, *, baseline: str | None = None, confidenc
 
 
 def listening_cli(args) -> int:
-    """``echoscript listening pack|validate|analyze|simulate`` (see ``cli._add_listening``)."""
+    """``echoscript listening pack|import|validate|analyze|simulate`` (see ``cli._add_listening``)."""
     cmd = args.listening_command
     if cmd == "pack":
         from ..cli import _load
@@ -142,6 +144,14 @@ def listening_cli(args) -> int:
         write_outputs(results, args.output)
         print(summary_text(results))
         print(f"written: {args.output}")
+        return 0
+    if cmd == "import":
+        out = import_webmushra(args.results, args.key, args.output)
+        study = validate_study(out)
+        s = study.summary()
+        print(f"study folder: {out} ({s['participants']} participants, {s['ratings']} ratings, "
+              f"{s['preferences']} preferences); analyse it with: echoscript listening analyze --study {out} "
+              f"--output DIR")
         return 0
     if cmd == "simulate":
         out = simulate_study(args.key, args.output, n_participants=args.participants, seed=args.seed,

@@ -391,7 +391,9 @@ response_sheet.csv (scores 1 = very poor ... 5 = excellent), preference_sheet.cs
 musical quality, MOS, and for fit to the scene, REL) and demographics_template.csv.
 
 webMUSHRA: copy audio/*.wav to {prefix}/ under the webMUSHRA root and webmushra.yaml to configs/, then open
-index.html?config=webmushra.yaml. The scenario blocks are shuffled for every session.
+index.html?config=webmushra.yaml. The scenario blocks are shuffled for every session. Participants type the
+code they were given (P01, ...) into the closing survey. The workbook's "listening import" command turns
+webMUSHRA's results/<testId>/lms.csv into the study folder described below.
 
 Put the returned CSVs (responses.csv, preferences.csv, demographics.csv) together with the experimenter's
 key.csv in one folder and check it with the workbook's "listening validate --study FOLDER" command.
