@@ -109,6 +109,7 @@ class AnnotationSection(_Section):
     min_labels: int = Field(1, ge=0)  # at least this many moods / instruments per clip (best first)
     combine: list[Literal["panns", "musicnn", "clap"]] | None = None  # taggers averaged into the tags; None = all
     prompts_per_clip: int = Field(3, ge=0)  # prompt candidates (matching mood) stored per clip
+    torch_threads: int | None = Field(None, ge=1)  # CPU threads while tagging; None = torch's default (1 is fastest on a busy CPU)
     prompts: PromptSection = PromptSection()
 
 
