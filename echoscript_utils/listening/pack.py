@@ -221,7 +221,7 @@ def build_pack(generation_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     settings = {"labels": labels, "pairs_per_scenario": pairs_per_scenario, "scenarios": scenarios,
                 "clip_s": clip_s, "target_lufs": target_lufs, "peak_db": peak_db, "sr": sr,
-                "n_participants": n_participants, "seed": seed, "audio_prefix": audio_prefix, "version": 1}
+                "n_participants": n_participants, "seed": seed, "audio_prefix": audio_prefix, "version": 2}
     inputs = [(str(r.model), str(r.scenario), file_hash(r.wav), file_hash(r.sidecar)) for r in chosen.itertuples()]
     digest = text_hash(settings, inputs)
     manifest_path = out / "pack_manifest.json"
