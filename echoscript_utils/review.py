@@ -99,17 +99,14 @@ def review_widget(cfg_or_stage_dir, *, overrides_file: str | os.PathLike | None 
         row = rows[clip.value]
         tags = row.get("tags") or {}
         info.value = tags_html(row)
+        player.outputs = ()
         genre.value = tags.get("genre") if tags.get("genre") in VOCAB["genre"] else VOCAB["genre"][0]
         moods.value = tuple(m for m in tags.get("moods") or [] if m in VOCAB["moods"])
         insts.value = tuple(i for i in tags.get("instruments") or [] if i in VOCAB["instruments"])
-        player.clear_output()
 
     def play(_=None):
-        player.clear_output()
-        with player:
-            from IPython.display import display
-
-            display(clip_audio(rows[clip.value]["path"], max_s=max_s))
+        player.outputs = ()
+        player.append_display_data(clip_audio(rows[clip.value]["path"], max_s=max_s))
 
     def on_save(_=None):
         row = rows[clip.value]
