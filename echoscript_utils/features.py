@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import scipy.fft
 
 from .taxonomy import PITCH_CLASSES
 
@@ -142,7 +143,7 @@ def spectral_frames(y: np.ndarray, *, n_fft: int = N_FFT, hop_length: int = HOP)
         y = np.pad(y, (0, n_fft - y.size))
     frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop_length]
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-    spec = np.fft.rfft(frames * window, axis=1)
+    spec = scipy.fft.rfft(frames * window, axis=1)  # single precision, several times faster than numpy.fft
     return (spec.real ** 2 + spec.imag ** 2).astype(np.float32).T
 
 
@@ -328,7 +329,8 @@ class Fingerprinter:
         n = x.size // self.frame
         if n:
             frames = x[: n * self.frame].reshape(n, self.frame) * self._window
-            power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+            spec = scipy.fft.rfft(frames, axis=1)
+            power = spec.real ** 2 + spec.imag ** 2
             chroma = power @ self._chroma.T
             total = power.sum(axis=1, keepdims=True)
             self._rows.append(10 * np.log10(np.concatenate([chroma, total], axis=1) + 1e-10))

@@ -109,3 +109,14 @@ def test_write_is_atomic_and_round_trips(tmp_path):
     wav, sr = audio.load(p)
     assert sr == SR and np.abs(wav - x).max() < 1e-4
     assert [f.name for f in p.parent.iterdir()] == ["ö.wav"]
+
+
+@pytest.mark.parametrize("sr,channels", [(44100, 1), (48000, 2), (22050, 5)])
+def test_loudness_matches_pyloudnorm(sr, channels):
+    pyln = pytest.importorskip("pyloudnorm")
+    rng = np.random.default_rng(channels)
+    ramp = np.linspace(0, 1, sr * 5) ** 3  # quiet start exercises both gates
+    x = (0.3 * rng.standard_normal((channels, sr * 5)) * ramp).astype(np.float32)
+    ref = pyln.Meter(sr).integrated_loudness(x.T.astype(np.float64))
+    assert audio.loudness(x, sr) == pytest.approx(ref, abs=0.01)
+    assert audio.loudness(np.zeros((1, sr), np.float32), sr) == float("-inf")
