@@ -196,11 +196,14 @@ class EvaluationSection(_Section):
     embeddings: list[str] = ["musicnn"]  # vggish, panns, clap, encodec, musicnn
     reference_dir: Path | None = None  # background set; None → the curated eval split
     vggish_weights: str | None = None  # path or URL of the public torch port's weights
-    panns_checkpoint: str | None = None
+    panns_checkpoint: str | None = None  # None → annotation.panns_checkpoint
     clap_model: str | None = None  # None → alignment.clap_model
     bootstrap: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
     fad_inf_points: int = Field(8, ge=2)
+    reference_splits: list[str] = ["eval"]  # curated splits used as reference when reference_dir is None
+    models: list[str] = []  # generated model folders to score; [] → every folder in 05_generation but sketch/
+    relevance: bool = True  # also compute CLAP score and musicnn tag KL
 
 
 class ListeningSection(_Section):

@@ -222,3 +222,90 @@ def test_json_friendly_results(rng):
     d = fad.bootstrap_fad(a, b, n=20).as_dict()
     json.dumps(d)
     assert {"point", "ci_low", "ci_high", "bias", "n_ref", "n_gen"} <= set(d)
+
+
+# ------------------------------------------------------------------------------------------------ stage + CLI
+def _write_tone(path, freq: float, seconds: float, sr: int, *, seed: int, stereo: bool = False):
+    from echoscript_utils import audio
+
+    r = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    wav = (0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * r.standard_normal(t.size)).astype(np.float32)[None]
+    audio.write(path, np.repeat(wav, 2, axis=0) if stereo else wav, sr)
+
+
+@pytest.fixture
+def fake_run(tmp_path):
+    """A run folder with a curated eval split (44.1 kHz stereo clips) and two generated sets (32 kHz mono) in the
+    05_generation layout, plus a config that uses a random VGGish."""
+    from echoscript_utils.config import load_config
+
+    cfg = load_config(None, {"evaluation.embeddings": ["vggish", "panns"], "evaluation.vggish_weights": "random",
+                             "evaluation.bootstrap": 30, "evaluation.relevance": False, "run.device": "cpu"},
+                      output_root=tmp_path / "out")
+    cur = cfg.paths.curation
+    records = []
+    for i, split in enumerate(["eval", "eval", "eval", "train"]):
+        _write_tone(cur / "clips" / f"c{i}.wav", 220.0 * (i + 1), 3.0, 44100, seed=i, stereo=True)
+        records.append({"clip_id": f"t{i}-0", "track_id": f"t{i}", "source": f"t{i}.wav", "path": f"clips/c{i}.wav",
+                        "start_s": 0.0, "duration_s": 3.0, "sample_rate": 44100, "channels": 2, "split": split})
+    (cur / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    for m, base in (("musicgen", 300.0), ("echoscript", 250.0)):
+        for k in range(4):
+            wav = cfg.paths.generation / m / f"scene{k}_s0.wav"
+            _write_tone(wav, base + 40 * k, 2.0, 32000, seed=10 + k)
+            wav.with_suffix(".json").write_text(json.dumps({"prompt": f"scene {k}", "model": m}), encoding="utf-8")
+    _write_tone(cfg.paths.generation / "sketch" / "a.wav", 100.0, 1.0, 32000, seed=99)
+    return cfg
+
+
+def test_stage_helpers_on_a_generated_layout(fake_run):
+    cfg = fake_run
+    sets = fad.evaluation_sets(cfg)
+    assert len(sets.reference) == 3  # the eval split only
+    assert list(sets.generated) == ["musicgen", "echoscript"]  # baseline first; sketch/ is not a system
+    assert sets.prompts["echoscript"][0] == "scene 0"
+    embedded = fad.embed_sets(sets, cfg, progress=False)
+    assert "panns" in embedded.skipped and "checkpoint" in embedded.skipped["panns"]
+    assert [len(c) for c in embedded.data["vggish"].values()] == [3, 4, 4]
+    table = fad.fad_table(embedded, cfg)
+    assert list(table["model"]) == ["musicgen", "echoscript"]
+    assert (table["ci_low"] <= table["fad"]).all() and (table["fad"] <= table["ci_high"]).all()
+    assert (table["rows_ref"] == 9).all() and "mono" in table["inputs"].iloc[0]  # 3 clips × 3 VGGish frames
+    paired = fad.paired_table(embedded, cfg)
+    assert paired.loc[0, "a"] == "echoscript" and bool(paired.loc[0, "paired_generated"])
+    assert paired.loc[0, "difference"] == pytest.approx(table["fad"].iloc[1] - table["fad"].iloc[0])
+    fits = fad.fad_infinity_fits(embedded, cfg)
+    outliers = fad.outlier_table(embedded)
+    assert len(outliers) == 8 and set(outliers["model"]) == {"musicgen", "echoscript"}
+    metrics = fad.stage_metrics(sets, embedded, table, paired, fits, outliers)
+    json.dumps(metrics, default=str)
+    assert metrics["reference"]["files"] == 3 and metrics["verdict"].startswith("vggish:")
+
+
+def test_cli_prints_fad_with_interval(fake_run, capsys):
+    from echoscript_utils.cli import main
+
+    cfg = fake_run
+    code = main(["fad", "--reference", str(cfg.paths.curation / "clips"), "--generated",
+                 str(cfg.paths.generation / "musicgen"), "--embedding", "vggish", "--bootstrap", "20",
+                 "--set", "evaluation.vggish_weights=random", "--set", f"run.output_root={cfg.paths.root.parent}"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "FAD (vggish) =" in out and "95% CI [" in out
+    assert "reference: 4 files" in out and "generated: 4 files" in out and "mono" in out
+
+
+def test_cli_exit_codes_for_bad_folders(tmp_path, capsys):
+    from echoscript_utils.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["fad", "--reference", str(tmp_path / "nope"), "--generated", str(empty)]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["fad", "--reference", str(empty), "--generated", str(empty)]) == 2
+    assert "no audio files" in capsys.readouterr().err
+    (empty / "x.wav").write_bytes(b"")
+    assert main(["fad", "--reference", str(empty), "--generated", str(empty), "--embedding", "vggish",
+                 "--set", f"run.output_root={tmp_path}"]) == 2  # no VGGish weights configured: DependencyError
+    assert "vggish_weights" in capsys.readouterr().err
