@@ -67,7 +67,7 @@ TINY_MODELS: tuple[str, ...] = ("tiny-musicgen", "tiny-musicgen-melody", "tiny-c
 CLAP_SAMPLE_RATE = 48_000
 
 #: Bump when the tiny architectures, their initialisation or their tokenizers change: new cache folders follow.
-_TINY_SPEC_VERSION = 2
+_TINY_SPEC_VERSION = 3
 
 # Tiny MusicGen shapes. The codec matches musicgen-small's interface (32 kHz, hop 8*5*4*4 = 640 → 50 Hz,
 # 4 codebooks); bandwidth = 4 codebooks x 50 Hz x log2(64) bits = 1.2 kbit/s gives EnCodec its 4 quantizers.
@@ -203,6 +203,70 @@ def build_tiny_tokenizer(*, kind: str = "t5", vocab_size: int | None = None):
 
 
 # ---------------------------------------------------------------------------------------- tiny builds
+def _variance_preserving_init(module, *, seed: int, gain: float = 2.0 ** 0.5) -> None:
+    """Re-initialise every (weight-normed) convolution and LSTM of ``module`` with fan-in scaled weights and zero
+    biases.
+
+    With transformers' default initialisation a random EnCodec is dominated by its biases: every input frame
+    encodes to nearly the same latent and every token sequence decodes to nearly the same waveform, so a tiny
+    model's generations would all sound alike. Fan-in scaling keeps the signal alive through the layers, so
+    different audio gives different codes and different codes give different audio.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in module.modules():
+            if isinstance(mod, torch.nn.LSTM):
+                for name, p in mod.named_parameters():
+                    if "bias" in name:
+                        p.zero_()
+                    else:
+                        p.normal_(0.0, p.shape[1] ** -0.5, generator=g)
+                continue
+            conv = getattr(mod, "conv", None)
+            if not isinstance(conv, torch.nn.Conv1d | torch.nn.ConvTranspose1d):
+                continue
+            if conv.bias is not None:
+                conv.bias.zero_()
+            w_shape = conv.weight.shape
+            if isinstance(conv, torch.nn.Conv1d):
+                fan_in = w_shape[1] * w_shape[2]
+            else:  # each output sample of a transposed conv sees kernel/stride taps of every input channel
+                fan_in = w_shape[0] * w_shape[2] / conv.stride[0]
+            std = gain / fan_in ** 0.5
+            par = getattr(conv, "parametrizations", None)
+            if par is not None and "weight" in par:  # weight norm: weight = g * v / ||v||
+                v = par.weight.original1
+                v.normal_(0.0, 1.0, generator=g)
+                norm = torch.linalg.vector_norm(v, dim=tuple(range(1, v.dim())), keepdim=True)
+                par.weight.original0.copy_(norm * std)
+            else:
+                conv.weight.normal_(0.0, std, generator=g)
+
+
+def _scale_decoder_output(codec, *, seed: int, target_rms: float = 0.1) -> None:
+    """Centre and scale the codec's last convolution so that decoding random codes gives zero-mean audio of about
+    ``target_rms``."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    k, n = codec.quantizer.layers[0].codebook.embed.shape[0], len(codec.quantizer.layers)
+    codes = torch.randint(0, k, (1, 1, n, 100), generator=g)
+    with torch.no_grad():
+        last = [m for m in codec.decoder.modules() if isinstance(getattr(m, "conv", None), torch.nn.Conv1d)][-1].conv
+        y = codec.decode(codes, [None]).audio_values
+        if last.bias is not None:  # remove the DC offset the ELUs leave behind
+            last.bias.sub_(y.mean())
+            y = y - y.mean()
+        rms = float(y.pow(2).mean().sqrt())
+        par = getattr(last, "parametrizations", None)
+        target = par.weight.original0 if par is not None and "weight" in par else last.weight
+        target.mul_(target_rms / max(rms, 1e-12))
+        if last.bias is not None:
+            last.bias.mul_(target_rms / max(rms, 1e-12))
+
+
 def _init_codebooks(codec, *, seed: int) -> None:
     """Give a random EnCodec usable codebooks (transformers initialises them to zeros, so every code is 0).
 
@@ -270,7 +334,10 @@ def build_tiny_musicgen(*, seed: int = 1234, melody: bool = False):
             setattr(cfg, key, value)
         with _seeded(seed):
             model = model_cls(cfg)
+            _variance_preserving_init(model.audio_encoder.encoder, seed=seed + 1)
+            _variance_preserving_init(model.audio_encoder.decoder, seed=seed + 2)
             _init_codebooks(model.audio_encoder, seed=seed)
+            _scale_decoder_output(model.audio_encoder, seed=seed)
         gen = model.generation_config
         for key, value in {**special, **_TINY_GENERATION}.items():
             setattr(gen, key, value)
@@ -306,11 +373,29 @@ def build_tiny_clap(*, seed: int = 1234):
         cfg = tf.ClapConfig(text_config=text_cfg, audio_config=audio_cfg, projection_dim=_TINY_CLAP_PROJECTION)
         with _seeded(seed):
             model = tf.ClapModel(cfg)
+            _spread_text_tower(model.text_model, seed=seed)
     model.eval()
     feature_extractor = tf.ClapFeatureExtractor(feature_size=audio["num_mel_bins"], sampling_rate=CLAP_SAMPLE_RATE,
                                                 hop_length=480, max_length_s=10, fft_window_size=1024,
                                                 truncation="rand_trunc", padding="repeatpad")
     return model, tf.ClapProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+
+
+def _spread_text_tower(text_model, *, seed: int, std: float = 0.4) -> None:
+    """Re-draw the tiny CLAP text tower's matrices with a larger spread.
+
+    At the default scale (0.02) a random two-layer text tower pools every caption to nearly the same vector
+    (mean pairwise cosine ≈ 0.998 on unrelated captions), which is exactly the collapse the alignment stage's
+    checkpoint gate refuses. At 0.4 the tiny model's text embeddings are spread out (≈ 0.7), like a usable
+    checkpoint's, so the demo exercises the real code path instead of the refusal.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed + 3)
+    with torch.no_grad():
+        for p in text_model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0.0, std, generator=g)
 
 
 def _build_tiny(name: str, seed: int):

@@ -145,8 +145,11 @@ def test_clap_round_trip_embeddings(cache, paths, built):
     with torch.no_grad():
         out, ref = model(**inputs), ref_model(**inputs)
     assert out.logits_per_audio.shape == (1, 3)
-    assert torch.equal(out.logits_per_audio, ref.logits_per_audio)
     assert torch.equal(out.text_embeds, ref.text_embeds)
+    # The Swin audio tower's kernels can round the last bit differently for two allocations of identical weights
+    # (measured: 4e-8 on the embeddings), so audio-dependent outputs are compared at 1e-6.
+    torch.testing.assert_close(out.audio_embeds, ref.audio_embeds, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out.logits_per_audio, ref.logits_per_audio, rtol=1e-6, atol=1e-6)
 
 
 def test_processor_round_trip(cache, paths, built, tmp_path):
