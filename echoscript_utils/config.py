@@ -49,6 +49,7 @@ class RunSection(_Section):
     seed: int = 1234  # one seed for python, numpy, torch and every sampler
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     num_workers: int = Field(2, ge=0)  # worker processes for audio work (0 = in-process)
+    torch_threads: int | None = None  # torch CPU threads; None keeps torch's default (tiny models: 1 is fastest)
 
     @field_validator("name")
     @classmethod

@@ -110,6 +110,10 @@ def notebook_setup(params_path: str | os.PathLike | None = None, *, overrides: d
     cfg = load_config(params_path or None, overrides or None, output_root=output_root or None)
     cfg.paths.ensure()
     set_seed(cfg.seed)
+    if cfg.run.torch_threads:
+        import torch
+
+        torch.set_num_threads(cfg.run.torch_threads)
     if stage is not None:
         ensure_dir(cfg.paths.stage(stage))
     return cfg

@@ -17,6 +17,6 @@ def _torch_threads():
     try:
         import torch
 
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        torch.set_num_threads(1)  # tiny models: thread overhead outweighs the work
     except ImportError:  # pragma: no cover
         pass
