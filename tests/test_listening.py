@@ -420,6 +420,20 @@ def test_each_fault_is_named_and_nothing_is_written(code, study_dir, tmp_path, c
     assert code in capsys.readouterr().err
 
 
+def test_semicolon_csv_and_blank_lines(study_dir, tmp_path):
+    d = tmp_path / "semi"
+    shutil.copytree(study_dir, d)
+    text = (d / "responses.csv").read_text().replace(",", ";").splitlines()
+    (d / "responses.csv").write_text("\n".join(text[:3] + [""] + text[3:]) + "\n")  # a blank line 4
+    study = L.validate_study(d)
+    assert len(study.responses) == len(text) - 1
+    lines = (d / "responses.csv").read_text().splitlines()
+    lines[5] = lines[5].rsplit(";", 1)[0] + ";9"  # spreadsheet line 6 (the blank line still counts)
+    (d / "responses.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(L.StudyValidationError, match="responses.csv line 6"):
+        L.validate_study(d)
+
+
 def test_missing_file_and_column(study_dir, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(study_dir, bad)

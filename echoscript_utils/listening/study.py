@@ -166,7 +166,11 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, list[int]]:
     lines: list[int] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
+            first = f.readline()
+            f.seek(0)
+            # spreadsheets set to a comma decimal locale export ';'-separated files
+            delimiter = ";" if first.count(";") > first.count(",") else ","
+            reader = csv.reader(f, delimiter=delimiter)
             header = next(reader, None)
             if header is None:
                 return pd.DataFrame(), []
