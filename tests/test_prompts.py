@@ -68,11 +68,14 @@ class FakeOpenAI:
                     payload = {"error": {"message": "Incorrect API key provided: sk-te***a6" if status == 401
                                          else "try later", "type": "error", "code": None}}
                 data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+                    pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
@@ -231,3 +234,18 @@ def test_generate_prompts_dispatches_on_the_section(tmp_path, planted_key):
     assert len(df) == 4 and df["source"].str.startswith("openai").all()
     cfg = load_config(None, {"annotation.prompts.provider": "offline", "annotation.prompts.n_prompts": 5})
     assert P.generate_prompts(cfg.annotation.prompts, seed=1, cache_dir=tmp_path)["source"].eq("offline").all()
+
+
+def test_openai_timeout_is_retried(tmp_path, planted_key):
+    import time
+
+    def slow(body):
+        time.sleep(1.0)
+        return good_reply(body)
+
+    sleeps: list[float] = []
+    with FakeOpenAI(script=[slow], default="ok") as server:
+        df = P.openai_prompts(1, model="fake-model", cache_dir=tmp_path, base_url=server.base_url, timeout_s=0.3,
+                              backoff_s=0.25, sleep=sleeps.append, progress=False)
+        assert len(server.requests) == 2
+    assert len(df) == 1 and sleeps == [0.25]
