@@ -308,12 +308,14 @@ def _process(task: dict[str, Any]) -> dict[str, Any]:
             raise _Reject("unreadable", exc.strerror or "cannot read") from None
         res["sha256"] = sha
         key = text_hash(sha, rel, task["track_id"], task["settings"], length=24)
+        res["cache_key"] = key
         cache_json = Path(task["cache_dir"]) / f"{key}.json"
         if cache_json.is_file() and not task.get("force"):
             try:
                 cached = read_json(cache_json)
                 cached["cached"] = True
                 cached["audio_s"] = 0.0
+                cached["cache_key"] = key
                 return cached
             except (OSError, ValueError):
                 pass
@@ -476,31 +478,53 @@ def _run_tasks(tasks: list[dict[str, Any]], *, num_workers: int, progress: bool)
     return results
 
 
-def _dedupe(results: list[dict[str, Any]], *, threshold: float) -> None:
-    """Mark later copies of an earlier kept input (path order) as duplicates, in place, deleting their clips."""
-    kept = [r for r in results if r["status"] == "kept"]
-    kept.sort(key=lambda r: r["source"])
+def _dedupe(results: list[dict[str, Any]], *, threshold: float, screen: float = 0.9) -> None:
+    """Mark later copies of an earlier kept input (path order) as duplicates, in place.
+
+    Identical bytes → ``duplicate``. Otherwise inputs of about the same duration (within 2 % or 1 s) are screened
+    by the dot products of their fingerprint signatures (block matrix products, so thousands of inputs stay
+    cheap), and only pairs above ``screen`` get the full lag-searched correlation; at or above ``threshold`` the
+    later input is a ``near-duplicate`` of the earlier one.
+    """
+    kept = sorted((r for r in results if r["status"] == "kept"), key=lambda r: r["source"])
     by_sha: dict[str, str] = {}
-    fps: list[tuple[dict, np.ndarray]] = []
+    uniq: list[dict[str, Any]] = []
     for r in kept:
         first = by_sha.get(r["sha256"])
         if first is not None:
             r.update(status="skipped", kind="duplicate", reason=f"duplicate: same bytes as {first}")
-            continue
-        by_sha[r["sha256"]] = r["source"]
-        fp = np.load(r["fingerprint"]).astype(np.float32) if r.get("fingerprint") else np.zeros((0, 13))
-        dur = r["source_info"]["duration_s"]
-        for other, ofp in fps:
-            odur = other["source_info"]["duration_s"]
-            if abs(dur - odur) > max(1.0, 0.02 * odur):
-                continue
-            sim = feat.fingerprint_similarity(fp, ofp)
-            if sim >= threshold:
-                r.update(status="skipped", kind="near-duplicate",
-                         reason=f"near-duplicate: same audio as {other['source']} (fingerprint similarity {sim:.3f})")
-                break
         else:
-            fps.append((r, fp))
+            by_sha[r["sha256"]] = r["source"]
+            uniq.append(r)
+    if len(uniq) < 2:
+        return
+
+    def load(r) -> np.ndarray:
+        return np.load(r["fingerprint"]).astype(np.float32) if r.get("fingerprint") else np.zeros((0, 13), np.float32)
+
+    sigs = np.stack([feat.fingerprint_signature(load(r)) for r in uniq])
+    dur = np.array([float(r["source_info"]["duration_s"]) for r in uniq])
+    tol = np.maximum(1.0, 0.02 * dur)
+    candidates: dict[int, list[tuple[float, int]]] = {}
+    idx = np.arange(len(uniq))
+    for s0 in range(0, len(uniq), 512):
+        rows = slice(s0, s0 + 512)
+        sim = sigs[rows] @ sigs.T
+        close = np.abs(dur[rows, None] - dur[None, :]) <= np.maximum(tol[rows, None], tol[None, :])
+        earlier = idx[None, :] < idx[rows, None]
+        for a, b in np.argwhere((sim >= screen) & close & earlier):
+            candidates.setdefault(s0 + int(a), []).append((-float(sim[a, b]), int(b)))
+    for j in sorted(candidates):
+        fp = load(uniq[j])
+        for _, i in sorted(candidates[j]):
+            if uniq[i]["status"] != "kept":
+                continue
+            sim = feat.fingerprint_similarity(fp, load(uniq[i]))
+            if sim >= threshold:
+                uniq[j].update(status="skipped", kind="near-duplicate",
+                               reason=f"near-duplicate: same audio as {uniq[i]['source']} "
+                                      f"(fingerprint similarity {sim:.3f})")
+                break
 
 
 def _write_skipped(rows: list[tuple[str, str]], path: Path) -> bool:
@@ -511,6 +535,13 @@ def _write_skipped(rows: list[tuple[str, str]], path: Path) -> bool:
     w.writerow(SKIPPED_COLUMNS)
     w.writerows(rows)
     return ds.write_if_changed(path, buf.getvalue())
+
+
+def _prune_cache(cache_dir: Path, keep: set[str]) -> None:
+    """Drop cached results of inputs that are gone or changed (keys not seen in this run)."""
+    for f in cache_dir.glob("*"):
+        if f.is_file() and f.name.split(".", 1)[0] not in keep and not f.name.startswith("."):
+            f.unlink()
 
 
 def _prune_clips(clips_dir: Path, keep: set[str]) -> int:
@@ -637,6 +668,8 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
     if _write_skipped(skipped_rows, out / "skipped.csv"):
         changed.append("skipped.csv")
     _prune_clips(clips_dir, {Path(rec["path"]).name for rec in records})
+
+    _prune_cache(cache_dir, {r["cache_key"] for r in results if r.get("cache_key")})
 
     kept_df = ds.load_metadata(meta_path, validate=False)
     import pandas as pd

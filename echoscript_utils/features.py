@@ -35,6 +35,7 @@ __all__ = [
     "clip_features",
     "estimate_key",
     "estimate_tempo",
+    "fingerprint_signature",
     "fingerprint_similarity",
     "key_profiles",
     "mirex_key_score",
@@ -342,6 +343,22 @@ class Fingerprinter:
         fp = np.concatenate(self._rows)
         # floor 40 dB below the loudest value: codecs discard quiet detail, which must not count as a difference
         return np.maximum(fp, fp.max() - 40.0).astype(np.float32)
+
+
+def fingerprint_signature(fp: np.ndarray, *, n: int = 64) -> np.ndarray:
+    """A fixed-size unit vector ``[n * 13]`` summarising a fingerprint (time pooled into ``n`` segments, mean
+    removed): dot products of signatures are a cheap first screen before :func:`fingerprint_similarity`."""
+    fp = np.asarray(fp, dtype=np.float32)
+    if fp.shape[0] == 0:
+        return np.zeros(n * 13, np.float32)
+    edges = np.linspace(0, fp.shape[0], n + 1).astype(int)
+    edges[1:] = np.maximum(edges[1:], edges[:-1] + 1)
+    edges = np.minimum(edges, fp.shape[0])
+    pooled = np.stack([fp[a:max(b, a + 1)].mean(axis=0) if a < fp.shape[0] else fp[-1]
+                       for a, b in zip(edges[:-1], edges[1:], strict=True)])
+    v = (pooled - pooled.mean()).ravel()
+    norm = np.linalg.norm(v)
+    return (v / norm).astype(np.float32) if norm > 0 else v
 
 
 def fingerprint_similarity(a: np.ndarray, b: np.ndarray, *, max_lag: int = 2) -> float:
