@@ -307,24 +307,33 @@ def retrieval_recall(audio_emb: np.ndarray, text_emb: np.ndarray, *, k: int = 1)
     return float((rank < k).mean())
 
 
-def align_clips(audio_emb: np.ndarray, prompt_emb: np.ndarray, prompts: list[str]) -> pd.DataFrame:
+def align_clips(audio_emb: np.ndarray, prompt_emb: np.ndarray, prompts: list[str], *,
+                allowed: list[list[int] | None] | None = None) -> pd.DataFrame:
     """Best prompt per clip.
 
     Args:
         audio_emb: ``[N, D]`` unit rows, one per clip.
         prompt_emb: ``[P, D]`` unit rows, one per candidate prompt.
         prompts: the ``P`` prompt texts.
+        allowed: per clip, the prompt indices it may choose from (``None`` or an empty list: all of them).
 
     Returns:
         DataFrame with ``best_prompt``, ``best_index``, ``clap_score`` (cosine of the best), ``runner_up_score``
         and ``margin`` (best − runner-up), one row per clip in input order.
     """
     sims = audio_emb @ prompt_emb.T
+    if allowed is not None:
+        for i, idx in enumerate(allowed):
+            if idx:
+                mask = np.full(sims.shape[1], -np.inf)
+                mask[list(idx)] = 0.0
+                sims[i] = sims[i] + mask
     order = np.argsort(-sims, axis=1, kind="stable")
     best = order[:, 0]
     best_score = sims[np.arange(len(sims)), best]
     if sims.shape[1] > 1:
         second = sims[np.arange(len(sims)), order[:, 1]]
+        second = np.where(np.isfinite(second), second, np.nan)
     else:
         second = np.full(len(sims), np.nan)
     return pd.DataFrame({
@@ -393,20 +402,11 @@ def _upstream_metadata(cfg) -> Path:
 
 def _scene_prompts(cfg) -> list[str]:
     """The annotation stage's scene prompts (its ``prompts.jsonl``), or the offline set when it wrote none."""
-    import json
+    from .prompts import offline_prompts, read_prompts
 
     f = cfg.paths.annotation / "prompts.jsonl"
-    if f.is_file():
-        out = []
-        for line in f.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                obj = json.loads(line)
-                out.append(obj.get("prompt") or obj.get("text") or obj.get("scene"))
-        return [p for p in out if p]
-    from .prompts import offline_prompts
-
-    return [p["prompt"] if isinstance(p, dict) else str(p) for p in offline_prompts(cfg.annotation.prompts.n_prompts,
-                                                                                       seed=cfg.seed)]
+    df = read_prompts(f) if f.is_file() else offline_prompts(cfg.annotation.prompts.n_prompts, seed=cfg.seed)
+    return [p for p in df["prompt"].astype(str) if p.strip()]
 
 
 def run_alignment(cfg, *, progress: bool = True) -> AlignmentResult:
@@ -433,7 +433,12 @@ def run_alignment(cfg, *, progress: bool = True) -> AlignmentResult:
 
     prompts = _scene_prompts(cfg)
     prompt_emb = emb.embed_text(prompts)
-    best = align_clips(audio_emb, prompt_emb, prompts)
+    allowed = None
+    if a.candidates == "annotation" and "prompt_candidates" in meta.columns:
+        index = {p: i for i, p in enumerate(prompts)}
+        allowed = [[index[c["prompt"]] for c in (cands if isinstance(cands, list) else []) if c.get("prompt") in index]
+                   for cands in meta["prompt_candidates"]]
+    best = align_clips(audio_emb, prompt_emb, prompts, allowed=allowed)
     kept, reasons = keep_mask(best["clap_score"].to_numpy(), rule=a.keep, value=a.keep_value)
 
     rows = []
@@ -483,6 +488,7 @@ def run_alignment(cfg, *, progress: bool = True) -> AlignmentResult:
         "recall_chance_at_5": min(5, n) / n if n else None,
         "gate": gate.as_dict(),
         "distinct_prompts_chosen": int(best["best_prompt"].nunique()),
+        "candidates": "annotation (mood-matched)" if allowed is not None else "all prompts",
     }
     write_json(out_dir / "alignment_summary.json", metrics)
     return AlignmentResult(clips=clips, audio_emb=audio_emb, prompt_emb=prompt_emb, caption_emb=caption_emb,

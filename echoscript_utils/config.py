@@ -117,6 +117,7 @@ class AnnotationSection(_Section):
 class AlignmentSection(_Section):
     clap_model: str = "tiny-clap"  # hub id, local folder, or a tiny-* name
     batch_size: int = Field(8, ge=1)
+    candidates: Literal["all", "annotation"] = "annotation"  # annotation: each clip's mood-matched prompt candidates (all prompts when absent)
     keep: Literal["all", "threshold", "percentile"] = "percentile"
     keep_value: float = 10.0  # threshold: min cosine; percentile: drop clips below this percentile
     gate: bool = True  # refuse checkpoints whose text embeddings have collapsed

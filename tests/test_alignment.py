@@ -129,3 +129,13 @@ def test_audio_embedding_deterministic_and_cached(tiny_clap, tmp_path):
     assert e1.shape[0] == 1 and np.allclose(e1, e2)
     assert np.linalg.norm(e1[0]) == pytest.approx(1.0, abs=1e-5)
     assert len(list((tiny_clap.cache_dir / "clap").glob("*.npy"))) == 1
+
+
+def test_align_clips_respects_allowed_candidates():
+    audio = np.eye(2, 3)
+    prompts = np.eye(3)
+    df = align_clips(audio, prompts, ["a", "b", "c"], allowed=[[1, 2], None])
+    assert list(df["best_prompt"]) == ["b", "a"]
+    assert df["clap_score"].iloc[0] == 0.0 and df["margin"].iloc[0] == 0.0
+    single = align_clips(audio, prompts, ["a", "b", "c"], allowed=[[2], [0]])
+    assert np.isnan(single["margin"]).all()
