@@ -135,7 +135,7 @@ def test_align_clips_respects_allowed_candidates():
     audio = np.eye(2, 3)
     prompts = np.eye(3)
     df = align_clips(audio, prompts, ["a", "b", "c"], allowed=[[1, 2], None])
-    assert list(df["best_prompt"]) == ["b", "a"]
-    assert df["clap_score"].iloc[0] == 0.0 and df["margin"].iloc[0] == 0.0
+    assert list(df["best_prompt"]) == ["b", "b"]  # clip 0 may not take "a" (its closest); clip 1 is free
+    assert df["clap_score"].tolist() == [0.0, 1.0] and df["margin"].iloc[0] == 0.0
     single = align_clips(audio, prompts, ["a", "b", "c"], allowed=[[2], [0]])
     assert np.isnan(single["margin"]).all()
