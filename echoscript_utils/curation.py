@@ -54,7 +54,16 @@ import numpy as np
 from . import audio as audio_mod
 from . import dataset as ds
 from . import features as feat
-from .artifacts import atomic_path, ensure_dir, file_hash, read_json, text_hash, write_json
+from .artifacts import (
+    _clean_floats,
+    atomic_path,
+    ensure_dir,
+    file_hash,
+    json_default,
+    read_json,
+    text_hash,
+    write_json,
+)
 from .config import Config, CurationSection
 from .errors import InputError
 from .taxonomy import split_list
@@ -68,6 +77,7 @@ __all__ = [
     "curate_cli",
     "find_inputs",
     "load_labels",
+    "make_messy_folder",
     "source_table",
 ]
 
@@ -346,7 +356,11 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
     try:
         info = audio_mod.info(path)
     except InputError as exc:
-        raise _Reject("not audio", str(exc).split(": ", 1)[-1]) from None
+        msg = str(exc).split(": ", 1)[-1]
+        # libsndfile reports an unknown format as "Error opening '<path>': File does not exist or is not a
+        # regular file" or "Format not recognised"; say what it means instead
+        raise _Reject("not audio", "no audio format libsndfile can decode" +
+                      ("" if "Error opening" in msg else f" ({msg})")) from None
     if info.frames <= 0 or info.sr <= 0:
         why = _truncation(info, path)
         raise _Reject("truncated", why) if why else _Reject("empty", "no audio frames")
@@ -681,8 +695,10 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
         ds.export_hf(kept_df, out / "exports" / "hf")
 
     metrics = _metrics(results, records, candidates, section, seed=seed, temperature=temperature)
-    if ds.write_if_changed(out / "metrics.json", json.dumps(json.loads(json.dumps(metrics, default=str)),
-                                                            indent=2, sort_keys=True) + "\n"):
+    # the same bytes artifacts.write_metrics would write, but only when they change
+    clean = _clean_floats(json.loads(json.dumps(metrics, default=json_default)))
+    if ds.write_if_changed(out / "metrics.json",
+                           json.dumps(clean, indent=2, sort_keys=True, ensure_ascii=False) + "\n"):
         changed.append("metrics.json")
     processed = sum(r.get("audio_s", 0.0) for r in results)
     return CurationResult(output_dir=out, metadata_path=meta_path, kept=kept_df, skipped=skipped_df,
@@ -786,6 +802,48 @@ def source_table(kept):
         "duration_s": g["source_duration_s"].first().round(1), "format": g["source_format"].first(),
         "sample_rate": g["source_sample_rate"].first(), "channels": g["source_channels"].first(),
     }).reset_index()
+
+
+def make_messy_folder(source: str | os.PathLike, out_dir: str | os.PathLike, *, clip_s: float = 30.0,
+                      seed: int = 0) -> Path:
+    """Build a small folder that exercises every rejection rule from one real track (a robustness check).
+
+    Writes ``keep/`` (the track as 24-bit 48 kHz stereo, and as a 5.1 FLAC with the music in the centre channel)
+    and ``reject/`` (sorted after ``keep/``, so the copies there are the later ones): an empty file, text named ``.mp3``, a truncated WAV, a folder named ``.wav``, a float
+    WAV with a NaN, digital silence, a file shorter than one clip, a byte-identical copy and a quieter MP3
+    re-encode of the good WAV. Only the first ``clip_s + 5`` seconds of ``source`` are used.
+
+    Returns:
+        ``out_dir``.
+    """
+    import shutil
+
+    import soundfile as sf
+
+    wav, sr = audio_mod.load(source, sr=48000, mono=True)
+    wav = wav[:, : int((clip_s + 5) * sr)]
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    good, bad = ensure_dir(out / "keep"), ensure_dir(out / "reject")
+    stereo = np.concatenate([wav, 0.8 * wav])
+    sf.write(str(good / "stereo 48k 24-bit.wav"), stereo.T, sr, subtype="PCM_24")
+    surround = np.zeros((6, wav.shape[1]), np.float32)
+    surround[2] = np.roll(wav[0], int(0.37 * sr))  # other content than the stereo file: not a duplicate
+    sf.write(str(good / "surround 5.1.flac"), surround.T, sr, subtype="PCM_24")
+    (bad / "empty.wav").write_bytes(b"")
+    (bad / "notes.mp3").write_text("shopping list: strings, timpani, rosin\n" * 40, encoding="utf-8")
+    full = (good / "stereo 48k 24-bit.wav").read_bytes()
+    (bad / "truncated.wav").write_bytes(full[: len(full) // 3])
+    (bad / "album.wav").mkdir()
+    nan = wav.copy()
+    nan[0, sr] = np.nan
+    sf.write(str(bad / "nan.wav"), nan.T, sr, subtype="FLOAT")
+    sf.write(str(bad / "silence.wav"), np.zeros((wav.shape[1], 1), np.float32), sr, subtype="PCM_16")
+    sf.write(str(bad / "jingle.wav"), wav[:, : int(min(clip_s / 3, 10) * sr)].T, sr, subtype="PCM_16")
+    shutil.copyfile(good / "stereo 48k 24-bit.wav", bad / "stereo copy.wav")
+    sf.write(str(bad / "re-encoded.mp3"), (0.5 * stereo).T, sr)
+    return out
 
 
 def curate_cli(args, cfg) -> int:

@@ -309,3 +309,15 @@ def test_cli_curate_prints_summary(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "kept 1 of 2 files → 2 clips" in text and "not audio" in text
     assert (tmp_path / "out" / "metrics.json").is_file()
+
+
+def test_messy_folder_demonstrates_every_rule(tmp_path):
+    from echoscript_utils.curation import make_messy_folder
+
+    src = _write(tmp_path / "src.wav", music(40, 12.0))
+    messy = make_messy_folder(src, tmp_path / "messy", clip_s=CLIP_S)
+    r = curate(messy, tmp_path / "out", cfg_or_section=SECTION, num_workers=0, progress=False, exports=False)
+    kinds = {reason.split(":")[0] for reason in r.skipped["reason"]}
+    assert kinds == {"directory", "empty", "too short", "non-finite", "not audio", "near-duplicate", "silent",
+                     "duplicate", "truncated"}
+    assert set(r.kept["source"]) == {"keep/stereo 48k 24-bit.wav", "keep/surround 5.1.flac"}
