@@ -40,7 +40,7 @@ STAGE_PRODUCTS: dict[str, tuple[str, ...]] = {
     "04_finetuning": ("final/config.json",),
     "05_generation": ("musicgen/*.wav", "musicgen/*.json", "echoscript/*.wav", "echoscript/*.json"),
     "06_evaluation": (),
-    "07_listening": ("pack/*", "key.csv"),
+    "07_listening": ("pack/*", "key.csv", "analysis/question_means.csv", "analysis/preference_shares.csv"),
 }
 
 
