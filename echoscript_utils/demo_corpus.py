@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: Bump when the composer changes, so cached corpora are rebuilt.
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 #: Columns of ``labels.csv`` (the demo-corpus contract).
 LABEL_COLUMNS = ("file", "track_id", "title", "genre", "moods", "instruments", "bpm", "key", "mode", "duration_s")
 STAMP_NAME = "corpus.json"
@@ -76,10 +76,11 @@ _PEAK_CEILING = 10 ** (-1.01 / 20)
 _MAX_BPM = {"ambient": 100}
 
 _SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
-#: Four-bar progressions as scale degrees (0 = tonic); every one starts on the tonic.
+#: Four-bar progressions as scale degrees (0 = tonic); every one starts on the tonic, and the tonic
+#: recurs so the key is not mistaken for its relative major/minor.
 _PROGRESSIONS = {
-    "major": ((0, 4, 5, 3), (0, 3, 4, 0), (0, 5, 3, 4), (0, 3, 0, 4)),
-    "minor": ((0, 5, 2, 6), (0, 3, 4, 0), (0, 5, 3, 4), (0, 3, 5, 4)),
+    "major": ((0, 4, 5, 3), (0, 3, 4, 0), (0, 1, 4, 0), (0, 3, 0, 4)),
+    "minor": ((0, 6, 5, 4), (0, 3, 4, 0), (0, 5, 3, 4), (0, 3, 0, 4)),
 }
 
 
@@ -241,8 +242,10 @@ class _Score:
     def alberti(self, inst, centre: int, *, offset: float = -12) -> None:
         """Classical left hand: root-fifth-third-fifth in eighth notes."""
         for b, d, _ in self.sections():
-            r, t, f = self.voicing(d, centre)
-            low = [r - 12 if r > centre else r, f, t, f]
+            pcs = self.chord_pcs(d)
+            r = self.root(d, centre - 4)
+            t, f = r + (pcs[1] - pcs[0]) % 12, r + (pcs[2] - pcs[0]) % 12
+            low = [r, f, t, f]
             for k in range(8):
                 p = low[k % 4]
                 self.note(inst, p, 4 * b + 0.5 * k, 0.55, self.vel(offset + (8 if k % 2 == 0 else 0), 3))
@@ -257,9 +260,9 @@ class _Score:
                 self.note(inst, p, 4 * b + k * step, step * length, self.vel(offset + (6 if k == 0 else 0), 3))
 
     def ostinato(self, inst, centre: int, *, offset: float = 0) -> None:
-        """Suspense: driving eighth notes on the tonic, with a semitone and a tritone clash."""
+        """Suspense: driving eighth notes on the tonic and minor third, with semitone and tritone clashes."""
         t = self.near(self.tonic, centre)
-        cells = ((0, 0, 1, 0, 0, 0, 1, 0), (0, 0, 1, 0, 0, 6, 1, 0))
+        cells = ((0, 0, 1, 0, 3, 0, 1, 0), (0, 0, 1, 0, 3, 6, 1, 0))
         for b, _d, s in self.sections():
             cell = cells[(b + s) % 2]
             for k, iv in enumerate(cell):
@@ -284,9 +287,13 @@ class _Score:
                 chord = set(self.chord_pcs(d))
                 notes, pos = [], 0.0
                 for dur in rhythm:
-                    if pos % 2 == 0:  # strong beat: one of the two chord tones nearest the previous note
-                        cands = sorted((p for p in ladder if p % 12 in chord), key=lambda p: (abs(p - prev), p))
-                        p = cands[int(self.rng.integers(2))]
+                    if pos == 0 and bar_in in (0, 2):  # phrase and half-phrase starts sound the chord root
+                        p = self.near(self.chord_pcs(d)[0], prev)
+                    elif pos % 2 == 0:  # strong beat: one of the two chord tones nearest the previous note
+                        cands = sorted((p for p in ladder if p % 12 in chord and p != prev),
+                                       key=lambda p: (abs(p - prev), p))
+                        repeat = prev % 12 in chord and self.rng.random() < 0.2
+                        p = prev if repeat else cands[int(self.rng.integers(2))]
                     else:  # weak beat: a step or a skip along the scale
                         i = min(range(len(ladder)), key=lambda k: abs(ladder[k] - prev))
                         i = int(np.clip(i + int(self.rng.choice((-2, -1, 1, 1, 2))), 0, len(ladder) - 1))
@@ -377,7 +384,7 @@ def compose_track(spec: TrackSpec, *, seed: int):
             if suspense:
                 sc.ostinato(lh, 45)
             else:
-                sc.alberti(lh, c - 12)
+                sc.alberti(lh, c - 12, offset=-2)
             finale.append((lh, c - 12))
         if "guitar" in inst:
             g = sc.part(24, name="nylon guitar")
@@ -388,7 +395,8 @@ def compose_track(spec: TrackSpec, *, seed: int):
             finale.append((g, c - 10))
         lead = 40 if "violin" in inst else (0 if "piano" in inst else 24)
         m = sc.part(lead, name="melody")
-        sc.melody(m, c + (7 if lead == 40 else 0), rhythms=rhythms, legato=staccato if lead != 40 else 0.98)
+        sc.melody(m, c + (7 if lead == 40 else 0), rhythms=rhythms, legato=staccato if lead != 40 else 0.98,
+                  offset=-8 if lead == 40 else 0)
     elif spec.genre == "electronic":
         bass = sc.part(38, name="synth bass")
         if suspense:
