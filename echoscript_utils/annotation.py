@@ -60,6 +60,7 @@ __all__ = [
     "evaluate",
     "final_tags",
     "genre_confusion",
+    "label_auc",
     "label_metrics",
     "load_annotated",
     "load_clips",
@@ -356,6 +357,44 @@ def genre_confusion(chosen: pd.DataFrame, truth: pd.DataFrame, *, tagger: str) -
     return cm
 
 
+def _auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """ROC AUC by the rank-sum (Mann–Whitney) formula, ties counted half; NaN without both classes."""
+    from scipy.stats import rankdata
+
+    pos = int(positive.sum())
+    neg = len(positive) - pos
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def label_auc(outputs: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """Threshold-free ranking quality: ROC AUC of each tagger's probability for each label against the truth.
+
+    For genre a clip is positive when its true genre is the label; for moods and instruments when the label is
+    among its true ones (clips without truth for the field are left out). 0.5 = chance, 1 = perfect ranking.
+
+    Returns:
+        DataFrame ``tagger, field, label, auc`` (NaN when the label is always or never true).
+    """
+    t = truth.set_index("clip_id")
+    rows = []
+    for (tagger, f, label), grp in outputs.groupby(["tagger", "field", "label"], sort=False):
+        grp = grp[grp["clip_id"].isin(t.index)]
+        if f == "genre":
+            true = t.loc[grp["clip_id"], "genre"]
+            keep = true.notna().to_numpy()
+            positive = (true == label).to_numpy()
+        else:
+            true = t.loc[grp["clip_id"], f]
+            keep = true.map(len).to_numpy() > 0
+            positive = true.map(lambda v, lab=label: lab in v).to_numpy()
+        rows.append({"tagger": tagger, "field": f, "label": label,
+                     "auc": _auc(grp["probability"].to_numpy()[keep], positive[keep].astype(bool))})
+    return pd.DataFrame(rows, columns=["tagger", "field", "label", "auc"])
+
+
 @dataclass
 class AccuracyReport:
     """Accuracy of every tagger against ground truth (see :func:`evaluate`)."""
@@ -382,12 +421,13 @@ def evaluate(outputs: pd.DataFrame, truth: pd.DataFrame, *, threshold: float = 0
     """Per-label and summary accuracy of every tagger in ``outputs`` (including :data:`COMBINED`).
 
     Summary columns: ``tagger, n_clips, genre_accuracy, genre_macro_f1, moods_macro_f1, moods_micro_f1,
-    instruments_macro_f1, instruments_micro_f1, genre_majority_baseline`` (accuracy of always answering the
-    most frequent true genre, the floor a useful tagger must beat).
+    instruments_macro_f1, instruments_micro_f1, genre_mean_auc, moods_mean_auc, instruments_mean_auc,
+    genre_majority_baseline`` (accuracy of always answering the most frequent true genre, the floor a useful
+    tagger must beat). F1 depends on the selection rule; the AUCs (:func:`label_auc`) do not.
     """
     chosen = choose_all(outputs, threshold=threshold, top_k=top_k, min_labels=min_labels)
     chosen = chosen[chosen["clip_id"].isin(truth["clip_id"])]
-    per = label_metrics(chosen, truth)
+    per = label_metrics(chosen, truth).merge(label_auc(outputs, truth), on=["tagger", "field", "label"], how="left")
     genres = truth["genre"].dropna()
     majority = float(genres.value_counts().iloc[0] / len(genres)) if len(genres) else float("nan")
     rows = []
@@ -402,6 +442,9 @@ def evaluate(outputs: pd.DataFrame, truth: pd.DataFrame, *, threshold: float = 0
             present = sub[sub["support"] > 0]
             rec[f"{f}_macro_f1"] = float(present["f1"].mean()) if len(present) else float("nan")
             rec[f"{f}_micro_f1"] = _prf(int(sub["tp"].sum()), int(sub["fp"].sum()), int(sub["fn"].sum()))[2]
+        for f in FIELDS:
+            aucs = grp.loc[grp["field"] == f, "auc"].dropna()
+            rec[f"{f}_mean_auc"] = float(aucs.mean()) if len(aucs) else float("nan")
         rec["genre_majority_baseline"] = majority
         rows.append(rec)
     summary = pd.DataFrame(rows)

@@ -97,6 +97,10 @@ def test_accuracy_matches_hand_counts(run):
     assert row("instruments", "guitar") == (0, 1, 0, 0.0, 0.0, 0.0)
     assert row("instruments", "violin") == (1, 0, 1, 1.0, 0.5, 0.667)
     assert per.loc[("musicnn", "instruments", "guitar"), "support"] == 0
+    # threshold-free AUC: violin scores c3 .8 (true), c4 0 (true), c0/c1/c2 0 (false) → (5 + 2.5 − 3) / 6
+    assert per.loc[("musicnn", "instruments", "violin"), "auc"] == pytest.approx(0.75)
+    assert per.loc[("musicnn", "genre", "classical"), "auc"] == 1.0
+    assert np.isnan(per.loc[("musicnn", "instruments", "guitar"), "auc"])  # never true
     summary = result.accuracy.summary.set_index("tagger")
     assert summary.loc["musicnn", "genre_accuracy"] == pytest.approx(0.8)
     assert summary.loc["musicnn", "genre_majority_baseline"] == pytest.approx(0.2)
@@ -167,6 +171,21 @@ def test_accuracy_is_recomputable_from_the_stage_folder(run):
     again = annotation.recompute_accuracy(cfg.paths.annotation)
     recorded = read_json(cfg.paths.annotation / "metrics.json")["accuracy"]
     assert json.loads(json.dumps(again.metrics())) == recorded == json.loads(json.dumps(result.accuracy.metrics()))
+
+
+def test_a_corpus_without_ground_truth_still_annotates(run):
+    cfg, _ = run
+    records = dataset.read_records(cfg.paths.curation)
+    for r in records:
+        r["truth"] = None
+    dataset.write_metadata(records, cfg.paths.curation / "metadata.jsonl")
+    result = annotation.annotate(cfg, progress=False)
+    assert result.accuracy.n_clips_with_truth == 0 and result.metrics["accuracy"] is None
+    assert result.accuracy.summary.empty and len(result.final) == 6
+    from echoscript_utils.plots import annotation as aplots
+
+    aplots.plot_confusions(result.accuracy.confusion)
+    aplots.plot_label_f1(result.accuracy.per_label, field="moods")
 
 
 def test_overrides_are_validated_and_newest_wins(tmp_path):
