@@ -321,3 +321,14 @@ def test_messy_folder_demonstrates_every_rule(tmp_path):
     assert kinds == {"directory", "empty", "too short", "non-finite", "not audio", "near-duplicate", "silent",
                      "duplicate", "truncated"}
     assert set(r.kept["source"]) == {"keep/stereo 48k 24-bit.wav", "keep/surround 5.1.flac"}
+
+
+def test_stereo_overlapping_clips_without_normalisation(tmp_path):
+    _write(tmp_path / "in/a.wav", music(50, 10.0, sr=32000, channels=2, level=0.1), sr=32000)
+    section = {**SECTION, "channels": "stereo", "hop_s": 2.0, "target_lufs": None}
+    r = curate(tmp_path / "in", tmp_path / "out", cfg_or_section=section, num_workers=0, progress=False,
+               exports=False)
+    assert list(r.kept["start_s"]) == [0.0, 2.0, 4.0, 6.0]
+    assert (r.kept["channels"] == 2).all() and (r.kept["gain_db"] == 0).all()
+    assert sf.info(r.kept["path"].iloc[0]).channels == 2
+    assert r.metrics["tail_seconds_dropped"] == pytest.approx(0.0, abs=0.01)
