@@ -465,7 +465,8 @@ def compose_track(spec: TrackSpec, *, seed: int):
 
 
 # ------------------------------------------------------------------------------------------- render
-def _render_track(spec: TrackSpec, seed: int, *, sr: int) -> np.ndarray:
+def _render_track(spec: TrackSpec, seed: int, *, sr: int):
+    """Compose and render one track; returns ``(midi, wav)`` with ``wav`` float32 ``[2, T]`` at ``sr``."""
     from .audio import loudness
     from .synth import render_midi
 
@@ -481,7 +482,7 @@ def _render_track(spec: TrackSpec, seed: int, *, sr: int) -> np.ndarray:
     peak = float(np.abs(wav).max())
     if peak * gain > _PEAK_CEILING:
         gain = _PEAK_CEILING / peak
-    return (wav * np.float32(gain)).astype(np.float32)
+    return midi, (wav * np.float32(gain)).astype(np.float32)
 
 
 def build_corpus(out_dir: str | os.PathLike, *, n_tracks: int = 12, seed: int = 1234, min_duration_s: float = 35.0,
@@ -490,8 +491,9 @@ def build_corpus(out_dir: str | os.PathLike, *, n_tracks: int = 12, seed: int = 
 
     Writes ``out_dir/audio/<track_id>.wav`` (stereo, 16-bit PCM at ``sr`` Hz, loudness set by mood between
     −19 and −14 LUFS with peaks at or below −1 dBFS), ``out_dir/labels.csv`` (columns :data:`LABEL_COLUMNS`,
-    lists joined with ``;``) and ``out_dir/corpus.json`` (settings, settings hash, per-track detail). Every file is
-    written atomically; the same arguments give byte-identical files.
+    lists joined with ``;``), ``out_dir/midi/<track_id>.mid`` (the score, e.g. for melody conditioning) and
+    ``out_dir/corpus.json`` (settings, settings hash, per-track detail). Every file is written atomically; the
+    same arguments give byte-identical files. Demo tracks left over from an earlier, larger build are removed.
 
     Returns:
         the labels as a ``pandas.DataFrame`` (one row per track, columns :data:`LABEL_COLUMNS`).
@@ -504,18 +506,25 @@ def build_corpus(out_dir: str | os.PathLike, *, n_tracks: int = 12, seed: int = 
     from tqdm.auto import tqdm
 
     from .audio import write
+    from .synth import write_midi
 
     plan = plan_corpus(n_tracks, seed=seed, min_duration_s=min_duration_s, max_duration_s=max_duration_s, sr=sr)
     out = ensure_dir(out_dir)
-    audio_dir = ensure_dir(out / "audio")
+    audio_dir, midi_dir = ensure_dir(out / "audio"), ensure_dir(out / "midi")
     rows, details = [], []
     for spec, track_seed in tqdm(plan, desc="demo corpus", unit="track", disable=not progress):
-        wav = _render_track(spec, track_seed, sr=sr)
+        midi, wav = _render_track(spec, track_seed, sr=sr)
         rel = f"audio/{spec.track_id}.wav"
-        write(audio_dir / f"{spec.track_id}.wav", wav, sr)
+        write(out / rel, wav, sr)
+        write_midi(midi, midi_dir / f"{spec.track_id}.mid")
         rows.append(spec.label_row(file=rel))
-        details.append({**asdict(spec), "file": rel, "compose_seed": track_seed,
-                        "target_lufs": MOOD_STYLE[spec.moods[0]]["lufs"]})
+        details.append({**asdict(spec), "file": rel, "midi": f"midi/{spec.track_id}.mid",
+                        "compose_seed": track_seed, "target_lufs": MOOD_STYLE[spec.moods[0]]["lufs"]})
+    keep = {spec.track_id for spec, _ in plan}
+    for folder, pattern in ((audio_dir, "demo_*.wav"), (midi_dir, "demo_*.mid")):
+        for stale in folder.glob(pattern):
+            if stale.stem not in keep:
+                stale.unlink()
     df = pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
     atomic_write_text(out / "labels.csv", df.to_csv(index=False, lineterminator="\n"))
     settings = _settings(n_tracks=n_tracks, seed=seed, min_duration_s=min_duration_s,

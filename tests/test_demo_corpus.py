@@ -167,8 +167,10 @@ def test_chroma_points_at_the_labelled_key(corpus):
 def test_same_seed_gives_identical_bytes(corpus, tmp_path):
     out, _ = corpus
     build_corpus(tmp_path, progress=False, **SMALL)
-    for name in ["labels.csv", "corpus.json", *sorted(p.name for p in (out / "audio").iterdir())]:
-        rel = name if name.endswith((".csv", ".json")) else f"audio/{name}"
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert len(files) == 2 + 2 * SMALL["n_tracks"]  # labels.csv, corpus.json, audio and MIDI per track
+    assert files == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    for rel in files:
         assert (tmp_path / rel).read_bytes() == (out / rel).read_bytes(), rel
 
 
@@ -225,12 +227,20 @@ def test_ensure_demo_corpus_builds_once_and_rebuilds_on_change(tmp_path, monkeyp
     assert len(pd.read_csv(folder / "labels.csv")) == 3
 
 
-def test_cli_writes_corpus(tmp_path, capsys):
-    args = ["demo-data", "--out", str(tmp_path / "d"), "--n-tracks", "1", "--min-duration", "3",
-            "--max-duration", "3.5"]
-    assert main(args) == 0
+def test_cli_writes_corpus_and_drops_stale_tracks(tmp_path, capsys):
+    import pretty_midi
+
+    args = ["demo-data", "--out", str(tmp_path / "d"), "--min-duration", "3", "--max-duration", "3.5"]
+    assert main([*args, "--n-tracks", "2"]) == 0
+    assert (tmp_path / "d" / "audio" / "demo_001.wav").is_file()
+    assert main([*args, "--n-tracks", "1"]) == 0
     assert "labels.csv" in capsys.readouterr().out
-    assert len(pd.read_csv(tmp_path / "d" / "labels.csv")) == 1
+    labels = pd.read_csv(tmp_path / "d" / "labels.csv")
+    assert len(labels) == 1
+    assert sorted(p.name for p in (tmp_path / "d" / "audio").iterdir()) == ["demo_000.wav"]
+    assert sorted(p.name for p in (tmp_path / "d" / "midi").iterdir()) == ["demo_000.mid"]
+    score = pretty_midi.PrettyMIDI(str(tmp_path / "d" / "midi" / "demo_000.mid"))
+    assert score.get_tempo_changes()[1][0] == pytest.approx(labels["bpm"][0], abs=0.01)
 
 
 @pytest.mark.parametrize("case", ["unwritable", "bad-durations"])
