@@ -36,7 +36,7 @@ from .errors import ConfigError, DependencyError, InputError
 __all__ = ["EMBEDDERS", "Embedder", "as_float_audio", "embed_files", "get_embedder"]
 
 #: Bump when the embedding code changes in a way that changes its output (invalidates caches).
-_CACHE_VERSION = "v1"
+_CACHE_VERSION = "v2"
 
 
 def as_float_audio(wav) -> np.ndarray:
@@ -104,15 +104,14 @@ class Embedder(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r}, sample_rate={self.sample_rate}, identity={self.identity!r})"
 
 
-def _windows(x: np.ndarray, size: int, *, min_tail: float = 0.25) -> list[np.ndarray]:
+def _windows(x: np.ndarray, size: int, *, min_tail: float = 0.25, pad: bool = True) -> list[np.ndarray]:
     """Non-overlapping windows of ``size`` samples; a tail shorter than ``min_tail·size`` is dropped (unless it
-    is the only window); the last window is zero-padded to ``size``."""
-    if x.size <= size:
-        return [np.pad(x, (0, size - x.size))]
-    out = [x[i:i + size] for i in range(0, x.size, size)]
-    if out[-1].size < min_tail * size:
+    is the only window); with ``pad`` the last window is zero-padded to ``size``."""
+    out = [x[i:i + size] for i in range(0, max(x.size, 1), size)]
+    if len(out) > 1 and out[-1].size < min_tail * size:
         out.pop()
-    out[-1] = np.pad(out[-1], (0, size - out[-1].size))
+    if pad:
+        out[-1] = np.pad(out[-1], (0, size - out[-1].size))
     return out
 
 
@@ -209,7 +208,7 @@ class ClapAudioEmbedder(Embedder):
     def _embed(self, wav: np.ndarray) -> np.ndarray:
         import torch
 
-        wins = _windows(wav, self.clap.window) if wav.size > self.clap.window else [wav]
+        wins = _windows(wav, self.clap.window, pad=False)  # a short last window is repeat-padded below
         proc = self.clap.processor.feature_extractor
         feats = proc(wins, sampling_rate=self.sample_rate, return_tensors="pt", truncation="rand_trunc",
                      padding="repeatpad")

@@ -152,3 +152,11 @@ def test_musicnn_embedder_uses_the_real_weights(tmp_path):
     rows = emb.embed(tone(440.0, 6.5, 22050), 22050)
     assert rows.shape == (2, 200) and np.isfinite(rows).all()
     assert emb.identity.startswith("musicnn:MTT_musicnn:penultimate:")
+
+
+def test_windows_drop_short_tails_and_pad():
+    x = np.arange(25, dtype=np.float32)
+    assert [w.size for w in embeddings._windows(x, 10)] == [10, 10, 10]  # 5-sample tail kept and zero-padded
+    assert [w.size for w in embeddings._windows(x[:21], 10)] == [10, 10]  # 1-sample tail (< 25 %) dropped
+    assert [w.size for w in embeddings._windows(x, 10, pad=False)] == [10, 10, 5]
+    assert [w.size for w in embeddings._windows(x[:3], 10)] == [10]  # one short window is always kept
