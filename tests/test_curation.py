@@ -332,3 +332,29 @@ def test_stereo_overlapping_clips_without_normalisation(tmp_path):
     assert (r.kept["channels"] == 2).all() and (r.kept["gain_db"] == 0).all()
     assert sf.info(r.kept["path"].iloc[0]).channels == 2
     assert r.metrics["tail_seconds_dropped"] == pytest.approx(0.0, abs=0.01)
+
+
+def test_shipped_json_schema_is_current():
+    shipped = json.loads(ds.SCHEMA_PATH.read_text(encoding="utf-8"))
+    assert shipped == json.loads(json.dumps(ds.json_schema())), "run dataset.write_json_schema()"
+    assert {"clip_id", "track_id", "source", "path", "start_s", "duration_s", "sample_rate", "channels",
+            "split"} <= set(shipped["required"])
+
+
+def test_load_metadata_resolves_paths_and_names_bad_lines(run, tmp_path):
+    stage = run.output_dir
+    df = ds.load_metadata(stage.parent)  # a run folder: the newest stage with metadata (here 01_curation)
+    assert df["path"].map(lambda p: Path(p).is_absolute() and Path(p).is_file()).all()
+    flat = ds.load_metadata(stage / "metadata.jsonl", flatten=True)
+    assert "features.bpm" in flat.columns and len(flat) == len(df)
+    lines = (stage / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
+    later = tmp_path / "02_annotation"
+    later.mkdir()
+    extra = json.loads(lines[0])
+    extra["tagger"] = "musicnn"  # later stages add keys
+    bad = dict(extra)
+    del bad["clip_id"]
+    (later / "metadata.jsonl").write_text(json.dumps(extra) + "\n" + json.dumps(bad) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"metadata.jsonl:2: field 'clip_id'"):
+        ds.load_metadata(later)
+    assert ds.load_metadata(later, validate=False)["tagger"].iloc[0] == "musicnn"
