@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: Bump when the composer changes, so cached corpora are rebuilt.
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3
 #: Columns of ``labels.csv`` (the demo-corpus contract).
 LABEL_COLUMNS = ("file", "track_id", "title", "genre", "moods", "instruments", "bpm", "key", "mode", "duration_s")
 STAMP_NAME = "corpus.json"
@@ -467,11 +467,15 @@ def compose_track(spec: TrackSpec, *, seed: int):
 # ------------------------------------------------------------------------------------------- render
 def _render_track(spec: TrackSpec, seed: int, *, sr: int):
     """Compose and render one track; returns ``(midi, wav)`` with ``wav`` float32 ``[2, T]`` at ``sr``."""
+    from scipy.signal import butter, sosfilt
+
     from .audio import loudness
     from .synth import render_midi
 
     midi = compose_track(spec, seed=seed)
     wav = render_midi(midi, sr=sr, duration_s=spec.duration_s)
+    # Some soundfont samples carry a DC offset and sub-audio rumble; a 20 Hz high-pass removes both.
+    wav = sosfilt(butter(2, 20.0, btype="highpass", fs=sr, output="sos"), wav, axis=1).astype(np.float32)
     fade = min(int(0.3 * sr), wav.shape[1] // 4)
     if fade > 0:
         wav[:, -fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)

@@ -118,6 +118,7 @@ def test_audio_format_duration_level(corpus):
         assert -30 < peak_db <= -0.99, row.track_id  # no clipping: peak at or below -1 dBFS
         assert -20.5 <= loudness(wav, sr) <= -12.0, row.track_id
         assert np.abs(wav[:, : sr // 2]).max() > 1e-3  # music starts at once, no long silence
+        assert np.abs(wav.mean(axis=1)).max() < 1e-3  # no DC offset from the soundfont samples
 
 
 def _mono_22k(out: Path, row) -> np.ndarray:
