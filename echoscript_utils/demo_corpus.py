@@ -493,8 +493,8 @@ def build_corpus(out_dir: str | os.PathLike, *, n_tracks: int = 12, seed: int = 
                  max_duration_s: float = 100.0, sr: int = 44100, progress: bool = True):
     """Compose, render and label ``n_tracks`` pieces into ``out_dir``.
 
-    Writes ``out_dir/audio/<track_id>.wav`` (stereo, 16-bit PCM at ``sr`` Hz, loudness set by mood between
-    −19 and −14 LUFS with peaks at or below −1 dBFS), ``out_dir/labels.csv`` (columns :data:`LABEL_COLUMNS`,
+    Writes ``out_dir/audio/<track_id>.wav`` (stereo, 16-bit PCM at ``sr`` Hz; loudness targets by mood from
+    −19 LUFS (calming) to −14 LUFS (uplifting), lowered where needed to keep sample peaks at or below −1 dBFS), ``out_dir/labels.csv`` (columns :data:`LABEL_COLUMNS`,
     lists joined with ``;``), ``out_dir/midi/<track_id>.mid`` (the score, e.g. for melody conditioning) and
     ``out_dir/corpus.json`` (settings, settings hash, per-track detail). Every file is written atomically; the
     same arguments give byte-identical files. Demo tracks left over from an earlier, larger build are removed.
