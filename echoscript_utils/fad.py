@@ -241,7 +241,10 @@ class _Resampler:
         self.n_rows = int(self.rows.shape[0])
         self.full = _side_from_rows(self.rows)
 
-    def draw(self, rng: np.random.Generator) -> np.ndarray:
+    def draw(self, rng: np.random.Generator) -> np.ndarray | None:
+        """Clip indices of one bootstrap resample (None for fixed statistics, which cannot be resampled)."""
+        if self.fixed is not None:
+            return None
         return rng.integers(0, self.n_clips, size=self.n_clips)
 
     def side(self, clip_idx: np.ndarray | None) -> _Side:
@@ -310,7 +313,7 @@ def bootstrap_fad(emb_ref, emb_gen, *, n: int = 1000, confidence: float = 0.95, 
 
     Each resample draws clips with replacement (all rows of a drawn clip together) from the generated set, and
     with ``resample="both"`` also from the reference set (both are finite samples; a reference given as
-    :class:`EmbeddingStats` is held fixed). Resampling with replacement duplicates clips, which lowers the
+    :class:`EmbeddingStats` is held fixed, and so is a generated set given that way). Resampling with replacement duplicates clips, which lowers the
     effective sample size and so inflates every bootstrap FAD (FAD is biased upward at small N). The default
     ``method="bias_corrected"`` therefore shifts the percentile interval by that bootstrap bias
     (``mean(samples) - point``), so the interval describes the spread of the FAD at this sample size around the

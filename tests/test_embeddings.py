@@ -49,8 +49,8 @@ def test_vggish_mel_matrix_and_frontend_put_a_tone_in_the_right_band():
     assert np.allclose(silent, np.log(vggish.LOG_OFFSET))
 
 
-def test_vggish_weights_load_from_a_local_file(tmp_path):
-    src = vggish.load_vggish("random", cache_dir=tmp_path, seed=3)
+def test_vggish_weights_load_from_a_local_file(tmp_path, random_vggish):
+    src = random_vggish.model
     path = tmp_path / "vggish-test.pth"
     torch.save(src.state_dict(), path)
     loaded = vggish.load_vggish(str(path), cache_dir=tmp_path)

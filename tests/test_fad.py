@@ -309,3 +309,12 @@ def test_cli_exit_codes_for_bad_folders(tmp_path, capsys):
     assert main(["fad", "--reference", str(empty), "--generated", str(empty), "--embedding", "vggish",
                  "--set", f"run.output_root={tmp_path}"]) == 2  # no VGGish weights configured: DependencyError
     assert "vggish_weights" in capsys.readouterr().err
+
+
+def test_bootstrap_against_fixed_reference_statistics(rng):
+    gen = gaussian_clips(rng, 25, 3, 4, shift=0.3)
+    ref = fad.EmbeddingStats(mu=np.zeros(4), cov=np.eye(4), n=10**9)
+    res = fad.bootstrap_fad(ref, gen, n=50, seed=0)
+    assert res.ci_low < res.point < res.ci_high and res.n_ref == 10**9
+    diff = fad.paired_bootstrap_difference(ref, gen, gen, n=20, seed=0, paired_generated=True)
+    assert diff.difference == 0
