@@ -60,7 +60,7 @@ class RunSection(_Section):
 
 
 class DemoCorpusSection(_Section):
-    n_tracks: int = Field(20, ge=1)  # how many pieces the generator composes
+    n_tracks: int = Field(12, ge=1)  # how many pieces the generator composes (the CLI default too)
     min_duration_s: float = Field(35.0, gt=0)
     max_duration_s: float = Field(100.0, gt=0)
     sample_rate: int = 44100
