@@ -1,0 +1,309 @@
+"""GPU benchmark: the workbook's training step on MusicGen-small's real shapes (random weights), one call.
+
+Builds MusicGen-small's architecture from configs (T5-base text encoder, 32 kHz EnCodec with 4 codebooks of
+2048, a 24-layer 1024-wide decoder: ~420 M decoder parameters) directly on the GPU with random weights, so no
+download is needed, and times :meth:`echoscript_utils.training.TrainingRun.train_step` at the paper's batch
+(12 × 30 s) for each variant:
+
+* precision fp16 vs bf16 (autocast through accelerate, fp32 master weights, AdamW fused),
+* attention SDPA vs eager (and FlashAttention-2 when ``flash-attn`` is installed),
+* with the token cache (codes ready) vs without it (EnCodec encodes the batch's audio inside every step).
+
+For each it prints tokens/s (decoder frames per second, 50 per second of audio), model FLOPs utilisation
+(PaLM-style count: 6 × matmul parameters per token + 12 · layers · width · context for attention, plus the
+frozen T5's forward), peak GPU memory, and the projected time of the paper's run: 5,000 clips × 30 s × 10
+epochs, plus encoding every clip once (cache) or once per epoch (no cache). Results also go to a JSON file.
+
+    python benchmarks/gpu_musicgen_small.py                      # the full set on one H100 / H200 (~5 min)
+    python benchmarks/gpu_musicgen_small.py --quick              # bf16 + SDPA only
+    python benchmarks/gpu_musicgen_small.py --tiny --steps 2     # tiny shapes: exercises the script on a CPU
+    python benchmarks/gpu_musicgen_small.py --dry                # print the shapes and FLOP counts, run nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+#: Dense bf16/fp16 tensor-core peaks (FLOP/s) by card name fragment; --peak-tflops overrides.
+PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
+               "A10": 125.0, "V100": 125.0, "RTX 4090": 165.0}
+#: The paper's run: ~5,000 training clips of 30 s, 10 epochs.
+PAPER_CLIPS, PAPER_SECONDS, PAPER_EPOCHS = 5000, 30.0, 10
+
+
+def small_config():
+    """MusicGen-small's configuration (facebook/musicgen-small: t5-base + encodec_32khz + 24 × 1024 decoder)."""
+    from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, T5Config
+
+    t5 = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
+                  relative_attention_num_buckets=32, dropout_rate=0.1, feed_forward_proj="relu")
+    codec = EncodecConfig(sampling_rate=32000, audio_channels=1, num_filters=64, hidden_size=128,
+                          codebook_size=2048, codebook_dim=128, upsampling_ratios=[8, 5, 4, 4],
+                          target_bandwidths=[2.2], num_lstm_layers=2, normalize=False, use_causal_conv=False,
+                          norm_type="weight_norm", chunk_length_s=None, num_residual_layers=1, compress=2)
+    decoder = MusicgenDecoderConfig(vocab_size=2048, hidden_size=1024, num_hidden_layers=24,
+                                    num_attention_heads=16, ffn_dim=4096, num_codebooks=4,
+                                    max_position_embeddings=2048, dropout=0.1, activation_function="gelu",
+                                    pad_token_id=2048, bos_token_id=2048, decoder_start_token_id=2048)
+    cfg = MusicgenConfig(text_encoder=t5, audio_encoder=codec, decoder=decoder)
+    cfg.pad_token_id = cfg.decoder_start_token_id = 2048
+    return cfg
+
+
+def tiny_config():
+    from echoscript_utils.models import build_tiny_musicgen
+
+    model, _ = build_tiny_musicgen(seed=0)
+    return model.config
+
+
+def flops_per_step(config, *, batch: int, frames: int, text_tokens: int) -> dict[str, float]:
+    """Model FLOPs of one training step (forward + backward) and their parts."""
+    d = config.decoder.hidden_size
+    layers = config.decoder.num_hidden_layers
+    ffn = config.decoder.ffn_dim
+    k = config.decoder.num_codebooks
+    vocab = config.decoder.vocab_size
+    t5 = config.text_encoder
+    # per decoder token: self-attention q,k,v,o (4 d²), cross-attention q,o (2 d²), FFN (2 d ffn), k heads
+    per_token = layers * (6 * d * d + 2 * d * ffn) + k * d * vocab
+    seq = frames + k - 1
+    dec = 6 * per_token * batch * seq
+    attn = 12 * layers * d * seq * batch * seq + 12 * layers * d * text_tokens * batch * seq
+    cross_kv = 6 * layers * 2 * d * d * batch * text_tokens  # text states → cross-attention keys/values
+    t5_params = t5.num_layers * (4 * t5.d_model * t5.num_heads * t5.d_kv + 2 * t5.d_model * t5.d_ff)
+    text = 2 * t5_params * batch * text_tokens  # frozen: forward only
+    return {"decoder_matmul": dec, "attention": attn, "cross_kv": cross_kv, "text_encoder": text,
+            "total": dec + attn + cross_kv + text, "tokens": batch * seq}
+
+
+def peak_flops(name: str, override: float | None) -> float | None:
+    if override:
+        return override * 1e12
+    for frag, tf in PEAK_TFLOPS.items():
+        if frag in name:
+            return tf * 1e12
+    return None
+
+
+def build(config, attn: str, device: str):
+    import torch
+    from transformers import MusicgenForConditionalGeneration
+
+    with torch.device(device):
+        model = MusicgenForConditionalGeneration._from_config(
+            config, attn_implementation={"decoder": attn, "text_encoder": "eager" if attn == "eager" else "sdpa",
+                                         "audio_encoder": "eager"}, dtype=torch.float32)
+    return model
+
+
+def make_batches(config, tokenizer, *, n: int, batch: int, frames: int, seed: int = 0):
+    import numpy as np
+
+    from echoscript_utils import training
+
+    rng = np.random.default_rng(seed)
+    k, vocab = config.decoder.num_codebooks, config.decoder.vocab_size
+    spec = training.BatchSpec(pad_id=config.decoder.pad_token_id, segment_frames=frames, cfg_dropout=0.1,
+                              melody_dropout=0.0, caption_dropout={})
+    captions = ["A tense night chase through rain-soaked streets. Cinematic score, suspenseful mood, featuring "
+                "violin, percussion, 128 bpm, in D minor.",
+                "Dawn over a quiet lake. Ambient score, calming mood, featuring piano, synthesizer, 70 bpm, in F major."]
+    out = []
+    for _ in range(n):
+        items = [training.ClipTokens(clip_id=str(j), codes=rng.integers(0, vocab, (k, frames)).astype(np.int16),
+                                     genre="cinematic", fields={}, caption=captions[j % 2]) for j in range(batch)]
+        out.append(training.make_batch(items, spec, rng, train=True))
+    text_tokens = len(tokenizer(captions[0])["input_ids"])
+    return out, text_tokens
+
+
+def run_variant(args, config, tokenizer, *, precision: str, attn: str, cache: bool, checkpointing: bool) -> dict:
+    import torch
+
+    from echoscript_utils import training
+    from echoscript_utils.config import load_config
+    from echoscript_utils.models import encode_audio
+
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    cfg = load_config(None, {"run.device": device, "training.precision": precision,
+                             "training.attn_implementation": attn, "training.batch_size": args.batch,
+                             "training.learning_rate": 5e-5, "training.warmup_steps": 1,
+                             "training.gradient_checkpointing": checkpointing})
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    model = build(config, attn, device)
+    build_s = time.perf_counter() - t0
+    frames = int(round(args.seconds * config.audio_encoder.frame_rate))
+    batches, text_tokens = make_batches(config, tokenizer, n=args.warmup + args.steps, batch=args.batch,
+                                        frames=frames)
+    sr = config.audio_encoder.sampling_rate
+    run = training.TrainingRun.from_model(cfg, model, tokenizer, total_updates=args.warmup + args.steps)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    times, encode_times, losses = [], [], []
+    for i, batch in enumerate(batches):
+        sync()
+        t0 = time.perf_counter()
+        if not cache:  # the codec encodes the batch's audio inside the step, as a loop without the cache must
+            wav = torch.randn(args.batch, 1, int(args.seconds * sr), device=device) * 0.1
+            te = time.perf_counter()
+            codes = encode_audio(training._base(run.model), wav)[..., :frames]
+            sync()
+            encode_times.append(time.perf_counter() - te)
+            batch = dict(batch, labels=training.delay_pattern(codes.cpu(), config.decoder.pad_token_id))
+        out = run.train_step([batch])
+        sync()
+        dt = time.perf_counter() - t0
+        losses.append(out["loss"])
+        if i >= args.warmup:
+            times.append(dt)
+    step_s = statistics.median(times)
+    fl = flops_per_step(config, batch=args.batch, frames=frames, text_tokens=text_tokens)
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    peak = peak_flops(name, args.peak_tflops)
+    tokens_per_s = fl["tokens"] / step_s
+    result = {
+        "precision": precision, "attention": attn, "token_cache": cache, "gradient_checkpointing": checkpointing,
+        "batch": args.batch, "seconds": args.seconds, "frames_per_example": frames + config.decoder.num_codebooks - 1,
+        "step_s": step_s, "tokens_per_s": tokens_per_s, "tflops_per_s": fl["total"] / step_s / 1e12,
+        "mfu": fl["total"] / step_s / peak if peak else None, "build_s": build_s,
+        "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+        "loss_first": losses[0], "loss_last": losses[-1], "skipped_steps": sum(1 for v in losses if v != v),
+        "encode_s_per_batch": statistics.median(encode_times) if encode_times else None,
+    }
+    del run, model, batches
+    gc.collect()
+    return result
+
+
+def measure_encode(args, config) -> float:
+    """Seconds for EnCodec to encode one batch of ``args.batch`` × ``args.seconds`` audio (the cache fill rate)."""
+    import torch
+
+    from echoscript_utils.models import encode_audio
+
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    model = build(config, "sdpa", device)
+    wav = torch.randn(args.batch, 1, int(args.seconds * config.audio_encoder.sampling_rate), device=device) * 0.1
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    encode_audio(model, wav)
+    sync()
+    times = []
+    for _ in range(max(1, min(3, args.steps))):
+        t0 = time.perf_counter()
+        encode_audio(model, wav)
+        sync()
+        times.append(time.perf_counter() - t0)
+    del model
+    gc.collect()
+    return statistics.median(times)
+
+
+def project(result: dict, encode_batch_s: float, *, batch: int, frame_rate: float, k: int) -> dict:
+    """Projected wall time of the paper's 5,000 × 30 s × 10 epochs at this variant's speed."""
+    tokens = PAPER_CLIPS * PAPER_EPOCHS * (int(PAPER_SECONDS * frame_rate) + k - 1)
+    train_s = tokens / result["tokens_per_s"]
+    encode_once = PAPER_CLIPS / batch * encode_batch_s
+    if result["token_cache"]:
+        total = train_s + encode_once  # every clip encoded once, then epochs read tokens
+    else:
+        total = train_s  # the measured step already includes encoding every batch, every epoch
+    return {"paper_tokens": tokens, "paper_train_min": train_s / 60, "paper_cache_fill_min": encode_once / 60,
+            "paper_total_min": total / 60}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiny", action="store_true", help="tiny shapes (runs on a CPU in seconds)")
+    ap.add_argument("--dry", action="store_true", help="print shapes and FLOP counts only")
+    ap.add_argument("--quick", action="store_true", help="only bf16 + SDPA, with and without the cache")
+    ap.add_argument("--cpu", action="store_true", help="stay on the CPU even if a GPU is present")
+    ap.add_argument("--batch", type=int, default=12, help="examples per step (paper: 12)")
+    ap.add_argument("--seconds", type=float, default=30.0, help="audio per example (paper: 30)")
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per variant")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first")
+    ap.add_argument("--checkpointing", action="store_true", help="also time gradient checkpointing (bf16, SDPA)")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="card's dense bf16 peak, if not in the table")
+    ap.add_argument("--out", default="gpu_musicgen_small.json", help="where the results JSON goes")
+    args = ap.parse_args()
+
+    import importlib.util
+
+    import torch
+
+    from echoscript_utils.models import build_tiny_tokenizer
+
+    config = tiny_config() if args.tiny else small_config()
+    if args.tiny and args.seconds == 30.0:
+        args.seconds = 2.0
+    if args.tiny and args.batch == 12:
+        args.batch = 2
+    tokenizer = build_tiny_tokenizer(kind="t5")
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    frames = int(round(args.seconds * config.audio_encoder.frame_rate))
+    fl = flops_per_step(config, batch=args.batch, frames=frames, text_tokens=32)
+    print(f"device: {name}; torch {torch.__version__}; shapes: {'tiny' if args.tiny else 'musicgen-small'}; "
+          f"batch {args.batch} × {args.seconds:g} s = {fl['tokens']} decoder tokens/step; "
+          f"{fl['total'] / 1e12:.2f} TFLOP/step (decoder {fl['decoder_matmul'] / 1e12:.2f}, attention "
+          f"{fl['attention'] / 1e12:.2f}, text {fl['text_encoder'] / 1e12:.3f})")
+    if args.dry:
+        return 0
+    if device == "cpu" and not args.tiny:
+        print("no GPU: the real shapes take minutes per step on a CPU; use --tiny to exercise the script")
+        return 2
+    precisions = ["bf16"] if args.quick else ["bf16", "fp16"]
+    attns = ["sdpa"] if args.quick else ["sdpa", "eager"]
+    if importlib.util.find_spec("flash_attn") is not None and device == "cuda" and not args.quick:
+        attns.append("flash_attention_2")
+    if device == "cpu":
+        precisions = ["no", "bf16"] if not args.quick else ["no"]
+    plan = [(p, a, True, False) for p in precisions for a in attns]
+    plan.append((precisions[0], "sdpa", False, False))
+    if args.checkpointing:
+        plan.append((precisions[0], "sdpa", True, True))
+    encode_batch_s = measure_encode(args, config)
+    print(f"EnCodec: {encode_batch_s:.3f} s to encode {args.batch} × {args.seconds:g} s")
+    results = []
+    header = (f"{'precision':9s} {'attention':17s} {'cache':5s} {'ckpt':4s} {'step s':>7s} {'tokens/s':>9s} "
+              f"{'TFLOP/s':>8s} {'MFU':>6s} {'peak GB':>8s} {'paper run':>10s}")
+    print(header)
+    for precision, attn, cache, ckpt in plan:
+        try:
+            r = run_variant(args, config, tokenizer, precision=precision, attn=attn, cache=cache,
+                            checkpointing=ckpt)
+        except torch.cuda.OutOfMemoryError:
+            print(f"{precision:9s} {attn:17s} {str(cache):5s} {str(ckpt):4s} out of memory")
+            results.append({"precision": precision, "attention": attn, "token_cache": cache, "oom": True})
+            gc.collect()
+            torch.cuda.empty_cache()
+            continue
+        r |= project(r, encode_batch_s, batch=args.batch, frame_rate=config.audio_encoder.frame_rate,
+                     k=config.decoder.num_codebooks)
+        results.append(r)
+        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
+        mem = f"{r['peak_memory_gb']:.1f}" if r["peak_memory_gb"] is not None else "n/a"
+        print(f"{precision:9s} {attn:17s} {str(cache):5s} {str(ckpt):4s} {r['step_s']:7.3f} "
+              f"{r['tokens_per_s']:9.0f} {r['tflops_per_s']:8.1f} {mfu:>6s} {mem:>8s} "
+              f"{r['paper_total_min']:8.1f} min", flush=True)
+    report = {"device": name, "torch": torch.__version__, "tiny": args.tiny, "batch": args.batch,
+              "seconds": args.seconds, "encode_batch_s": encode_batch_s, "results": results,
+              "paper_run": f"{PAPER_CLIPS} clips × {PAPER_SECONDS:g} s × {PAPER_EPOCHS} epochs"}
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    print(f"results: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

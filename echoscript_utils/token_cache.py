@@ -1,0 +1,145 @@
+"""Codec tokens (and melody chroma) computed once per clip and kept on disk.
+
+Fine-tuning never feeds audio to the frozen codec inside the training loop: every clip is encoded a single time
+into ``<cache>/tokens/<codec_id>/<hh>/<clip_hash>.npy`` and epochs read the tokens back. The key is the SHA-256
+of the clip file's bytes plus the codec's identity (a hash of its configuration and weights), so a rerun, a
+second run on the same clips, or a resumed run skips finished clips, and a different codec never reads stale
+tokens. Chroma for MusicGen-Melody is cached the same way under ``<cache>/chroma/<chroma_id>/``.
+
+Shapes: codes are ``int16 [K, T]`` (K codebooks, T frames at the codec's frame rate, 50 Hz for MusicGen's
+EnCodec); chroma is ``float32 [N, 12]`` at MusicGen-Melody's 7.8125 frames per second.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import atomic_path, ensure_dir, file_hash, text_hash
+
+__all__ = ["ArrayCache", "chroma_for_clips", "encode_clips"]
+
+
+class ArrayCache:
+    """A folder of ``.npy`` arrays keyed by a content hash (two-level fan-out, atomic writes).
+
+    >>> cache = ArrayCache("cache/tokens/abc123")      # doctest: +SKIP
+    >>> cache.save(clip_hash, codes); cache.load(clip_hash)   # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npy"
+
+    def __contains__(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def load(self, key: str) -> np.ndarray:
+        return np.load(self.path(key), allow_pickle=False)
+
+    def save(self, key: str, array: np.ndarray) -> Path:
+        final = self.path(key)
+        ensure_dir(final.parent)
+        with atomic_path(final, suffix=".npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+        return final
+
+
+def _load_mono(path: str | os.PathLike, sr: int) -> np.ndarray:
+    from . import audio
+
+    wav, _ = audio.load(path, sr=sr, mono=True)
+    return wav[0]
+
+
+def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def encode_clips(model, paths: Sequence[str | os.PathLike], *, cache_dir: str | os.PathLike,
+                 device: str = "cpu", batch_size: int = 8, hashes: Sequence[str] | None = None,
+                 progress: bool = True) -> list[np.ndarray]:
+    """Codec tokens for each audio file, read from the cache or encoded once and stored.
+
+    Args:
+        model: a ``MusicgenForConditionalGeneration`` (or Melody) whose ``audio_encoder`` is the codec.
+        paths: audio files (any rate / channels; decoded to mono and resampled to the codec's ``sampling_rate``).
+        cache_dir: the workbook's cache root (``cfg.paths.cache``); tokens go to ``<cache_dir>/tokens/<codec_id>``.
+        device: where the codec runs while encoding the misses.
+        batch_size: clips encoded together (clips of equal length are grouped; 30 s clips batch fully).
+        hashes: content hashes of ``paths`` when the caller already has them.
+
+    Returns:
+        One ``int16 [K, T]`` array per path, in order.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from .models import codec_identity, model_sample_rate
+
+    cache = ArrayCache(Path(cache_dir) / "tokens" / codec_identity(model))
+    keys = list(hashes) if hashes is not None else [file_hash(p) for p in paths]
+    missing = [i for i, k in enumerate(keys) if k not in cache]
+    if missing:
+        encoder = model.audio_encoder
+        sr = model_sample_rate(model)
+        prev_device = next(encoder.parameters()).device
+        encoder.to(device)
+        by_length: dict[int, list[tuple[int, np.ndarray]]] = {}
+        bar = tqdm(total=len(missing), desc="codec tokens", disable=not progress, unit="clip")
+        try:
+            for i in missing:
+                wav = _load_mono(paths[i], sr)
+                by_length.setdefault(len(wav), []).append((i, wav))
+                group = by_length[len(wav)]
+                if len(group) >= batch_size:
+                    _encode_group(model, group, cache, keys)
+                    bar.update(len(group))
+                    by_length[len(wav)] = []
+            for group in by_length.values():
+                if group:
+                    _encode_group(model, group, cache, keys)
+                    bar.update(len(group))
+        finally:
+            bar.close()
+            encoder.to(prev_device)
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+    return [cache.load(k) for k in keys]
+
+
+def _encode_group(model, group: list[tuple[int, np.ndarray]], cache: ArrayCache, keys: list[str]) -> None:
+    from .models import encode_audio
+
+    codes = encode_audio(model, np.stack([w for _, w in group])[:, None, :]).to("cpu").numpy()  # [B, K, T]
+    if codes.max(initial=0) > np.iinfo(np.int16).max:
+        raise ValueError("codebook larger than int16; cannot cache these codes")
+    for (i, _), c in zip(group, codes, strict=True):
+        cache.save(keys[i], c.astype(np.int16))
+
+
+def chroma_for_clips(paths: Sequence[str | os.PathLike], *, cache_dir: str | os.PathLike,
+                     hashes: Sequence[str] | None = None, progress: bool = True) -> list[np.ndarray]:
+    """Melody chroma ``float32 [N, 12]`` for each audio file, cached by content hash.
+
+    The chroma is :func:`echoscript_utils.melody.chroma_from_audio` at its natural frame count
+    (MusicGen-Melody's 7.8125 frames per second: 30 s → 235 frames), one-hot on the strongest pitch class.
+    """
+    from tqdm.auto import tqdm
+
+    from . import audio
+    from .melody import CHROMA_FRAME_RATE, chroma_from_audio
+
+    cache = ArrayCache(Path(cache_dir) / "chroma" / text_hash("chroma-v1", CHROMA_FRAME_RATE))
+    keys = list(hashes) if hashes is not None else [file_hash(p) for p in paths]
+    for i, key in enumerate(tqdm(keys, desc="chroma", disable=not progress, unit="clip")):
+        if key not in cache:
+            wav, sr = audio.load(paths[i], mono=True)
+            cache.save(key, np.asarray(chroma_from_audio(wav, sr), dtype=np.float32))
+    return [cache.load(k) for k in keys]

@@ -1,0 +1,316 @@
+"""Fine-tuning: delay-pattern labels, sampler, dropout, token cache, the loop, checkpoints and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from echoscript_utils import audio, training  # noqa: E402
+from echoscript_utils.config import load_config  # noqa: E402
+from echoscript_utils.dataset import write_metadata  # noqa: E402
+
+SR = 32_000
+GENRES = ["classical"] * 6 + ["electronic"] * 3 + ["ambient"] * 3
+
+
+# --------------------------------------------------------------------------------------------- fixtures
+def write_clips(run_dir: Path, *, seconds: float = 2.0, genres=GENRES) -> Path:
+    """A curation stage folder with sine-tone clips and metadata (every 6th clip in the valid split)."""
+    stage = run_dir / "01_curation"
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * SR)) / SR
+    rows = []
+    for i, g in enumerate(genres):
+        f = {"classical": 220.0, "electronic": 440.0, "ambient": 330.0}[g] * (1 + 0.05 * (i % 3))
+        wav = (0.3 * np.sin(2 * np.pi * f * t) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)[None]
+        audio.write(stage / "clips" / f"c{i:02d}.wav", wav, SR)
+        rows.append(dict(clip_id=f"c{i:02d}", track_id=f"t{i:02d}", source=f"t{i:02d}.wav",
+                         path=f"clips/c{i:02d}.wav", start_s=0.0, duration_s=seconds, sample_rate=SR, channels=1,
+                         split="valid" if i % 6 == 5 else "train",
+                         truth={"genre": g, "moods": ["calming"], "instruments": ["piano"], "bpm": 90.0,
+                                "key": "A", "mode": "minor"},
+                         prompt=f"a {g} scene"))
+    write_metadata(rows, stage / "metadata.jsonl")
+    return stage
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def make_cfg(root: Path, cache: Path, **training):
+    overrides = {"run.name": "t", "run.cache_dir": str(cache), "run.device": "cpu",
+                 "training.epochs": 2, "training.batch_size": 4, "training.learning_rate": 3e-3,
+                 "training.warmup_steps": 1, "training.segment_s": 1.0, "training.sample_prompt": None,
+                 "training.tensorboard": False, "training.keep_checkpoints": 5}
+    overrides.update({f"training.{k}": v for k, v in training.items()})
+    cfg = load_config(None, overrides, output_root=root)
+    if not (cfg.paths.root / "01_curation").is_dir():
+        write_clips(cfg.paths.root)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def tiny(cache_dir):
+    from echoscript_utils.models import load_musicgen
+
+    return load_musicgen("tiny-musicgen", cache_dir=cache_dir / "models")
+
+
+def final_weights(cfg) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(cfg.paths.finetuning / "final" / "model.safetensors"))
+
+
+# --------------------------------------------------------------------------------------------- labels
+def test_delay_pattern_matches_transformers_delay_mask(tiny):
+    model, _ = tiny
+    pad = model.config.decoder.pad_token_id
+    k = model.decoder.num_codebooks
+    codes = torch.randint(0, pad, (2, k, 9))
+    ours = training.delay_pattern(codes, pad)  # [B, T + K - 1, K]
+    assert ours.shape == (2, 9 + k - 1, k)
+    # transformers' own layout: a BOS column, the delay mask, then the BOS column dropped
+    with_bos = torch.cat([torch.full((2, k, 1), pad), codes], dim=-1).reshape(2 * k, -1)
+    ids, mask = model.decoder.build_delay_pattern_mask(with_bos, pad, max_length=with_bos.shape[-1] + k)
+    ref = model.decoder.apply_delay_pattern_mask(ids, mask).reshape(2, k, -1)[..., 1:]
+    assert torch.equal(ours.transpose(1, 2)[..., : ref.shape[-1]], ref)
+    # codebook k starts k frames late; the tail keeps every code
+    for i in range(k):
+        assert torch.equal(ours[:, i : i + 9, i], codes[:, i])
+        assert (ours[:, :i, i] == pad).all()
+
+
+def test_pad_positions_are_ignored_by_the_loss(tiny):
+    model, processor = tiny
+    pad = model.config.decoder.pad_token_id
+    labels = training.delay_pattern(torch.randint(0, pad, (1, 4, 6)), pad)
+    tok = processor.tokenizer(["calm"], return_tensors="pt")
+    out = model(**tok, labels=labels)
+    logits = out.logits.reshape(1, 4, labels.shape[1], -1)
+    masked = labels.masked_fill(labels == pad, -100)
+    manual = sum(torch.nn.functional.cross_entropy(logits[0, i], masked[0, :, i], ignore_index=-100)
+                 for i in range(4)) / 4
+    assert torch.allclose(out.loss, manual, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------- sampler
+def test_genre_sampler_balances_and_is_reproducible():
+    genres = ["a"] * 80 + ["b"] * 15 + ["c"] * 5
+    s = training.GenreSampler(genres, temperature=1.0, seed=3, num_samples=6000)
+    drawn = np.array(genres)[s.indices()]
+    shares = {g: float((drawn == g).mean()) for g in "abc"}
+    assert all(abs(v - 1 / 3) < 0.03 for v in shares.values()), shares
+    assert np.array_equal(s.indices(), training.GenreSampler(genres, temperature=1.0, seed=3,
+                                                             num_samples=6000).indices())
+    first = s.indices()
+    s.set_epoch(1)
+    assert not np.array_equal(first, s.indices())
+    other = training.GenreSampler(genres, temperature=1.0, seed=3, num_samples=6000)
+    other.load_state_dict(s.state_dict())
+    assert np.array_equal(other.indices(), s.indices())
+    plain = training.GenreSampler(genres, temperature=0.0, seed=3)
+    assert sorted(plain.indices().tolist()) == list(range(100))  # a shuffle: every clip once
+
+
+# --------------------------------------------------------------------------------------------- batches
+def _items(n=4, melody=False):
+    rng = np.random.default_rng(1)
+    return [training.ClipTokens(clip_id=str(i), codes=rng.integers(0, 64, (4, 100)).astype(np.int16),
+                                genre="ambient", fields={"scene": "a dark alley", "genre": "ambient",
+                                                         "moods": ["suspenseful"], "instruments": ["synthesizer"],
+                                                         "bpm": 80.0, "key": "D minor"},
+                                chroma=np.eye(12, dtype=np.float32)[rng.integers(0, 12, 16)] if melody else None)
+            for i in range(n)]
+
+
+def test_cfg_dropout_gives_null_condition_and_attribute_dropout_changes_captions(tiny):
+    _, processor = tiny
+    spec = training.BatchSpec(pad_id=64, segment_frames=50, cfg_dropout=1.0, melody_dropout=0.0,
+                              caption_dropout={})
+    batch = training.make_batch(_items(), spec, np.random.default_rng(0))
+    assert batch["captions"] == [""] * 4 and batch["null_text"].all()
+    assert batch["labels"].shape == (4, 50 + 3, 4)
+    kwargs = training.model_inputs(batch, processor, "cpu")
+    assert int(kwargs["attention_mask"].sum()) == 0
+    spec = training.BatchSpec(pad_id=64, segment_frames=50, cfg_dropout=0.0, melody_dropout=0.0,
+                              caption_dropout={"bpm": 1.0, "key": 1.0})
+    batch = training.make_batch(_items(), spec, np.random.default_rng(0))
+    assert not batch["null_text"].any()
+    assert all("dark alley" in c and "bpm" not in c and "minor" not in c for c in batch["captions"])
+    kept = training.make_batch(_items(), spec, np.random.default_rng(0), train=False)["captions"]
+    assert all("80 bpm" in c and "D minor" in c for c in kept)  # validation keeps every attribute
+
+
+def test_melody_dropout_uses_the_null_chroma():
+    spec = training.BatchSpec(pad_id=64, segment_frames=50, cfg_dropout=0.0, melody_dropout=1.0,
+                              caption_dropout={}, chroma_per_frame=7.8125 / 50)
+    batch = training.make_batch(_items(melody=True), spec, np.random.default_rng(0))
+    chroma = batch["chroma"]
+    assert chroma.shape[0] == 4 and chroma.shape[2] == 12
+    assert (chroma[..., 0] == 1).all() and (chroma[..., 1:] == 0).all()
+    spec.melody_dropout = 0.0
+    assert not (training.make_batch(_items(melody=True), spec, np.random.default_rng(0))["chroma"][..., 0] == 1).all()
+
+
+# --------------------------------------------------------------------------------------------- cache
+def test_token_cache_encodes_each_clip_once(tmp_path, cache_dir, tiny, monkeypatch):
+    from echoscript_utils import models, token_cache
+
+    model, _ = tiny
+    stage = write_clips(tmp_path, genres=["ambient"] * 3)
+    paths = sorted((stage / "clips").glob("*.wav"))
+    calls = []
+    real = models.encode_audio
+    monkeypatch.setattr(models, "encode_audio", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = token_cache.encode_clips(model, paths, cache_dir=tmp_path / "c", batch_size=2, progress=False)
+    assert len(calls) == 2 and first[0].dtype == np.int16 and first[0].shape == (4, 100)
+    again = token_cache.encode_clips(model, paths, cache_dir=tmp_path / "c", progress=False)
+    assert len(calls) == 2  # all hits
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    direct = models.encode_audio(model, audio.load(paths[0], sr=SR, mono=True)[0][None]).numpy()[0]
+    assert (first[0] == direct).mean() > 0.9  # batched vs single convolutions may flip a near-tie code
+
+
+# --------------------------------------------------------------------------------------------- the loop
+def test_training_loss_falls_checkpoints_every_epoch_and_final_loads(tmp_path, cache_dir):
+    from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
+
+    cfg = make_cfg(tmp_path, cache_dir, epochs=3, sample_prompt="calm piano", sample_duration_s=0.2,
+                   tensorboard=True)
+    summary = training.train_from_config(cfg, progress=False, log=lambda m: None)
+    stage = cfg.paths.finetuning
+    logs = training.read_logs(stage)
+    assert list(logs["train"].columns) == list(training.LOG_COLUMNS)
+    assert len(logs["train"]) == summary["steps"] == 3 * summary["steps_per_epoch"]
+    assert summary["train_loss_last_epoch"] < summary["train_loss_first_epoch"] - 0.05
+    assert len(summary["val_loss"]) == 3 and summary["val_loss"][-1] < summary["val_loss"][0]
+    ckpts = training.checkpoint_table(stage)
+    assert ckpts["completed_epochs"].tolist() == [1, 2, 3]
+    assert set(logs["genre_mix"]["epoch"]) == {1, 2, 3}
+    assert sorted(p.name for p in (stage / "samples").glob("*.wav")) == [f"epoch_0{i}.wav" for i in (1, 2, 3)]
+    assert any((stage / "tensorboard").iterdir())
+    model = MusicgenForConditionalGeneration.from_pretrained(stage / "final")
+    MusicgenProcessor.from_pretrained(stage / "final")
+    assert (stage / "metrics.json").is_file()
+    # the decoder moved, the frozen codec and text encoder did not
+    from echoscript_utils.models import load_musicgen
+
+    base, _ = load_musicgen("tiny-musicgen", cache_dir=cfg.paths.models)
+    sd, bsd = model.state_dict(), base.state_dict()
+    assert not torch.equal(sd["decoder.lm_heads.0.weight"], bsd["decoder.lm_heads.0.weight"])
+    assert all(torch.equal(sd[k], bsd[k]) for k in bsd if k.startswith(("audio_encoder.", "text_encoder.")))
+    # a rerun resumes from the last checkpoint and changes nothing
+    again = training.train_from_config(cfg, progress=False, log=lambda m: None)
+    assert again["resumed_from"] == ckpts["checkpoint"].iloc[-1]
+    assert len(training.read_logs(stage)["train"]) == summary["steps"]
+
+
+def test_resumed_run_after_sigkill_ends_with_the_same_weights(tmp_path, cache_dir):
+    opts = dict(save_every_steps=1, keep_checkpoints=2)
+    ref = make_cfg(tmp_path / "ref", cache_dir, **opts)
+    training.train_from_config(ref, progress=False, log=lambda m: None)
+
+    cfg = make_cfg(tmp_path / "killed", cache_dir, **opts)
+    # the child gets the same parameters through a file
+    params = tmp_path / "killed.yaml"
+    import yaml
+
+    data = cfg.to_dict()
+    params.write_text(yaml.safe_dump(data))
+    script = textwrap.dedent(f"""
+        import time
+        from echoscript_utils.config import load_config
+        from echoscript_utils.training import train_from_config
+        cfg = load_config({str(params)!r})
+        train_from_config(cfg, progress=False, on_step=lambda s: time.sleep(0.5))
+    """)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    child = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    target = cfg.paths.finetuning / "checkpoints" / "step-00000003" / "state.json"
+    deadline = time.time() + 120
+    while not target.is_file() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert child.poll() is None, child.stderr.read().decode()[-2000:]
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert not (cfg.paths.finetuning / "final").exists()
+
+    cfg = load_config(params)
+    summary = training.train_from_config(cfg, progress=False, log=lambda m: None)
+    assert summary["resumed_from"] is not None and int(summary["resumed_from"][5:]) >= 3
+    a, b = final_weights(ref), final_weights(cfg)
+    assert a.keys() == b.keys()
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst <= 1e-6, (worst, summary["resumed_from"], [k for k in a if not torch.equal(a[k], b[k])][:5])
+    log = training.read_logs(cfg.paths.finetuning)["train"]
+    assert log["step"].tolist() == list(range(1, summary["steps"] + 1))
+
+
+def test_nonfinite_loss_skips_the_step_then_stops_past_the_limit(tmp_path, cache_dir, monkeypatch):
+    real = training.TrainingRun._forward
+    bad_steps = {2}
+
+    def forward(self, batch):
+        loss = real(self, batch)
+        return loss * float("nan") if self.state.global_step + 1 in bad_steps else loss
+
+    monkeypatch.setattr(training.TrainingRun, "_forward", forward)
+    cfg = make_cfg(tmp_path / "a", cache_dir, epochs=1, max_nonfinite_steps=1)
+    summary = training.train_from_config(cfg, progress=False, log=lambda m: None)
+    assert summary["nonfinite_steps"] == 1
+    log = training.read_logs(cfg.paths.finetuning)["train"]
+    assert log.loc[log["step"] == 2, "skipped"].item() == 1 and np.isnan(log.loc[log["step"] == 2, "loss"].item())
+
+    bad_steps.update({1, 2, 3})
+    cfg = make_cfg(tmp_path / "b", cache_dir, epochs=1, max_nonfinite_steps=1)
+    with pytest.raises(training.NonFiniteLossError, match="max_nonfinite_steps=1"):
+        training.train_from_config(cfg, progress=False, log=lambda m: None)
+
+
+def test_lora_run_saves_adapter_and_merged_model(tmp_path, cache_dir):
+    from transformers import MusicgenForConditionalGeneration
+
+    cfg = make_cfg(tmp_path, cache_dir, epochs=1, **{"lora.enabled": True, "lora.r": 4, "lora.alpha": 8})
+    training.train_from_config(cfg, progress=False, log=lambda m: None)
+    stage = cfg.paths.finetuning
+    assert (stage / "adapter" / "adapter_config.json").is_file()
+    merged = MusicgenForConditionalGeneration.from_pretrained(stage / "final")
+    assert not any("lora" in k for k in merged.state_dict())
+
+
+def test_melody_model_trains_with_chroma(tmp_path, cache_dir):
+    from transformers import MusicgenMelodyForConditionalGeneration
+
+    cfg = make_cfg(tmp_path, cache_dir, model="tiny-musicgen-melody", epochs=1, max_steps=2, melody_dropout=0.5)
+    summary = training.train_from_config(cfg, progress=False, log=lambda m: None)
+    assert summary["steps"] == 2 and np.isfinite(summary["train_loss_last_epoch"])
+    MusicgenMelodyForConditionalGeneration.from_pretrained(cfg.paths.finetuning / "final")
+    assert any((cache_dir / "chroma").rglob("*.npy"))
+
+
+def test_batch_size_must_split_into_accumulation(tmp_path, cache_dir):
+    from echoscript_utils.errors import ConfigError
+
+    cfg = make_cfg(tmp_path, cache_dir, batch_size=5, grad_accum=2)
+    with pytest.raises(ConfigError, match="batch_size=5"):
+        training.train_from_config(cfg, progress=False, log=lambda m: None)
+
+
+def test_settings_table_lists_the_papers_recipe(tmp_path, cache_dir):
+    table = training.settings_table(make_cfg(tmp_path, cache_dir))
+    row = table.set_index("setting").loc["learning_rate"]
+    assert row["paper"] == "5e-5" and row["this_run"] == "0.003"
