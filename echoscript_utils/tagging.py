@@ -502,97 +502,66 @@ CLAP_TEMPLATES: dict[str, tuple[str, ...]] = {
 class ClapTagger(Tagger):
     """Zero-shot CLAP tagging against text prompts per taxonomy label.
 
-    The clip is cut into windows of the feature extractor's length (10 s for LAION CLAP), at most
-    ``max_windows`` of them, and their embeddings averaged, so the result is deterministic (no random crop).
-    Per field, the cosine similarities scaled by the model's audio logit scale go through a softmax.
+    Audio and text go through the alignment stage's :class:`~echoscript_utils.alignment.ClapEmbedder`, so the
+    tags and the alignment stage's CLAP scores come from the same embeddings (deterministic windows of the
+    feature extractor's length, 10 s for LAION CLAP, averaged). Each label's text embedding is the mean over
+    its field's templates; per field, the cosine similarities scaled by the model's audio logit scale go
+    through a softmax.
 
     Args:
-        model: hub id, local folder or ``tiny-clap`` (resolved by ``echoscript_utils.models.load_clap``).
-        cache_dir: model cache (``cfg.paths.models``).
-        templates: per-field prompt templates with ``{label}``.
+        model: hub id, local folder or ``tiny-clap``.
+        cache_dir: the run cache (``cfg.paths.cache``); models resolve under ``<cache_dir>/models``.
+        device: torch device.
+        seed: seed for building tiny models.
+        templates: per-field prompt templates with ``{label}`` (default :data:`CLAP_TEMPLATES`).
+        embedder: an existing ``ClapEmbedder`` to reuse (then ``model``/``cache_dir`` only name it).
     """
 
     name = "clap"
     sample_rate = 48000
 
     def __init__(self, model: str, *, cache_dir: str | os.PathLike, device: str = "cpu", seed: int = 1234,
-                 templates: dict[str, Sequence[str]] | None = None, max_windows: int = 3,
-                 loader: Callable[..., tuple[Any, Any]] | None = None):
+                 templates: dict[str, Sequence[str]] | None = None, embedder: Any = None):
         import torch
 
         from .artifacts import text_hash
 
-        identity = None
-        if loader is None:
+        if embedder is None:
             try:
-                from .models import load_clap as loader
-                from .models import model_identity
+                from .alignment import ClapEmbedder
             except ImportError as exc:
-                raise DependencyError(f"echoscript_utils.models.load_clap is not available ({exc})") from None
-            identity = model_identity(model, seed=seed)
-            self.model, self.processor = loader(model, cache_dir=cache_dir, device=device, seed=seed)
-        else:
-            self.model, self.processor = loader(model, cache_dir=cache_dir)
-        self.model = self.model.to(device).eval()
-        self.device = device
+                raise DependencyError(f"echoscript_utils.alignment.ClapEmbedder is not available ({exc})") from None
+            embedder = ClapEmbedder(model, cache_dir=cache_dir, device=device, seed=seed)
+        self.embedder = embedder
         self.model_name = str(model)
-        self.max_windows = int(max_windows)
+        self.sample_rate = int(embedder.sample_rate)
         self.templates = {f: tuple(t) for f, t in (templates or CLAP_TEMPLATES).items()}
-        fe = getattr(self.processor, "feature_extractor", self.processor)
-        self.sample_rate = int(getattr(fe, "sampling_rate", 48000))
-        self.window = int(getattr(fe, "nb_max_samples", 10 * self.sample_rate))
-        scale = getattr(self.model, "logit_scale_a", None)
+        scale = getattr(embedder.model, "logit_scale_a", None)
         self.logit_scale = float(scale.detach().exp()) if scale is not None else 100.0
-        with torch.inference_mode():
-            self.text_emb = {f: self._embed_labels(f) for f in FIELDS}
-        if identity is None:
-            first = next(iter(self.model.parameters()))
-            identity = text_hash(self.model_name, float(first.detach().double().sum()))
-        self.version = f"clap-{identity}+prompts-{text_hash(self.templates)[:8]}+w{self.max_windows}"
+        self.text_emb = {f: self._embed_labels(f) for f in FIELDS}
+        identity = getattr(embedder, "identity", None) or text_hash(self.model_name)
+        self.version = f"clap-{identity}+prompts-{text_hash(self.templates)[:8]}"
+        self._torch = torch
 
-    def _text(self, prompts: list[str]):
-        import torch
-
-        tok = getattr(self.processor, "tokenizer", None) or self.processor
-        enc = tok(prompts, padding=True, return_tensors="pt")
-        enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-        out = self.model.get_text_features(**enc)
-        emb = out if isinstance(out, torch.Tensor) else out.pooler_output
-        return torch.nn.functional.normalize(emb.float(), dim=-1)
-
-    def _embed_labels(self, field: str):
-        import torch
-
+    def _embed_labels(self, field: str) -> np.ndarray:
+        """``[n_labels, D]`` unit rows: per label, the normalised mean of its template embeddings."""
         rows = []
         for label in VOCAB[field]:
-            emb = self._text([t.format(label=label) for t in self.templates[field]]).mean(0)
-            rows.append(torch.nn.functional.normalize(emb, dim=-1))
-        return torch.stack(rows)
+            e = self.embedder.embed_text([t.format(label=label) for t in self.templates[field]]).mean(axis=0)
+            rows.append(e / max(float(np.linalg.norm(e)), 1e-12))
+        return np.stack(rows).astype(np.float32)
 
     def audio_embedding(self, wav: np.ndarray, sr: int) -> np.ndarray:
-        """Mean normalised CLAP audio embedding ``[D]`` over up to ``max_windows`` windows."""
-        import torch
-
-        x = self._mono(wav, sr)
-        n = max(1, min(self.max_windows, x.size // self.window))
-        windows = [x[i * self.window:(i + 1) * self.window] for i in range(n)]
-        fe = getattr(self.processor, "feature_extractor", self.processor)
-        feats = fe(windows, sampling_rate=self.sample_rate, return_tensors="pt")
-        feats = {k: v.to(self.device) for k, v in feats.items() if k in ("input_features", "is_longer")}
-        with torch.inference_mode():
-            out = self.model.get_audio_features(**feats)
-        emb = out if isinstance(out, torch.Tensor) else out.pooler_output
-        emb = torch.nn.functional.normalize(emb.float(), dim=-1).mean(0)
-        return torch.nn.functional.normalize(emb, dim=-1).cpu().numpy()
+        """Unit CLAP audio embedding ``[D]`` of one clip ``[C, T]`` / ``[T]`` at ``sr`` Hz."""
+        return np.asarray(self.embedder.embed_audio_array(np.asarray(wav, dtype=np.float32), sr), np.float32)
 
     def tag(self, wav: np.ndarray, sr: int) -> TagProbs:
-        import torch
-
-        a = torch.from_numpy(self.audio_embedding(wav, sr)).to(self.device)
+        a = self.audio_embedding(wav, sr)
         out: TagProbs = {}
         for f in FIELDS:
-            logits = self.logit_scale * (self.text_emb[f] @ a)
-            p = torch.softmax(logits, dim=0).cpu().numpy()
+            logits = self.logit_scale * (self.text_emb[f] @ a).astype(np.float64)
+            p = np.exp(logits - logits.max())
+            p /= p.sum()
             out[f] = {label: float(v) for label, v in zip(VOCAB[f], p, strict=True)}
         return out
 
@@ -615,7 +584,7 @@ def _make_musicnn(cfg) -> Tagger:
 def _make_clap(cfg) -> Tagger:
     from .config import resolve_device
 
-    return ClapTagger(cfg.alignment.clap_model, cache_dir=cfg.paths.models, device=resolve_device(cfg.run.device),
+    return ClapTagger(cfg.alignment.clap_model, cache_dir=cfg.paths.cache, device=resolve_device(cfg.run.device),
                       seed=cfg.seed)
 
 

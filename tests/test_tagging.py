@@ -215,7 +215,7 @@ def test_tag_map_shapes_are_normalised():
 @pytest.fixture(scope="module")
 def clap_tagger(tmp_path_factory):
     try:
-        return tagging.ClapTagger("tiny-clap", cache_dir=tmp_path_factory.mktemp("models"))
+        return tagging.ClapTagger("tiny-clap", cache_dir=tmp_path_factory.mktemp("cache"))
     except DependencyError as exc:
         pytest.skip(str(exc))
 
@@ -227,14 +227,19 @@ def test_clap_tagger_is_a_deterministic_softmax(clap_tagger):
     assert a == b
     for f in FIELDS:
         assert sum(a[f].values()) == pytest.approx(1.0, abs=1e-5)
-    assert clap_tagger.version.startswith("clap-")
+    assert clap_tagger.version.startswith("clap-local:")  # weights hash of the resolved folder
+    # the probabilities are the softmax of scaled cosines with the label prompts
+    emb = clap_tagger.audio_embedding(wav, sr)
+    logits = clap_tagger.logit_scale * clap_tagger.text_emb["moods"] @ emb
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose(list(a["moods"].values()), expected, rtol=1e-5)
 
 
-def test_clap_prompts_change_the_version(tmp_path, clap_tagger):
-    other = tagging.ClapTagger("tiny-clap", cache_dir=tmp_path,
-                               templates={f: ("{label}",) for f in FIELDS},
-                               loader=lambda name, cache_dir: (clap_tagger.model, clap_tagger.processor))
+def test_clap_prompts_change_the_version(clap_tagger):
+    other = tagging.ClapTagger("tiny-clap", cache_dir="unused", templates={f: ("{label}",) for f in FIELDS},
+                               embedder=clap_tagger.embedder)
     assert other.version != clap_tagger.version
+    assert not np.allclose(other.text_emb["genre"], clap_tagger.text_emb["genre"])
 
 
 # ------------------------------------------------------------------------------------------- registry / selection
