@@ -449,45 +449,33 @@ def _tag_probabilities(df) -> dict[str, float]:
 
 
 def _normalise_tag_map(tmap) -> list[tuple[str, str, str, float]]:
-    """Accept the shapes a tag → taxonomy map can reasonably take; return ``(tag, field, label, weight)``."""
+    """A tag → taxonomy map as rows ``(tag, field, label, weight)``.
+
+    Accepts a DataFrame or records with ``tag, field, label[, weight]`` (the port's ``taxonomy_map()``), or a
+    nested dict ``{field: {label: [tag, ...] | {tag: weight}}}``. Rows whose field or label is not in
+    :data:`VOCAB` are dropped; weights are clipped to (0, 1].
+    """
     rows: list[tuple[str, str, str, float]] = []
     if hasattr(tmap, "to_dict") and hasattr(tmap, "columns"):
         tmap = tmap.to_dict("records")
     if isinstance(tmap, dict):
         for field, labels in tmap.items():
-            if field not in VOCAB and isinstance(labels, dict | list | tuple | str):
-                # {tag: {field: label}} or {tag: (field, label)} or {tag: [(field, label), ...]}
-                items = labels.items() if isinstance(labels, dict) else [labels]
-                for entry in items:
-                    rows.extend(_rows_from_entry(field, entry))
-                continue
             for label, tags in (labels or {}).items():
-                if isinstance(tags, dict):
-                    rows.extend((str(t), field, label, float(w)) for t, w in tags.items())
-                elif isinstance(tags, str):
-                    rows.append((tags, field, label, 1.0))
-                else:
-                    rows.extend((str(t), field, label, 1.0) for t in tags)
+                weighted = tags.items() if isinstance(tags, dict) else [(t, 1.0) for t in
+                                                                       ([tags] if isinstance(tags, str) else tags)]
+                rows.extend((str(t), str(field), str(label), float(w)) for t, w in weighted)
     else:
         for r in tmap or []:
             r = dict(r)
-            rows.append((str(r["tag"]), str(r["field"]), str(r["label"]), float(r.get("weight", 1.0) or 1.0)))
-    clean = []
+            w = r.get("weight", 1.0)
+            rows.append((str(r["tag"]), str(r["field"]), str(r["label"]), 1.0 if w in (None, "") else float(w)))
+    aliases = {"genres": "genre", "mood": "moods", "instrument": "instruments"}
+    clean = set()
     for tag, field, label, w in rows:
-        field = {"genres": "genre", "mood": "moods", "instrument": "instruments"}.get(field, field)
+        field = aliases.get(field, field)
         if field in VOCAB and label in VOCAB[field] and w > 0:
-            clean.append((tag, field, label, min(float(w), 1.0)))
-    return sorted(set(clean))
-
-
-def _rows_from_entry(tag, entry):
-    if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], str | float | int):
-        field, label = entry
-        if isinstance(label, str):
-            return [(str(tag), str(field), label, 1.0)]
-    if isinstance(entry, tuple) and len(entry) >= 2:
-        return [(str(tag), str(entry[0]), str(entry[1]), float(entry[2]) if len(entry) > 2 else 1.0)]
-    return []
+            clean.add((tag, field, label, min(w, 1.0)))
+    return sorted(clean)
 
 
 # ----------------------------------------------------------------------------------------- CLAP
