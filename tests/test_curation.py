@@ -358,3 +358,36 @@ def test_load_metadata_resolves_paths_and_names_bad_lines(run, tmp_path):
     with pytest.raises(InputError, match=r"metadata.jsonl:2: field 'clip_id'"):
         ds.load_metadata(later)
     assert ds.load_metadata(later, validate=False)["tagger"].iloc[0] == "musicnn"
+
+
+def test_memory_stays_bounded_on_a_long_file(tmp_path):
+    """Peak memory of one input depends on the clip length, not on the file's length."""
+    import tracemalloc
+
+    from echoscript_utils.curation import _process, _settings
+
+    (tmp_path / "cache").mkdir()
+    settings = _settings(CurationSection(clip_s=10.0))
+
+    piece = music(100, 10.0, channels=2).T
+
+    def peak_for(pieces: int) -> tuple[int, dict]:
+        path = tmp_path / f"long_{pieces}.wav"
+        with sf.SoundFile(str(path), "w", SR, 2, subtype="PCM_16") as f:  # written in 10 s pieces
+            for i in range(pieces):
+                f.write(np.roll(piece, 997 * i, axis=0))
+        task = {"rel": path.name, "path": str(path), "track_id": path.stem, "settings": settings,
+                "clips_dir": str(tmp_path / "clips"), "cache_dir": str(tmp_path / "cache")}
+        tracemalloc.start()
+        res = _process(task)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak, res
+
+    peak_for(2)  # first call: one-off allocations (filter banks, codec state)
+    short, _ = peak_for(6)
+    long, res = peak_for(24)
+    assert res["status"] == "kept" and len(res["clips"]) == 24
+    decoded = 240 * SR * 2 * 4  # the 4-minute file as float32
+    assert long < 0.25 * decoded, f"peak {long / 2**20:.0f} MiB for a {decoded / 2**20:.0f} MiB file"
+    assert long < 1.3 * short + 2**20, (short, long)
