@@ -8,7 +8,8 @@ Three taggers can be chosen in ``annotation.taggers`` and combined:
     package runs ``wget`` for its label list and the wrapper re-downloads (and truncates) small checkpoints.
     Instead the model module is loaded on its own (:func:`panns_cnn14_class`), the checkpoint is fetched once
     by our own code into the model cache (:func:`resolve_checkpoint`) and the label list is our own copy
-    (``data/audioset_labels.csv``, Cnn14 output order).
+    (``data/audioset_labels.csv``: ``index, mid, display_name`` of the AudioSet release's class list, in
+    Cnn14's output order; AudioSet labels by Google, CC BY 4.0).
 ``musicnn``
     The PyTorch port of musicnn (``echoscript_utils.musicnn``) with the port's own tag → taxonomy map.
 ``clap``
