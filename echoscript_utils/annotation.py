@@ -60,6 +60,7 @@ __all__ = [
     "evaluate",
     "final_tags",
     "genre_confusion",
+    "json_schema",
     "label_auc",
     "label_metrics",
     "load_annotated",
@@ -131,6 +132,14 @@ class AnnotatedClipRecord(ClipRecord):
     tags: ClipTags | None = None  # type: ignore[assignment]
     tagger: TaggerInfo | None = None
     prompt_candidates: list[PromptCandidate] = Field(default_factory=list)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of one annotation ``metadata.jsonl`` row (schema v2)."""
+    schema = AnnotatedClipRecord.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"echoscript-clip-metadata-v{ANNOTATION_SCHEMA_VERSION}"
+    return schema
 
 
 # ----------------------------------------------------------------------------------------- inputs

@@ -132,6 +132,8 @@ def test_metadata_v2_is_readable_by_the_v1_reader(run):
     for tags, cands in zip(ann["tags"], ann["prompt_candidates"], strict=True):
         assert 1 <= len(cands) <= 3
         assert all(c["mood"] in tags["moods"] for c in cands)
+    schema = annotation.json_schema()
+    assert schema["$id"].endswith("v2") and {"tags", "tagger", "prompt_candidates"} <= set(schema["properties"])
     v1 = annotation.load_annotated(cfg.paths.curation)  # an old file stays readable
     assert len(v1) == 6 and v1["tagger"].isna().all()
     assert (stage / "prompts.jsonl").is_file() and (stage / "tagger_outputs.csv").is_file()
