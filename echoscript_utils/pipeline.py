@@ -23,7 +23,7 @@ from .errors import ConfigError, InputError, StageError
 #: The parameter sections each stage depends on (cumulative: a stage also depends on everything before it).
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "01_curation": ("data", "curation"),
-    "02_annotation": ("annotation",),
+    "02_annotation": ("annotation", "alignment"),  # the clap tagger uses alignment.clap_model
     "03_alignment": ("alignment",),
     "04_finetuning": ("training",),
     "05_generation": ("generation",),
