@@ -34,7 +34,8 @@ MusicGen decoder with the text encoder and codec frozen:
 Several GPUs
 ------------
 The same command scales out with ``accelerate``: run ``accelerate config`` once (or pass flags), then
-``accelerate launch -m echoscript_utils train params/colab_a100.yaml`` (e.g. ``--multi_gpu --num_processes 4``).
+``accelerate launch -m echoscript_utils train params/colab_a100.yaml`` (e.g. ``--multi_gpu --num_processes 4``;
+``torchrun --nproc_per_node 4 -m echoscript_utils train ...`` works too, and is the way to try it on CPUs).
 Each process trains on its own share of every batch (``batch_size`` stays the effective batch:
 ``batch_size = per-GPU batch × grad_accum × processes``), gradients are averaged by DDP, only the main process
 writes files, and the token cache is filled by the main process before the others read it. The mixed precision
@@ -51,6 +52,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -590,14 +592,14 @@ class TrainingRun:
 
     def _start_accelerator(self) -> None:
         from accelerate import Accelerator
-        from accelerate.state import AcceleratorState, PartialState
+        from accelerate.state import AcceleratorState
 
         from .config import resolve_device
 
         t = self.t
         device = resolve_device(self.cfg.run.device)
         mp = _precision(t.precision, device, self.log_fn)
-        if AcceleratorState._shared_state and PartialState().num_processes == 1:
+        if AcceleratorState._shared_state and int(os.environ.get("WORLD_SIZE", "1")) == 1:
             AcceleratorState._reset_state(reset_partial_state=True)  # a fresh precision per run in one process
         self.accelerator = acc = Accelerator(mixed_precision=mp, cpu=device == "cpu")
         self.world = acc.num_processes
@@ -629,7 +631,11 @@ class TrainingRun:
         if t.gradient_checkpointing:
             model.config.use_cache = False
             model.decoder.config.use_cache = False
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.2x name
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if t.lora.enabled:
             from peft import LoraConfig, get_peft_model
 
@@ -720,10 +726,15 @@ class TrainingRun:
                 finite = False  # fp16's scaler skips such steps itself and lowers its scale
         if finite:
             self.optimizer.step()
-        self.scheduler.step()
+        with warnings.catch_warnings():  # a skipped update still advances the schedule, on purpose
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         skipped = not finite or bool(getattr(self.optimizer, "step_was_skipped", False))
-        loss_value = float(torch.stack(losses).mean()) if losses and finite else float("nan")
+        loss_value = float("nan")
+        if losses and finite:
+            mean = torch.stack(losses).mean()
+            loss_value = float(acc.reduce(mean, reduction="mean") if self.world > 1 else mean)
         return {"loss": loss_value, "grad_norm": grad_norm, "skipped": int(not finite),
                 "scaler_skipped": int(skipped and finite)}
 

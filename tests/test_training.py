@@ -314,3 +314,17 @@ def test_settings_table_lists_the_papers_recipe(tmp_path, cache_dir):
     table = training.settings_table(make_cfg(tmp_path, cache_dir))
     row = table.set_index("setting").loc["learning_rate"]
     assert row["paper"] == "5e-5" and row["this_run"] == "0.003"
+
+
+def test_gradient_checkpointing_gives_the_same_first_step_and_bf16_autocast_runs(tmp_path, cache_dir):
+    plain = make_cfg(tmp_path / "plain", cache_dir, epochs=1, max_steps=1)
+    ckpt = make_cfg(tmp_path / "ckpt", cache_dir, epochs=1, max_steps=1, gradient_checkpointing=True)
+    a = training.train_from_config(plain, progress=False, log=lambda m: None)
+    b = training.train_from_config(ckpt, progress=False, log=lambda m: None)
+    assert a["train_loss_first_epoch"] == pytest.approx(b["train_loss_first_epoch"], abs=1e-6)
+    wa, wb = final_weights(plain), final_weights(ckpt)
+    assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-5
+    bf16 = make_cfg(tmp_path / "bf16", cache_dir, epochs=1, max_steps=1, precision="bf16")
+    c = training.train_from_config(bf16, progress=False, log=lambda m: None)
+    assert c["precision"] == "bf16" and np.isfinite(c["train_loss_first_epoch"])
+    assert c["train_loss_first_epoch"] == pytest.approx(a["train_loss_first_epoch"], abs=0.05)

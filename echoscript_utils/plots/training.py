@@ -27,8 +27,8 @@ def loss_curves(train_log, val_log=None, *, ax=None, smooth: int = 5):
         steps, loss = train_log["step"].to_numpy(), train_log["loss"].to_numpy(dtype=float)
         ax.plot(steps, loss, color=color, alpha=0.3, lw=1, label="train loss (step)")
         if smooth > 1 and len(loss) >= smooth:
-            s = np.convolve(np.nan_to_num(loss, nan=np.nanmean(loss)), np.ones(smooth) / smooth, mode="valid")
-            ax.plot(steps[smooth - 1 :], s, color=color, lw=2, label=f"train loss (mean of {smooth})")
+            mean = train_log["loss"].rolling(smooth, center=True, min_periods=1).mean()  # skips NaN steps
+            ax.plot(steps, mean, color=color, lw=2, label=f"train loss (centred mean of {smooth})")
     if val_log is not None and len(val_log) and val_log["val_loss"].notna().any():
         ax.plot(val_log["step"], val_log["val_loss"], "o-", color="#1f77b4", label="validation loss (epoch)")
         for _, row in val_log.iterrows():
@@ -51,7 +51,7 @@ def lr_curve(train_log, *, ax=None, grad_norm: bool = True):
             ax2.plot(train_log["step"], train_log["grad_norm"], color="#7f7f7f", lw=1, alpha=0.7, label="grad norm")
             ax2.set_ylabel("gradient norm")
             ax2.grid(False)
-            ax2.legend(loc="center right")
+            ax2.legend(loc="lower left")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
     ax.set_title("Schedule (warmup + decay)")
