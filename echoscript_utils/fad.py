@@ -130,17 +130,29 @@ def _rows_and_groups(emb, what: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _factor_cov(cov: np.ndarray) -> np.ndarray:
-    """A real ``F`` with ``F Fᵀ = cov``: Cholesky, or an eigen-factor (negative rounding clamped) if singular."""
-    cov = 0.5 * (cov + cov.T)
+    """A real ``F`` ``[D, r]`` with ``F Fᵀ = cov``.
+
+    Cholesky when ``cov`` is positive definite; otherwise LAPACK's pivoted Cholesky (``?pstrf``), which stops at
+    the numerical rank r and so keeps exactly singular directions exactly zero; an eigen-factor with negative
+    rounding clamped to zero only if that fails.
+    """
+    import scipy.linalg
+    from scipy.linalg.lapack import dpstrf
+
+    cov = np.ascontiguousarray(0.5 * (cov + cov.T))
     try:
         return np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
-        import scipy.linalg
-
-        w, v = scipy.linalg.eigh(cov, driver="evd", check_finite=False)
-        w[w <= _rounding_floor(w)] = 0.0  # exactly singular directions stay exactly zero
-        keep = w > 0
-        return v[:, keep] * np.sqrt(w[keep])
+        pass
+    c, piv, rank, info = dpstrf(cov, lower=1, tol=-1.0)
+    if info >= 0 and np.isfinite(c).all():
+        factor = np.empty((cov.shape[0], rank))
+        factor[piv - 1] = np.tril(c)[:, :rank]
+        return factor
+    w, v = scipy.linalg.eigh(cov, driver="evd", check_finite=False)
+    w[w <= _rounding_floor(w)] = 0.0
+    keep = w > 0
+    return v[:, keep] * np.sqrt(w[keep])
 
 
 def _side_from_rows(rows: np.ndarray, weights: np.ndarray | None = None) -> _Side:

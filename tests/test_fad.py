@@ -83,6 +83,11 @@ def test_near_singular_and_exactly_singular_covariances_are_exact(rng):
     value = fad.frechet_distance(a0, b0)
     assert isinstance(value, float) and np.isfinite(value)
     assert value == pytest.approx(exact_data_space(a0, b0), rel=1e-9)
+    sa, sb = fad.EmbeddingStats.from_embeddings(a0), fad.EmbeddingStats.from_embeddings(b0)
+    assert fad.frechet_distance_from_stats(sa.mu, sa.cov, sb.mu, sb.cov) == pytest.approx(value, rel=1e-9)
+    small = rng.standard_normal((10, 30))  # singular covariances given as statistics: pivoted Cholesky path
+    s1, s2 = fad.EmbeddingStats.from_embeddings(small), fad.EmbeddingStats.from_embeddings(small[::-1] * 2)
+    assert fad.frechet_distance(s1, s2) == pytest.approx(exact_data_space(small, small[::-1] * 2), rel=1e-9)
 
 
 def test_symmetric_non_negative_and_real(rng):
