@@ -592,6 +592,12 @@ def tag_kl_divergence(p_ref, p_gen, *, eps: float = 1e-6) -> float:
 
 
 # ============================================================================================== helpers
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, stacklevel=3)
+
+
 def _progress(it, enabled: bool, desc: str):
     if not enabled:
         return it
@@ -845,10 +851,16 @@ def clap_scores(sets: EvaluationSets, cfg, *, progress: bool = True):
     import pandas as pd
 
     from .embeddings import embed_files, get_embedder
+    from .errors import DependencyError
 
+    empty = pd.DataFrame(columns=["model", "score", "ci_low", "ci_high", "confidence", "n", "clap_model"])
     if not cfg.evaluation.relevance:
-        return pd.DataFrame(columns=["model", "score", "ci_low", "ci_high", "confidence", "n", "clap_model"])
-    embedder = get_embedder("clap", cfg)
+        return empty
+    try:
+        embedder = get_embedder("clap", cfg)
+    except DependencyError as exc:
+        _warn(f"CLAP score skipped: {exc}")
+        return empty
     rows = []
     for model, files in sets.generated.items():
         keep = [(f, p) for f, p in zip(files, sets.prompts[model]) if p]
@@ -869,11 +881,16 @@ def tag_distributions(sets: EvaluationSets, cfg, *, progress: bool = True):
 
     from . import musicnn
     from .embeddings import MusicnnEmbedder, embed_files
+    from .errors import DependencyError
 
     if not cfg.evaluation.relevance:
         return {}
     model = cfg.annotation.musicnn_model
-    tagger = MusicnnEmbedder(model, layer="taggram", cache_dir=cfg.paths.cache)
+    try:
+        tagger = MusicnnEmbedder(model, layer="taggram", cache_dir=cfg.paths.cache)
+    except DependencyError as exc:
+        _warn(f"tag distributions skipped: {exc}")
+        return {}
     labels = list(musicnn.LABELS[model])
     out = {}
     for label, files in {"reference": sets.reference, **sets.generated}.items():

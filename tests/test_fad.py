@@ -283,6 +283,8 @@ def test_stage_helpers_on_a_generated_layout(fake_run):
     fits = fad.fad_infinity_fits(embedded, cfg)
     outliers = fad.outlier_table(embedded)
     assert len(outliers) == 8 and set(outliers["model"]) == {"musicgen", "echoscript"}
+    assert fad.clap_scores(sets, cfg).empty and fad.tag_distributions(sets, cfg) == {}  # relevance off
+    assert fad.tag_kl_table({}).empty
     metrics = fad.stage_metrics(sets, embedded, table, paired, fits, outliers)
     json.dumps(metrics, default=str)
     assert metrics["reference"]["files"] == 3 and metrics["verdict"].startswith("vggish:")
