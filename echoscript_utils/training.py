@@ -555,6 +555,7 @@ class TrainingRun:
             self.log_fn(msg)
 
     accelerator = None
+    model_identity = None
 
     def _params_hash(self) -> str:
         from .artifacts import text_hash
@@ -563,7 +564,8 @@ class TrainingRun:
         for k in ("save_every_steps", "keep_checkpoints", "push_to_hub", "tensorboard", "sample_prompt",
                   "sample_duration_s", "encode_batch_size", "max_nonfinite_steps"):
             t.pop(k, None)
-        return text_hash(self.cfg.seed, t, dict(self.cfg.alignment.caption_dropout))
+        # the base model's identity too: a checkpoint's trainable weights only fit the frozen rest they grew on
+        return text_hash(self.cfg.seed, t, dict(self.cfg.alignment.caption_dropout), self.model_identity)
 
     def _setup(self) -> None:
         from .models import load_musicgen
@@ -727,7 +729,7 @@ class TrainingRun:
         if finite:
             self.optimizer.step()
         with warnings.catch_warnings():  # a skipped update still advances the schedule, on purpose
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         skipped = not finite or bool(getattr(self.optimizer, "step_was_skipped", False))
@@ -1015,7 +1017,7 @@ class TrainingRun:
             tmp = self.stage_dir / f".tmp-adapter-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             model.save_pretrained(str(tmp))
-            _tokenizer_or_processor_save(self.processor, tmp)
+            self.processor.save_pretrained(str(tmp))
             _replace_dir(tmp, self.stage_dir / "adapter")
             model = model.merge_and_unload()
         model.eval()
@@ -1024,7 +1026,7 @@ class TrainingRun:
         tmp = self.stage_dir / f".tmp-final-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(str(tmp))
-        _tokenizer_or_processor_save(self.processor, tmp)
+        self.processor.save_pretrained(str(tmp))
         _replace_dir(tmp, final)
         if self.t.push_to_hub:
             model.push_to_hub(self.t.push_to_hub)
@@ -1050,10 +1052,6 @@ class TrainingRun:
             "tokens_per_s": tokens / train_seconds if train_seconds else None,
             "seconds": round(seconds, 2), "params_hash": self.params_hash,
         }
-
-
-def _tokenizer_or_processor_save(processor, folder: Path) -> None:
-    processor.save_pretrained(str(folder))
 
 
 def train_from_config(cfg, *, log: Callable[[str], None] = print, on_step: Callable[[int], None] | None = None,
