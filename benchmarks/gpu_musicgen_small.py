@@ -282,11 +282,14 @@ def main() -> int:
         try:
             r = run_variant(args, config, tokenizer, precision=precision, attn=attn, cache=cache,
                             checkpointing=ckpt)
-        except torch.cuda.OutOfMemoryError:
-            print(f"{precision:9s} {attn:17s} {str(cache):5s} {str(ckpt):4s} out of memory")
-            results.append({"precision": precision, "attention": attn, "token_cache": cache, "oom": True})
+        except Exception as exc:  # out of memory, an attention kernel that refuses fp32 weights, ...
+            why = "out of memory" if isinstance(exc, torch.cuda.OutOfMemoryError) else \
+                f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+            print(f"{precision:9s} {attn:17s} {str(cache):5s} {str(ckpt):4s} {why}", flush=True)
+            results.append({"precision": precision, "attention": attn, "token_cache": cache, "error": why})
             gc.collect()
-            torch.cuda.empty_cache()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             continue
         r |= project(r, encode_batch_s, batch=args.batch, frame_rate=config.audio_encoder.frame_rate,
                      k=config.decoder.num_codebooks)
