@@ -875,6 +875,13 @@ class TrainingRun:
         s = self.state
         if resumed:
             self.log(f"resuming from {resumed.name} (epoch {s.epoch + 1}, step {s.global_step})")
+        else:
+            stale = _checkpoints(self.ckpt_dir)
+            if stale and main:  # from other parameters: they would confuse resuming and checkpoint rotation
+                self.log(f"removing {len(stale)} checkpoint(s) written with other training parameters")
+                for _, path in stale:
+                    shutil.rmtree(path, ignore_errors=True)
+            acc.wait_for_everyone()
         train_log = _CsvLog(self.stage_dir / "train_log.csv", LOG_COLUMNS, enabled=main)
         train_log.truncate(lambda r: int(r["step"]) <= s.global_step)
         writer = None

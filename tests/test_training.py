@@ -328,3 +328,15 @@ def test_gradient_checkpointing_gives_the_same_first_step_and_bf16_autocast_runs
     c = training.train_from_config(bf16, progress=False, log=lambda m: None)
     assert c["precision"] == "bf16" and np.isfinite(c["train_loss_first_epoch"])
     assert c["train_loss_first_epoch"] == pytest.approx(a["train_loss_first_epoch"], abs=0.05)
+
+
+def test_changed_parameters_start_fresh_and_drop_old_checkpoints(tmp_path, cache_dir):
+    first = make_cfg(tmp_path, cache_dir, epochs=2)
+    training.train_from_config(first, progress=False, log=lambda m: None)
+    changed = make_cfg(tmp_path, cache_dir, epochs=1, learning_rate=1e-3)
+    messages = []
+    summary = training.train_from_config(changed, progress=False, log=messages.append)
+    assert summary["resumed_from"] is None
+    assert any("other training parameters" in m for m in messages)
+    assert training.checkpoint_table(changed.paths.finetuning)["step"].tolist() == [summary["steps"]]
+    assert len(training.read_logs(changed.paths.finetuning)["train"]) == summary["steps"]
