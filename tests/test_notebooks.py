@@ -86,3 +86,47 @@ def test_demo_stage_metrics_are_recorded(demo_run):
     for stage in STAGES:
         m = read_json(cfg.paths.metrics(stage))
         assert isinstance(m, dict) and m, stage
+
+
+@pytest.mark.notebook
+def test_demo_recorded_results(demo_run):
+    """What each stage recorded on the demo corpus: values that must hold whatever the seed."""
+    import pandas as pd
+
+    from echoscript_utils import audio
+    from echoscript_utils.dataset import load_metadata
+
+    cfg, _ = demo_run
+    m = {s: read_json(cfg.paths.metrics(s)) for s in STAGES}
+    # 01: whole 30 s clips at 44.1 kHz, tempo and key measured against the corpus's ground truth
+    meta = load_metadata(cfg.paths.curation)
+    assert len(meta) == m["01_curation"]["n_clips"] > 0
+    for p in meta["path"].head(3):
+        wav, sr = audio.load(p)
+        assert sr == 44100 and wav.shape[-1] == 30 * 44100
+    assert m["01_curation"]["key"]["weighted_score"] >= 0.6
+    assert set(meta["split"]) == {"train", "valid", "eval"}
+    # 02: the real (musicnn) tagger beats the majority-genre baseline; the scores are recorded per tagger
+    acc = m["02_annotation"]["accuracy"]["taggers"]["musicnn"]
+    assert acc["genre_accuracy"] > acc["genre_majority_baseline"]
+    # 03: the demo CLAP passed the collapse gate and every clip is either kept or dropped with a reason
+    a = m["03_alignment"]
+    assert a["gate"]["passed"] and a["n_kept"] + a["n_dropped"] == a["n_clips"] == len(meta)
+    assert 0.0 <= a["recall_at_1"] <= a["recall_at_5"] <= 1.0
+    # 04: the training loss fell and final/ is a plain transformers folder
+    t = m["04_finetuning"]
+    assert t["train_loss_last_epoch"] < t["train_loss_first_epoch"]
+    from transformers import MusicgenForConditionalGeneration
+
+    MusicgenForConditionalGeneration.from_pretrained(cfg.paths.finetuning / "final")
+    # 05: every model × item × seed, same prompts for both models
+    g = m["05_generation"]
+    assert g["n_files"] == len(g["models"]) * g["n_items"] * g["n_seeds"]
+    # 06: every FAD point lies inside its own bootstrap interval
+    for row in m["06_evaluation"]["fad"]:
+        assert row["ci_low"] <= row["fad"] <= row["ci_high"], row
+    # 07: a simulated study says so, and the contract table has 8 questions × 2 models
+    assert m["07_listening"]["simulated"] is True
+    qm = pd.read_csv(cfg.paths.listening / "analysis" / "question_means.csv")
+    assert len(qm) == 16 and set(qm["model"]) == {"musicgen", "echoscript"}
+    assert ((qm["ci_low"] <= qm["mean"]) & (qm["mean"] <= qm["ci_high"])).all()
