@@ -148,6 +148,10 @@ def run_workbook(params: str | os.PathLike, *, stages=None, from_stage=None, red
     if not available:
         raise InputError(f"{notebooks_dir()}: no numbered notebooks found")
     chosen = _select_stages(available, stages, from_stage)
+    music = cfg.data.input_dir
+    if "01_curation" in chosen and music is not None and not Path(music).is_dir():
+        raise InputError(f"{music}: data.input_dir is not a folder; set it in {params} to your folder of music "
+                         f"(or to null for the demo corpus)")
     if from_stage is not None:
         for s in available:
             if s < stage_name(from_stage) and not stage_complete(cfg, s):

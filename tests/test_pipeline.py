@@ -99,3 +99,11 @@ def test_unwritable_output_root(tmp_path, capsys):
     assert main(["run", str(REPO / "params" / "demo.yaml"), "--output-root", target]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "writable" in err
+
+
+def test_missing_music_folder_is_named_before_anything_runs(tmp_path, capsys):
+    code = main(["run", str(REPO / "params" / "demo.yaml"), "--set", f"data.input_dir={tmp_path / 'nope'}",
+                 "--output-root", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "data.input_dir" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o" / "demo" / "notebooks" / "01_curation.ipynb").exists()
