@@ -96,13 +96,22 @@ class EmbeddingStats:
                        n=int(data["n"]))
 
 
-@dataclass
 class _Side:
-    """One side of a comparison: mean, tr(S) and a factor F with F Fᵀ = S (float64)."""
+    """One side of a comparison (float64): mean ``[D]``, ``tr(S)``, and the covariance ``S`` ``[D, D]`` or an exact
+    low-rank data factor ``F`` ``[D, r]`` with ``F Fᵀ = S``. A factor of a covariance is computed when first
+    needed and kept (a reference reused across bootstrap resamples is factored once)."""
 
-    mu: np.ndarray  # [D]
-    trace: float
-    factor: np.ndarray  # [D, r]
+    def __init__(self, mu: np.ndarray, trace: float, *, cov: np.ndarray | None = None,
+                 factor: np.ndarray | None = None):
+        self.mu, self.trace, self.cov = mu, trace, cov
+        self._factor = factor
+        self.triangular = False  # factor is square lower-triangular (plain Cholesky)
+
+    @property
+    def factor(self) -> np.ndarray:
+        if self._factor is None:
+            self._factor, self.triangular = _factor_cov(self.cov)
+        return self._factor
 
 
 def _rows_and_groups(emb, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +138,8 @@ def _rows_and_groups(emb, what: str) -> tuple[np.ndarray, np.ndarray]:
     return rows, groups
 
 
-def _factor_cov(cov: np.ndarray) -> np.ndarray:
-    """A real ``F`` ``[D, r]`` with ``F Fᵀ = cov``.
+def _factor_cov(cov: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A real ``F`` ``[D, r]`` with ``F Fᵀ = cov``, and whether it is square lower-triangular.
 
     Cholesky when ``cov`` is positive definite; otherwise LAPACK's pivoted Cholesky (``?pstrf``), which stops at
     the numerical rank r and so keeps exactly singular directions exactly zero; an eigen-factor with negative
@@ -141,18 +150,18 @@ def _factor_cov(cov: np.ndarray) -> np.ndarray:
 
     cov = np.ascontiguousarray(0.5 * (cov + cov.T))
     try:
-        return np.linalg.cholesky(cov)
+        return np.linalg.cholesky(cov), True
     except np.linalg.LinAlgError:
         pass
     c, piv, rank, info = dpstrf(cov, lower=1, tol=-1.0)
     if info >= 0 and np.isfinite(c).all():
         factor = np.empty((cov.shape[0], rank))
         factor[piv - 1] = np.tril(c)[:, :rank]
-        return factor
+        return factor, False
     w, v = scipy.linalg.eigh(cov, driver="evd", check_finite=False)
     w[w <= _rounding_floor(w)] = 0.0
     keep = w > 0
-    return v[:, keep] * np.sqrt(w[keep])
+    return v[:, keep] * np.sqrt(w[keep]), False
 
 
 def _side_from_rows(rows: np.ndarray, weights: np.ndarray | None = None) -> _Side:
@@ -170,9 +179,9 @@ def _side_from_rows(rows: np.ndarray, weights: np.ndarray | None = None) -> _Sid
         raise InputError(f"need at least 2 embedding rows for a covariance, got {total:g}")
     denom = total - 1.0
     if n_rows <= dim:  # rank-deficient: the centred data is an exact, cheap factor
-        return _Side(mu=mu, trace=float(np.einsum("ij,ij->", xc, xc)) / denom, factor=xc.T / math.sqrt(denom))
+        return _Side(mu, float(np.einsum("ij,ij->", xc, xc)) / denom, factor=xc.T / math.sqrt(denom))
     cov = xc.T @ xc / denom
-    return _Side(mu=mu, trace=float(np.trace(cov)), factor=_factor_cov(cov))
+    return _Side(mu, float(np.trace(cov)), cov=cov)
 
 
 def _side_from_stats(mu: np.ndarray, cov: np.ndarray) -> _Side:
@@ -182,7 +191,7 @@ def _side_from_stats(mu: np.ndarray, cov: np.ndarray) -> _Side:
         raise InputError(f"covariance of shape {cov.shape} does not match a mean of length {mu.shape[0]}")
     if not (np.isfinite(mu).all() and np.isfinite(cov).all()):
         raise InputError("statistics contain NaN or inf")
-    return _Side(mu=mu, trace=float(np.trace(cov)), factor=_factor_cov(cov))
+    return _Side(mu, float(np.trace(cov)), cov=cov)
 
 
 def _as_side(emb, what: str) -> _Side:
@@ -194,15 +203,39 @@ def _as_side(emb, what: str) -> _Side:
     return _side_from_rows(rows)
 
 
-def _trace_sqrt_product(fa: np.ndarray, fb: np.ndarray) -> float:
-    """``tr sqrt(S_a S_b)`` = sum of singular values of ``F_aᵀ F_b`` (via the smaller symmetric Gram matrix)."""
+def _sandwich(f: np.ndarray, cov: np.ndarray, *, triangular: bool) -> np.ndarray:
+    """``Fᵀ S F`` (= ``(Fᵀ F_S)(Fᵀ F_S)ᵀ`` for any factor ``F_S`` of S); triangular multiplies for a Cholesky F."""
+    if not triangular:
+        return f.T @ (cov @ f)
+    from scipy.linalg.blas import dtrmm
+
+    # BLAS is column-major: pass Lᵀ as a Fortran-ordered view (it is L's C-ordered memory) and say "upper".
+    lt = f.T
+    right = dtrmm(1.0, lt, np.array(cov.T, order="F"), side=1, lower=0, trans_a=1, overwrite_b=1)  # S L
+    return dtrmm(1.0, lt, right, side=0, lower=0, trans_a=0, overwrite_b=1)  # Lᵀ S L
+
+
+def _trace_sqrt_product(a: _Side, b: _Side) -> float:
+    """``tr sqrt(S_a S_b)`` from the eigenvalues of a small symmetric PSD matrix with the same non-zero spectrum.
+
+    Two data factors: ``G = F_aᵀ F_b`` and its smaller Gram matrix (eigenvalues = squared singular values of G).
+    A factor and a covariance: ``F_aᵀ S_b F_a``. Two covariances: one is factored (Cholesky) and sandwiched.
+    """
     import scipy.linalg
 
-    g = fa.T @ fb
-    gram = g @ g.T if g.shape[0] <= g.shape[1] else g.T @ g
+    if a.cov is None and b.cov is None:
+        g = a.factor.T @ b.factor
+        gram = g @ g.T if g.shape[0] <= g.shape[1] else g.T @ g
+    elif a.cov is None or b.cov is None:
+        data, full = (a, b) if a.cov is None else (b, a)
+        gram = _sandwich(data.factor, full.cov, triangular=False)
+    else:
+        first, other = (a, b) if a._factor is not None or b._factor is None else (b, a)
+        f = first.factor
+        gram = _sandwich(f, other.cov, triangular=first.triangular)
     if gram.size == 0:
         return 0.0
-    eig = scipy.linalg.eigh(gram, eigvals_only=True, driver="evd", check_finite=False)
+    eig = scipy.linalg.eigh(gram, lower=False, eigvals_only=True, driver="evd", check_finite=False)
     eig[eig <= _rounding_floor(eig)] = 0.0  # clamp negatives and rounding-level noise of zero eigenvalues
     return float(np.sqrt(eig).sum())
 
@@ -216,7 +249,7 @@ def _distance(a: _Side, b: _Side) -> float:
     if a.mu.shape != b.mu.shape:
         raise InputError(f"embedding sizes differ: {a.mu.shape[0]} vs {b.mu.shape[0]}; use the same embedder")
     diff = a.mu - b.mu
-    value = float(diff @ diff) + a.trace + b.trace - 2.0 * _trace_sqrt_product(a.factor, b.factor)
+    value = float(diff @ diff) + a.trace + b.trace - 2.0 * _trace_sqrt_product(a, b)
     return max(value, 0.0)  # ≥ 0 mathematically; only rounding can take it below
 
 
