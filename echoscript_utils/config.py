@@ -399,6 +399,8 @@ def load_config(
             raise ConfigError(f"{source}: a parameter file must be a mapping of sections, got {type(loaded).__name__}")
         data = loaded
         base_dir = source.parent
+    if source is None:  # built-in defaults: outputs/ under the working directory, not beside a params/ folder
+        data.setdefault("run", {}).setdefault("output_root", "outputs")
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     if output_root is not None:

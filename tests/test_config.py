@@ -100,3 +100,10 @@ def test_cli_bad_params_exit_2(tmp_path, capsys):
     assert main(["run", str(p), "--output-root", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "nonsense_section" in err and len(err.splitlines()) == 1
+
+
+def test_builtin_defaults_write_under_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None)
+    assert cfg.paths.root == tmp_path / "outputs" / "demo"
+    assert cfg.paths.cache == tmp_path / "outputs" / ".cache"
