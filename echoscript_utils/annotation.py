@@ -163,7 +163,7 @@ def build_taggers(cfg, *, names: Sequence[str] | None = None) -> tuple[dict[str,
     rows = []
     for name in names or cfg.annotation.taggers:
         try:
-            with torch_threads(cfg.annotation.torch_threads):
+            with torch_threads(cfg.run.torch_threads):
                 tg = get_tagger(name, cfg)
         except EchoScriptError as exc:
             rows.append({"tagger": name, "available": False, "version": "", "reason": str(exc)})
@@ -709,7 +709,7 @@ def tag_clips(cfg, clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, progre
     """Run the taggers (cached), then write ``tagger_outputs.csv`` and ``settings.json`` into the stage folder."""
     a = cfg.annotation
     outputs = run_taggers(clips, taggers, cache_dir=cfg.paths.cache, combine=a.combine, progress=progress,
-                          threads=a.torch_threads)
+                          threads=cfg.run.torch_threads)
     write_tagger_outputs(outputs, cfg.paths.annotation)
     write_settings(cfg.paths.annotation, taggers=taggers, combine=a.combine, threshold=a.threshold,
                    top_k=a.top_k, min_labels=a.min_labels)

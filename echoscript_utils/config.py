@@ -49,7 +49,7 @@ class RunSection(_Section):
     seed: int = 1234  # one seed for python, numpy, torch and every sampler
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     num_workers: int = Field(2, ge=0)  # worker processes for audio work (0 = in-process)
-    torch_threads: int | None = None  # torch CPU threads; None keeps torch's default (tiny models: 1 is fastest)
+    torch_threads: int | None = Field(None, ge=1)  # torch CPU threads; None keeps torch's default (tiny models: 1 is fastest)
 
     @field_validator("name")
     @classmethod
@@ -110,7 +110,6 @@ class AnnotationSection(_Section):
     min_labels: int = Field(1, ge=0)  # at least this many moods / instruments per clip (best first)
     combine: list[Literal["panns", "musicnn", "clap"]] | None = None  # taggers averaged into the tags; None = all
     prompts_per_clip: int = Field(3, ge=0)  # prompt candidates (matching mood) stored per clip
-    torch_threads: int | None = Field(None, ge=1)  # CPU threads while tagging; None = torch's default (1 is fastest on a busy CPU)
     prompts: PromptSection = PromptSection()
 
 

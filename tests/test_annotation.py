@@ -275,7 +275,7 @@ def test_notebook_runs_and_never_records_the_key(tmp_path, monkeypatch):
                         "truth": {"genre": truth[0], "moods": truth[1], "instruments": truth[2]}})
     dataset.write_metadata(records, cur / "metadata.jsonl")
     with FakeOpenAI() as server:
-        overrides = {"run.name": "nb", "annotation.taggers": ["musicnn"], "annotation.torch_threads": 1,
+        overrides = {"run.name": "nb", "annotation.taggers": ["musicnn"], "run.torch_threads": 1,
                      "annotation.prompts.provider": "auto", "annotation.prompts.n_prompts": 8,
                      "annotation.prompts.base_url": server.base_url, "annotation.prompts.model": "fake-model"}
         executed = out / "nb" / "notebooks" / "02_annotation.ipynb"
