@@ -99,6 +99,16 @@ def analyze_folder(study_dir, out_dir, *, baseline: str | None = None, confidenc
     return results
 
 
+def _validate_or_list_problems(study_dir):
+    """Validate a study folder; on failure print every problem (file, line, what) before the one-line error."""
+    try:
+        return validate_study(study_dir)
+    except StudyValidationError as err:
+        for p in err.problems:
+            print(f"  {p}", file=sys.stderr)
+        raise
+
+
 def listening_cli(args) -> int:
     """``echoscript listening pack|import|validate|analyze|simulate`` (see ``cli._add_listening``)."""
     cmd = args.listening_command
@@ -122,24 +132,14 @@ def listening_cli(args) -> int:
             print(f"note: {note}")
         return 0
     if cmd == "validate":
-        try:
-            study = validate_study(args.study)
-        except StudyValidationError as err:
-            for p in err.problems:
-                print(f"  {p}", file=sys.stderr)
-            raise
+        study = _validate_or_list_problems(args.study)
         s = study.summary()
         print(f"ok: {args.study}: {s['participants']} participants, {s['scenarios']} scenarios, {s['clips']} clips, "
               f"{s['ratings']} ratings, {s['preferences']} preferences"
               f"{' (' + SIMULATED_LABEL + ')' if s['simulated'] else ''}")
         return 0
     if cmd == "analyze":
-        try:
-            study = validate_study(args.study)
-        except StudyValidationError as err:
-            for p in err.problems:
-                print(f"  {p}", file=sys.stderr)
-            raise
+        study = _validate_or_list_problems(args.study)
         results = analyze(study, baseline=args.baseline, confidence=args.confidence)
         write_outputs(results, args.output)
         print(summary_text(results))
