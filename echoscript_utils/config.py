@@ -303,7 +303,7 @@ class Config:
 
     def _resolve_paths(self) -> None:
         def fix(section: BaseModel) -> None:
-            for name, field in type(section).model_fields.items():
+            for name in type(section).model_fields:
                 value = getattr(section, name)
                 if isinstance(value, BaseModel):
                     fix(value)

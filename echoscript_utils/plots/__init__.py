@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 
 from ..artifacts import atomic_path, ensure_dir
 
-__all__ = ["STYLE", "get_ax", "save_figure", "use_style"]
+__all__ = ["STYLE", "empty_axes", "get_ax", "save_figure", "use_style"]
 
 #: The shared look of every figure (paper-ready: readable at column width, no chart junk).
 STYLE = {
@@ -49,6 +49,14 @@ def get_ax(ax=None, **subplots_kw):
     if ax is not None:
         return ax
     _, ax = plt.subplots(**subplots_kw)
+    return ax
+
+
+def empty_axes(ax, text: str):
+    """Say on ``ax`` why there is nothing to draw (no ground truth, nothing skipped …) and return it."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#777")
+    ax.set_xticks([])
+    ax.set_yticks([])
     return ax
 
 

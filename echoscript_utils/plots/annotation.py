@@ -10,20 +10,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import get_ax
+from . import empty_axes, get_ax
 
 __all__ = ["plot_confusion", "plot_confusions", "plot_label_f1", "plot_prompt_moods", "plot_tag_distribution",
            "plot_tag_distributions"]
 
 SPLIT_COLORS = {"train": "#1f77b4", "valid": "#ff7f0e", "eval": "#2ca02c"}
 TAGGER_COLORS = {"panns": "#9467bd", "musicnn": "#1f77b4", "clap": "#ff7f0e", "combined": "#d62728"}
-
-
-def _empty(ax, text: str):
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#777")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    return ax
 
 
 def plot_tag_distribution(dist: pd.DataFrame, *, field: str, ax=None):
@@ -34,7 +27,7 @@ def plot_tag_distribution(dist: pd.DataFrame, *, field: str, ax=None):
     ax = get_ax(ax)
     sub = dist[dist["field"] == field]
     if sub.empty:
-        return _empty(ax, f"no {field} tags")
+        return empty_axes(ax, f"no {field} tags")
     table = sub.pivot_table(index="label", columns="split", values="n", aggfunc="sum", sort=False).fillna(0)
     splits = sorted(table.columns, key=lambda s: (list(SPLIT_COLORS).index(s) if s in SPLIT_COLORS else 99, s))
     width = 0.8 / max(len(splits), 1)
@@ -63,7 +56,7 @@ def plot_label_f1(per_label: pd.DataFrame, *, field: str, ax=None):
     ax = get_ax(ax)
     sub = per_label[per_label["field"] == field] if len(per_label) else per_label
     if sub is None or sub.empty:
-        return _empty(ax, "no ground truth")
+        return empty_axes(ax, "no ground truth")
     table = sub.pivot_table(index="label", columns="tagger", values="f1", sort=False)
     taggers = list(dict.fromkeys(sub["tagger"]))
     width = 0.8 / max(len(taggers), 1)
@@ -83,7 +76,7 @@ def plot_confusion(cm: pd.DataFrame, *, ax=None, title: str | None = None):
     """Heat map of a confusion matrix (rows = true, columns = predicted) with the counts written in."""
     ax = get_ax(ax)
     if cm is None or cm.empty or cm.to_numpy().sum() == 0:
-        return _empty(ax, "no ground truth")
+        return empty_axes(ax, "no ground truth")
     data = cm.to_numpy()
     ax.imshow(data, cmap="Blues", vmin=0, vmax=max(1, data.max()))
     ax.grid(False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import get_ax
+from . import empty_axes, get_ax
 
 __all__ = [
     "clip_spectrogram",
@@ -70,8 +70,7 @@ def label_counts(kept, *, field: str = "genre", source: str = "truth", ax=None):
             if v:
                 rows.append({"value": v, "split": r["split"]})
     if not rows:
-        ax.text(0.5, 0.5, f"no {field} labels", ha="center", va="center", transform=ax.transAxes)
-        return ax
+        return empty_axes(ax, f"no {field} labels")
     table = pd.DataFrame(rows).value_counts().unstack("split", fill_value=0)
     table = table[[s for s in SPLIT_ORDER if s in table.columns]]
     bottom = np.zeros(len(table))
@@ -113,8 +112,7 @@ def tempo_scatter(acc, *, ax=None):
     """Estimated vs true tempo (BPM) with the ±4 % band and the octave lines (×2, ×½)."""
     ax = get_ax(ax)
     if acc.empty:
-        ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", transform=ax.transAxes)
-        return ax
+        return empty_axes(ax, "no ground truth")
     lo, hi = 0.4 * acc["true_bpm"].min(), 2.3 * acc["true_bpm"].max()
     x = np.linspace(lo, hi, 50)
     ax.fill_between(x, 0.96 * x, 1.04 * x, color="#55a868", alpha=0.25, label="±4 %")
@@ -149,8 +147,7 @@ def skipped_reasons(skipped, *, ax=None):
     """Horizontal bars: rejected inputs per reason kind (the text before the first colon)."""
     ax = get_ax(ax)
     if skipped.empty:
-        ax.text(0.5, 0.5, "nothing skipped", ha="center", va="center", transform=ax.transAxes)
-        return ax
+        return empty_axes(ax, "nothing skipped")
     kinds = skipped["reason"].str.split(":", n=1).str[0].value_counts().sort_values()
     ax.barh(kinds.index, kinds.to_numpy(), color="#d62728", alpha=0.8)
     ax.set_xlabel("inputs")

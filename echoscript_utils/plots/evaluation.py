@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import MODEL_COLORS, get_ax
+from . import MODEL_COLORS, empty_axes, get_ax
 
 __all__ = ["plot_clip_contributions", "plot_fad_infinity", "plot_fad_intervals", "plot_paired_difference"]
 
@@ -66,8 +66,7 @@ def plot_paired_difference(paired, *, ax=None):
     """``FAD_a − FAD_b`` with its paired-bootstrap interval per embedding; left of 0 means a is closer."""
     ax = get_ax(ax)
     if paired.empty:
-        ax.text(0.5, 0.5, "no pair of models to compare", ha="center", va="center", transform=ax.transAxes)
-        return ax
+        return empty_axes(ax, "no pair of models to compare")
     y = np.arange(len(paired))
     d = paired["difference"].to_numpy(dtype=float)
     err = np.vstack([np.clip(d - paired["ci_low"].to_numpy(dtype=float), 0, None),
