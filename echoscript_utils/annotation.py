@@ -271,13 +271,14 @@ def read_tagger_outputs(stage_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def write_settings(stage_dir: str | os.PathLike, *, taggers: Mapping[str, Tagger] | Mapping[str, str],
-                   combine: Sequence[str] | None, threshold: float, top_k: int, min_labels: int) -> Path:
+                   combine: Sequence[str] | None, threshold: float, top_k: int, min_labels: int,
+                   calibrate: Sequence[str] = ()) -> Path:
     """``<stage_dir>/settings.json``: what :func:`recompute_accuracy` needs besides the outputs."""
     versions = {n: (t if isinstance(t, str) else t.version) for n, t in taggers.items()}
     combined = [n for n in (combine or list(versions)) if n in versions] or list(versions)
     return write_json(Path(stage_dir) / "settings.json", {
         "taggers": versions, "combined": combined, "threshold": threshold, "top_k": top_k,
-        "min_labels": min_labels})
+        "min_labels": min_labels, "calibrate": list(calibrate)})
 
 
 # ----------------------------------------------------------------------------------------- selection
@@ -289,15 +290,35 @@ def _probs_by_clip(outputs: pd.DataFrame) -> dict[tuple[str, str], dict[str, dic
     return out
 
 
+def corpus_scores(outputs: pd.DataFrame) -> pd.DataFrame:
+    """Each probability as a z-score against the same tagger, field and label over all clips of the corpus.
+
+    A tagger whose raw probability for one label is high on every clip (musicnn's "calming": its mood proxies
+    are quiet and slow tags) would otherwise give that label to nearly every clip; the z-score says how much a
+    label stands out *for this clip*. Labels that never vary (std 0) get ``-inf``: they carry no information.
+    Uses no ground truth.
+    """
+    out = outputs.copy()
+    grp = out.groupby(["tagger", "field", "label"])["probability"]
+    mean, std = grp.transform("mean"), grp.transform("std", ddof=0)
+    out["probability"] = np.where(std > 0, (out["probability"] - mean) / std.where(std > 0, 1.0), -np.inf)
+    return out
+
+
 def choose_all(outputs: pd.DataFrame, *, threshold: float = 0.2, top_k: int = 3,
-               min_labels: int = 1) -> pd.DataFrame:
+               min_labels: int = 1, calibrate: Sequence[str] = ()) -> pd.DataFrame:
     """Chosen labels for every clip × tagger: DataFrame ``clip_id, tagger, genre, moods, instruments``
-    (lists), by :func:`~echoscript_utils.tagging.choose_labels`."""
+    (lists), by :func:`~echoscript_utils.tagging.choose_labels`. For the fields named in ``calibrate``
+    (``"moods"``, ``"instruments"``), the labels that fill up to ``min_labels`` are the ones that stand out most
+    for the clip relative to the corpus (:func:`corpus_scores`), not the ones with the highest raw probability."""
+    calibrate = [f for f in calibrate if f in ("moods", "instruments")]
+    scores = _probs_by_clip(corpus_scores(outputs[outputs["field"].isin(calibrate)])) if calibrate else {}
     rows = []
     for (clip, tagger), tags in _probs_by_clip(outputs).items():
         full = {f: tags.get(f, {}) for f in FIELDS}
         rows.append({"clip_id": clip, "tagger": tagger,
-                     **choose_labels(full, threshold=threshold, top_k=top_k, min_labels=min_labels)})
+                     **choose_labels(full, threshold=threshold, top_k=top_k, min_labels=min_labels,
+                                     fallback=scores.get((clip, tagger)))})
     return pd.DataFrame(rows, columns=["clip_id", "tagger", *FIELDS])
 
 
@@ -426,7 +447,7 @@ class AccuracyReport:
 
 
 def evaluate(outputs: pd.DataFrame, truth: pd.DataFrame, *, threshold: float = 0.2, top_k: int = 3,
-             min_labels: int = 1) -> AccuracyReport:
+             min_labels: int = 1, calibrate: Sequence[str] = ()) -> AccuracyReport:
     """Per-label and summary accuracy of every tagger in ``outputs`` (including :data:`COMBINED`).
 
     Summary columns: ``tagger, n_clips, genre_accuracy, genre_macro_f1, moods_macro_f1, moods_micro_f1,
@@ -434,7 +455,7 @@ def evaluate(outputs: pd.DataFrame, truth: pd.DataFrame, *, threshold: float = 0
     genre_majority_baseline`` (accuracy of always answering the most frequent true genre, the floor a useful
     tagger must beat). F1 depends on the selection rule; the AUCs (:func:`label_auc`) do not.
     """
-    chosen = choose_all(outputs, threshold=threshold, top_k=top_k, min_labels=min_labels)
+    chosen = choose_all(outputs, threshold=threshold, top_k=top_k, min_labels=min_labels, calibrate=calibrate)
     chosen = chosen[chosen["clip_id"].isin(truth["clip_id"])]
     per = label_metrics(chosen, truth).merge(label_auc(outputs, truth), on=["tagger", "field", "label"], how="left")
     genres = truth["genre"].dropna()
@@ -471,17 +492,19 @@ def recompute_accuracy(stage_dir: str | os.PathLike) -> AccuracyReport:
         raise InputError(f"{settings_path}: not found; run the annotation stage first")
     s = read_json(settings_path)
     truth = truth_table(load_annotated(stage_dir))
-    return evaluate(outputs, truth, threshold=s["threshold"], top_k=s["top_k"], min_labels=s["min_labels"])
+    return evaluate(outputs, truth, threshold=s["threshold"], top_k=s["top_k"], min_labels=s["min_labels"],
+                    calibrate=s.get("calibrate", []))
 
 
 def disagreements(outputs: pd.DataFrame, clips: pd.DataFrame | None = None, *, threshold: float = 0.2,
-                  top_k: int = 3, min_labels: int = 1, limit: int | None = 10) -> pd.DataFrame:
+                  top_k: int = 3, min_labels: int = 1, calibrate: Sequence[str] = (),
+                  limit: int | None = 10) -> pd.DataFrame:
     """Clips on which the taggers (not :data:`COMBINED`) disagree, most disagreement first.
 
     One row per clip: each tagger's genre and moods, the truth when known, ``genre_agree`` and the mean
     pairwise Jaccard overlap of the chosen moods and instruments (``overlap``, 1 = identical).
     """
-    chosen = choose_all(outputs, threshold=threshold, top_k=top_k, min_labels=min_labels)
+    chosen = choose_all(outputs, threshold=threshold, top_k=top_k, min_labels=min_labels, calibrate=calibrate)
     chosen = chosen[chosen["tagger"] != COMBINED]
     names = list(dict.fromkeys(chosen["tagger"]))
     if len(names) < 2:
@@ -712,7 +735,7 @@ def tag_clips(cfg, clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, progre
                           threads=cfg.run.torch_threads)
     write_tagger_outputs(outputs, cfg.paths.annotation)
     write_settings(cfg.paths.annotation, taggers=taggers, combine=a.combine, threshold=a.threshold,
-                   top_k=a.top_k, min_labels=a.min_labels)
+                   top_k=a.top_k, min_labels=a.min_labels, calibrate=a.calibrate)
     return outputs
 
 
@@ -720,7 +743,7 @@ def final_tags(cfg, outputs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]
     """The combined tagger's chosen labels with the human overrides applied (see :func:`apply_overrides`)."""
     a = cfg.annotation
     chosen = choose_all(outputs[outputs["tagger"] == COMBINED], threshold=a.threshold, top_k=a.top_k,
-                        min_labels=a.min_labels)
+                        min_labels=a.min_labels, calibrate=a.calibrate)
     return apply_overrides(chosen.drop(columns="tagger"), read_overrides(overrides_path(cfg)))
 
 
@@ -742,7 +765,7 @@ def write_stage_metadata(cfg, clips: pd.DataFrame, outputs: pd.DataFrame, final:
     candidates = prompt_candidates(final, prompts, per_clip=a.prompts_per_clip, seed=cfg.seed)
     combined = [n for n in (a.combine or list(taggers)) if n in taggers] or list(taggers)
     info = {"names": list(taggers), "versions": {n: t.version for n, t in taggers.items()}, "combined": combined,
-            "threshold": a.threshold, "top_k": a.top_k, "min_labels": a.min_labels}
+            "threshold": a.threshold, "top_k": a.top_k, "min_labels": a.min_labels, "calibrate": list(a.calibrate)}
     records = build_records(clips, outputs, final, tagger_info=info, candidates=candidates,
                             stage_dir=cfg.paths.annotation)
     path = cfg.paths.annotation / "metadata.jsonl"

@@ -108,6 +108,7 @@ class AnnotationSection(_Section):
     top_k: int = Field(3, ge=1)  # at most this many moods / instruments per clip
     overrides_file: Path | None = None  # human corrections; default <run>/02_annotation/overrides.csv
     min_labels: int = Field(1, ge=0)  # at least this many moods / instruments per clip (best first)
+    calibrate: list[Literal["moods", "instruments"]] = ["moods"]  # these fields fill up to min_labels with the labels that stand out for the clip against the corpus (z-score), not the globally most probable
     combine: list[Literal["panns", "musicnn", "clap"]] | None = None  # taggers averaged into the tags; None = all
     prompts_per_clip: int = Field(3, ge=0)  # prompt candidates (matching mood) stored per clip
     prompts: PromptSection = PromptSection()

@@ -41,7 +41,7 @@ import types
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -610,11 +610,13 @@ def combine_tags(tag_list: Iterable[TagProbs]) -> TagProbs:
 
 
 def choose_labels(tags: TagProbs, *, threshold: float = 0.2, top_k: int = 3,
-                  min_labels: int = 1) -> dict[str, Any]:
+                  min_labels: int = 1, fallback: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, Any]:
     """Pick labels from probabilities: genre = argmax; moods / instruments = the labels with
-    ``p >= threshold``, highest first, at most ``top_k``, and at least ``min_labels`` (the most probable ones).
+    ``p >= threshold``, highest first, at most ``top_k``, and at least ``min_labels``.
 
-    Ties break in vocabulary order, so the choice is deterministic.
+    The labels that fill up to ``min_labels`` are the most probable ones, or, when ``fallback`` gives scores per
+    field and label (e.g. corpus z-scores from :func:`echoscript_utils.annotation.choose_all`), the ones with the
+    highest score. Ties break in vocabulary order, so the choice is deterministic.
     """
     genre_probs = tags["genre"]
     out: dict[str, Any] = {"genre": max(VOCAB["genre"], key=lambda g: (genre_probs.get(g, 0.0),
@@ -623,6 +625,10 @@ def choose_labels(tags: TagProbs, *, threshold: float = 0.2, top_k: int = 3,
         ranked = sorted(VOCAB[f], key=lambda lab, f=f: (-tags[f].get(lab, 0.0), VOCAB[f].index(lab)))
         keep = [lab for lab in ranked if tags[f].get(lab, 0.0) >= threshold][:top_k]
         if len(keep) < min_labels:
-            keep = ranked[:min(min_labels, top_k)]
+            if fallback is not None and fallback.get(f):
+                score = fallback[f]
+                ranked = sorted(VOCAB[f], key=lambda lab, s=score, f=f: (-s.get(lab, float("-inf")),
+                                                                         VOCAB[f].index(lab)))
+            keep = keep + [lab for lab in ranked if lab not in keep][:min(min_labels, top_k) - len(keep)]
         out[f] = keep
     return out

@@ -293,3 +293,29 @@ def test_notebook_runs_and_never_records_the_key(tmp_path, monkeypatch):
     for f in scanned:
         data = f.read_bytes()
         assert PLANTED_KEY.encode() not in data, f
+
+
+def test_calibrated_fallback_picks_the_label_that_stands_out_for_the_clip():
+    """A tagger that gives "calming" the highest raw mood probability on every clip: without calibration every
+    clip is "calming"; with it, the fill-up label is the one that is unusually high for that clip."""
+    from echoscript_utils.annotation import choose_all, corpus_scores
+
+    rows = []
+    moods = {"a": {"calming": 0.12, "uplifting": 0.09, "suspenseful": 0.001, "melancholic": 0.0},
+             "b": {"calming": 0.10, "uplifting": 0.01, "suspenseful": 0.05, "melancholic": 0.0},
+             "c": {"calming": 0.16, "uplifting": 0.01, "suspenseful": 0.002, "melancholic": 0.0}}
+    for clip, probs in moods.items():
+        for label, p in probs.items():
+            rows.append({"clip_id": clip, "tagger": "t", "field": "moods", "label": label, "probability": p})
+        rows.append({"clip_id": clip, "tagger": "t", "field": "genre", "label": "ambient", "probability": 0.9})
+    outputs = pd.DataFrame(rows)
+    raw = choose_all(outputs, threshold=0.2, top_k=3, min_labels=1).set_index("clip_id")["moods"]
+    assert raw.to_dict() == {"a": ["calming"], "b": ["calming"], "c": ["calming"]}
+    cal = choose_all(outputs, threshold=0.2, top_k=3, min_labels=1, calibrate=["moods"]).set_index("clip_id")["moods"]
+    assert cal.to_dict() == {"a": ["uplifting"], "b": ["suspenseful"], "c": ["calming"]}
+    z = corpus_scores(outputs)
+    assert np.isneginf(z[z["label"] == "melancholic"]["probability"]).all()  # never varies: no information
+    # labels above the threshold are kept either way
+    hi = outputs.assign(probability=np.where(outputs["label"] == "calming", 0.5, outputs["probability"]))
+    kept = choose_all(hi, threshold=0.2, top_k=3, min_labels=1, calibrate=["moods"])["moods"]
+    assert all(m == ["calming"] for m in kept)
