@@ -95,7 +95,7 @@ def clip_spectrogram(frames: dict, *, axes=None):
     import matplotlib.pyplot as plt
 
     if axes is None:
-        _, axes = plt.subplots(2, 1, figsize=(7.5, 5.0), sharex=True)
+        _, axes = plt.subplots(2, 1, figsize=(7.5, 5.0), sharex=True, layout="constrained")
     sr, hop = frames["sr"], frames["hop_length"]
     img = librosa.display.specshow(frames["mel_db"], sr=sr, hop_length=hop, x_axis="time", y_axis="mel",
                                    ax=axes[0], cmap="magma")
@@ -105,6 +105,7 @@ def clip_spectrogram(frames: dict, *, axes=None):
                                    ax=axes[1], cmap="Blues")
     axes[1].set_title("chroma")
     axes[1].figure.colorbar(img, ax=axes[1])
+    axes[0].set_xlabel("")  # the shared time axis is labelled once, under the chroma
     return axes
 
 
