@@ -412,13 +412,18 @@ def chroma_agreement(sketch_chroma: np.ndarray, audio_chroma: np.ndarray) -> flo
     return float((s[active].argmax(axis=1) == a[active].argmax(axis=1)).mean())
 
 
-def side_by_side(result: GenerationResult, *, scenario: str, seed: int | None = None) -> pd.DataFrame:
-    """The files of one scenario (first seed by default), one row per model, for players and spectrograms."""
-    f = result.files[result.files["scenario"] == scenario]
+def pairs_table(result: GenerationResult, *, seed: int | None = None) -> pd.DataFrame:
+    """One row per scenario (first seed by default) and one path column per model, for side-by-side players
+    and spectrograms."""
+    f = result.files[result.files["scenario"] != "eval"]
     seed = f["seed"].min() if seed is None else seed
-    f = f[f["seed"] == seed].copy()
-    f["path"] = [str(result_dir(result) / m / name) for m, name in zip(f["model"], f["file"])]
-    return f.reset_index(drop=True)
+    f = f[f["seed"] == seed]
+    base = result_dir(result)
+    wide = (f.assign(path=[str(base / m / name) for m, name in zip(f["model"], f["file"])])
+            .pivot(index="scenario", columns="model", values="path"))
+    order = [i.scenario for i in result.items if i.scenario in wide.index]
+    wide = wide.reindex(list(dict.fromkeys(order)))
+    return wide[list(result.plan)].reset_index()
 
 
 def result_dir(result: GenerationResult) -> Path:

@@ -25,16 +25,23 @@ def spectrogram(wav: np.ndarray, sr: int, *, ax=None, title: str | None = None, 
     return ax
 
 
-def spectrogram_row(paths, *, titles=None, width: float = 5.0):
-    """One spectrogram per audio file, side by side on a shared frequency axis; returns the Figure."""
+def spectrogram_grid(table: pd.DataFrame, *, row: str, columns, width: float = 4.2, height: float = 2.0):
+    """Spectrograms in a grid: one row per ``table[row]`` value, one column per path column; returns the Figure."""
     import matplotlib.pyplot as plt
 
     from ..audio import load
 
-    paths = list(paths)
-    fig, axes = plt.subplots(1, len(paths), figsize=(width * len(paths), 3.2), sharey=True, squeeze=False)
-    for i, (ax, p) in enumerate(zip(axes[0], paths)):
-        spectrogram(*load(p), ax=ax, title=None if titles is None else titles[i])
+    columns = list(columns)
+    fig, axes = plt.subplots(len(table), len(columns), figsize=(width * len(columns), height * len(table)),
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    for i, rec in enumerate(table.to_dict("records")):
+        for j, col in enumerate(columns):
+            ax = axes[i, j]
+            spectrogram(*load(rec[col]), ax=ax, title=f"{col} · {rec[row]}")
+            if i < len(table) - 1:
+                ax.set_xlabel("")
+            if j > 0:
+                ax.set_ylabel("")
     return fig
 
 
