@@ -74,6 +74,13 @@ def test_stage_writes_every_model_item_seed_with_sidecars(tmp_path, model_cache)
     a = read_json(cfg.paths.generation / "musicgen" / "action_s1.json")
     b = read_json(cfg.paths.generation / "echoscript" / "action_s1.json")
     assert a["prompt"] == b["prompt"] and a["seed"] == b["seed"] == 1
+    # side by side: one row per scenario, one existing file per model, one embedded player per cell
+    pairs = generation.pairs_table(res)
+    assert list(pairs["scenario"]) == [s["name"] for s in generation.load_scenarios()]
+    assert all(Path(p).is_file() for col in ("musicgen", "echoscript") for p in pairs[col])
+    from echoscript_utils.notebook import audio_grid
+
+    assert audio_grid(pairs, row="scenario", columns=["musicgen", "echoscript"]).data.count("<audio") == 2 * n_items
     # rerun: nothing regenerated, files untouched
     before = {p: p.stat().st_mtime_ns for p in cfg.paths.generation.rglob("*.wav")}
     res2 = generation.run_generation(cfg, progress=False)
