@@ -15,15 +15,6 @@ SCALE_PC = [0, 2, 4, 5, 7, 9, 11, 0]
 NOTE_S = 0.5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread; on a busy machine extra threads mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _scale_midi(*, with_drums: bool = True, gap_s: float = 0.0) -> pretty_midi.PrettyMIDI:
     pm = pretty_midi.PrettyMIDI()
     piano = pretty_midi.Instrument(program=0)
