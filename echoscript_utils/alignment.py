@@ -413,7 +413,6 @@ def run_alignment(cfg, *, progress: bool = True) -> AlignmentResult:
     """The 03_alignment stage: gate the checkpoint, embed clips and texts, choose prompts, compose captions,
     keep or drop, and write ``03_alignment/metadata.jsonl``, ``dropped.csv`` and ``embeddings.npz``.
     """
-    from .artifacts import write_json
     from .config import resolve_device
     from .dataset import load_metadata, write_metadata
 
@@ -490,6 +489,5 @@ def run_alignment(cfg, *, progress: bool = True) -> AlignmentResult:
         "distinct_prompts_chosen": int(best["best_prompt"].nunique()),
         "candidates": "annotation (mood-matched)" if allowed is not None else "all prompts",
     }
-    write_json(out_dir / "alignment_summary.json", metrics)
     return AlignmentResult(clips=clips, audio_emb=audio_emb, prompt_emb=prompt_emb, caption_emb=caption_emb,
                            prompts=prompts, gate=gate, metrics=metrics)

@@ -371,6 +371,7 @@ class GenerationResult:
     items: list[GenerationItem]
     plan: dict[str, str]
     metrics: dict[str, Any]
+    out_dir: Path  # the stage folder; files are out_dir/<model>/<file>
 
 
 def run_generation(cfg, *, progress: bool = True) -> GenerationResult:
@@ -389,7 +390,6 @@ def run_generation(cfg, *, progress: bool = True) -> GenerationResult:
                     include_groups=False)
              .reset_index())
     metrics = {
-        "out_dir": str(out_dir),
         "models": plan,
         "n_items": len(items),
         "n_seeds": len(cfg.generation.seeds),
@@ -399,7 +399,7 @@ def run_generation(cfg, *, progress: bool = True) -> GenerationResult:
         "lufs_mean": float(files["lufs"].mean()),
         "speed_audio_s_per_s": {r["model"]: float(r["audio_s_per_s"]) for r in speed.to_dict("records")},
     }
-    return GenerationResult(files=files, speed=speed, items=items, plan=plan, metrics=metrics)
+    return GenerationResult(files=files, speed=speed, items=items, plan=plan, metrics=metrics, out_dir=out_dir)
 
 
 def chroma_agreement(sketch_chroma: np.ndarray, audio_chroma: np.ndarray) -> float:
@@ -418,13 +418,9 @@ def pairs_table(result: GenerationResult, *, seed: int | None = None) -> pd.Data
     f = result.files[result.files["scenario"] != "eval"]
     seed = f["seed"].min() if seed is None else seed
     f = f[f["seed"] == seed]
-    base = result_dir(result)
+    base = result.out_dir
     wide = (f.assign(path=[str(base / m / name) for m, name in zip(f["model"], f["file"])])
             .pivot(index="scenario", columns="model", values="path"))
     order = [i.scenario for i in result.items if i.scenario in wide.index]
     wide = wide.reindex(list(dict.fromkeys(order)))
     return wide[list(result.plan)].reset_index()
-
-
-def result_dir(result: GenerationResult) -> Path:
-    return Path(result.metrics["out_dir"])
