@@ -34,7 +34,7 @@ def main() -> None:
     import torch
     from transformers import get_scheduler
 
-    from echoscript_utils import training
+    from echoscript_utils import finetuning
     from echoscript_utils.config import load_config
     from echoscript_utils.models import load_musicgen
 
@@ -51,14 +51,14 @@ def main() -> None:
     k = plain_model.decoder.num_codebooks
     vocab = plain_model.config.decoder.vocab_size
     frames = int(args.seconds * plain_model.config.audio_encoder.frame_rate)
-    spec = training.BatchSpec(pad_id=plain_model.config.decoder.pad_token_id, segment_frames=frames,
+    spec = finetuning.BatchSpec(pad_id=plain_model.config.decoder.pad_token_id, segment_frames=frames,
                               cfg_dropout=0.0, melody_dropout=0.0, caption_dropout={})
     batches = []
     for i in range(total):
-        items = [training.ClipTokens(clip_id=str(j), codes=rng.integers(0, vocab, (k, frames)).astype(np.int16),
+        items = [finetuning.ClipTokens(clip_id=str(j), codes=rng.integers(0, vocab, (k, frames)).astype(np.int16),
                                      genre="ambient", fields={}, caption=f"slow ambient pads number {i} {j}")
                  for j in range(args.batch)]
-        batches.append(training.make_batch(items, spec, rng, train=False))
+        batches.append(finetuning.make_batch(items, spec, rng, train=False))
 
     # plain transformers loop
     for p in plain_model.audio_encoder.parameters():
@@ -84,7 +84,7 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    run = training.TrainingRun.from_model(cfg, ours_model, processor, total_updates=total)
+    run = finetuning.TrainingRun.from_model(cfg, ours_model, processor, total_updates=total)
 
     def ours_step(batch):
         return run.train_step([batch])["loss"]

@@ -2,7 +2,7 @@
 
 Builds MusicGen-small's architecture from configs (T5-base text encoder, 32 kHz EnCodec with 4 codebooks of
 2048, a 24-layer 1024-wide decoder: ~420 M decoder parameters) directly on the GPU with random weights, so no
-download is needed, and times :meth:`echoscript_utils.training.TrainingRun.train_step` at the paper's batch
+download is needed, and times :meth:`echoscript_utils.finetuning.TrainingRun.train_step` at the paper's batch
 (12 × 30 s) for each variant:
 
 * precision fp16 vs bf16 (autocast through accelerate, fp32 master weights, AdamW fused),
@@ -108,20 +108,20 @@ def build(config, attn: str, device: str):
 def make_batches(config, tokenizer, *, n: int, batch: int, frames: int, seed: int = 0):
     import numpy as np
 
-    from echoscript_utils import training
+    from echoscript_utils import finetuning
 
     rng = np.random.default_rng(seed)
     k, vocab = config.decoder.num_codebooks, config.decoder.vocab_size
-    spec = training.BatchSpec(pad_id=config.decoder.pad_token_id, segment_frames=frames, cfg_dropout=0.1,
+    spec = finetuning.BatchSpec(pad_id=config.decoder.pad_token_id, segment_frames=frames, cfg_dropout=0.1,
                               melody_dropout=0.0, caption_dropout={})
     captions = ["A tense night chase through rain-soaked streets. Cinematic score, suspenseful mood, featuring "
                 "violin, percussion, 128 bpm, in D minor.",
                 "Dawn over a quiet lake. Ambient score, calming mood, featuring piano, synthesizer, 70 bpm, in F major."]
     out = []
     for _ in range(n):
-        items = [training.ClipTokens(clip_id=str(j), codes=rng.integers(0, vocab, (k, frames)).astype(np.int16),
+        items = [finetuning.ClipTokens(clip_id=str(j), codes=rng.integers(0, vocab, (k, frames)).astype(np.int16),
                                      genre="cinematic", fields={}, caption=captions[j % 2]) for j in range(batch)]
-        out.append(training.make_batch(items, spec, rng, train=True))
+        out.append(finetuning.make_batch(items, spec, rng, train=True))
     text_tokens = len(tokenizer(captions[0])["input_ids"])
     return out, text_tokens
 
@@ -129,9 +129,10 @@ def make_batches(config, tokenizer, *, n: int, batch: int, frames: int, seed: in
 def run_variant(args, config, tokenizer, *, precision: str, attn: str, cache: bool, checkpointing: bool) -> dict:
     import torch
 
-    from echoscript_utils import training
+    from echoscript_utils import finetuning
     from echoscript_utils.config import load_config
     from echoscript_utils.models import encode_audio
+    from echoscript_utils.models.hub import unwrap
 
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     cfg = load_config(None, {"run.device": device, "training.precision": precision,
@@ -148,7 +149,7 @@ def run_variant(args, config, tokenizer, *, precision: str, attn: str, cache: bo
     batches, text_tokens = make_batches(config, tokenizer, n=args.warmup + args.steps, batch=args.batch,
                                         frames=frames)
     sr = config.audio_encoder.sampling_rate
-    run = training.TrainingRun.from_model(cfg, model, tokenizer, total_updates=args.warmup + args.steps)
+    run = finetuning.TrainingRun.from_model(cfg, model, tokenizer, total_updates=args.warmup + args.steps)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     times, encode_times, losses = [], [], []
     for i, batch in enumerate(batches):
@@ -157,10 +158,10 @@ def run_variant(args, config, tokenizer, *, precision: str, attn: str, cache: bo
         if not cache:  # the codec encodes the batch's audio inside the step, as a loop without the cache must
             wav = torch.randn(args.batch, 1, int(args.seconds * sr), device=device) * 0.1
             te = time.perf_counter()
-            codes = encode_audio(training._base(run.model), wav)[..., :frames]
+            codes = encode_audio(unwrap(run.model), wav)[..., :frames]
             sync()
             encode_times.append(time.perf_counter() - te)
-            batch = dict(batch, labels=training.delay_pattern(codes.cpu(), config.decoder.pad_token_id))
+            batch = dict(batch, labels=finetuning.delay_pattern(codes.cpu(), config.decoder.pad_token_id))
         out = run.train_step([batch])
         sync()
         dt = time.perf_counter() - t0

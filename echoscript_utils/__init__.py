@@ -8,7 +8,7 @@ Modules are named by concept: ``config``, ``audio``, ``features``, ``dataset``, 
 
 __version__ = "0.1.0"
 
-from .config import STAGES, Config, load_config  # noqa: E402
-from .errors import EchoScriptError  # noqa: E402
+from .config import STAGES, Config, load_config
+from .errors import EchoScriptError
 
 __all__ = ["STAGES", "Config", "EchoScriptError", "__version__", "load_config"]

@@ -21,11 +21,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .artifacts import atomic_path, ensure_dir, file_hash, text_hash
-from .errors import EchoScriptError
+from .artifacts import atomic_path, ensure_dir
+from .captions import build_caption, caption_fields
+from .config import resolve_device
+from .dataset import load_metadata, write_metadata
+from .errors import EchoScriptError, InputError
+from .models.clap import ClapEmbedder
+from .prompts import offline_prompts, read_prompts
 
 __all__ = [
-    "CAPTION_FIELDS",
     "PROBE_CAPTIONS",
     "ClapEmbedder",
     "GateReport",
@@ -38,8 +42,6 @@ __all__ = [
     "retrieval_recall",
 ]
 
-#: Attributes a training caption can carry, in the order the template writes them.
-CAPTION_FIELDS: tuple[str, ...] = ("scene", "genre", "moods", "instruments", "bpm", "key")
 
 #: Unrelated captions for the collapse check: a healthy text tower spreads them apart.
 PROBE_CAPTIONS: tuple[str, ...] = (
@@ -66,186 +68,9 @@ class CollapsedCheckpointError(EchoScriptError):
 
 
 # ----------------------------------------------------------------------------------------------- captions
-def caption_fields(row: dict[str, Any] | pd.Series) -> dict[str, Any]:
-    """Collect the caption attributes of one clip from its metadata row.
-
-    Tags chosen by the annotation stage win over ground truth (``truth``), which wins over curation features:
-    the captions must describe what a user of the real workbook has, and real corpora have no ground truth.
-    """
-    row = dict(row)
-    tags = row.get("tags") or {}
-    truth = row.get("truth") or {}
-    feats = row.get("features") or {}
-    if not isinstance(tags, dict):
-        tags = {}
-    if not isinstance(truth, dict):
-        truth = {}
-    if not isinstance(feats, dict):
-        feats = {}
-
-    def chosen(name: str):
-        value = tags.get(name)
-        if isinstance(value, dict):  # {"labels": [...], "probs": {...}} or {label: prob}
-            value = value.get("labels", value.get("chosen", sorted(value, key=value.get, reverse=True)[:1]))
-        return value if value not in (None, [], "") else truth.get(name)
-
-    genre = chosen("genre")
-    if isinstance(genre, list):
-        genre = genre[0] if genre else None
-    bpm = feats.get("bpm") or truth.get("bpm")
-    key = feats.get("key") or truth.get("key")
-    mode = feats.get("mode") or truth.get("mode")
-    return {
-        "scene": row.get("prompt") or "",
-        "genre": genre,
-        "moods": list(chosen("moods") or []),
-        "instruments": list(chosen("instruments") or []),
-        "bpm": float(bpm) if bpm else None,
-        "key": f"{key} {mode}" if key and mode else key,
-    }
-
-
-def build_caption(fields: dict[str, Any], *, dropout: dict[str, float] | None = None,
-                  rng: np.random.Generator | None = None) -> str:
-    """Compose a training caption from clip attributes.
-
-    The template (every part optional)::
-
-        "<scene>. <genre> score, <mood1> and <mood2> mood, featuring <inst1>, <inst2>, <bpm> bpm, in <key>."
-
-    Args:
-        fields: ``scene`` (str), ``genre`` (str), ``moods`` / ``instruments`` (lists of str), ``bpm`` (float),
-            ``key`` (e.g. ``"A minor"``), as from :func:`caption_fields`.
-        dropout: per-attribute probability of leaving it out (``{"bpm": 0.3, ...}``), applied independently,
-            like audiocraft's music-info attribute dropout; needs ``rng``. ``None`` keeps everything.
-        rng: numpy Generator for the dropout draws.
-    """
-    dropout = dropout or {}
-    keep = {}
-    for name in CAPTION_FIELDS:
-        p = float(dropout.get(name, 0.0))
-        keep[name] = not (p > 0 and rng is not None and rng.random() < p)
-    parts: list[str] = []
-    scene = (fields.get("scene") or "").strip().rstrip(".")
-    if keep["scene"] and scene:
-        parts.append(scene + ".")
-    desc: list[str] = []
-    if keep["genre"] and fields.get("genre"):
-        desc.append(f"{fields['genre']} score")
-    moods = fields.get("moods") or []
-    if keep["moods"] and moods:
-        desc.append(f"{' and '.join(moods)} mood")
-    inst = fields.get("instruments") or []
-    if keep["instruments"] and inst:
-        desc.append(f"featuring {', '.join(inst)}")
-    if keep["bpm"] and fields.get("bpm"):
-        desc.append(f"{round(float(fields['bpm']))} bpm")
-    if keep["key"] and fields.get("key"):
-        desc.append(f"in {fields['key']}")
-    if desc:
-        text = ", ".join(desc)
-        parts.append(text[0].upper() + text[1:] + ".")
-    return " ".join(parts)
 
 
 # ----------------------------------------------------------------------------------------------- embedder
-class ClapEmbedder:
-    """CLAP audio and text embeddings (L2-normalised rows), cached per clip by content hash.
-
-    Args:
-        model: hub id (``laion/larger_clap_music_and_speech``), local folder, or ``tiny-clap``.
-        cache_dir: the run cache (``cfg.paths.cache``); models are resolved under ``cache_dir/models``.
-        device: torch device.
-        batch_size: windows per forward pass.
-        seed: seed for building tiny models.
-    """
-
-    def __init__(self, model: str, *, cache_dir: str | os.PathLike, device: str = "cpu", batch_size: int = 8,
-                 seed: int = 1234):
-        from .models import load_clap, model_identity, resolve_model
-
-        self.name = model
-        self.cache_dir = Path(cache_dir)
-        self.device = device
-        self.batch_size = batch_size
-        path = resolve_model(model, cache_dir=self.cache_dir / "models", seed=seed)
-        self.model, self.processor = load_clap(path, cache_dir=self.cache_dir / "models", device=device)
-        self.model.eval()
-        self.identity = model_identity(path)
-        fe = self.processor.feature_extractor
-        self.sample_rate = int(fe.sampling_rate)
-        self.window = int(round(getattr(fe, "nb_max_samples", 10 * self.sample_rate)))
-
-    # audio ------------------------------------------------------------------------------------------------
-    def _windows(self, wav: np.ndarray) -> list[np.ndarray]:
-        x = wav.mean(axis=0) if wav.ndim == 2 else wav
-        if len(x) <= self.window:
-            return [x]
-        n = int(np.ceil(len(x) / self.window))
-        out = [x[i * self.window:(i + 1) * self.window] for i in range(n)]
-        if len(out) > 1 and len(out[-1]) < self.window // 4:  # fold a short tail into the previous window
-            out.pop()
-        return out
-
-    def embed_audio_array(self, wav: np.ndarray, sr: int) -> np.ndarray:
-        """One clip ``[C, T]`` (or ``[T]``) at ``sr`` → ``[D]`` unit vector."""
-        import torch
-
-        from .audio import resample
-
-        x = resample(wav, sr, self.sample_rate)
-        wins = self._windows(np.asarray(x, dtype=np.float32))
-        embs = []
-        for i in range(0, len(wins), self.batch_size):
-            batch = wins[i:i + self.batch_size]
-            feats = self.processor.feature_extractor(batch, sampling_rate=self.sample_rate, return_tensors="pt",
-                                                     truncation="rand_trunc", padding="repeatpad")
-            feats = {k: v.to(self.device) for k, v in feats.items()}
-            with torch.inference_mode():
-                out = self.model.get_audio_features(**feats)
-            out = getattr(out, "pooler_output", out)
-            embs.append(out.float().cpu().numpy())
-        e = np.concatenate(embs).mean(axis=0)
-        return (e / max(np.linalg.norm(e), 1e-12)).astype(np.float32)
-
-    def embed_audio_files(self, paths: list[str | os.PathLike], *, progress: bool = True) -> np.ndarray:
-        """Audio files → ``[N, D]``; each file's embedding is cached under ``cache_dir/clap`` by its content
-        hash and the model identity, so reruns load instead of recomputing."""
-        from tqdm.auto import tqdm
-
-        from .audio import load
-
-        cache = ensure_dir(self.cache_dir / "clap")
-        rows = []
-        for p in tqdm(list(paths), desc="CLAP audio", disable=not progress, leave=False):
-            key = text_hash(file_hash(p), self.identity, "audio-v1")
-            f = cache / f"{key}.npy"
-            if f.is_file():
-                rows.append(np.load(f))
-                continue
-            wav, sr = load(p)
-            e = self.embed_audio_array(wav, sr)
-            with atomic_path(f, suffix=".npy") as tmp:
-                np.save(tmp, e)
-            rows.append(e)
-        return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
-
-    # text -------------------------------------------------------------------------------------------------
-    def embed_text(self, texts: list[str]) -> np.ndarray:
-        """Texts → ``[N, D]`` unit rows."""
-        import torch
-
-        out = []
-        for i in range(0, len(texts), max(self.batch_size, 16)):
-            batch = list(texts[i:i + max(self.batch_size, 16)])
-            enc = self.processor.tokenizer(batch, padding=True, truncation=True, return_tensors="pt")
-            enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-            with torch.inference_mode():
-                e = self.model.get_text_features(**enc)
-            e = getattr(e, "pooler_output", e)
-            out.append(e.float().cpu().numpy())
-        e = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
 
 # ----------------------------------------------------------------------------------------------- gate
@@ -395,14 +220,12 @@ def _upstream_metadata(cfg) -> Path:
         p = cfg.paths.stage(stage) / "metadata.jsonl"
         if p.is_file():
             return p
-    from .errors import InputError
 
     raise InputError(f"{cfg.paths.root}: no metadata.jsonl from 02_annotation or 01_curation; run those stages first")
 
 
 def _scene_prompts(cfg) -> list[str]:
     """The annotation stage's scene prompts (its ``prompts.jsonl``), or the offline set when it wrote none."""
-    from .prompts import offline_prompts, read_prompts
 
     f = cfg.paths.annotation / "prompts.jsonl"
     df = read_prompts(f) if f.is_file() else offline_prompts(cfg.annotation.prompts.n_prompts, seed=cfg.seed)
@@ -413,8 +236,6 @@ def run_alignment(cfg, *, progress: bool = True) -> AlignmentResult:
     """The 03_alignment stage: gate the checkpoint, embed clips and texts, choose prompts, compose captions,
     keep or drop, and write ``03_alignment/metadata.jsonl``, ``dropped.csv`` and ``embeddings.npz``.
     """
-    from .config import resolve_device
-    from .dataset import load_metadata, write_metadata
 
     a = cfg.alignment
     out_dir = ensure_dir(cfg.paths.alignment)

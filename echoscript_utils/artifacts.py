@@ -90,20 +90,20 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _clean_floats(obj: Any) -> Any:
+def clean_floats(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _clean_floats(v) for k, v in obj.items()}
+        return {k: clean_floats(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_clean_floats(v) for v in obj]
+        return [clean_floats(v) for v in obj]
     return obj
 
 
 def write_json(path: str | os.PathLike, data: Any, *, indent: int = 2) -> Path:
     """Atomically write ``data`` as JSON (NaN/inf become null, keys sorted for byte-stable reruns)."""
     data = json.loads(json.dumps(data, default=json_default))
-    text = json.dumps(_clean_floats(data), indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
+    text = json.dumps(clean_floats(data), indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
     return atomic_write_text(path, text)
 
 

@@ -352,3 +352,14 @@ def stream(path: str | os.PathLike, *, sr: int | None = None, channels: int | No
                 yield np.ascontiguousarray(block.T, dtype=np.float32)
             if last:
                 break
+
+
+def windows(x: np.ndarray, size: int, *, min_tail: float = 0.25, pad: bool = True) -> list[np.ndarray]:
+    """Non-overlapping windows of ``size`` samples; a tail shorter than ``min_tail·size`` is dropped (unless it
+    is the only window); with ``pad`` the last window is zero-padded to ``size``."""
+    out = [x[i:i + size] for i in range(0, max(x.size, 1), size)]
+    if len(out) > 1 and out[-1].size < min_tail * size:
+        out.pop()
+    if pad:
+        out[-1] = np.pad(out[-1], (0, size - out[-1].size))
+    return out

@@ -63,7 +63,7 @@ def _add_report(sub) -> None:
 
     def run(args) -> int:
         from .config import load_config
-        from .pipeline import write_report
+        from .report import write_report
 
         print(write_report(load_config(args.params, output_root=args.output_root)))
         return 0
@@ -104,9 +104,7 @@ def _add_curate(sub) -> None:
     _params_arg(p)
 
     def run(args) -> int:
-        from .curation import curate_cli
-
-        return curate_cli(args, _load(args))
+        return _curate(args)
 
     p.set_defaults(func=run)
 
@@ -121,9 +119,7 @@ def _add_fad(sub) -> None:
     _params_arg(p)
 
     def run(args) -> int:
-        from .fad import fad_cli
-
-        return fad_cli(args, _load(args))
+        return _fad(args)
 
     p.set_defaults(func=run)
 
@@ -171,9 +167,7 @@ def _add_listening(sub) -> None:
     si.add_argument("--baseline", default="musicgen")
 
     def run(args) -> int:
-        from .listening import listening_cli
-
-        return listening_cli(args)
+        return _listening(args)
 
     p.set_defaults(func=run)
 
@@ -202,12 +196,134 @@ def _add_train(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     def run(args) -> int:
-        from .training import train_from_config
+        from .finetuning import train_from_config
 
         train_from_config(_load(args))
         return 0
 
     p.set_defaults(func=run)
+
+
+# ------------------------------------------------------------------------------ command bodies
+def _curate(args) -> int:
+    """``echoscript curate --input DIR --output DIR [--labels CSV]``: prints a summary, exits 0 on success."""
+    from .curation import curate
+
+    cfg = _load(args)
+    labels = getattr(args, "labels", None) or (cfg.data.labels if cfg.data.labels else None)
+    result = curate(args.input, args.output, cfg_or_section=cfg, labels=labels)
+    print(result.summary())
+    if result.metrics["tempo"]["n"]:
+        t, k = result.metrics["tempo"], result.metrics["key"]
+        print(f"tempo accuracy {t['accuracy']:.2f} (octave errors {t['octave_errors']}), "
+              f"key MIREX score {k['weighted_score']:.2f} on {t['n']} labelled clips")
+    print(f"skipped inputs: {result.output_dir / 'skipped.csv'}")
+    return 0
+
+
+def _fad(args) -> int:
+    """``echoscript fad --reference DIR --generated DIR --embedding NAME [--bootstrap N]``: print the FAD."""
+    from .embeddings import embed_files, get_embedder
+    from .evaluation import audio_files
+    from .fad import bootstrap_fad, frechet_distance
+
+    cfg = _load(args)
+
+    ref_files = audio_files(args.reference, extensions=cfg.curation.extensions)
+    gen_files = audio_files(args.generated, extensions=cfg.curation.extensions)
+    embedder = get_embedder(args.embedding, cfg)
+    ref = list(embed_files(ref_files, embedder, cache_dir=cfg.paths.cache).values())
+    gen = list(embed_files(gen_files, embedder, cache_dir=cfg.paths.cache).values())
+    rows_ref, rows_gen = sum(len(e) for e in ref), sum(len(e) for e in gen)
+    n_boot = int(args.bootstrap)
+    if n_boot > 0:
+        res = bootstrap_fad(ref, gen, n=n_boot, confidence=cfg.evaluation.confidence, seed=cfg.seed)
+        pct = round(100 * res.confidence)
+        print(f"FAD ({embedder.name}) = {res.point:.4f}   {pct}% CI [{res.ci_low:.4f}, {res.ci_high:.4f}]   "
+              f"(bootstrap: {n_boot} resamples of clips on both sides, bias-corrected; resampling bias "
+              f"{res.bias:+.4f})")
+    else:
+        print(f"FAD ({embedder.name}) = {frechet_distance(ref, gen):.4f}   (no interval: --bootstrap 0)")
+    print(f"reference: {len(ref)} files, {rows_ref} embedding rows   generated: {len(gen)} files, {rows_gen} rows   "
+          f"D = {ref[0].shape[1]}")
+    print(f"inputs (both sides): {embedder.normalisation}")
+    if min(rows_ref, rows_gen) <= ref[0].shape[1]:
+        print(f"note: fewer rows than dimensions on one side (N <= D = {ref[0].shape[1]}); the covariance is "
+              "singular and FAD is strongly biased upward at this size — compare systems only at equal N")
+    return 0
+
+
+def _validate_or_list_problems(study_dir):
+    from .listening import StudyValidationError, validate_study
+
+    """Validate a study folder; on failure print every problem (file, line, what) before the one-line error."""
+    try:
+        return validate_study(study_dir)
+    except StudyValidationError as err:
+        for p in err.problems:
+            print(f"  {p}", file=sys.stderr)
+        raise
+
+
+def _listening(args) -> int:
+    """``echoscript listening pack|import|validate|analyze|simulate`` (see ``cli._add_listening``)."""
+    from .listening import (
+        SIMULATED_LABEL,
+        analyze,
+        build_pack,
+        import_webmushra,
+        simulate_study,
+        summary_text,
+        validate_study,
+        write_outputs,
+    )
+
+    cmd = args.listening_command
+    if cmd == "pack":
+        cfg = _load(args)
+        ls = cfg.listening
+        pack = build_pack(args.generation, args.output, baseline=args.baseline, system=args.system,
+                          pairs_per_scenario=args.pairs or ls.pairs_per_scenario,
+                          clip_s=args.clip_s if args.clip_s is not None else ls.clip_s,
+                          target_lufs=args.target_lufs if args.target_lufs is not None else ls.target_lufs,
+                          n_participants=args.participants or ls.simulated_participants,
+                          seed=args.seed if args.seed is not None else cfg.seed, redo=args.redo)
+        m = pack.metrics()
+        print(f"pack: {pack.pack_dir} ({m['clips']} clips, {m['scenarios']} scenarios, {m['duration_s']} s, "
+              f"{m['sample_rate']} Hz, loudness spread {m['loudness_spread_lu']} LU)"
+              f"{' [up to date]' if pack.cached else ''}")
+        print(f"answer key (keep it from listeners): {pack.key_path}")
+        for note in pack.notes:
+            print(f"note: {note}")
+        return 0
+    if cmd == "validate":
+        study = _validate_or_list_problems(args.study)
+        s = study.summary()
+        print(f"ok: {args.study}: {s['participants']} participants, {s['scenarios']} scenarios, {s['clips']} clips, "
+              f"{s['ratings']} ratings, {s['preferences']} preferences"
+              f"{' (' + SIMULATED_LABEL + ')' if s['simulated'] else ''}")
+        return 0
+    if cmd == "analyze":
+        study = _validate_or_list_problems(args.study)
+        results = analyze(study, baseline=args.baseline, confidence=args.confidence)
+        write_outputs(results, args.output)
+        print(summary_text(results))
+        print(f"written: {args.output}")
+        return 0
+    if cmd == "import":
+        out = import_webmushra(args.results, args.key, args.output)
+        study = validate_study(out)
+        s = study.summary()
+        print(f"study folder: {out} ({s['participants']} participants, {s['ratings']} ratings, "
+              f"{s['preferences']} preferences); analyse it with: echoscript listening analyze --study {out} "
+              f"--output DIR")
+        return 0
+    if cmd == "simulate":
+        out = simulate_study(args.key, args.output, n_participants=args.participants, seed=args.seed,
+                             effect=args.effect, baseline=args.baseline)
+        print(f"{SIMULATED_LABEL}: {out}")
+        return 0
+    raise SystemExit(f"unknown listening command {cmd!r}")  # pragma: no cover
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .artifacts import ensure_dir
 from .errors import ConfigError
 
 #: The seven stages, in order. Folder names in a run and notebook names share these stems.
@@ -265,7 +266,6 @@ class RunPaths:
         return self.stage(stage) / "metrics.json"
 
     def ensure(self) -> RunPaths:
-        from .artifacts import ensure_dir
 
         for p in (self.root, self.notebooks, self.figures, self.tables, self.cache):
             ensure_dir(p)

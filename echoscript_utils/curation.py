@@ -55,8 +55,8 @@ from . import audio as audio_mod
 from . import dataset as ds
 from . import features as feat
 from .artifacts import (
-    _clean_floats,
     atomic_path,
+    clean_floats,
     ensure_dir,
     file_hash,
     json_default,
@@ -74,7 +74,6 @@ __all__ = [
     "clip_frames",
     "clip_player",
     "curate",
-    "curate_cli",
     "find_inputs",
     "load_labels",
     "make_messy_folder",
@@ -697,7 +696,7 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
 
     metrics = _metrics(results, records, candidates, section, seed=seed, temperature=temperature)
     # the same bytes artifacts.write_metrics would write, but only when they change
-    clean = _clean_floats(json.loads(json.dumps(metrics, default=json_default)))
+    clean = clean_floats(json.loads(json.dumps(metrics, default=json_default)))
     if ds.write_if_changed(out / "metrics.json",
                            json.dumps(clean, indent=2, sort_keys=True, ensure_ascii=False) + "\n"):
         changed.append("metrics.json")
@@ -845,17 +844,3 @@ def make_messy_folder(source: str | os.PathLike, out_dir: str | os.PathLike, *, 
     shutil.copyfile(good / "stereo 48k 24-bit.wav", bad / "stereo copy.wav")
     sf.write(str(bad / "re-encoded.mp3"), (0.5 * stereo).T, sr)
     return out
-
-
-def curate_cli(args, cfg) -> int:
-    """``echoscript curate --input DIR --output DIR [--labels CSV]``: prints a summary, exits 0 on success."""
-    labels = getattr(args, "labels", None) or (cfg.data.labels if cfg.data.labels else None)
-    result = curate(args.input, args.output, cfg_or_section=cfg, labels=labels)
-    print(result.summary())
-    if result.metrics["tempo"]["n"]:
-        t, k = result.metrics["tempo"], result.metrics["key"]
-        print(f"tempo accuracy {t['accuracy']:.2f} (octave errors {t['octave_errors']}), "
-              f"key MIREX score {k['weighted_score']:.2f} on {t['n']} labelled clips")
-    print(f"skipped inputs: {result.output_dir / 'skipped.csv'}")
-    return 0
-

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .artifacts import atomic_write_text, ensure_dir, json_default
+from .artifacts import atomic_write_text, ensure_dir, json_default, text_hash
 from .errors import InputError
 
 __all__ = [
@@ -526,6 +526,5 @@ def _quiet_progress(datasets):
 
 
 def text_hash_rows(rows: list[dict[str, Any]], *extra: Any) -> str:
-    from .artifacts import text_hash
 
     return text_hash(rows, *extra, length=32)

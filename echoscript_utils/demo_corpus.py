@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import atomic_write_text, ensure_dir, read_json, text_hash, write_json
+from .audio import loudness, write
 from .errors import ConfigError, OutputError
+from .synth import render_midi, write_midi
 from .taxonomy import GENRES, INSTRUMENTS, MOODS, PITCH_CLASSES, join_list
 
 __all__ = [
@@ -469,8 +471,6 @@ def _render_track(spec: TrackSpec, seed: int, *, sr: int):
     """Compose and render one track; returns ``(midi, wav)`` with ``wav`` float32 ``[2, T]`` at ``sr``."""
     from scipy.signal import butter, sosfilt
 
-    from .audio import loudness
-    from .synth import render_midi
 
     midi = compose_track(spec, seed=seed)
     wav = render_midi(midi, sr=sr, duration_s=spec.duration_s)
@@ -509,8 +509,6 @@ def build_corpus(out_dir: str | os.PathLike, *, n_tracks: int = 12, seed: int = 
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from .audio import write
-    from .synth import write_midi
 
     plan = plan_corpus(n_tracks, seed=seed, min_duration_s=min_duration_s, max_duration_s=max_duration_s, sr=sr)
     out = ensure_dir(out_dir)

@@ -6,11 +6,11 @@
 
 | name      | model                                              | rate   | one row per          | D (real)      |
 |-----------|----------------------------------------------------|--------|----------------------|---------------|
-| `vggish`  | :mod:`echoscript_utils.vggish` (torchvggish weights)| 16 kHz | 0.96 s example      | 128           |
+| `vggish`  | :mod:`echoscript_utils.models.vggish` (torchvggish weights)| 16 kHz | 0.96 s example      | 128           |
 | `panns`   | PANNs Cnn14 (AudioSet), ``embedding`` output        | 32 kHz | 10 s window          | 2048          |
 | `clap`    | transformers ``ClapModel`` audio features           | 48 kHz | 10 s window          | 512           |
 | `encodec` | the MusicGen codec's encoder latents (pre-quantiser)| 32 kHz | codec frame (20 ms)  | 128           |
-| `musicnn` | :mod:`echoscript_utils.musicnn` (MTT), penultimate  | 16 kHz | 3 s patch            | 200           |
+| `musicnn` | :mod:`echoscript_utils.models.musicnn` (MTT), penultimate  | 16 kHz | 3 s patch            | 200           |
 
 **Input normalisation, identical for reference and generated audio**: files are decoded with
 :func:`echoscript_utils.audio.load` to float32 in [-1, 1] (integer PCM divided by full scale; arrays passed to
@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from .artifacts import atomic_path, ensure_dir, file_hash, text_hash
+from .audio import load, resample, windows
+from .config import resolve_device
 from .errors import ConfigError, DependencyError, InputError
+from .models import codec_identity, load_musicgen, model_sample_rate, musicnn, resolve_model, vggish
+from .models.clap import ClapEmbedder
+from .models.hub import resolve_checkpoint
+from .models.panns import CHECKPOINT_SOURCE, load_cnn14
 
 __all__ = ["EMBEDDERS", "Embedder", "as_float_audio", "embed_files", "get_embedder"]
 
@@ -71,7 +77,6 @@ class Embedder(abc.ABC):
 
         The input is normalised as the module docstring says (float, mono, resampled), then passed to the model.
         """
-        from .audio import resample
 
         x = as_float_audio(wav)
         if x.ndim == 2:
@@ -104,17 +109,6 @@ class Embedder(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r}, sample_rate={self.sample_rate}, identity={self.identity!r})"
 
 
-def _windows(x: np.ndarray, size: int, *, min_tail: float = 0.25, pad: bool = True) -> list[np.ndarray]:
-    """Non-overlapping windows of ``size`` samples; a tail shorter than ``min_tail·size`` is dropped (unless it
-    is the only window); with ``pad`` the last window is zero-padded to ``size``."""
-    out = [x[i:i + size] for i in range(0, max(x.size, 1), size)]
-    if len(out) > 1 and out[-1].size < min_tail * size:
-        out.pop()
-    if pad:
-        out[-1] = np.pad(out[-1], (0, size - out[-1].size))
-    return out
-
-
 @functools.lru_cache(maxsize=64)
 def _weights_identity(path: str, size: int, mtime_ns: int) -> str:
     return file_hash(path)[:16]
@@ -127,7 +121,7 @@ def _file_identity(path: Path) -> str:
 
 # ------------------------------------------------------------------------------------------------- vggish
 class VGGishEmbedder(Embedder):
-    """VGGish (:mod:`echoscript_utils.vggish`): 16 kHz, one 128-d row per 0.96 s, raw last-layer output.
+    """VGGish (:mod:`echoscript_utils.models.vggish`): 16 kHz, one 128-d row per 0.96 s, raw last-layer output.
 
     Args:
         weights: path or URL of the torchvggish weights, or ``"random"`` (tests only).
@@ -138,17 +132,15 @@ class VGGishEmbedder(Embedder):
 
     def __init__(self, weights: str | None, *, cache_dir: str | os.PathLike, device: str = "cpu", seed: int = 0,
                  pca: str | None = None):
-        from . import vggish
 
         self.model = vggish.load_vggish(weights, cache_dir=cache_dir, pca=pca, device=device, seed=seed)
         if str(weights) == "random":
             wid = f"random-{seed}"
         else:
-            wid = _file_identity(vggish.resolve_weights(weights, cache_dir=cache_dir))
+            wid = _file_identity(resolve_checkpoint(weights, source=vggish.WEIGHTS_SOURCE, cache_dir=cache_dir, what="weights"))
         self.identity = f"vggish:{wid}:pca={pca is not None}:{_CACHE_VERSION}"
 
     def _embed(self, wav: np.ndarray) -> np.ndarray:
-        from . import vggish
 
         return vggish.embed(wav, self.sample_rate, model=self.model)
 
@@ -167,7 +159,6 @@ class PannsEmbedder(Embedder):
                  window_s: float = 10.0, seed: int = 0):
         import torch
 
-        from .tagging import load_cnn14, resolve_checkpoint
 
         if checkpoint is None or str(checkpoint).strip() == "":
             raise DependencyError("PANNs embeddings need a Cnn14 checkpoint: set evaluation.panns_checkpoint to "
@@ -176,7 +167,7 @@ class PannsEmbedder(Embedder):
             torch.manual_seed(seed)
             self.model, wid = load_cnn14(None, device=device), f"random-{seed}"
         else:
-            path = resolve_checkpoint(checkpoint, cache_dir=cache_dir)
+            path = resolve_checkpoint(checkpoint, source=CHECKPOINT_SOURCE, cache_dir=cache_dir)
             self.model, wid = load_cnn14(path, device=device), _file_identity(path)
         self.device = device
         self.window = int(round(window_s * self.sample_rate))
@@ -185,7 +176,7 @@ class PannsEmbedder(Embedder):
     def _embed(self, wav: np.ndarray) -> np.ndarray:
         import torch
 
-        batch = torch.from_numpy(np.stack(_windows(wav, self.window))).to(self.device)
+        batch = torch.from_numpy(np.stack(windows(wav, self.window))).to(self.device)
         with torch.inference_mode():
             out = self.model(batch)
         return out["embedding"].float().cpu().numpy()
@@ -199,7 +190,6 @@ class ClapAudioEmbedder(Embedder):
     name, frame = "clap", "10 s window"
 
     def __init__(self, model: str, *, cache_dir: str | os.PathLike, device: str = "cpu", seed: int = 1234):
-        from .alignment import ClapEmbedder
 
         self.clap = ClapEmbedder(model, cache_dir=cache_dir, device=device, seed=seed)
         self.sample_rate = int(self.clap.sample_rate)
@@ -208,7 +198,7 @@ class ClapAudioEmbedder(Embedder):
     def _embed(self, wav: np.ndarray) -> np.ndarray:
         import torch
 
-        wins = _windows(wav, self.clap.window, pad=False)  # a short last window is repeat-padded below
+        wins = windows(wav, self.clap.window, pad=False)  # a short last window is repeat-padded below
         proc = self.clap.processor.feature_extractor
         feats = proc(wins, sampling_rate=self.sample_rate, return_tensors="pt", truncation="rand_trunc",
                      padding="repeatpad")
@@ -236,7 +226,6 @@ class EncodecEmbedder(Embedder):
 
     def __init__(self, model: str, *, cache_dir: str | os.PathLike, device: str = "cpu", seed: int = 1234,
                  max_s: float = 30.0):
-        from .models import codec_identity, load_musicgen, model_sample_rate, resolve_model
 
         models_dir = Path(cache_dir) / "models"
         path = resolve_model(model, cache_dir=models_dir, seed=seed)
@@ -264,13 +253,12 @@ class EncodecEmbedder(Embedder):
 
 # ------------------------------------------------------------------------------------------------- musicnn
 class MusicnnEmbedder(Embedder):
-    """musicnn (:mod:`echoscript_utils.musicnn`, real MTT/MSD weights, offline): 16 kHz, one row per 3 s patch."""
+    """musicnn (:mod:`echoscript_utils.models.musicnn`, real MTT/MSD weights, offline): 16 kHz, one row per 3 s patch."""
 
     name, sample_rate, frame = "musicnn", 16_000, "3 s patch"
 
     def __init__(self, model: str = "MTT_musicnn", *, layer: str = "penultimate", cache_dir=None,
                  device: str = "cpu"):
-        from . import musicnn
 
         self.model_name, self.layer, self.device = model, layer, device
         self.cache_dir = str(Path(cache_dir) / "models") if cache_dir is not None else None
@@ -281,7 +269,6 @@ class MusicnnEmbedder(Embedder):
         self.identity = f"musicnn:{model}:{layer}:{wid}:{_CACHE_VERSION}"
 
     def _embed(self, wav: np.ndarray) -> np.ndarray:
-        from . import musicnn
 
         out = musicnn.embed(wav, self.sample_rate, model=self.model_name, layer=self.layer, cache_dir=self.cache_dir,
                             device=self.device)
@@ -295,7 +282,6 @@ EMBEDDERS: dict[str, type[Embedder]] = {"vggish": VGGishEmbedder, "panns": Panns
 
 
 def _kwargs_from_config(name: str, cfg) -> dict[str, Any]:
-    from .config import resolve_device
 
     ev = cfg.evaluation
     common = {"cache_dir": cfg.paths.cache, "device": resolve_device(cfg.run.device)}
@@ -349,7 +335,6 @@ def embed_files(paths: Sequence[str | os.PathLike], embedder: Embedder, *, cache
     """
     from tqdm.auto import tqdm
 
-    from .audio import load
 
     folder = ensure_dir(Path(cache_dir) / "embeddings" / embedder.name) if cache_dir is not None else None
     out: dict[str, np.ndarray] = {}

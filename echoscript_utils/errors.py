@@ -31,3 +31,11 @@ class DependencyError(EchoScriptError):
 
 class StageError(EchoScriptError):
     """A workbook stage failed; the message names the stage and the executed notebook to open."""
+
+
+class ModelNotFoundError(DependencyError, ConfigError, InputError):
+    """A model or weights reference (hub id, folder, checkpoint path or URL) could not be resolved or read.
+
+    The one error of the model resolver for every family; it is also each of the older, narrower types
+    (a missing setting, a missing file, an unreachable hub), so callers that catch those keep working.
+    """

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from .artifacts import atomic_path
 from .errors import InputError
 
 __all__ = [
@@ -42,15 +44,12 @@ __all__ = [
     "FADInfinity",
     "FADInterval",
     "PairedDifference",
-    "RelevanceScore",
     "bootstrap_fad",
-    "clap_score",
     "fad_infinity",
     "frechet_distance",
     "frechet_distance_from_stats",
     "paired_bootstrap_difference",
     "per_clip_contribution",
-    "tag_kl_divergence",
 ]
 
 # ============================================================================================== statistics
@@ -79,7 +78,6 @@ class EmbeddingStats:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``mu``, ``cov`` and ``n`` to an ``.npz`` file atomically."""
-        from .artifacts import atomic_path
 
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
@@ -377,7 +375,7 @@ def bootstrap_fad(emb_ref, emb_gen, *, n: int = 1000, confidence: float = 0.95, 
     point = _distance(ref.side(None), gen.side(None))
     rng = np.random.default_rng(seed)
     samples = np.empty(n)
-    for i in _progress(range(n), progress, "bootstrap FAD"):
+    for i in tqdm(range(n), desc="bootstrap FAD", disable=not progress, leave=False):
         ref_side = ref.side(ref.draw(rng) if resample == "both" else None)
         samples[i] = _distance(ref_side, gen.side(gen.draw(rng)))
     lo, hi = _interval(point, samples, confidence, method)
@@ -439,7 +437,7 @@ def paired_bootstrap_difference(emb_ref, emb_a, emb_b, *, n: int = 1000, confide
     rng = np.random.default_rng(seed)
     samples = np.empty(n)
     a_better = 0
-    for i in _progress(range(n), progress, "paired bootstrap"):
+    for i in tqdm(range(n), desc="paired bootstrap", disable=not progress, leave=False):
         ref_side = ref.side(ref.draw(rng) if resample == "both" else None)
         idx_a = sa.draw(rng)
         idx_b = idx_a if paired_generated else sb.draw(rng)
@@ -544,470 +542,3 @@ def per_clip_contribution(emb_ref, emb_gen, *, names: Sequence[str] | None = Non
     z = (delta - np.median(delta)) / mad if mad > 0 else np.zeros_like(delta)
     df = pd.DataFrame({"clip": names, "fad_without": without, "delta": delta, "z": z, "outlier": z > z_threshold})
     return df.sort_values("delta", ascending=False, ignore_index=True)
-
-
-# ============================================================================================== relevance
-@dataclass
-class RelevanceScore:
-    """Mean of per-clip scores with a bootstrap interval (``per_clip`` keeps the individual values)."""
-
-    score: float
-    ci_low: float
-    ci_high: float
-    confidence: float
-    n: int
-    per_clip: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("per_clip")
-        return d
-
-
-def _mean_ci(values: np.ndarray, *, n_boot: int, confidence: float, seed: int) -> tuple[float, float]:
-    if values.size < 2 or n_boot < 1:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
-
-
-def clap_score(audio_emb, text_emb, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> RelevanceScore:
-    """CLAP score: mean cosine similarity between each generated clip and its *own* prompt.
-
-    Args:
-        audio_emb: ``[N, D]`` CLAP audio embeddings, one row per clip.
-        text_emb: ``[N, D]`` CLAP text embeddings of the prompt each clip was generated from (same order).
-
-    Returns:
-        :class:`RelevanceScore` of the cosine (in [-1, 1]; some papers report ``100 · max(cos, 0)``), with a
-        bootstrap interval over clips.
-    """
-    a = np.asarray(audio_emb, dtype=np.float64)
-    t = np.asarray(text_emb, dtype=np.float64)
-    if a.ndim != 2 or a.shape != t.shape:
-        raise InputError(f"audio and text embeddings must both be [N, D] with the same shape: {a.shape} vs {t.shape}")
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(t, axis=1)
-    cos = np.einsum("ij,ij->i", a, t) / np.maximum(norms, 1e-12)
-    lo, hi = _mean_ci(cos, n_boot=n_boot, confidence=confidence, seed=seed)
-    return RelevanceScore(score=float(cos.mean()), ci_low=lo, ci_high=hi, confidence=confidence, n=int(cos.size),
-                          per_clip=cos)
-
-
-def tag_kl_divergence(p_ref, p_gen, *, eps: float = 1e-6) -> float:
-    """KL(ref ‖ gen) between the mean tag distributions of two sets of clips (nats).
-
-    Args:
-        p_ref, p_gen: ``[N, T]`` tag probabilities per clip (sigmoid outputs of a tagger such as musicnn), or
-            DataFrames with one column per tag (aligned by column name; tags missing on one side count as 0).
-        eps: added to every tag before normalising, so that a tag absent from the generated set gives a large but
-            finite divergence.
-
-    Each set's mean tag vector is normalised to sum to one, so the score compares *which* tags dominate, not how
-    confident the tagger is overall. 0 means identical distributions.
-    """
-    if hasattr(p_ref, "columns") and hasattr(p_gen, "columns"):
-        tags = sorted(set(p_ref.columns) | set(p_gen.columns))
-        p_ref = p_ref.reindex(columns=tags, fill_value=0.0).to_numpy(dtype=np.float64)
-        p_gen = p_gen.reindex(columns=tags, fill_value=0.0).to_numpy(dtype=np.float64)
-    r = np.atleast_2d(np.asarray(p_ref, dtype=np.float64))
-    g = np.atleast_2d(np.asarray(p_gen, dtype=np.float64))
-    if r.shape[1] != g.shape[1]:
-        raise InputError(f"tag vectors differ in length: {r.shape[1]} vs {g.shape[1]}")
-    if (r < 0).any() or (g < 0).any():
-        raise InputError("tag probabilities must be non-negative")
-    pr = r.mean(axis=0) + eps
-    pg = g.mean(axis=0) + eps
-    pr, pg = pr / pr.sum(), pg / pg.sum()
-    return float(np.sum(pr * np.log(pr / pg)))
-
-
-# ============================================================================================== helpers
-def _warn(message: str) -> None:
-    import warnings
-
-    warnings.warn(message, stacklevel=3)
-
-
-def _progress(it, enabled: bool, desc: str):
-    if not enabled:
-        return it
-    from tqdm.auto import tqdm
-
-    return tqdm(it, desc=desc, leave=False)
-
-
-
-# ============================================================================================== the stage
-#: Folders under 05_generation that are not text-to-music systems to score (MIDI-sketch control).
-_NOT_SYSTEMS = ("sketch",)
-
-
-@dataclass
-class EvaluationSets:
-    """The audio the evaluation stage compares: one reference set and one set per generating model."""
-
-    reference: list[Path]
-    reference_source: str  # in words: where the reference came from
-    generated: dict[str, list[Path]]  # model label → WAV files
-    prompts: dict[str, list[str | None]]  # model label → prompt of each file (from its JSON sidecar)
-
-    def summary(self):
-        """DataFrame ``set, files, source``."""
-        import pandas as pd
-
-        rows = [{"set": "reference", "files": len(self.reference), "source": self.reference_source}]
-        rows += [{"set": m, "files": len(f), "source": f"05_generation/{m}"} for m, f in self.generated.items()]
-        return pd.DataFrame(rows)
-
-
-def audio_files(folder: str | os.PathLike, *, extensions: Sequence[str] = (".wav", ".flac", ".ogg", ".mp3", ".aiff",
-                                                                          ".aif")) -> list[Path]:
-    """Audio files under ``folder`` (recursive, sorted); :class:`InputError` when it is missing or has none."""
-    p = Path(folder)
-    if not p.is_dir():
-        raise InputError(f"{p}: no such folder; pass a folder of audio files")
-    exts = {e.lower() for e in extensions}
-    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts and not f.name.startswith("."))
-    if not files:
-        raise InputError(f"{p}: no audio files ({', '.join(sorted(exts))}) in this folder")
-    return files
-
-
-def _order_models(labels: Sequence[str], cfg) -> list[str]:
-    first = [cfg.listening.baseline_label, cfg.listening.system_label]
-    return [m for m in first if m in labels] + sorted(m for m in labels if m not in first)
-
-
-def evaluation_sets(cfg) -> EvaluationSets:
-    """Find the reference and generated audio of a run.
-
-    Reference: ``evaluation.reference_dir`` when set, else the curated clips of ``01_curation`` whose split is in
-    ``evaluation.reference_splits`` (the held-out ``eval`` split by default, never seen in fine-tuning).
-    Generated: ``05_generation/<model>/*.wav`` for ``evaluation.models`` (default: every model folder there).
-    """
-    from .dataset import load_metadata
-
-    ev = cfg.evaluation
-    if ev.reference_dir is not None:
-        reference = audio_files(ev.reference_dir, extensions=cfg.curation.extensions)
-        source = f"folder {Path(ev.reference_dir).name}/ ({len(reference)} files)"
-    else:
-        meta = load_metadata(cfg.paths.curation)
-        splits = list(ev.reference_splits)
-        chosen = meta[meta["split"].isin(splits)]
-        if chosen.empty:
-            raise InputError(f"{cfg.paths.curation}: no curated clips in split(s) {', '.join(splits)}; set "
-                             "evaluation.reference_dir or evaluation.reference_splits")
-        reference = [Path(p) for p in chosen["path"]]
-        source = f"01_curation clips, split {'+'.join(splits)} ({len(reference)} clips)"
-    gen_dir = cfg.paths.generation
-    if not gen_dir.is_dir():
-        raise InputError(f"{gen_dir}: no generated audio; run the 05_generation stage first")
-    available = [d.name for d in gen_dir.iterdir() if d.is_dir() and any(d.glob("*.wav"))]
-    wanted = list(ev.models) or [m for m in available if m not in _NOT_SYSTEMS]
-    missing = [m for m in wanted if m not in available]
-    if missing:
-        raise InputError(f"{gen_dir}: no WAV files for model(s) {', '.join(missing)}; "
-                         f"found {', '.join(available) or 'none'}")
-    generated, prompts = {}, {}
-    for m in _order_models(wanted, cfg):
-        files = sorted((gen_dir / m).glob("*.wav"))
-        generated[m] = files
-        prompts[m] = [_sidecar(f).get("prompt") for f in files]
-    return EvaluationSets(reference=reference, reference_source=source, generated=generated, prompts=prompts)
-
-
-def _sidecar(wav: Path) -> dict[str, Any]:
-    from .artifacts import read_json
-
-    side = wav.with_suffix(".json")
-    try:
-        return read_json(side) if side.is_file() else {}
-    except ValueError:
-        raise InputError(f"{side}: not valid JSON; rerun the generation stage") from None
-
-
-@dataclass
-class EmbeddedSets:
-    """Per-clip embeddings of every set under every embedding that could be built."""
-
-    data: dict[str, dict[str, list[np.ndarray]]]  # embedding → set label ("reference", models) → clips
-    names: dict[str, list[str]]  # set label → clip names (file stems)
-    embedders: dict[str, dict[str, Any]]  # embedding → Embedder.describe()
-    skipped: dict[str, str]  # embedding → why it was not computed
-
-    def summary(self):
-        """DataFrame ``embedding, set, clips, rows, dim, row, normalisation`` (plus skipped embeddings)."""
-        import pandas as pd
-
-        rows = []
-        for emb, sets in self.data.items():
-            info = self.embedders[emb]
-            for label, clips in sets.items():
-                rows.append({"embedding": emb, "set": label, "clips": len(clips),
-                             "rows": int(sum(c.shape[0] for c in clips)), "dim": int(clips[0].shape[1]),
-                             "row": info["row"], "sample_rate": info["sample_rate"]})
-        for emb, why in self.skipped.items():
-            rows.append({"embedding": emb, "set": "(skipped)", "clips": 0, "rows": 0, "dim": 0, "row": why,
-                         "sample_rate": None})
-        return pd.DataFrame(rows)
-
-
-def embed_sets(sets: EvaluationSets, cfg, *, embeddings: Sequence[str] | None = None,
-               progress: bool = True) -> EmbeddedSets:
-    """Embed the reference and every generated set with each of ``evaluation.embeddings`` (cached per file).
-
-    An embedding whose weights are not available (e.g. VGGish offline without a local weights file) is skipped
-    and the reason recorded, so the other embeddings still produce a table.
-    """
-    from .embeddings import embed_files, get_embedder
-    from .errors import DependencyError
-
-    all_sets = {"reference": sets.reference, **sets.generated}
-    data: dict[str, dict[str, list[np.ndarray]]] = {}
-    described, skipped = {}, {}
-    for name in embeddings or cfg.evaluation.embeddings:
-        try:
-            embedder = get_embedder(name, cfg)
-        except DependencyError as exc:
-            skipped[name] = str(exc)
-            continue
-        data[name] = {label: list(embed_files(files, embedder, cache_dir=cfg.paths.cache, progress=progress).values())
-                      for label, files in all_sets.items()}
-        described[name] = embedder.describe()
-        del embedder
-    names = {label: [Path(f).stem for f in files] for label, files in all_sets.items()}
-    return EmbeddedSets(data=data, names=names, embedders=described, skipped=skipped)
-
-
-def fad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
-    """FAD of every model against the reference under every embedding, with bootstrap intervals and FAD∞.
-
-    Returns:
-        DataFrame ``embedding, model, fad, ci_low, ci_high, bias, fad_inf, fad_inf_r2, n_ref, n_gen, rows_ref,
-        rows_gen, dim, inputs`` (clips counted in ``n_*``; embedding rows in ``rows_*``).
-    """
-    import pandas as pd
-
-    ev = cfg.evaluation
-    rows = []
-    for emb, sets in embedded.data.items():
-        ref = sets["reference"]
-        for model, clips in sets.items():
-            if model == "reference":
-                continue
-            row: dict[str, Any] = {"embedding": emb, "model": model}
-            if ev.bootstrap > 0:
-                res = bootstrap_fad(ref, clips, n=ev.bootstrap, confidence=ev.confidence, seed=cfg.seed,
-                                    progress=progress)
-                row |= {"fad": res.point, "ci_low": res.ci_low, "ci_high": res.ci_high, "bias": res.bias}
-            else:
-                row |= {"fad": frechet_distance(ref, clips), "ci_low": np.nan, "ci_high": np.nan, "bias": np.nan}
-            try:
-                inf = fad_infinity(ref, clips, n_points=ev.fad_inf_points, seed=cfg.seed)
-                row |= {"fad_inf": inf.fad_inf, "fad_inf_r2": inf.r2}
-            except InputError:
-                row |= {"fad_inf": np.nan, "fad_inf_r2": np.nan}
-            row |= {"n_ref": len(ref), "n_gen": len(clips), "rows_ref": int(sum(c.shape[0] for c in ref)),
-                    "rows_gen": int(sum(c.shape[0] for c in clips)), "dim": int(clips[0].shape[1]),
-                    "inputs": embedded.embedders[emb]["normalisation"]}
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def paired_table(embedded: EmbeddedSets, cfg, *, a: str | None = None, b: str | None = None):
-    """``FAD_a − FAD_b`` per embedding (a = fine-tuned, b = baseline by default) with paired bootstrap intervals.
-
-    Generated sets are resampled with shared indices when both models made the same number of files (same
-    prompts and seeds in the same order), otherwise independently.
-    """
-    import pandas as pd
-
-    ev = cfg.evaluation
-    a = a or cfg.listening.system_label
-    b = b or cfg.listening.baseline_label
-    rows = []
-    for emb, sets in embedded.data.items():
-        if a not in sets or b not in sets:
-            continue
-        paired = len(sets[a]) == len(sets[b]) and embedded.names.get(a) == embedded.names.get(b)
-        res = paired_bootstrap_difference(sets["reference"], sets[a], sets[b], n=max(ev.bootstrap, 1),
-                                          confidence=ev.confidence, seed=cfg.seed, paired_generated=paired)
-        rows.append({"embedding": emb, "a": a, "b": b, **res.as_dict()})
-    return pd.DataFrame(rows)
-
-
-def fad_infinity_fits(embedded: EmbeddedSets, cfg, *, embedding: str | None = None) -> dict[str, FADInfinity]:
-    """FAD∞ fit of every model for one embedding (default: the first computed), for the fit plot."""
-    emb = embedding or next(iter(embedded.data), None)
-    if emb is None:
-        return {}
-    sets = embedded.data[emb]
-    out = {}
-    for model, clips in sets.items():
-        if model == "reference":
-            continue
-        try:
-            out[model] = fad_infinity(sets["reference"], clips, n_points=cfg.evaluation.fad_inf_points, seed=cfg.seed)
-        except InputError:
-            continue
-    return out
-
-
-def outlier_table(embedded: EmbeddedSets, *, embedding: str | None = None, top: int | None = None):
-    """Leave-one-out contribution of every generated clip (all models) for one embedding, largest first."""
-    import pandas as pd
-
-    emb = embedding or next(iter(embedded.data), None)
-    if emb is None:
-        return pd.DataFrame(columns=["embedding", "model", "clip", "fad_without", "delta", "z", "outlier"])
-    sets = embedded.data[emb]
-    frames = []
-    for model, clips in sets.items():
-        if model == "reference" or len(clips) < 3:
-            continue
-        df = per_clip_contribution(sets["reference"], clips, names=embedded.names[model])
-        frames.append(df.assign(embedding=emb, model=model))
-    if not frames:
-        return pd.DataFrame(columns=["embedding", "model", "clip", "fad_without", "delta", "z", "outlier"])
-    df = pd.concat(frames, ignore_index=True).sort_values("delta", ascending=False, ignore_index=True)
-    df = df[["embedding", "model", "clip", "fad_without", "delta", "z", "outlier"]]
-    return df.head(top) if top else df
-
-
-def clap_scores(sets: EvaluationSets, cfg, *, progress: bool = True):
-    """CLAP score of every model: cosine of each clip's CLAP audio embedding (mean over 10 s windows) with the
-    CLAP text embedding of its own prompt (from the sidecar). Clips without a prompt are left out."""
-    import pandas as pd
-
-    from .embeddings import embed_files, get_embedder
-    from .errors import DependencyError
-
-    empty = pd.DataFrame(columns=["model", "score", "ci_low", "ci_high", "confidence", "n", "clap_model"])
-    if not cfg.evaluation.relevance:
-        return empty
-    try:
-        embedder = get_embedder("clap", cfg)
-    except DependencyError as exc:
-        _warn(f"CLAP score skipped: {exc}")
-        return empty
-    rows = []
-    for model, files in sets.generated.items():
-        keep = [(f, p) for f, p in zip(files, sets.prompts[model]) if p]
-        if not keep:
-            continue
-        embs = embed_files([f for f, _ in keep], embedder, cache_dir=cfg.paths.cache, progress=progress)
-        audio = np.stack([e.mean(axis=0) for e in embs.values()])
-        text = embedder.embed_text([p for _, p in keep])
-        res = clap_score(audio, text, n_boot=max(cfg.evaluation.bootstrap, 1), confidence=cfg.evaluation.confidence,
-                         seed=cfg.seed)
-        rows.append({"model": model, **res.as_dict(), "clap_model": embedder.identity})
-    return pd.DataFrame(rows)
-
-
-def tag_distributions(sets: EvaluationSets, cfg, *, progress: bool = True):
-    """musicnn clip-level tag probabilities (mean over 3 s patches) of every set: ``{label: DataFrame [clips, tags]}``."""
-    import pandas as pd
-
-    from . import musicnn
-    from .embeddings import MusicnnEmbedder, embed_files
-    from .errors import DependencyError
-
-    if not cfg.evaluation.relevance:
-        return {}
-    model = cfg.annotation.musicnn_model
-    try:
-        tagger = MusicnnEmbedder(model, layer="taggram", cache_dir=cfg.paths.cache)
-    except DependencyError as exc:
-        _warn(f"tag distributions skipped: {exc}")
-        return {}
-    labels = list(musicnn.LABELS[model])
-    out = {}
-    for label, files in {"reference": sets.reference, **sets.generated}.items():
-        embs = embed_files(files, tagger, cache_dir=cfg.paths.cache, progress=progress)
-        out[label] = pd.DataFrame([e.mean(axis=0) for e in embs.values()], columns=labels,
-                                  index=[Path(f).stem for f in files])
-    return out
-
-
-def tag_kl_table(tags: Mapping[str, Any], *, top: int = 5):
-    """KL(reference ‖ model) of mean musicnn tag distributions, with each set's top tags."""
-    import pandas as pd
-
-    if "reference" not in tags:
-        return pd.DataFrame(columns=["set", "kl_from_reference", "clips", "top_tags"])
-    ref = tags["reference"]
-    rows = []
-    for label, df in tags.items():
-        top_tags = ", ".join(f"{t} {v:.2f}" for t, v in df.mean().sort_values(ascending=False).head(top).items())
-        kl = 0.0 if label == "reference" else tag_kl_divergence(ref, df)
-        rows.append({"set": label, "kl_from_reference": kl, "clips": len(df), "top_tags": top_tags})
-    return pd.DataFrame(rows)
-
-
-def verdict(paired, table=None) -> str:
-    """Plain-language reading of the paired differences (one line per embedding), for the notebook and report."""
-    if paired is None or len(paired) == 0:
-        return "Only one model was generated, so there is no difference to test."
-    lines = []
-    for r in paired.to_dict("records"):
-        pct = round(100 * r["confidence"])
-        head = (f"{r['embedding']}: FAD({r['a']}) − FAD({r['b']}) = {r['difference']:+.4g} "
-                f"[{pct}% CI {r['ci_low']:+.4g}, {r['ci_high']:+.4g}], {r['a']} lower in "
-                f"{100 * r['share_a_better']:.0f}% of resamples")
-        if r["significant"]:
-            who = r["a"] if r["difference"] < 0 else r["b"]
-            lines.append(f"{head} → {who} is closer to the reference on this embedding.")
-        else:
-            lines.append(f"{head} → the interval includes 0: no evidence of a difference at this sample size.")
-    return "\n".join(lines)
-
-
-def stage_metrics(sets: EvaluationSets, embedded: EmbeddedSets, table, paired, fits: Mapping[str, FADInfinity],
-                  outliers, *, clap=None, tag_kl=None) -> dict[str, Any]:
-    """Everything the evaluation stage measured, as one JSON-ready dict for ``06_evaluation/metrics.json``."""
-    return {
-        "reference": {"source": sets.reference_source, "files": len(sets.reference)},
-        "generated": {m: len(f) for m, f in sets.generated.items()},
-        "embedders": embedded.embedders,
-        "skipped_embeddings": embedded.skipped,
-        "fad": table.to_dict(orient="records"),
-        "paired_difference": paired.to_dict(orient="records") if paired is not None else [],
-        "fad_infinity": {m: f.as_dict() for m, f in fits.items()},
-        "outliers": outliers[outliers["outlier"]].to_dict(orient="records") if len(outliers) else [],
-        "clap_score": clap.to_dict(orient="records") if clap is not None else [],
-        "tag_kl": tag_kl.to_dict(orient="records") if tag_kl is not None else [],
-        "verdict": verdict(paired),
-    }
-
-
-# ============================================================================================== CLI
-def fad_cli(args, cfg) -> int:
-    """``echoscript fad --reference DIR --generated DIR --embedding NAME [--bootstrap N]``: print the FAD."""
-    from .embeddings import embed_files, get_embedder
-
-    ref_files = audio_files(args.reference, extensions=cfg.curation.extensions)
-    gen_files = audio_files(args.generated, extensions=cfg.curation.extensions)
-    embedder = get_embedder(args.embedding, cfg)
-    ref = list(embed_files(ref_files, embedder, cache_dir=cfg.paths.cache).values())
-    gen = list(embed_files(gen_files, embedder, cache_dir=cfg.paths.cache).values())
-    rows_ref, rows_gen = sum(len(e) for e in ref), sum(len(e) for e in gen)
-    n_boot = int(args.bootstrap)
-    if n_boot > 0:
-        res = bootstrap_fad(ref, gen, n=n_boot, confidence=cfg.evaluation.confidence, seed=cfg.seed)
-        pct = round(100 * res.confidence)
-        print(f"FAD ({embedder.name}) = {res.point:.4f}   {pct}% CI [{res.ci_low:.4f}, {res.ci_high:.4f}]   "
-              f"(bootstrap: {n_boot} resamples of clips on both sides, bias-corrected; resampling bias "
-              f"{res.bias:+.4f})")
-    else:
-        print(f"FAD ({embedder.name}) = {frechet_distance(ref, gen):.4f}   (no interval: --bootstrap 0)")
-    print(f"reference: {len(ref)} files, {rows_ref} embedding rows   generated: {len(gen)} files, {rows_gen} rows   "
-          f"D = {ref[0].shape[1]}")
-    print(f"inputs (both sides): {embedder.normalisation}")
-    if min(rows_ref, rows_gen) <= ref[0].shape[1]:
-        print(f"note: fewer rows than dimensions on one side (N <= D = {ref[0].shape[1]}); the covariance is "
-              "singular and FAD is strongly biased upward at this size — compare systems only at equal N")
-    return 0

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
+from .audio import resample, to_mono
 from .taxonomy import PITCH_CLASSES
 
 __all__ = [
@@ -183,7 +184,6 @@ def clip_features(wav: np.ndarray, sr: int, *, n_mfcc: int = N_MFCC, n_mels: int
     """
     import librosa
 
-    from .audio import resample, to_mono
 
     y = to_mono(wav)[0]
     if sr != ANALYSIS_SR:

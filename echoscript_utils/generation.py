@@ -25,7 +25,13 @@ import pandas as pd
 
 from . import audio
 from .artifacts import ensure_dir, read_json, text_hash, write_json
+from .captions import build_caption
+from .config import resolve_device
+from .dataset import load_metadata
 from .errors import InputError
+from .melody import chroma_from_midi, n_chroma_frames
+from .models import frame_rate, load_musicgen, model_identity, model_sample_rate, resolve_model
+from .synth import write_midi
 
 __all__ = [
     "GenerationItem",
@@ -86,7 +92,6 @@ def load_scenarios(path: str | os.PathLike | None = None) -> list[dict[str, Any]
 
 
 def _scenario_prompt(s: dict[str, Any]) -> str:
-    from .alignment import build_caption
 
     return build_caption({"scene": s["scene"], "genre": s.get("genre"), "moods": list(s.get("moods") or []),
                           "instruments": list(s.get("instruments") or []), "bpm": s.get("bpm"),
@@ -100,7 +105,6 @@ def generation_items(cfg) -> list[GenerationItem]:
              for s in load_scenarios(cfg.generation.scenarios)]
     g = cfg.generation
     if g.use_eval_prompts and g.max_eval_prompts > 0:
-        from .dataset import load_metadata
 
         for stage in ("03_alignment", "02_annotation", "01_curation"):
             f = cfg.paths.stage(stage) / "metadata.jsonl"
@@ -185,7 +189,6 @@ def generate_batch(model, processor, prompts: list[str], *, seed: int, duration_
     """
     import torch
 
-    from .models import frame_rate, model_sample_rate
 
     sr = model_sample_rate(model)
     n_tokens = int(np.ceil(duration_s * frame_rate(model))) + 4
@@ -216,7 +219,6 @@ def continue_long_form(model, processor, prompts: list[str], first: np.ndarray, 
                        window_s: float, context_s: float, crossfade_s: float, **gen_kwargs) -> np.ndarray:
     """Extend ``first`` ``[B, C, T]`` past the model's window: repeatedly condition on its last ``context_s``
     seconds, generate ``window_s − context_s`` new seconds, and crossfade them on, until ``total_s``."""
-    from .models import model_sample_rate
 
     sr = model_sample_rate(model)
     out = [w for w in first]
@@ -254,8 +256,6 @@ def generate_for_model(cfg, label: str, ref: str, items: list[GenerationItem], *
     records the same model identity, prompt, seed and settings. Returns one row per file."""
     from tqdm.auto import tqdm
 
-    from .config import resolve_device
-    from .models import load_musicgen, model_identity, model_sample_rate, resolve_model
 
     g = cfg.generation
     folder = ensure_dir(out_dir / label)
@@ -338,7 +338,6 @@ def demo_sketch(path: str | os.PathLike, *, bpm: float = 90.0, seed: int = 0) ->
                                                end=t + (step + 0.95) * beat))
         t += 4 * beat
     pm.instruments.extend([lead, bass])
-    from .synth import write_midi
 
     return write_midi(pm, path)
 
@@ -346,7 +345,6 @@ def demo_sketch(path: str | os.PathLike, *, bpm: float = 90.0, seed: int = 0) ->
 def run_sketch(cfg, *, out_dir: Path | None = None, progress: bool = True) -> pd.DataFrame:
     """MIDI-sketch control: chroma of ``generation.melody_midi`` (or a generated demo sketch) conditions
     ``generation.melody_model`` on the scenarios; files go to ``05_generation/sketch/`` with sidecars."""
-    from .melody import chroma_from_midi, n_chroma_frames
 
     g = cfg.generation
     if not g.melody_model:

@@ -24,6 +24,9 @@ import os
 
 import numpy as np
 
+from .errors import InputError
+from .models import model_sample_rate
+
 __all__ = [
     "CHROMA_FRAME_RATE",
     "CHROMA_HOP",
@@ -49,7 +52,6 @@ def chroma_frame_rate(model=None) -> float:
     """Chroma frames per second for ``model`` (its codec sample rate / 4096); 7.8125 without a model."""
     if model is None:
         return CHROMA_FRAME_RATE
-    from .models import model_sample_rate
 
     return model_sample_rate(model) / CHROMA_HOP
 
@@ -152,7 +154,6 @@ def chroma_from_midi(path_or_pm, *, n_frames: int | None = None, frame_rate: flo
     if isinstance(path_or_pm, pretty_midi.PrettyMIDI):
         pm = path_or_pm
     else:
-        from .errors import InputError
 
         path = os.fspath(path_or_pm)
         try:

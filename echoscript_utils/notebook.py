@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .audio import load
+
 
 def display_audio(items: Sequence[str | os.PathLike] | str | os.PathLike, *, titles: Sequence[str] | None = None,
                   sr: int | None = None) -> None:
@@ -30,7 +32,6 @@ def display_audio(items: Sequence[str | os.PathLike] | str | os.PathLike, *, tit
 def _audio_tag(path: str | os.PathLike, *, max_s: float, sr: int) -> str:
     import soundfile as sf
 
-    from .audio import load
 
     wav, _ = load(path, sr=sr, mono=True)
     buf = io.BytesIO()

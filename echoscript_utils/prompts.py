@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .artifacts import atomic_write_text, read_json, text_hash, write_json
 from .errors import ConfigError, DependencyError, InputError
 from .taxonomy import INSTRUMENTS, MOODS, join_list, split_list
 
@@ -325,7 +326,6 @@ def openai_prompts(n: int = 170, *, model: str = "gpt-4o-mini", temperature: flo
     """
     import pandas as pd
 
-    from .artifacts import read_json, text_hash, write_json
 
     cache = Path(cache_dir) / "prompts"
     requests = []
@@ -418,7 +418,6 @@ def generate_prompts(section, *, seed: int, cache_dir: str | os.PathLike, progre
 
 def write_prompts(df, path: str | os.PathLike) -> Path:
     """Write prompts atomically: ``.jsonl`` (one object per prompt, lists kept) or ``.csv`` (lists ``;``-joined)."""
-    from .artifacts import atomic_write_text
 
     path = Path(path)
     if path.suffix == ".jsonl":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifacts import atomic_path
 from .errors import DependencyError, InputError
 
 __all__ = ["DRUM_CHANNEL", "default_soundfont", "render_midi", "write_midi"]
@@ -138,7 +139,6 @@ def render_midi(midi, *, sr: int = 44100, soundfont: str | os.PathLike | None = 
 
 def write_midi(midi, path: str | os.PathLike) -> Path:
     """Atomically write a ``PrettyMIDI`` as a standard MIDI file; returns its path."""
-    from .artifacts import atomic_path
 
     final = Path(path)
     with atomic_path(final, suffix=".mid") as tmp:

@@ -11,7 +11,7 @@ Three taggers can be chosen in ``annotation.taggers`` and combined:
     (``data/audioset_labels.csv``: ``index, mid, display_name`` of the AudioSet release's class list, in
     Cnn14's output order; AudioSet labels by Google, CC BY 4.0).
 ``musicnn``
-    The PyTorch port of musicnn (``echoscript_utils.musicnn``) with the port's own tag → taxonomy map.
+    The PyTorch port of musicnn (``echoscript_utils.models.musicnn``) with the port's own tag → taxonomy map.
 ``clap``
     Zero-shot CLAP: cosine similarity between the clip and text prompts per taxonomy label
     ("a piece of {label} music", ...), softmax within each field.
@@ -33,22 +33,21 @@ one. Direct classes (``Classical music``, ``Piano``, ``Sad music``) carry weight
 from __future__ import annotations
 
 import abc
-import importlib
-import importlib.util
 import os
-import sys
-import types
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .artifacts import file_hash, text_hash
+from .audio import resample
+from .config import resolve_device
 from .errors import ConfigError, DependencyError, InputError
+from .models import musicnn
+from .models.clap import ClapEmbedder
+from .models.hub import resolve_checkpoint
+from .models.panns import CHECKPOINT_SOURCE, audioset_labels, load_cnn14
 from .taxonomy import GENRES, INSTRUMENTS, MOODS
 
 __all__ = [
@@ -68,7 +67,6 @@ __all__ = [
     "load_cnn14",
     "map_scores",
     "mapping_matrices",
-    "panns_cnn14_class",
     "register_tagger",
     "resolve_checkpoint",
 ]
@@ -112,7 +110,6 @@ class Tagger(abc.ABC):
 
     def _mono(self, wav: np.ndarray, sr: int) -> np.ndarray:
         """``[C, T]`` / ``[T]`` at ``sr`` → mono float32 ``[T]`` at :attr:`sample_rate`."""
-        from .audio import resample
 
         x = np.asarray(wav, dtype=np.float32)
         if x.ndim == 2:
@@ -140,19 +137,6 @@ def _normalise_genre(scores: dict[str, float]) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------------------- AudioSet labels
-@lru_cache(maxsize=1)
-def _labels_cached(path: str):
-    import pandas as pd
-
-    df = pd.read_csv(path, dtype={"index": int, "mid": str, "display_name": str})
-    if list(df.columns) != ["index", "mid", "display_name"] or not (df["index"] == np.arange(len(df))).all():
-        raise InputError(f"{path}: expected columns index,mid,display_name with index 0..N-1 in order")
-    return df
-
-
-def audioset_labels(path: str | os.PathLike | None = None):
-    """The 527 AudioSet classes in Cnn14 output order: DataFrame ``index, mid, display_name``."""
-    return _labels_cached(str(path or AUDIOSET_LABELS_CSV)).copy()
 
 
 def audioset_taxonomy(path: str | os.PathLike | None = None, *, labels=None):
@@ -214,119 +198,6 @@ def map_scores(probs: np.ndarray, matrices: dict[str, np.ndarray]) -> TagProbs:
 
 
 # ----------------------------------------------------------------------------------------- PANNs
-_PANNS_ALIAS = "_echoscript_panns_inference"
-
-
-def panns_cnn14_class():
-    """Return ``panns_inference.models.Cnn14`` without running the package's ``__init__``.
-
-    ``import panns_inference`` (or any submodule) runs ``wget`` for a label CSV at import time, and leaves an
-    empty file behind when offline. Here the package folder is mounted under a private module name so only
-    ``models.py`` and ``pytorch_utils.py`` execute.
-    """
-    mod_name = f"{_PANNS_ALIAS}.models"
-    if mod_name not in sys.modules:
-        spec = importlib.util.find_spec("panns_inference")
-        if spec is None or not spec.submodule_search_locations:
-            raise DependencyError("panns_inference is not installed; pip install panns-inference torchlibrosa")
-        pkg = types.ModuleType(_PANNS_ALIAS)
-        pkg.__path__ = list(spec.submodule_search_locations)
-        sys.modules.setdefault(_PANNS_ALIAS, pkg)
-        try:
-            importlib.import_module(mod_name)
-        except ImportError as exc:
-            raise DependencyError(f"panns_inference.models could not be imported ({exc}); "
-                                  "pip install torchlibrosa") from None
-    return sys.modules[mod_name].Cnn14
-
-
-def _is_url(spec: str) -> bool:
-    return urllib.parse.urlparse(spec).scheme in ("http", "https", "ftp")
-
-
-def resolve_checkpoint(spec: str | os.PathLike | None, *, cache_dir: str | os.PathLike,
-                       timeout_s: float = 60.0, progress: bool = True) -> Path:
-    """A checkpoint path or URL → a local file, downloading a URL once into ``cache_dir/panns/``.
-
-    A file already in the cache is used as is (never re-downloaded, whatever its size). Downloads go to a
-    temporary file that is renamed into place only when complete.
-
-    Raises:
-        ConfigError: ``spec`` is empty.
-        DependencyError: the file is missing or the download failed (e.g. offline); the message says where
-            to put the file by hand.
-    """
-    if spec is None or str(spec).strip() == "":
-        raise ConfigError("annotation.panns_checkpoint is not set: give the path or URL of Cnn14 weights "
-                          "(e.g. Cnn14_mAP=0.431.pth from zenodo.org/record/3987831), or drop 'panns' "
-                          "from annotation.taggers")
-    spec = str(spec)
-    if not _is_url(spec):
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise DependencyError(f"{path}: PANNs checkpoint not found; download Cnn14_mAP=0.431.pth from "
-                                  "zenodo.org/record/3987831 and point annotation.panns_checkpoint at it")
-        return path
-    name = urllib.parse.unquote(Path(urllib.parse.urlparse(spec).path).name) or "cnn14.pth"
-    dest = Path(cache_dir) / "panns" / name
-    if dest.is_file() and dest.stat().st_size > 0:
-        return dest
-    from .artifacts import atomic_path
-
-    try:
-        with atomic_path(dest) as tmp, urllib.request.urlopen(spec, timeout=timeout_s) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            bar = _progress(total, f"download {name}", progress)
-            with open(tmp, "wb") as f:
-                while block := resp.read(1 << 20):
-                    f.write(block)
-                    bar.update(len(block))
-            bar.close()
-            if tmp.stat().st_size == 0:
-                raise OSError("empty download")
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise DependencyError(f"could not download the PANNs checkpoint from {spec} ({reason}); download it "
-                              f"by hand to {dest} (or anywhere) and set annotation.panns_checkpoint to that "
-                              "path") from None
-    return dest
-
-
-def _progress(total, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=not enabled, leave=False)
-
-
-#: Cnn14's fixed front-end (the released AudioSet checkpoints were trained with these).
-CNN14_SETTINGS = {"sample_rate": 32000, "window_size": 1024, "hop_size": 320, "mel_bins": 64,
-                  "fmin": 50, "fmax": 14000}
-
-
-def load_cnn14(checkpoint: str | os.PathLike | None, *, classes_num: int = 527, device: str = "cpu"):
-    """Build ``Cnn14`` and load a checkpoint file (a dict with ``"model"`` or a plain state dict).
-
-    ``checkpoint=None`` leaves the random initialisation (tests and shape checks only). Returns the model in
-    eval mode on ``device``.
-    """
-    import torch
-
-    model = panns_cnn14_class()(classes_num=classes_num, **CNN14_SETTINGS)
-    if checkpoint is not None:
-        try:
-            state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
-        except Exception as exc:  # truncated file, pickle that needs code, not a torch file at all
-            raise DependencyError(f"{checkpoint}: not a readable PyTorch checkpoint ({type(exc).__name__}); "
-                                  "download it again") from None
-        if isinstance(state, dict) and "model" in state:
-            state = state["model"]
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, TypeError) as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise DependencyError(f"{checkpoint}: weights do not fit Cnn14 with {classes_num} classes "
-                                  f"({first[:160]})") from None
-    return model.to(device).eval()
 
 
 class PannsTagger(Tagger):
@@ -349,14 +220,13 @@ class PannsTagger(Tagger):
         from importlib.metadata import PackageNotFoundError
         from importlib.metadata import version as pkg_version
 
-        from .artifacts import file_hash
 
         self.labels = audioset_labels()
         self.mapping = audioset_taxonomy(mapping, labels=self.labels)
         self.matrices = mapping_matrices(self.mapping, len(self.labels))
         if checkpoint is None and not allow_random:
-            resolve_checkpoint(None, cache_dir=cache_dir)  # raises the ConfigError
-        path = None if checkpoint is None else resolve_checkpoint(checkpoint, cache_dir=cache_dir,
+            resolve_checkpoint(None, source=CHECKPOINT_SOURCE, cache_dir=cache_dir)  # raises the error
+        path = None if checkpoint is None else resolve_checkpoint(checkpoint, source=CHECKPOINT_SOURCE, cache_dir=cache_dir,
                                                                     progress=progress)
         self.checkpoint = path
         self.device = device
@@ -387,7 +257,7 @@ class PannsTagger(Tagger):
 
 # ----------------------------------------------------------------------------------------- musicnn
 class MusicnnTagger(Tagger):
-    """musicnn (the offline PyTorch port, :mod:`echoscript_utils.musicnn`) → taxonomy through the port's
+    """musicnn (the offline PyTorch port, :mod:`echoscript_utils.models.musicnn`) → taxonomy through the port's
     ``taxonomy_map(model)`` (rows ``tag, field, label, weight``); a label's score is the max of
     ``weight × p(tag)`` over its rows, where ``p(tag)`` is the clip probability (mean over 3 s patches).
 
@@ -402,10 +272,7 @@ class MusicnnTagger(Tagger):
 
     def __init__(self, model: str = "MTT_musicnn", *, cache_dir: str | os.PathLike | None = None,
                  device: str = "cpu"):
-        try:
-            self._mod = importlib.import_module("echoscript_utils.musicnn")
-        except ImportError as exc:
-            raise DependencyError(f"the musicnn port (echoscript_utils.musicnn) is not available ({exc})") from None
+        self._mod = musicnn
         self.model = model
         self.cache_dir = cache_dir
         self.device = device
@@ -419,10 +286,9 @@ class MusicnnTagger(Tagger):
             table = table[table["model"] == model]
         self.rows = _normalise_tag_map(table)
         if not self.rows:
-            raise DependencyError(f"echoscript_utils.musicnn.taxonomy_map() has no rows for {model}")
+            raise DependencyError(f"echoscript_utils.models.musicnn.taxonomy_map() has no rows for {model}")
         self._mod.load_model(model, cache_dir=cache_dir, device=device)  # fails early if the wheel is absent
         port = getattr(self._mod, "_CONVERTER_VERSION", "1")
-        from .artifacts import text_hash
 
         self.version = f"musicnn-port{port}+{model}+map-{text_hash(self.rows)[:8]}"
 
@@ -491,7 +357,7 @@ CLAP_TEMPLATES: dict[str, tuple[str, ...]] = {
 class ClapTagger(Tagger):
     """Zero-shot CLAP tagging against text prompts per taxonomy label.
 
-    Audio and text go through the alignment stage's :class:`~echoscript_utils.alignment.ClapEmbedder`, so the
+    Audio and text go through the alignment stage's :class:`~echoscript_utils.models.clap.ClapEmbedder`, so the
     tags and the alignment stage's CLAP scores come from the same embeddings (deterministic windows of the
     feature extractor's length, 10 s for LAION CLAP, averaged). Each label's text embedding is the mean over
     its field's templates; per field, the cosine similarities scaled by the model's audio logit scale go
@@ -513,13 +379,8 @@ class ClapTagger(Tagger):
                  templates: dict[str, Sequence[str]] | None = None, embedder: Any = None):
         import torch
 
-        from .artifacts import text_hash
 
         if embedder is None:
-            try:
-                from .alignment import ClapEmbedder
-            except ImportError as exc:
-                raise DependencyError(f"echoscript_utils.alignment.ClapEmbedder is not available ({exc})") from None
             embedder = ClapEmbedder(model, cache_dir=cache_dir, device=device, seed=seed)
         self.embedder = embedder
         self.model_name = str(model)
@@ -557,21 +418,18 @@ class ClapTagger(Tagger):
 
 # ----------------------------------------------------------------------------------------- registry
 def _make_panns(cfg) -> Tagger:
-    from .config import resolve_device
 
     return PannsTagger(cfg.annotation.panns_checkpoint, cache_dir=cfg.paths.models,
                        device=resolve_device(cfg.run.device))
 
 
 def _make_musicnn(cfg) -> Tagger:
-    from .config import resolve_device
 
     return MusicnnTagger(cfg.annotation.musicnn_model, cache_dir=cfg.paths.cache,
                          device=resolve_device(cfg.run.device))
 
 
 def _make_clap(cfg) -> Tagger:
-    from .config import resolve_device
 
     return ClapTagger(cfg.alignment.clap_model, cache_dir=cfg.paths.cache, device=resolve_device(cfg.run.device),
                       seed=cfg.seed)

@@ -3,17 +3,16 @@
 import numpy as np
 import pytest
 
-from echoscript_utils import alignment
 from echoscript_utils.alignment import (
     CollapsedCheckpointError,
     align_clips,
-    build_caption,
-    caption_fields,
     checkpoint_gate,
     keep_mask,
     pca_2d,
     retrieval_recall,
 )
+from echoscript_utils.captions import CAPTION_FIELDS, build_caption, caption_fields
+from echoscript_utils.models.clap import ClapEmbedder
 
 
 def test_caption_template_and_dropout():
@@ -22,7 +21,7 @@ def test_caption_template_and_dropout():
     assert build_caption(f) == ("A detective walks into a dark alley. Cinematic score, suspenseful mood, "
                                 "featuring violin, percussion, 92 bpm, in D minor.")
     rng = np.random.default_rng(0)
-    dropped = build_caption(f, dropout={k: 1.0 for k in alignment.CAPTION_FIELDS}, rng=rng)
+    dropped = build_caption(f, dropout={k: 1.0 for k in CAPTION_FIELDS}, rng=rng)
     assert dropped == ""
     only_bpm_dropped = build_caption(f, dropout={"bpm": 1.0}, rng=rng)
     assert "bpm" not in only_bpm_dropped and "D minor" in only_bpm_dropped
@@ -93,7 +92,7 @@ def test_gate_refuses_collapsed_and_accepts_spread():
 
 @pytest.fixture(scope="module")
 def tiny_clap(tmp_path_factory):
-    return alignment.ClapEmbedder("tiny-clap", cache_dir=tmp_path_factory.mktemp("cache"))
+    return ClapEmbedder("tiny-clap", cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 def test_tiny_clap_passes_the_gate_and_a_collapsed_copy_fails(tiny_clap):

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echoscript_utils import annotation, dataset, review, tagging
+from echoscript_utils import annotation, dataset, tagging
+from echoscript_utils.annotation import review
 from echoscript_utils.artifacts import read_json
 from echoscript_utils.audio import write
 from echoscript_utils.config import load_config

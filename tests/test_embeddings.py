@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from echoscript_utils import audio, embeddings, vggish
+from echoscript_utils import audio, embeddings
 from echoscript_utils.errors import ConfigError, DependencyError
+from echoscript_utils.models import vggish
 
 PORT_KEYS = [f"features.{i}.{p}" for i in (0, 3, 6, 8, 11, 13) for p in ("weight", "bias")] + [
     f"embeddings.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")]
@@ -144,7 +145,7 @@ def test_panns_random_cnn14_gives_2048_d_windows(tmp_path):
 
 
 def test_musicnn_embedder_uses_the_real_weights(tmp_path):
-    pytest.importorskip("echoscript_utils.musicnn")
+    pytest.importorskip("echoscript_utils.models.musicnn")
     try:
         emb = embeddings.get_embedder("musicnn", {"cache_dir": tmp_path})
     except DependencyError as exc:  # the musicnn wheel (weights) is not installed
@@ -156,7 +157,7 @@ def test_musicnn_embedder_uses_the_real_weights(tmp_path):
 
 def test_windows_drop_short_tails_and_pad():
     x = np.arange(25, dtype=np.float32)
-    assert [w.size for w in embeddings._windows(x, 10)] == [10, 10, 10]  # 5-sample tail kept and zero-padded
-    assert [w.size for w in embeddings._windows(x[:21], 10)] == [10, 10]  # 1-sample tail (< 25 %) dropped
-    assert [w.size for w in embeddings._windows(x, 10, pad=False)] == [10, 10, 5]
-    assert [w.size for w in embeddings._windows(x[:3], 10)] == [10]  # one short window is always kept
+    assert [w.size for w in audio.windows(x, 10)] == [10, 10, 10]  # 5-sample tail kept and zero-padded
+    assert [w.size for w in audio.windows(x[:21], 10)] == [10, 10]  # 1-sample tail (< 25 %) dropped
+    assert [w.size for w in audio.windows(x, 10, pad=False)] == [10, 10, 5]
+    assert [w.size for w in audio.windows(x[:3], 10)] == [10]  # one short window is always kept

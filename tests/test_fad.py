@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from echoscript_utils import fad
+from echoscript_utils import evaluation, fad, stats
 from echoscript_utils.errors import InputError
 
 
@@ -202,24 +202,24 @@ def test_per_clip_contribution_flags_the_odd_clip(rng):
 def test_clap_score_and_interval(rng):
     text = rng.standard_normal((20, 8))
     audio = text + 0.1 * rng.standard_normal((20, 8))
-    res = fad.clap_score(audio, text, n_boot=200)
+    res = stats.clap_score(audio, text, n_boot=200)
     assert 0.9 < res.score <= 1 and res.ci_low <= res.score <= res.ci_high
-    shuffled = fad.clap_score(audio, text[::-1], n_boot=50)
+    shuffled = stats.clap_score(audio, text[::-1], n_boot=50)
     assert shuffled.score < res.score - 0.5
     with pytest.raises(InputError):
-        fad.clap_score(audio, text[:3])
+        stats.clap_score(audio, text[:3])
 
 
 def test_tag_kl_divergence():
     import pandas as pd
 
     p = np.array([[0.9, 0.1, 0.0], [0.7, 0.3, 0.0]])
-    assert fad.tag_kl_divergence(p, p) == pytest.approx(0.0, abs=1e-12)
+    assert stats.tag_kl_divergence(p, p) == pytest.approx(0.0, abs=1e-12)
     q = np.array([[0.1, 0.1, 0.8]])
-    assert fad.tag_kl_divergence(p, q) > 1.0
+    assert stats.tag_kl_divergence(p, q) > 1.0
     dfa = pd.DataFrame(p, columns=["piano", "slow", "drums"])
     dfb = pd.DataFrame(p[:, ::-1], columns=["drums", "slow", "piano"])  # same tags, other column order
-    assert fad.tag_kl_divergence(dfa, dfb) == pytest.approx(0.0, abs=1e-12)
+    assert stats.tag_kl_divergence(dfa, dfb) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_json_friendly_results(rng):
@@ -266,26 +266,26 @@ def fake_run(tmp_path):
 
 def test_stage_helpers_on_a_generated_layout(fake_run):
     cfg = fake_run
-    sets = fad.evaluation_sets(cfg)
+    sets = evaluation.evaluation_sets(cfg)
     assert len(sets.reference) == 3  # the eval split only
     assert list(sets.generated) == ["musicgen", "echoscript"]  # baseline first; sketch/ is not a system
     assert sets.prompts["echoscript"][0] == "scene 0"
-    embedded = fad.embed_sets(sets, cfg, progress=False)
+    embedded = evaluation.embed_sets(sets, cfg, progress=False)
     assert "panns" in embedded.skipped and "checkpoint" in embedded.skipped["panns"]
     assert [len(c) for c in embedded.data["vggish"].values()] == [3, 4, 4]
-    table = fad.fad_table(embedded, cfg)
+    table = evaluation.fad_table(embedded, cfg)
     assert list(table["model"]) == ["musicgen", "echoscript"]
     assert (table["ci_low"] <= table["fad"]).all() and (table["fad"] <= table["ci_high"]).all()
     assert (table["rows_ref"] == 9).all() and "mono" in table["inputs"].iloc[0]  # 3 clips × 3 VGGish frames
-    paired = fad.paired_table(embedded, cfg)
+    paired = evaluation.paired_table(embedded, cfg)
     assert paired.loc[0, "a"] == "echoscript" and bool(paired.loc[0, "paired_generated"])
     assert paired.loc[0, "difference"] == pytest.approx(table["fad"].iloc[1] - table["fad"].iloc[0])
-    fits = fad.fad_infinity_fits(embedded, cfg)
-    outliers = fad.outlier_table(embedded)
+    fits = evaluation.fad_infinity_fits(embedded, cfg)
+    outliers = evaluation.outlier_table(embedded)
     assert len(outliers) == 8 and set(outliers["model"]) == {"musicgen", "echoscript"}
-    assert fad.clap_scores(sets, cfg).empty and fad.tag_distributions(sets, cfg) == {}  # relevance off
-    assert fad.tag_kl_table({}).empty
-    metrics = fad.stage_metrics(sets, embedded, table, paired, fits, outliers)
+    assert evaluation.clap_scores(sets, cfg).empty and evaluation.tag_distributions(sets, cfg) == {}  # relevance off
+    assert evaluation.tag_kl_table({}).empty
+    metrics = evaluation.stage_metrics(sets, embedded, table, paired, fits, outliers)
     json.dumps(metrics, default=str)
     assert metrics["reference"]["files"] == 3 and metrics["verdict"].startswith("vggish:")
 

@@ -18,7 +18,7 @@ from echoscript_utils import audio
 from echoscript_utils import listening as L
 from echoscript_utils.cli import main
 from echoscript_utils.errors import InputError
-from echoscript_utils.listening import stats as S
+from echoscript_utils.listening import analysis as S
 
 SCENARIOS = ["suspense", "tranquillity", "action", "melancholy", "triumph"]
 LABELS = ("musicgen", "echoscript")

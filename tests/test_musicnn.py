@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echoscript_utils import musicnn, taxonomy, tfbundle
+from echoscript_utils import taxonomy
 from echoscript_utils.errors import DependencyError, InputError
+from echoscript_utils.models import musicnn, tfbundle
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "data" / "musicnn_reference.npz"

@@ -15,6 +15,7 @@ import pytest
 
 from echoscript_utils import tagging
 from echoscript_utils.errors import ConfigError, DependencyError, InputError
+from echoscript_utils.models import hub, panns
 from echoscript_utils.tagging import FIELDS, VOCAB
 
 
@@ -45,7 +46,7 @@ def _valid(tags):
 
 # ------------------------------------------------------------------------------------------- label list / map
 def test_audioset_label_list_is_the_cnn14_order():
-    labels = tagging.audioset_labels()
+    labels = panns.audioset_labels()
     assert len(labels) == 527 and labels["mid"].is_unique
     names = labels["display_name"].tolist()
     assert names[0] == "Speech" and names[137] == "Music" and names[526] == "Field recording"
@@ -123,7 +124,7 @@ def test_panns_needs_a_checkpoint(tmp_path):
     with pytest.raises(ConfigError, match="panns_checkpoint"):
         tagging.PannsTagger(None, cache_dir=tmp_path)
     with pytest.raises(DependencyError, match="not found"):
-        tagging.resolve_checkpoint(tmp_path / "missing.pth", cache_dir=tmp_path)
+        hub.resolve_checkpoint(tmp_path / "missing.pth", source=panns.CHECKPOINT_SOURCE, cache_dir=tmp_path)
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -147,10 +148,10 @@ def test_checkpoint_url_is_downloaded_once(tmp_path, file_server):
     root, url, server = file_server
     (root / "Cnn14_mAP=0.431.pth").write_bytes(b"weights" * 1000)
     cache = tmp_path / "cache"
-    got = tagging.resolve_checkpoint(f"{url}/Cnn14_mAP%3D0.431.pth", cache_dir=cache, progress=False)
+    got = hub.resolve_checkpoint(f"{url}/Cnn14_mAP%3D0.431.pth", source=panns.CHECKPOINT_SOURCE, cache_dir=cache, progress=False)
     assert got == cache / "panns" / "Cnn14_mAP=0.431.pth" and got.read_bytes() == b"weights" * 1000
     server.shutdown()  # a second call must not touch the network (and must not truncate a small file)
-    again = tagging.resolve_checkpoint(f"{url}/Cnn14_mAP%3D0.431.pth", cache_dir=cache, progress=False)
+    again = hub.resolve_checkpoint(f"{url}/Cnn14_mAP%3D0.431.pth", source=panns.CHECKPOINT_SOURCE, cache_dir=cache, progress=False)
     assert again == got and again.stat().st_size == 7000
     assert [p.name for p in (cache / "panns").iterdir()] == ["Cnn14_mAP=0.431.pth"]
 
@@ -158,7 +159,7 @@ def test_checkpoint_url_is_downloaded_once(tmp_path, file_server):
 def test_checkpoint_download_offline_is_one_clear_line(tmp_path, file_server):
     _, url, _ = file_server
     with pytest.raises(DependencyError) as err:
-        tagging.resolve_checkpoint(f"{url}/absent.pth", cache_dir=tmp_path, progress=False)
+        hub.resolve_checkpoint(f"{url}/absent.pth", source=panns.CHECKPOINT_SOURCE, cache_dir=tmp_path, progress=False)
     msg = str(err.value)
     assert "\n" not in msg and "annotation.panns_checkpoint" in msg and "absent.pth" in msg
     assert not (tmp_path / "panns" / "absent.pth").exists()
@@ -172,19 +173,19 @@ def test_load_cnn14_rejects_bad_checkpoints(tmp_path, monkeypatch):
             super().__init__()
             self.fc_audioset = torch.nn.Linear(4, classes_num)
 
-    monkeypatch.setattr(tagging, "panns_cnn14_class", lambda: Small)
+    monkeypatch.setattr(panns, "panns_cnn14_class", lambda: Small)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a torch file")
     with pytest.raises(DependencyError, match="junk.pth"):
-        tagging.load_cnn14(junk)
+        panns.load_cnn14(junk)
     wrong = tmp_path / "wrong.pth"
     torch.save({"model": {"fc1.weight": torch.zeros(2, 2)}}, wrong)
     with pytest.raises(DependencyError, match="do not fit Cnn14"):
-        tagging.load_cnn14(wrong)
+        panns.load_cnn14(wrong)
     good = tmp_path / "good.pth"
     ref = Small(classes_num=527)
     torch.save({"model": ref.state_dict(), "iteration": 1}, good)
-    loaded = tagging.load_cnn14(good)
+    loaded = panns.load_cnn14(good)
     assert not loaded.training
     assert torch.equal(loaded.fc_audioset.weight, ref.fc_audioset.weight)
 

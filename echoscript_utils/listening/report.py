@@ -15,7 +15,7 @@ import pandas as pd
 from ..artifacts import atomic_write_text, ensure_dir, write_json, write_table
 from ..plots import listening as lplots
 from ..plots import save_figure
-from .stats import ListeningResults, model_name
+from .analysis import ListeningResults, model_name
 
 __all__ = ["SIMULATED_LABEL", "make_figures", "make_tables", "metrics", "summary_text", "write_outputs"]
 

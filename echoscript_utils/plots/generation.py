@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..audio import load
 from . import MODEL_COLORS, get_ax
 
 
@@ -29,7 +30,6 @@ def spectrogram_grid(table: pd.DataFrame, *, row: str, columns, width: float = 4
     """Spectrograms in a grid: one row per ``table[row]`` value, one column per path column; returns the Figure."""
     import matplotlib.pyplot as plt
 
-    from ..audio import load
 
     columns = list(columns)
     fig, axes = plt.subplots(len(table), len(columns), figsize=(width * len(columns), height * len(table)),

@@ -15,7 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from echoscript_utils import audio, training  # noqa: E402
+from echoscript_utils import audio, finetuning  # noqa: E402
 from echoscript_utils.config import load_config  # noqa: E402
 from echoscript_utils.dataset import write_metadata  # noqa: E402
 
@@ -80,7 +80,7 @@ def test_delay_pattern_matches_transformers_delay_mask(tiny):
     pad = model.config.decoder.pad_token_id
     k = model.decoder.num_codebooks
     codes = torch.randint(0, pad, (2, k, 9))
-    ours = training.delay_pattern(codes, pad)  # [B, T + K - 1, K]
+    ours = finetuning.delay_pattern(codes, pad)  # [B, T + K - 1, K]
     assert ours.shape == (2, 9 + k - 1, k)
     # transformers' own layout: a BOS column, the delay mask, then the BOS column dropped
     with_bos = torch.cat([torch.full((2, k, 1), pad), codes], dim=-1).reshape(2 * k, -1)
@@ -96,7 +96,7 @@ def test_delay_pattern_matches_transformers_delay_mask(tiny):
 def test_pad_positions_are_ignored_by_the_loss(tiny):
     model, processor = tiny
     pad = model.config.decoder.pad_token_id
-    labels = training.delay_pattern(torch.randint(0, pad, (1, 4, 6)), pad)
+    labels = finetuning.delay_pattern(torch.randint(0, pad, (1, 4, 6)), pad)
     tok = processor.tokenizer(["calm"], return_tensors="pt")
     out = model(**tok, labels=labels)
     logits = out.logits.reshape(1, 4, labels.shape[1], -1)
@@ -109,26 +109,26 @@ def test_pad_positions_are_ignored_by_the_loss(tiny):
 # --------------------------------------------------------------------------------------------- sampler
 def test_genre_sampler_balances_and_is_reproducible():
     genres = ["a"] * 80 + ["b"] * 15 + ["c"] * 5
-    s = training.GenreSampler(genres, temperature=1.0, seed=3, num_samples=6000)
+    s = finetuning.GenreSampler(genres, temperature=1.0, seed=3, num_samples=6000)
     drawn = np.array(genres)[s.indices()]
     shares = {g: float((drawn == g).mean()) for g in "abc"}
     assert all(abs(v - 1 / 3) < 0.03 for v in shares.values()), shares
-    assert np.array_equal(s.indices(), training.GenreSampler(genres, temperature=1.0, seed=3,
+    assert np.array_equal(s.indices(), finetuning.GenreSampler(genres, temperature=1.0, seed=3,
                                                              num_samples=6000).indices())
     first = s.indices()
     s.set_epoch(1)
     assert not np.array_equal(first, s.indices())
-    other = training.GenreSampler(genres, temperature=1.0, seed=3, num_samples=6000)
+    other = finetuning.GenreSampler(genres, temperature=1.0, seed=3, num_samples=6000)
     other.load_state_dict(s.state_dict())
     assert np.array_equal(other.indices(), s.indices())
-    plain = training.GenreSampler(genres, temperature=0.0, seed=3)
+    plain = finetuning.GenreSampler(genres, temperature=0.0, seed=3)
     assert sorted(plain.indices().tolist()) == list(range(100))  # a shuffle: every clip once
 
 
 # --------------------------------------------------------------------------------------------- batches
 def _items(n=4, melody=False):
     rng = np.random.default_rng(1)
-    return [training.ClipTokens(clip_id=str(i), codes=rng.integers(0, 64, (4, 100)).astype(np.int16),
+    return [finetuning.ClipTokens(clip_id=str(i), codes=rng.integers(0, 64, (4, 100)).astype(np.int16),
                                 genre="ambient", fields={"scene": "a dark alley", "genre": "ambient",
                                                          "moods": ["suspenseful"], "instruments": ["synthesizer"],
                                                          "bpm": 80.0, "key": "D minor"},
@@ -138,43 +138,44 @@ def _items(n=4, melody=False):
 
 def test_cfg_dropout_gives_null_condition_and_attribute_dropout_changes_captions(tiny):
     _, processor = tiny
-    spec = training.BatchSpec(pad_id=64, segment_frames=50, cfg_dropout=1.0, melody_dropout=0.0,
+    spec = finetuning.BatchSpec(pad_id=64, segment_frames=50, cfg_dropout=1.0, melody_dropout=0.0,
                               caption_dropout={})
-    batch = training.make_batch(_items(), spec, np.random.default_rng(0))
+    batch = finetuning.make_batch(_items(), spec, np.random.default_rng(0))
     assert batch["captions"] == [""] * 4 and batch["null_text"].all()
     assert batch["labels"].shape == (4, 50 + 3, 4)
-    kwargs = training.model_inputs(batch, processor, "cpu")
+    kwargs = finetuning.model_inputs(batch, processor, "cpu")
     assert int(kwargs["attention_mask"].sum()) == 0
-    spec = training.BatchSpec(pad_id=64, segment_frames=50, cfg_dropout=0.0, melody_dropout=0.0,
+    spec = finetuning.BatchSpec(pad_id=64, segment_frames=50, cfg_dropout=0.0, melody_dropout=0.0,
                               caption_dropout={"bpm": 1.0, "key": 1.0})
-    batch = training.make_batch(_items(), spec, np.random.default_rng(0))
+    batch = finetuning.make_batch(_items(), spec, np.random.default_rng(0))
     assert not batch["null_text"].any()
     assert all("dark alley" in c and "bpm" not in c and "minor" not in c for c in batch["captions"])
-    kept = training.make_batch(_items(), spec, np.random.default_rng(0), train=False)["captions"]
+    kept = finetuning.make_batch(_items(), spec, np.random.default_rng(0), train=False)["captions"]
     assert all("80 bpm" in c and "D minor" in c for c in kept)  # validation keeps every attribute
 
 
 def test_melody_dropout_uses_the_null_chroma():
-    spec = training.BatchSpec(pad_id=64, segment_frames=50, cfg_dropout=0.0, melody_dropout=1.0,
+    spec = finetuning.BatchSpec(pad_id=64, segment_frames=50, cfg_dropout=0.0, melody_dropout=1.0,
                               caption_dropout={}, chroma_per_frame=7.8125 / 50)
-    batch = training.make_batch(_items(melody=True), spec, np.random.default_rng(0))
+    batch = finetuning.make_batch(_items(melody=True), spec, np.random.default_rng(0))
     chroma = batch["chroma"]
     assert chroma.shape[0] == 4 and chroma.shape[2] == 12
     assert (chroma[..., 0] == 1).all() and (chroma[..., 1:] == 0).all()
     spec.melody_dropout = 0.0
-    assert not (training.make_batch(_items(melody=True), spec, np.random.default_rng(0))["chroma"][..., 0] == 1).all()
+    assert not (finetuning.make_batch(_items(melody=True), spec, np.random.default_rng(0))["chroma"][..., 0] == 1).all()
 
 
 # --------------------------------------------------------------------------------------------- cache
 def test_token_cache_encodes_each_clip_once(tmp_path, cache_dir, tiny, monkeypatch):
-    from echoscript_utils import models, token_cache
+    from echoscript_utils import models
+    from echoscript_utils.finetuning import token_cache
 
     model, _ = tiny
     stage = write_clips(tmp_path, genres=["ambient"] * 3)
     paths = sorted((stage / "clips").glob("*.wav"))
     calls = []
     real = models.encode_audio
-    monkeypatch.setattr(models, "encode_audio", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(token_cache, "encode_audio", lambda *a, **k: calls.append(1) or real(*a, **k))
     first = token_cache.encode_clips(model, paths, cache_dir=tmp_path / "c", batch_size=2, progress=False)
     assert len(calls) == 2 and first[0].dtype == np.int16 and first[0].shape == (4, 100)
     again = token_cache.encode_clips(model, paths, cache_dir=tmp_path / "c", progress=False)
@@ -190,14 +191,14 @@ def test_training_loss_falls_checkpoints_every_epoch_and_final_loads(tmp_path, c
 
     cfg = make_cfg(tmp_path, cache_dir, epochs=3, sample_prompt="calm piano", sample_duration_s=0.2,
                    tensorboard=True)
-    summary = training.train_from_config(cfg, progress=False, log=lambda m: None)
+    summary = finetuning.train_from_config(cfg, progress=False, log=lambda m: None)
     stage = cfg.paths.finetuning
-    logs = training.read_logs(stage)
-    assert list(logs["train"].columns) == list(training.LOG_COLUMNS)
+    logs = finetuning.read_logs(stage)
+    assert list(logs["train"].columns) == list(finetuning.LOG_COLUMNS)
     assert len(logs["train"]) == summary["steps"] == 3 * summary["steps_per_epoch"]
     assert summary["train_loss_last_epoch"] < summary["train_loss_first_epoch"] - 0.05
     assert len(summary["val_loss"]) == 3 and summary["val_loss"][-1] < summary["val_loss"][0]
-    ckpts = training.checkpoint_table(stage)
+    ckpts = finetuning.checkpoint_table(stage)
     assert ckpts["completed_epochs"].tolist() == [1, 2, 3]
     assert set(logs["genre_mix"]["epoch"]) == {1, 2, 3}
     assert sorted(p.name for p in (stage / "samples").glob("*.wav")) == [f"epoch_0{i}.wav" for i in (1, 2, 3)]
@@ -213,15 +214,15 @@ def test_training_loss_falls_checkpoints_every_epoch_and_final_loads(tmp_path, c
     assert not torch.equal(sd["decoder.lm_heads.0.weight"], bsd["decoder.lm_heads.0.weight"])
     assert all(torch.equal(sd[k], bsd[k]) for k in bsd if k.startswith(("audio_encoder.", "text_encoder.")))
     # a rerun resumes from the last checkpoint and changes nothing
-    again = training.train_from_config(cfg, progress=False, log=lambda m: None)
+    again = finetuning.train_from_config(cfg, progress=False, log=lambda m: None)
     assert again["resumed_from"] == ckpts["checkpoint"].iloc[-1]
-    assert len(training.read_logs(stage)["train"]) == summary["steps"]
+    assert len(finetuning.read_logs(stage)["train"]) == summary["steps"]
 
 
 def test_resumed_run_after_sigkill_ends_with_the_same_weights(tmp_path, cache_dir):
     opts = dict(save_every_steps=1, keep_checkpoints=2)
     ref = make_cfg(tmp_path / "ref", cache_dir, **opts)
-    training.train_from_config(ref, progress=False, log=lambda m: None)
+    finetuning.train_from_config(ref, progress=False, log=lambda m: None)
 
     cfg = make_cfg(tmp_path / "killed", cache_dir, **opts)
     # the child gets the same parameters through a file
@@ -233,7 +234,7 @@ def test_resumed_run_after_sigkill_ends_with_the_same_weights(tmp_path, cache_di
     script = textwrap.dedent(f"""
         import time
         from echoscript_utils.config import load_config
-        from echoscript_utils.training import train_from_config
+        from echoscript_utils.finetuning import train_from_config
         cfg = load_config({str(params)!r})
         train_from_config(cfg, progress=False, on_step=lambda s: time.sleep(0.5))
     """)
@@ -250,42 +251,42 @@ def test_resumed_run_after_sigkill_ends_with_the_same_weights(tmp_path, cache_di
     assert not (cfg.paths.finetuning / "final").exists()
 
     cfg = load_config(params)
-    summary = training.train_from_config(cfg, progress=False, log=lambda m: None)
+    summary = finetuning.train_from_config(cfg, progress=False, log=lambda m: None)
     assert summary["resumed_from"] is not None and int(summary["resumed_from"][5:]) >= 3
     a, b = final_weights(ref), final_weights(cfg)
     assert a.keys() == b.keys()
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
     assert worst <= 1e-6, (worst, summary["resumed_from"], [k for k in a if not torch.equal(a[k], b[k])][:5])
-    log = training.read_logs(cfg.paths.finetuning)["train"]
+    log = finetuning.read_logs(cfg.paths.finetuning)["train"]
     assert log["step"].tolist() == list(range(1, summary["steps"] + 1))
 
 
 def test_nonfinite_loss_skips_the_step_then_stops_past_the_limit(tmp_path, cache_dir, monkeypatch):
-    real = training.TrainingRun._forward
+    real = finetuning.TrainingRun._forward
     bad_steps = {2}
 
     def forward(self, batch):
         loss = real(self, batch)
         return loss * float("nan") if self.state.global_step + 1 in bad_steps else loss
 
-    monkeypatch.setattr(training.TrainingRun, "_forward", forward)
+    monkeypatch.setattr(finetuning.TrainingRun, "_forward", forward)
     cfg = make_cfg(tmp_path / "a", cache_dir, epochs=1, max_nonfinite_steps=1)
-    summary = training.train_from_config(cfg, progress=False, log=lambda m: None)
+    summary = finetuning.train_from_config(cfg, progress=False, log=lambda m: None)
     assert summary["nonfinite_steps"] == 1
-    log = training.read_logs(cfg.paths.finetuning)["train"]
+    log = finetuning.read_logs(cfg.paths.finetuning)["train"]
     assert log.loc[log["step"] == 2, "skipped"].item() == 1 and np.isnan(log.loc[log["step"] == 2, "loss"].item())
 
     bad_steps.update({1, 2, 3})
     cfg = make_cfg(tmp_path / "b", cache_dir, epochs=1, max_nonfinite_steps=1)
-    with pytest.raises(training.NonFiniteLossError, match="max_nonfinite_steps=1"):
-        training.train_from_config(cfg, progress=False, log=lambda m: None)
+    with pytest.raises(finetuning.NonFiniteLossError, match="max_nonfinite_steps=1"):
+        finetuning.train_from_config(cfg, progress=False, log=lambda m: None)
 
 
 def test_lora_run_saves_adapter_and_merged_model(tmp_path, cache_dir):
     from transformers import MusicgenForConditionalGeneration
 
     cfg = make_cfg(tmp_path, cache_dir, epochs=1, **{"lora.enabled": True, "lora.r": 4, "lora.alpha": 8})
-    training.train_from_config(cfg, progress=False, log=lambda m: None)
+    finetuning.train_from_config(cfg, progress=False, log=lambda m: None)
     stage = cfg.paths.finetuning
     assert (stage / "adapter" / "adapter_config.json").is_file()
     merged = MusicgenForConditionalGeneration.from_pretrained(stage / "final")
@@ -296,7 +297,7 @@ def test_melody_model_trains_with_chroma(tmp_path, cache_dir):
     from transformers import MusicgenMelodyForConditionalGeneration
 
     cfg = make_cfg(tmp_path, cache_dir, model="tiny-musicgen-melody", epochs=1, max_steps=2, melody_dropout=0.5)
-    summary = training.train_from_config(cfg, progress=False, log=lambda m: None)
+    summary = finetuning.train_from_config(cfg, progress=False, log=lambda m: None)
     assert summary["steps"] == 2 and np.isfinite(summary["train_loss_last_epoch"])
     MusicgenMelodyForConditionalGeneration.from_pretrained(cfg.paths.finetuning / "final")
     assert any((cache_dir / "chroma").rglob("*.npy"))
@@ -307,11 +308,11 @@ def test_batch_size_must_split_into_accumulation(tmp_path, cache_dir):
 
     cfg = make_cfg(tmp_path, cache_dir, batch_size=5, grad_accum=2)
     with pytest.raises(ConfigError, match="batch_size=5"):
-        training.train_from_config(cfg, progress=False, log=lambda m: None)
+        finetuning.train_from_config(cfg, progress=False, log=lambda m: None)
 
 
 def test_settings_table_lists_the_papers_recipe(tmp_path, cache_dir):
-    table = training.settings_table(make_cfg(tmp_path, cache_dir))
+    table = finetuning.settings_table(make_cfg(tmp_path, cache_dir))
     row = table.set_index("setting").loc["learning_rate"]
     assert row["paper"] == "5e-5" and row["this_run"] == "0.003"
 
@@ -319,24 +320,24 @@ def test_settings_table_lists_the_papers_recipe(tmp_path, cache_dir):
 def test_gradient_checkpointing_gives_the_same_first_step_and_bf16_autocast_runs(tmp_path, cache_dir):
     plain = make_cfg(tmp_path / "plain", cache_dir, epochs=1, max_steps=1)
     ckpt = make_cfg(tmp_path / "ckpt", cache_dir, epochs=1, max_steps=1, gradient_checkpointing=True)
-    a = training.train_from_config(plain, progress=False, log=lambda m: None)
-    b = training.train_from_config(ckpt, progress=False, log=lambda m: None)
+    a = finetuning.train_from_config(plain, progress=False, log=lambda m: None)
+    b = finetuning.train_from_config(ckpt, progress=False, log=lambda m: None)
     assert a["train_loss_first_epoch"] == pytest.approx(b["train_loss_first_epoch"], abs=1e-6)
     wa, wb = final_weights(plain), final_weights(ckpt)
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-5
     bf16 = make_cfg(tmp_path / "bf16", cache_dir, epochs=1, max_steps=1, precision="bf16")
-    c = training.train_from_config(bf16, progress=False, log=lambda m: None)
+    c = finetuning.train_from_config(bf16, progress=False, log=lambda m: None)
     assert c["precision"] == "bf16" and np.isfinite(c["train_loss_first_epoch"])
     assert c["train_loss_first_epoch"] == pytest.approx(a["train_loss_first_epoch"], abs=0.05)
 
 
 def test_changed_parameters_start_fresh_and_drop_old_checkpoints(tmp_path, cache_dir):
     first = make_cfg(tmp_path, cache_dir, epochs=2)
-    training.train_from_config(first, progress=False, log=lambda m: None)
+    finetuning.train_from_config(first, progress=False, log=lambda m: None)
     changed = make_cfg(tmp_path, cache_dir, epochs=1, learning_rate=1e-3)
     messages = []
-    summary = training.train_from_config(changed, progress=False, log=messages.append)
+    summary = finetuning.train_from_config(changed, progress=False, log=messages.append)
     assert summary["resumed_from"] is None
     assert any("other training parameters" in m for m in messages)
-    assert training.checkpoint_table(changed.paths.finetuning)["step"].tolist() == [summary["steps"]]
-    assert len(training.read_logs(changed.paths.finetuning)["train"]) == summary["steps"]
+    assert finetuning.checkpoint_table(changed.paths.finetuning)["step"].tolist() == [summary["steps"]]
+    assert len(finetuning.read_logs(changed.paths.finetuning)["train"]) == summary["steps"]

@@ -15,8 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .annotation import append_overrides, load_annotated, overrides_path
-from .tagging import FIELDS, VOCAB
+from ..audio import load
+from ..tagging import FIELDS, VOCAB
+from . import append_overrides, load_annotated, overrides_path
 
 __all__ = ["clip_audio", "review_widget", "tags_html"]
 
@@ -25,7 +26,6 @@ def clip_audio(path: str | os.PathLike, *, max_s: float = 15.0, sr: int = 22050)
     """An ``IPython.display.Audio`` player for the first ``max_s`` seconds of a clip (mono, ``sr`` Hz)."""
     from IPython.display import Audio
 
-    from .audio import load
 
     wav, rate = load(path, sr=sr, mono=True)
     return Audio(wav[0, : int(max_s * rate)], rate=rate, normalize=False)

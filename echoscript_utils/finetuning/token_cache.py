@@ -18,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import atomic_path, ensure_dir, file_hash, text_hash
+from .. import audio
+from ..artifacts import atomic_path, ensure_dir, file_hash, text_hash
+from ..melody import CHROMA_FRAME_RATE, chroma_from_audio
+from ..models.musicgen import codec_identity, encode_audio, model_sample_rate
 
 __all__ = ["ArrayCache", "chroma_for_clips", "encode_clips"]
 
@@ -51,7 +54,6 @@ class ArrayCache:
 
 
 def _load_mono(path: str | os.PathLike, sr: int) -> np.ndarray:
-    from . import audio
 
     wav, _ = audio.load(path, sr=sr, mono=True)
     return wav[0]
@@ -81,7 +83,6 @@ def encode_clips(model, paths: Sequence[str | os.PathLike], *, cache_dir: str | 
     import torch
     from tqdm.auto import tqdm
 
-    from .models import codec_identity, model_sample_rate
 
     cache = ArrayCache(Path(cache_dir) / "tokens" / codec_identity(model))
     keys = list(hashes) if hashes is not None else [file_hash(p) for p in paths]
@@ -115,7 +116,6 @@ def encode_clips(model, paths: Sequence[str | os.PathLike], *, cache_dir: str | 
 
 
 def _encode_group(model, group: list[tuple[int, np.ndarray]], cache: ArrayCache, keys: list[str]) -> None:
-    from .models import encode_audio
 
     codes = encode_audio(model, np.stack([w for _, w in group])[:, None, :]).to("cpu").numpy()  # [B, K, T]
     if codes.max(initial=0) > np.iinfo(np.int16).max:
@@ -133,8 +133,6 @@ def chroma_for_clips(paths: Sequence[str | os.PathLike], *, cache_dir: str | os.
     """
     from tqdm.auto import tqdm
 
-    from . import audio
-    from .melody import CHROMA_FRAME_RATE, chroma_from_audio
 
     cache = ArrayCache(Path(cache_dir) / "chroma" / text_hash("chroma-v1", CHROMA_FRAME_RATE))
     keys = list(hashes) if hashes is not None else [file_hash(p) for p in paths]

@@ -37,11 +37,21 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from .artifacts import atomic_write_text, file_hash, read_json, text_hash, write_json
-from .dataset import ClipRecord
-from .errors import DependencyError, InputError
-from .tagging import FIELDS, VOCAB, Tagger, choose_labels, combine_tags, get_tagger
-from .taxonomy import join_list, split_list
+from ..artifacts import (
+    atomic_write_text,
+    file_hash,
+    json_default,
+    read_json,
+    text_hash,
+    write_json,
+    write_metrics,
+)
+from ..audio import load
+from ..dataset import ClipRecord, find_metadata, load_metadata, read_records, write_if_changed
+from ..errors import DependencyError, EchoScriptError, InputError
+from ..prompts import diversity, generate_prompts, mood_counts, resolve_provider, write_prompts
+from ..tagging import FIELDS, VOCAB, Tagger, choose_labels, combine_tags, get_tagger
+from ..taxonomy import join_list, split_list
 
 __all__ = [
     "ANNOTATION_SCHEMA_VERSION",
@@ -145,7 +155,6 @@ def json_schema() -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------- inputs
 def load_clips(cfg_or_dir) -> pd.DataFrame:
     """Curated clips (``01_curation/metadata.jsonl``) as a DataFrame with absolute ``path``."""
-    from .dataset import load_metadata
 
     folder = cfg_or_dir.paths.curation if hasattr(cfg_or_dir, "paths") else Path(cfg_or_dir)
     return load_metadata(folder)
@@ -157,7 +166,6 @@ def build_taggers(cfg, *, names: Sequence[str] | None = None) -> tuple[dict[str,
     Returns ``({name: Tagger}, availability)`` where ``availability`` has one row per requested tagger:
     ``tagger, available, version, reason``. Raises :class:`DependencyError` when none can run.
     """
-    from .errors import EchoScriptError
 
     taggers: dict[str, Tagger] = {}
     rows = []
@@ -215,7 +223,6 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
     """
     from tqdm.auto import tqdm
 
-    from .audio import load
 
     cache_dir = Path(cache_dir)
     names = list(taggers)
@@ -682,8 +689,6 @@ def write_annotated_metadata(records: Sequence[AnnotatedClipRecord], path: str |
     """Write ``metadata.jsonl`` (v2 rows) atomically; False when the file already held these bytes."""
     import json
 
-    from .artifacts import json_default
-    from .dataset import write_if_changed
 
     lines = [json.dumps(r.model_dump(mode="json"), ensure_ascii=False, default=json_default, allow_nan=False)
              for r in records]
@@ -693,7 +698,6 @@ def write_annotated_metadata(records: Sequence[AnnotatedClipRecord], path: str |
 def load_annotated(path_or_stage_dir: str | os.PathLike) -> pd.DataFrame:
     """Read an annotation ``metadata.jsonl`` (v2; v1 files read too, without the new columns filled) and check
     every v2 row against :class:`AnnotatedClipRecord`."""
-    from .dataset import find_metadata, load_metadata, read_records
 
     path = find_metadata(path_or_stage_dir)
     for i, row in enumerate(read_records(path, validate=False), 1):
@@ -749,7 +753,6 @@ def final_tags(cfg, outputs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]
 
 def scene_prompts(cfg, *, progress: bool = True, client: Any = None) -> pd.DataFrame:
     """Generate (or read from the request cache) the scene prompts and write ``prompts.csv``."""
-    from .prompts import generate_prompts, write_prompts
 
     df = generate_prompts(cfg.annotation.prompts, seed=cfg.seed, cache_dir=cfg.paths.cache, progress=progress,
                           client=client)
@@ -777,7 +780,6 @@ def stage_metrics(cfg, *, clips: pd.DataFrame, availability: pd.DataFrame, final
                   override_report: Mapping[str, Any], prompts: pd.DataFrame,
                   accuracy: AccuracyReport | None, disagreement: pd.DataFrame | None = None) -> dict[str, Any]:
     """Everything the stage reports in ``metrics.json``."""
-    from .prompts import diversity, mood_counts, resolve_provider
 
     avail = availability[availability["available"]]
     missing = availability[~availability["available"]]
@@ -818,7 +820,6 @@ class AnnotationResult:
 
 def annotate(cfg, *, progress: bool = True, client: Any = None) -> AnnotationResult:
     """The whole stage in one call (what the notebook does step by step); writes ``metrics.json`` too."""
-    from .artifacts import write_metrics
 
     clips = load_clips(cfg)
     taggers, availability = build_taggers(cfg)

@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..errors import InputError
+from ..stats import WILCOXON_ARE, rank_biserial, t_interval, wilcoxon_paired
 from .study import DIMENSIONS, QUESTION_LABELS, Study
 
 __all__ = [
@@ -49,30 +51,15 @@ __all__ = [
 
 #: Display names of the two standard model labels.
 MODEL_NAMES = {"echoscript": "EchoScript", "musicgen": "MusicGen"}
-WILCOXON_ARE = 3 / math.pi  # asymptotic relative efficiency of Wilcoxon vs t under normality (0.955)
 
 
 def model_name(label: str) -> str:
     return MODEL_NAMES.get(label, label)
 
 
-def t_interval(values, *, confidence: float = 0.95) -> tuple[float, float, float, int]:
-    """``(mean, low, high, n)`` of a Student-t interval; the bounds are NaN for fewer than two values."""
-    x = np.asarray(values, dtype=float)
-    n = int(x.size)
-    if n == 0:
-        return float("nan"), float("nan"), float("nan"), 0
-    mean = float(x.mean())
-    if n < 2:
-        return mean, float("nan"), float("nan"), n
-    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half, n
-
-
 def choose_baseline(models, baseline: str | None = None) -> str:
     """The reference model: ``baseline`` if given (must be one of ``models``), else ``musicgen`` if present,
     else the first label in sorted order."""
-    from ..errors import InputError
 
     models = sorted(models)
     if baseline is not None:
@@ -126,42 +113,6 @@ def participant_means(study: Study) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------ tests
-def rank_biserial(x, y) -> float:
-    """Matched-pairs rank-biserial correlation of ``x − y`` (zero differences dropped; 0 if none remain)."""
-    d = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
-    d = d[d != 0]
-    if d.size == 0:
-        return 0.0
-    ranks = stats.rankdata(np.abs(d))
-    plus, minus = ranks[d > 0].sum(), ranks[d < 0].sum()
-    return float((plus - minus) / (plus + minus))
-
-
-def wilcoxon_method(x, y) -> str:
-    """``"exact"`` when there are at most 50 pairs with no zero and no tied differences, else ``"approx"``
-    (normal approximation with tie correction). scipy's own ``auto`` would run a slow permutation test for
-    small samples with ties; this rule is the classic one and fast."""
-    d = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
-    nz = d[d != 0]
-    exact = d.size <= 50 and nz.size == d.size and np.unique(np.abs(nz)).size == nz.size
-    return "exact" if exact else "approx"
-
-
-def wilcoxon_paired(x, y) -> tuple[float, float, str]:
-    """Two-sided Wilcoxon signed-rank ``(statistic, p, method)`` of paired ``x`` and ``y`` (scipy; zero
-    differences dropped; ``method`` from :func:`wilcoxon_method`).
-
-    All-zero differences give ``(nan, 1.0, "none")``; fewer than two pairs give ``(nan, nan, "none")``.
-    """
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if x.size < 2:
-        return float("nan"), float("nan"), "none"
-    if np.all(x == y):
-        return float("nan"), 1.0, "none"
-    method = wilcoxon_method(x, y)
-    res = stats.wilcoxon(x, y, alternative="two-sided", zero_method="wilcox", method=method)
-    return float(res.statistic), float(res.pvalue), method
 
 
 def _paired_frame(pm: pd.DataFrame, level: str, name: str, model: str, baseline: str) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """Fine-tuning figures: loss curves, learning rate, and the genre mix the sampler drew.
 
-Each function takes the DataFrames of :func:`echoscript_utils.training.read_logs`, draws on ``ax`` (a new one
+Each function takes the DataFrames of :func:`echoscript_utils.finetuning.read_logs`, draws on ``ax`` (a new one
 when ``None``) and returns it; saving is :func:`echoscript_utils.plots.save_figure`'s job.
 """
 

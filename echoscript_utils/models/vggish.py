@@ -20,14 +20,14 @@ For FAD, the common setting (Kilgour et al.; the ``frechet_audio_distance`` and 
 from __future__ import annotations
 
 import os
-import urllib.parse
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .errors import DependencyError
+from ..audio import resample
+from ..errors import ModelNotFoundError
+from .hub import CheckpointSource, read_state_dict, resolve_checkpoint
 
 __all__ = [
     "EMBEDDING_SIZE",
@@ -88,7 +88,6 @@ def log_mel_examples(wav: np.ndarray, sr: int) -> np.ndarray:
         wav: ``[T]`` or ``[C, T]`` float audio in [-1, 1] (channels are averaged).
         sr: its sample rate in Hz (resampled to 16 kHz).
     """
-    from .audio import resample
 
     x = np.asarray(wav, dtype=np.float32)
     if x.ndim == 2:
@@ -153,35 +152,9 @@ class VGGish(nn.Module):
         self.pca_means = torch.as_tensor(np.asarray(params["pca_means"]).reshape(-1, 1), dtype=torch.float32)
 
 
-def _is_url(spec: str) -> bool:
-    return urllib.parse.urlparse(spec).scheme in ("http", "https")
-
-
-def resolve_weights(spec: str | os.PathLike | None, *, cache_dir: str | os.PathLike, what: str = "weights") -> Path:
-    """A local path, or a URL downloaded once into ``cache_dir/vggish/``; :class:`DependencyError` otherwise."""
-    if spec is None or str(spec).strip() == "":
-        raise DependencyError(f"VGGish needs {what}: set evaluation.vggish_weights to {WEIGHTS_URL} (downloaded "
-                              "once) or to a local copy of that file")
-    spec = str(spec)
-    if not _is_url(spec):
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise DependencyError(f"{path}: VGGish {what} not found; download {WEIGHTS_URL} and point "
-                                  "evaluation.vggish_weights at it")
-        return path
-    name = urllib.parse.unquote(Path(urllib.parse.urlparse(spec).path).name)
-    dest = Path(cache_dir) / "vggish" / name
-    if dest.is_file() and dest.stat().st_size > 0:
-        return dest
-    from .artifacts import atomic_path
-
-    try:
-        with atomic_path(dest) as tmp:
-            torch.hub.download_url_to_file(spec, str(tmp), progress=True)
-    except Exception as exc:  # URLError, HTTPError, OSError, timeouts
-        raise DependencyError(f"could not download VGGish {what} from {spec} ({type(exc).__name__}); download it "
-                              f"by hand to {dest} and rerun, or set evaluation.vggish_weights to a local path") from None
-    return dest
+#: Where the weights and PCA files come from, for the resolver's messages.
+WEIGHTS_SOURCE = CheckpointSource("VGGish", "evaluation.vggish_weights", WEIGHTS_URL, "vggish.pth")
+PCA_SOURCE = CheckpointSource("VGGish", "the pca argument", PCA_URL, "vggish_pca.pth")
 
 
 def load_vggish(weights: str | os.PathLike | None, *, cache_dir: str | os.PathLike, pca: str | None = None,
@@ -203,19 +176,15 @@ def load_vggish(weights: str | os.PathLike | None, *, cache_dir: str | os.PathLi
                 p.copy_(torch.randn(p.shape, generator=gen) * (2.0 / max(1, p[0].numel())) ** 0.5
                         if p.ndim > 1 else torch.zeros(p.shape))
     else:
-        path = resolve_weights(weights, cache_dir=cache_dir)
-        try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise DependencyError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}); "
-                                  "download it again") from None
+        path = resolve_checkpoint(weights, source=WEIGHTS_SOURCE, cache_dir=cache_dir, what="weights")
+        state = read_state_dict(path, family="VGGish")
         state = {k: v for k, v in state.items() if k.startswith(("features.", "embeddings."))}
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise DependencyError(f"{path}: weights do not fit VGGish ({str(exc).splitlines()[0][:160]})") from None
+            raise ModelNotFoundError(f"{path}: weights do not fit VGGish ({str(exc).splitlines()[0][:160]})") from None
     if pca is not None:
-        ppath = resolve_weights(pca, cache_dir=cache_dir, what="PCA parameters")
+        ppath = resolve_checkpoint(pca, source=PCA_SOURCE, cache_dir=cache_dir, what="PCA parameters")
         model.load_pca(torch.load(str(ppath), map_location="cpu", weights_only=False))
     return model.to(device).eval()
 

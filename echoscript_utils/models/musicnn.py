@@ -7,7 +7,7 @@ pins TensorFlow and numpy<1.17, neither of which is needed here::
 
     pip install --no-deps musicnn==0.1.0
 
-The package is never imported: its checkpoint files are read with :mod:`echoscript_utils.tfbundle`, converted to a
+The package is never imported: its checkpoint files are read with :mod:`echoscript_utils.models.tfbundle`, converted to a
 PyTorch state dict once and cached.
 
 Pipeline (as the original ``musicnn.extractor``): mono audio at 16 kHz → librosa mel power (n_fft 512, hop 256,
@@ -38,17 +38,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .errors import DependencyError, InputError
+from ..artifacts import atomic_path
+from ..audio import resample, to_mono
+from ..errors import DependencyError, InputError
+from . import tfbundle
 
 __all__ = [
     "HOP_LENGTH",
-    "LABELS",
-    "LAYERS",
-    "MODELS",
     "N_FFT",
     "N_FRAMES",
     "N_MELS",
     "SR",
+    "LABELS",
+    "LAYERS",
+    "MODELS",
     "MusiCNN",
     "embed",
     "load_model",
@@ -241,8 +244,6 @@ def convert_checkpoint(tf_vars: dict[str, np.ndarray]) -> dict[str, torch.Tensor
 
 
 def _state_dict(name: str, cache_dir: Path | None) -> dict[str, torch.Tensor]:
-    from . import tfbundle
-    from .artifacts import atomic_path
 
     folder = weights_dir(name)
     index = folder / ".index"
@@ -307,7 +308,6 @@ def log_mel(wav: np.ndarray, sr: int) -> np.ndarray:
     """
     import librosa
 
-    from .audio import resample, to_mono
 
     x = np.asarray(wav, dtype=np.float32)
     if x.ndim not in (1, 2) or x.size == 0:
@@ -471,7 +471,7 @@ def embed(wav: np.ndarray, sr: int, *, model: str = "MTT_musicnn", layer: str = 
 # ------------------------------------------------------------------------------------------------------ taxonomy
 @functools.lru_cache(maxsize=1)
 def _taxonomy_table() -> pd.DataFrame:
-    path = Path(__file__).with_name("data") / "musicnn_taxonomy.csv"
+    path = Path(__file__).resolve().parent.parent / "data" / "musicnn_taxonomy.csv"
     return pd.read_csv(path, dtype={"model": str, "tag": str, "field": str, "label": str, "weight": float,
                                     "note": str}, keep_default_na=False)
 

@@ -1,7 +1,7 @@
 """Fine-tuning MusicGen (stage ``04_finetuning``): the paper's recipe, resumable, on ``accelerate``.
 
 :func:`train_from_config` takes the run's newest clip metadata (``03_alignment`` → ``02_annotation`` →
-``01_curation``), turns every clip into codec tokens once (:mod:`echoscript_utils.token_cache`), and trains the
+``01_curation``), turns every clip into codec tokens once (:mod:`echoscript_utils.finetuning.token_cache`), and trains the
 MusicGen decoder with the text encoder and codec frozen:
 
 * **Labels.** Codes ``[B, K, T]`` are laid out in MusicGen's delay pattern before they reach the model
@@ -16,7 +16,7 @@ MusicGen decoder with the text encoder and codec frozen:
   :func:`echoscript_utils.dataset.genre_weights`), random crops of ``segment_s`` seconds in token space,
   classifier-free-guidance dropout (the whole caption becomes ``""`` with an all-zero text mask, the same null
   condition ``generate(guidance_scale=...)`` uses), per-attribute caption dropout with the alignment stage's
-  caption template (:func:`echoscript_utils.alignment.build_caption`, probabilities from
+  caption template (:func:`echoscript_utils.captions.build_caption`, probabilities from
   ``alignment.caption_dropout``) and, for MusicGen-Melody, chroma dropout to the model's null chroma.
 * **Safety.** A step whose loss (or gradient norm) is not finite is skipped and counted; past
   ``max_nonfinite_steps`` the run stops with a message naming the usual causes. A checkpoint (trainable
@@ -61,30 +61,36 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import (
+from .. import audio
+from ..artifacts import (
     atomic_path,
     atomic_write_text,
     ensure_dir,
-    file_hash,
     read_json,
+    text_hash,
     write_json,
     write_metrics,
 )
-from .errors import ConfigError, InputError
+from ..config import resolve_device
+from ..errors import ConfigError, InputError
+from ..melody import CHROMA_FRAME_RATE
+from ..models.hub import model_identity, unwrap
+from ..models.musicgen import load_musicgen
+from .data import (
+    BatchSpec,
+    GenreSampler,
+    is_melody,
+    load_training_clips,
+    make_batch,
+    model_inputs,
+    tokenizer_of,
+)
 
 __all__ = [
-    "PAPER_SETTINGS",
-    "ClipTokens",
     "GenreSampler",
     "NonFiniteLossError",
     "TrainingRun",
-    "checkpoint_table",
-    "delay_pattern",
     "load_training_clips",
-    "read_logs",
-    "sample_players",
-    "settings_table",
-    "stage_input_dir",
     "train_from_config",
 ]
 
@@ -98,313 +104,8 @@ class NonFiniteLossError(RuntimeError):
     """Raised when more than ``max_nonfinite_steps`` steps gave a non-finite loss or gradient."""
 
 
-# ============================================================================================== data
-def stage_input_dir(cfg) -> Path:
-    """The newest stage folder with clip metadata: ``03_alignment``, else ``02_annotation``, else ``01_curation``."""
-    for stage in ("03_alignment", "02_annotation", "01_curation"):
-        folder = cfg.paths.stage(stage)
-        if (folder / "metadata.jsonl").is_file():
-            return folder
-    raise InputError(f"{cfg.paths.root}: no metadata.jsonl in 03_alignment, 02_annotation or 01_curation; "
-                     f"run the curation stage first (echoscript run <params> --stages 01)")
-
-
-@dataclass
-class ClipTokens:
-    """One training or validation clip, ready for the loop.
-
-    Attributes:
-        clip_id: the clip's id.
-        codes: ``int16 [K, T]`` codec tokens (T frames at the codec's frame rate).
-        genre: genre used by the sampler ("" when unknown).
-        fields: caption attributes (``scene``, ``genre``, ``moods``, ``instruments``, ``bpm``, ``key``).
-        caption: the stage's own caption when it has one (used when no attribute is dropped).
-        chroma: ``float32 [N, 12]`` melody chroma at 7.8125 Hz (MusicGen-Melody only).
-    """
-
-    clip_id: str
-    codes: np.ndarray
-    genre: str
-    fields: dict[str, Any]
-    caption: str | None = None
-    chroma: np.ndarray | None = None
-
-
-def _clean(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value
-
-
-def load_training_clips(cfg, model, *, device: str = "cpu", progress: bool = True,
-                        is_main: bool = True, wait: Callable[[], None] | None = None) -> dict[str, list[ClipTokens]]:
-    """Read the run's clip metadata and return ``{"train": [...], "valid": [...]}`` with cached codec tokens.
-
-    Clips with ``kept == False`` (dropped by the alignment stage) are left out. Tokens (and chroma for
-    MusicGen-Melody) come from the content-hashed cache under ``cfg.paths.cache``; only the main process fills
-    it, the others ``wait()`` and then read.
-    """
-    from .alignment import caption_fields
-    from .dataset import load_metadata
-    from .token_cache import chroma_for_clips, encode_clips
-
-    src = stage_input_dir(cfg)
-    df = load_metadata(src)
-    if "kept" in df.columns:
-        df = df[df["kept"].map(lambda v: v is None or (isinstance(v, float) and math.isnan(v)) or bool(v))]
-    df = df[df["split"].isin(["train", "valid"])].reset_index(drop=True)
-    if not (df["split"] == "train").any():
-        raise InputError(f"{src / 'metadata.jsonl'}: no clips in the train split; check curation.splits")
-    missing = [p for p in df["path"] if not Path(p).is_file()]
-    if missing:
-        raise InputError(f"{missing[0]}: clip audio listed in {src / 'metadata.jsonl'} is missing; rerun curation")
-    hashes = [file_hash(p) for p in df["path"]]
-    melody = _is_melody(model)
-
-    def compute() -> tuple[list[np.ndarray], list[np.ndarray] | None]:
-        codes = encode_clips(model, list(df["path"]), cache_dir=cfg.paths.cache, device=device, hashes=hashes,
-                             batch_size=cfg.training.encode_batch_size, progress=progress)
-        chroma = chroma_for_clips(list(df["path"]), cache_dir=cfg.paths.cache, hashes=hashes,
-                                  progress=progress) if melody else None
-        return codes, chroma
-
-    if is_main:
-        codes, chroma = compute()
-    if wait is not None:
-        wait()
-    if not is_main:
-        codes, chroma = compute()  # every clip is a cache hit now
-    out: dict[str, list[ClipTokens]] = {"train": [], "valid": []}
-    for i, row in enumerate(df.to_dict("records")):
-        stored = row.get("caption_fields")
-        fields = stored if isinstance(stored, dict) and stored else caption_fields(row)
-        out[row["split"]].append(ClipTokens(
-            clip_id=str(row["clip_id"]), codes=codes[i], genre=str(fields.get("genre") or ""), fields=fields,
-            caption=_clean(row.get("caption")) or None, chroma=chroma[i] if chroma is not None else None))
-    return out
-
-
-# ============================================================================================ sampler
-class GenreSampler:
-    """Epoch orders that balance genres: item ``i`` is drawn with probability ∝ ``freq(genre_i) ** -temperature``.
-
-    ``temperature = 0`` gives a plain shuffle (every clip once per epoch); above 0, ``num_samples`` draws with
-    replacement. The order of epoch ``e`` depends only on ``(seed, e)``, so the sampler's state is its
-    settings plus the epoch, and a resumed run draws exactly what the uninterrupted one would have.
-
-    Args:
-        genres: one genre per training clip.
-        temperature: balancing strength (``training.sampler_temperature``).
-        seed: the run seed.
-        num_samples: draws per epoch (default: the number of clips).
-    """
-
-    def __init__(self, genres: Sequence[str], *, temperature: float = 1.0, seed: int = 0,
-                 num_samples: int | None = None):
-        from .dataset import genre_weights
-
-        self.genres = list(genres)
-        self.temperature = float(temperature)
-        self.seed = int(seed)
-        self.num_samples = int(num_samples or len(self.genres))
-        self.epoch = 0
-        w = genre_weights(self.genres, temperature=self.temperature)
-        self.probabilities = w / w.sum() if len(w) else w
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def indices(self) -> np.ndarray:
-        """Clip indices for the current epoch, ``int64 [num_samples]``."""
-        rng = np.random.default_rng([self.seed, 7919, self.epoch])
-        if self.temperature == 0:
-            reps = math.ceil(self.num_samples / len(self.genres))
-            return np.concatenate([rng.permutation(len(self.genres)) for _ in range(reps)])[: self.num_samples]
-        return rng.choice(len(self.genres), size=self.num_samples, replace=True, p=self.probabilities)
-
-    def __iter__(self):
-        return iter(self.indices().tolist())
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def expected_mix(self) -> dict[str, float]:
-        """Share of draws each genre gets in expectation."""
-        mix: Counter = Counter()
-        for g, p in zip(self.genres, self.probabilities, strict=True):
-            mix[g] += float(p)
-        return dict(mix)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "seed": self.seed, "temperature": self.temperature,
-                "num_samples": self.num_samples, "n_items": len(self.genres)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("n_items") != len(self.genres) or state.get("seed") != self.seed:
-            raise ValueError("sampler state belongs to a different dataset or seed")
-        self.epoch = int(state["epoch"])
-
-
-# ============================================================================================ batches
-def delay_pattern(codes, pad_id: int):
-    """MusicGen's delay pattern: ``codes [B, K, T]`` → ``labels [B, T + K - 1, K]``.
-
-    Codebook ``k`` is shifted right by ``k`` frames; the ``K - 1`` positions it leaves empty at the start and
-    end hold ``pad_id`` (the decoder's pad/BOS id = codebook size). MusicGen's forward masks ``pad_id`` out of
-    the loss and turns the shifted labels into decoder inputs, so this is exactly the layout
-    ``generate()`` produces one step at a time (``build_delay_pattern_mask``).
-    """
-    import torch
-
-    codes = torch.as_tensor(codes).long()
-    b, k, t = codes.shape
-    out = codes.new_full((b, k, t + k - 1), pad_id)
-    for i in range(k):
-        out[:, i, i : i + t] = codes[:, i]
-    return out.transpose(1, 2).contiguous()
-
-
-def _is_melody(model) -> bool:
-    return "melody" in _base(model).config.model_type
-
-
-def _base(model):
-    """The transformers model inside DDP / peft wrappers."""
-    while hasattr(model, "module"):
-        model = model.module
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
-
-
-@dataclass
-class BatchSpec:
-    """What :func:`make_batch` needs to know, fixed for a run."""
-
-    pad_id: int
-    segment_frames: int | None
-    cfg_dropout: float
-    melody_dropout: float
-    caption_dropout: dict[str, float]
-    chroma_per_frame: float = 0.0  # chroma frames per codec frame (melody)
-
-
-def _caption(item: ClipTokens, spec: BatchSpec, rng: np.random.Generator, *, train: bool) -> str:
-    from .alignment import build_caption
-
-    if train and any(p > 0 for p in spec.caption_dropout.values()):
-        return build_caption(item.fields, dropout=spec.caption_dropout, rng=rng)
-    return item.caption or build_caption(item.fields)
-
-
-def make_batch(items: Sequence[ClipTokens], spec: BatchSpec, rng: np.random.Generator, *,
-               train: bool = True) -> dict[str, Any]:
-    """Crop, caption and lay out a batch.
-
-    Returns ``{"captions": [B] str, "null_text": bool [B], "labels": long [B, T + K - 1, K], "chroma":
-    float [B, N, 12] or None, "genres": [B], "frames": int}``; clips shorter than the segment are padded with
-    ``-100`` (ignored by the loss). All randomness comes from ``rng`` (crops, caption and condition dropout).
-    """
-    import torch
-
-    crops, chromas, captions, null_text = [], [], [], []
-    for item in items:
-        k, t = item.codes.shape
-        seg = t if spec.segment_frames is None else min(spec.segment_frames, t)
-        start = int(rng.integers(0, t - seg + 1)) if train and t > seg else 0
-        crops.append(item.codes[:, start : start + seg])
-        drop_all = train and rng.random() < spec.cfg_dropout
-        null_text.append(drop_all)
-        captions.append("" if drop_all else _caption(item, spec, rng, train=train))
-        if item.chroma is not None:
-            c0 = int(round(start * spec.chroma_per_frame))
-            n = max(1, int(round(seg * spec.chroma_per_frame)))
-            chroma = item.chroma[c0 : c0 + n]
-            if train and rng.random() < spec.melody_dropout:
-                chroma = np.zeros_like(chroma)
-                chroma[:, 0] = 1.0  # the model's own "no melody" condition
-            chromas.append(chroma)
-    length = max(c.shape[1] for c in crops)
-    labels = []
-    for c in crops:
-        lab = delay_pattern(torch.from_numpy(c.astype(np.int64))[None], spec.pad_id)[0]
-        if c.shape[1] < length:
-            lab = torch.cat([lab, lab.new_full((length - c.shape[1], lab.shape[1]), -100)])
-        labels.append(lab)
-    chroma_t = None
-    if chromas:
-        n = max(c.shape[0] for c in chromas)
-        chroma_t = torch.zeros(len(chromas), n, 12)
-        for i, c in enumerate(chromas):
-            chroma_t[i, : len(c)] = torch.from_numpy(c)
-    return {"captions": captions, "null_text": torch.tensor(null_text), "labels": torch.stack(labels),
-            "chroma": chroma_t, "genres": [it.genre for it in items], "frames": int(length) * len(items)}
-
-
-def _tokenizer(processor):
-    return getattr(processor, "tokenizer", processor)
-
-
-def model_inputs(batch: dict[str, Any], processor, device) -> dict[str, Any]:
-    """Tokenise the captions and move a batch to ``device``: keyword arguments for the model's forward."""
-    tok = _tokenizer(processor)(batch["captions"], padding=True, return_tensors="pt")
-    mask = tok["attention_mask"].clone()
-    mask[batch["null_text"]] = 0  # the null condition: zero text states, fully masked
-    kwargs = {"input_ids": tok["input_ids"].to(device), "attention_mask": mask.to(device),
-              "labels": batch["labels"].to(device)}
-    if batch.get("chroma") is not None:
-        kwargs["input_features"] = batch["chroma"].to(device)
-    return kwargs
-
-
-# ============================================================================================ settings
-#: The paper's fine-tuning settings (see the paper digest), for the notebook's comparison table.
-PAPER_SETTINGS: dict[str, str] = {
-    "model": "MusicGen-small",
-    "epochs": "10",
-    "batch_size": "12",
-    "learning_rate": "5e-5",
-    "scheduler": "cosine annealing",
-    "optimizer": "AdamW + weight decay",
-    "precision": "fp16",
-    "attention": "FlashAttention",
-    "grad_accum": "used (steps not stated)",
-    "cfg_dropout": "dropout + CFG (rate not stated)",
-    "sampling": "genre-weighted",
-    "melody": "chromagram conditioning",
-    "checkpoints": "every epoch",
-}
-
-
-def settings_table(cfg):
-    """The run's fine-tuning settings beside the paper's: ``DataFrame(setting, paper, this_run)``."""
-    import pandas as pd
-
-    t = cfg.training
-    ours = {
-        "model": t.model,
-        "epochs": t.epochs,
-        "batch_size": t.batch_size,
-        "learning_rate": f"{t.learning_rate:g}",
-        "scheduler": f"{t.scheduler} (warmup {t.warmup_steps})",
-        "optimizer": f"AdamW wd={t.weight_decay:g} betas={tuple(t.betas)}",
-        "precision": t.precision,
-        "attention": t.attn_implementation,
-        "grad_accum": t.grad_accum,
-        "cfg_dropout": f"caption→'' p={t.cfg_dropout:g}; attributes {dict(cfg.alignment.caption_dropout)}",
-        "sampling": f"genre-weighted, temperature {t.sampler_temperature:g}",
-        "melody": f"chroma, dropout {t.melody_dropout:g}" if "melody" in t.model else "off (not a melody model)",
-        "checkpoints": "every epoch" + (f" + every {t.save_every_steps} steps" if t.save_every_steps else ""),
-    }
-    extra = {"lora": f"r={t.lora.r}, alpha={t.lora.alpha}" if t.lora.enabled else "off",
-             "segment_s": t.segment_s if t.segment_s else "whole clips",
-             "gradient_checkpointing": t.gradient_checkpointing, "max_grad_norm": t.max_grad_norm}
-    rows = [{"setting": k, "paper": v, "this_run": str(ours[k])} for k, v in PAPER_SETTINGS.items()]
-    rows += [{"setting": k, "paper": "not stated", "this_run": str(v)} for k, v in extra.items()]
-    return pd.DataFrame(rows)
-
-
 # ============================================================================================ checkpoints
-def _checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
     """Complete checkpoints (a ``step-NNNNNNNN`` folder with ``state.json``), oldest first."""
     if not ckpt_dir.is_dir():
         return []
@@ -416,21 +117,6 @@ def _checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def checkpoint_table(stage_dir: str | os.PathLike):
-    """Checkpoints on disk: ``DataFrame(checkpoint, step, completed_epochs, steps_into_epoch, size_mb, written)``."""
-    import pandas as pd
-
-    rows = []
-    for step, path in _checkpoints(Path(stage_dir) / "checkpoints"):
-        state = read_json(path / "state.json")
-        size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
-        rows.append({"checkpoint": path.name, "step": step, "completed_epochs": state["epoch"],
-                     "steps_into_epoch": state["update"], "size_mb": round(size / 2**20, 2),
-                     "written": state.get("written")})
-    return pd.DataFrame(rows, columns=["checkpoint", "step", "completed_epochs", "steps_into_epoch", "size_mb",
-                                       "written"])
-
-
 def _replace_dir(tmp: Path, final: Path) -> None:
     """Move a finished folder into place; an older folder of the same name is removed afterwards."""
     old = None
@@ -440,26 +126,6 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-# ============================================================================================ logs
-def read_logs(stage_dir: str | os.PathLike) -> dict[str, Any]:
-    """The stage's logs as DataFrames: ``{"train", "val", "genre_mix"}`` (empty frames when absent)."""
-    import pandas as pd
-
-    stage_dir = Path(stage_dir)
-    out = {}
-    for key, name in (("train", "train_log.csv"), ("val", "val_log.csv"), ("genre_mix", "genre_mix.csv")):
-        p = stage_dir / name
-        out[key] = pd.read_csv(p) if p.is_file() and p.stat().st_size else pd.DataFrame()
-    return out
-
-
-def sample_players(stage_dir: str | os.PathLike) -> list:
-    """``IPython.display.Audio`` players for ``samples/epoch_NN.wav``, one per epoch, in order."""
-    from IPython.display import Audio
-
-    return [Audio(filename=str(p)) for p in sorted((Path(stage_dir) / "samples").glob("epoch_*.wav"))]
 
 
 class _CsvLog:
@@ -558,7 +224,6 @@ class TrainingRun:
     model_identity = None
 
     def _params_hash(self) -> str:
-        from .artifacts import text_hash
 
         t = self.t.model_dump(mode="json")
         for k in ("save_every_steps", "keep_checkpoints", "push_to_hub", "tensorboard", "sample_prompt",
@@ -568,7 +233,6 @@ class TrainingRun:
         return text_hash(self.cfg.seed, t, dict(self.cfg.alignment.caption_dropout), self.model_identity)
 
     def _setup(self) -> None:
-        from .models import load_musicgen
 
         t = self.t
         self._start_accelerator()
@@ -577,7 +241,6 @@ class TrainingRun:
                                          seed=self.cfg.seed)
         self.model_identity = None
         with contextlib.suppress(Exception):
-            from .models import model_identity
 
             self.model_identity = model_identity(t.model)
         acc = self.accelerator
@@ -596,7 +259,6 @@ class TrainingRun:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
 
-        from .config import resolve_device
 
         t = self.t
         device = resolve_device(self.cfg.run.device)
@@ -616,12 +278,11 @@ class TrainingRun:
         import torch
         from transformers import get_scheduler
 
-        from .melody import CHROMA_FRAME_RATE
 
         t = self.t
         acc = self.accelerator
         self.processor = processor
-        self.melody = _is_melody(model)
+        self.melody = is_melody(model)
         self.pad_id = int(model.config.decoder.pad_token_id)
         self.frame_rate = float(model.config.audio_encoder.frame_rate)
         self.sample_rate = int(model.config.audio_encoder.sampling_rate)
@@ -645,7 +306,7 @@ class TrainingRun:
                               target_modules=list(t.lora.target_modules))
             model = get_peft_model(model, lcfg)
             if t.train_text_encoder:
-                for p in _base(model).text_encoder.parameters():
+                for p in unwrap(model).text_encoder.parameters():
                     p.requires_grad_(True)
         self.trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not self.trainable:
@@ -672,7 +333,7 @@ class TrainingRun:
     def _train_mode(self) -> None:
         """Decoder in train mode (dropout on); frozen parts stay in eval mode, as in audiocraft."""
         self.model.train()
-        base = _base(self.model)
+        base = unwrap(self.model)
         base.audio_encoder.eval()
         if not self.t.train_text_encoder:
             base.text_encoder.eval()
@@ -767,14 +428,13 @@ class TrainingRun:
         """Write a short sample for ``training.sample_prompt`` (main process only)."""
         import torch
 
-        from . import audio
 
         if not self.t.sample_prompt:
             return None
-        model = _base(self.accelerator.unwrap_model(self.model))
+        model = unwrap(self.accelerator.unwrap_model(self.model))
         model.eval()
         torch.manual_seed(seed)
-        tok = _tokenizer(self.processor)([self.t.sample_prompt], return_tensors="pt").to(self.accelerator.device)
+        tok = tokenizer_of(self.processor)([self.t.sample_prompt], return_tensors="pt").to(self.accelerator.device)
         n = max(4, int(round(self.t.sample_duration_s * self.frame_rate)))
         with torch.no_grad(), self.accelerator.autocast():
             wav = model.generate(**tok, max_new_tokens=n, do_sample=True, guidance_scale=3.0)
@@ -815,7 +475,7 @@ class TrainingRun:
                                          "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")  # last: marks complete
         _replace_dir(tmp, final)
-        complete = [p for _, p in _checkpoints(self.ckpt_dir)]
+        complete = [p for _, p in list_checkpoints(self.ckpt_dir)]
         for old in complete[: max(0, len(complete) - self.t.keep_checkpoints)]:
             shutil.rmtree(old, ignore_errors=True)
         for stale in self.ckpt_dir.glob(".tmp-*"):  # left by killed runs
@@ -829,7 +489,7 @@ class TrainingRun:
         from safetensors.torch import load_file
 
         chosen = None
-        for _, path in reversed(_checkpoints(self.ckpt_dir)):
+        for _, path in reversed(list_checkpoints(self.ckpt_dir)):
             with contextlib.suppress(OSError, ValueError):
                 state = read_json(path / "state.json")
                 if state.get("params_hash") == self.params_hash:
@@ -876,7 +536,7 @@ class TrainingRun:
         if resumed:
             self.log(f"resuming from {resumed.name} (epoch {s.epoch + 1}, step {s.global_step})")
         else:
-            stale = _checkpoints(self.ckpt_dir)
+            stale = list_checkpoints(self.ckpt_dir)
             if stale and main:  # from other parameters: they would confuse resuming and checkpoint rotation
                 self.log(f"removing {len(stale)} checkpoint(s) written with other training parameters")
                 for _, path in stale:
@@ -1055,7 +715,7 @@ class TrainingRun:
             "train_loss_last_epoch": trains[-1] if trains else None,
             "val_loss": vals, "val_loss_last": vals[-1] if vals else None,
             "nonfinite_steps": s.nonfinite, "resumed_from": resumed.name if resumed else None,
-            "checkpoints": [p.name for _, p in _checkpoints(self.ckpt_dir)],
+            "checkpoints": [p.name for _, p in list_checkpoints(self.ckpt_dir)],
             "tokens_per_s": tokens / train_seconds if train_seconds else None,
             "seconds": round(seconds, 2), "params_hash": self.params_hash,
         }

@@ -1,0 +1,375 @@
+"""Stage 06, evaluation: FAD on several embeddings with intervals, FAD∞, per-clip outliers, CLAP score, tag KL.
+
+The notebook ``06_evaluation`` walks through it step by step; :func:`run` does the whole stage. The maths lives
+below the stages (:mod:`echoscript_utils.fad`, :mod:`echoscript_utils.stats`), the embedders in
+:mod:`echoscript_utils.embeddings`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifacts import read_json
+from .dataset import load_metadata
+from .embeddings import MusicnnEmbedder, embed_files, get_embedder
+from .errors import DependencyError, InputError
+from .fad import (
+    FADInfinity,
+    bootstrap_fad,
+    fad_infinity,
+    frechet_distance,
+    paired_bootstrap_difference,
+    per_clip_contribution,
+)
+from .models import musicnn
+from .stats import clap_score, tag_kl_divergence
+
+
+# ============================================================================================== helpers
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
+# ============================================================================================== the stage
+#: Folders under 05_generation that are not text-to-music systems to score (MIDI-sketch control).
+_NOT_SYSTEMS = ("sketch",)
+
+
+@dataclass
+class EvaluationSets:
+    """The audio the evaluation stage compares: one reference set and one set per generating model."""
+
+    reference: list[Path]
+    reference_source: str  # in words: where the reference came from
+    generated: dict[str, list[Path]]  # model label → WAV files
+    prompts: dict[str, list[str | None]]  # model label → prompt of each file (from its JSON sidecar)
+
+    def summary(self):
+        """DataFrame ``set, files, source``."""
+        import pandas as pd
+
+        rows = [{"set": "reference", "files": len(self.reference), "source": self.reference_source}]
+        rows += [{"set": m, "files": len(f), "source": f"05_generation/{m}"} for m, f in self.generated.items()]
+        return pd.DataFrame(rows)
+
+
+def audio_files(folder: str | os.PathLike, *, extensions: Sequence[str] = (".wav", ".flac", ".ogg", ".mp3", ".aiff",
+                                                                          ".aif")) -> list[Path]:
+    """Audio files under ``folder`` (recursive, sorted); :class:`InputError` when it is missing or has none."""
+    p = Path(folder)
+    if not p.is_dir():
+        raise InputError(f"{p}: no such folder; pass a folder of audio files")
+    exts = {e.lower() for e in extensions}
+    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts and not f.name.startswith("."))
+    if not files:
+        raise InputError(f"{p}: no audio files ({', '.join(sorted(exts))}) in this folder")
+    return files
+
+
+def _order_models(labels: Sequence[str], cfg) -> list[str]:
+    first = [cfg.listening.baseline_label, cfg.listening.system_label]
+    return [m for m in first if m in labels] + sorted(m for m in labels if m not in first)
+
+
+def evaluation_sets(cfg) -> EvaluationSets:
+    """Find the reference and generated audio of a run.
+
+    Reference: ``evaluation.reference_dir`` when set, else the curated clips of ``01_curation`` whose split is in
+    ``evaluation.reference_splits`` (the held-out ``eval`` split by default, never seen in fine-tuning).
+    Generated: ``05_generation/<model>/*.wav`` for ``evaluation.models`` (default: every model folder there).
+    """
+
+    ev = cfg.evaluation
+    if ev.reference_dir is not None:
+        reference = audio_files(ev.reference_dir, extensions=cfg.curation.extensions)
+        source = f"folder {Path(ev.reference_dir).name}/ ({len(reference)} files)"
+    else:
+        meta = load_metadata(cfg.paths.curation)
+        splits = list(ev.reference_splits)
+        chosen = meta[meta["split"].isin(splits)]
+        if chosen.empty:
+            raise InputError(f"{cfg.paths.curation}: no curated clips in split(s) {', '.join(splits)}; set "
+                             "evaluation.reference_dir or evaluation.reference_splits")
+        reference = [Path(p) for p in chosen["path"]]
+        source = f"01_curation clips, split {'+'.join(splits)} ({len(reference)} clips)"
+    gen_dir = cfg.paths.generation
+    if not gen_dir.is_dir():
+        raise InputError(f"{gen_dir}: no generated audio; run the 05_generation stage first")
+    available = [d.name for d in gen_dir.iterdir() if d.is_dir() and any(d.glob("*.wav"))]
+    wanted = list(ev.models) or [m for m in available if m not in _NOT_SYSTEMS]
+    missing = [m for m in wanted if m not in available]
+    if missing:
+        raise InputError(f"{gen_dir}: no WAV files for model(s) {', '.join(missing)}; "
+                         f"found {', '.join(available) or 'none'}")
+    generated, prompts = {}, {}
+    for m in _order_models(wanted, cfg):
+        files = sorted((gen_dir / m).glob("*.wav"))
+        generated[m] = files
+        prompts[m] = [_sidecar(f).get("prompt") for f in files]
+    return EvaluationSets(reference=reference, reference_source=source, generated=generated, prompts=prompts)
+
+
+def _sidecar(wav: Path) -> dict[str, Any]:
+
+    side = wav.with_suffix(".json")
+    try:
+        return read_json(side) if side.is_file() else {}
+    except ValueError:
+        raise InputError(f"{side}: not valid JSON; rerun the generation stage") from None
+
+
+@dataclass
+class EmbeddedSets:
+    """Per-clip embeddings of every set under every embedding that could be built."""
+
+    data: dict[str, dict[str, list[np.ndarray]]]  # embedding → set label ("reference", models) → clips
+    names: dict[str, list[str]]  # set label → clip names (file stems)
+    embedders: dict[str, dict[str, Any]]  # embedding → Embedder.describe()
+    skipped: dict[str, str]  # embedding → why it was not computed
+
+    def summary(self):
+        """DataFrame ``embedding, set, clips, rows, dim, row, normalisation`` (plus skipped embeddings)."""
+        import pandas as pd
+
+        rows = []
+        for emb, sets in self.data.items():
+            info = self.embedders[emb]
+            for label, clips in sets.items():
+                rows.append({"embedding": emb, "set": label, "clips": len(clips),
+                             "rows": int(sum(c.shape[0] for c in clips)), "dim": int(clips[0].shape[1]),
+                             "row": info["row"], "sample_rate": info["sample_rate"]})
+        for emb, why in self.skipped.items():
+            rows.append({"embedding": emb, "set": "(skipped)", "clips": 0, "rows": 0, "dim": 0, "row": why,
+                         "sample_rate": None})
+        return pd.DataFrame(rows)
+
+
+def embed_sets(sets: EvaluationSets, cfg, *, embeddings: Sequence[str] | None = None,
+               progress: bool = True) -> EmbeddedSets:
+    """Embed the reference and every generated set with each of ``evaluation.embeddings`` (cached per file).
+
+    An embedding whose weights are not available (e.g. VGGish offline without a local weights file) is skipped
+    and the reason recorded, so the other embeddings still produce a table.
+    """
+
+    all_sets = {"reference": sets.reference, **sets.generated}
+    data: dict[str, dict[str, list[np.ndarray]]] = {}
+    described, skipped = {}, {}
+    for name in embeddings or cfg.evaluation.embeddings:
+        try:
+            embedder = get_embedder(name, cfg)
+        except DependencyError as exc:
+            skipped[name] = str(exc)
+            continue
+        data[name] = {label: list(embed_files(files, embedder, cache_dir=cfg.paths.cache, progress=progress).values())
+                      for label, files in all_sets.items()}
+        described[name] = embedder.describe()
+        del embedder
+    names = {label: [Path(f).stem for f in files] for label, files in all_sets.items()}
+    return EmbeddedSets(data=data, names=names, embedders=described, skipped=skipped)
+
+
+def fad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
+    """FAD of every model against the reference under every embedding, with bootstrap intervals and FAD∞.
+
+    Returns:
+        DataFrame ``embedding, model, fad, ci_low, ci_high, bias, fad_inf, fad_inf_r2, n_ref, n_gen, rows_ref,
+        rows_gen, dim, inputs`` (clips counted in ``n_*``; embedding rows in ``rows_*``).
+    """
+    import pandas as pd
+
+    ev = cfg.evaluation
+    rows = []
+    for emb, sets in embedded.data.items():
+        ref = sets["reference"]
+        for model, clips in sets.items():
+            if model == "reference":
+                continue
+            row: dict[str, Any] = {"embedding": emb, "model": model}
+            if ev.bootstrap > 0:
+                res = bootstrap_fad(ref, clips, n=ev.bootstrap, confidence=ev.confidence, seed=cfg.seed,
+                                    progress=progress)
+                row |= {"fad": res.point, "ci_low": res.ci_low, "ci_high": res.ci_high, "bias": res.bias}
+            else:
+                row |= {"fad": frechet_distance(ref, clips), "ci_low": np.nan, "ci_high": np.nan, "bias": np.nan}
+            try:
+                inf = fad_infinity(ref, clips, n_points=ev.fad_inf_points, seed=cfg.seed)
+                row |= {"fad_inf": inf.fad_inf, "fad_inf_r2": inf.r2}
+            except InputError:
+                row |= {"fad_inf": np.nan, "fad_inf_r2": np.nan}
+            row |= {"n_ref": len(ref), "n_gen": len(clips), "rows_ref": int(sum(c.shape[0] for c in ref)),
+                    "rows_gen": int(sum(c.shape[0] for c in clips)), "dim": int(clips[0].shape[1]),
+                    "inputs": embedded.embedders[emb]["normalisation"]}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_table(embedded: EmbeddedSets, cfg, *, a: str | None = None, b: str | None = None):
+    """``FAD_a − FAD_b`` per embedding (a = fine-tuned, b = baseline by default) with paired bootstrap intervals.
+
+    Generated sets are resampled with shared indices when both models made the same number of files (same
+    prompts and seeds in the same order), otherwise independently.
+    """
+    import pandas as pd
+
+    ev = cfg.evaluation
+    a = a or cfg.listening.system_label
+    b = b or cfg.listening.baseline_label
+    rows = []
+    for emb, sets in embedded.data.items():
+        if a not in sets or b not in sets:
+            continue
+        paired = len(sets[a]) == len(sets[b]) and embedded.names.get(a) == embedded.names.get(b)
+        res = paired_bootstrap_difference(sets["reference"], sets[a], sets[b], n=max(ev.bootstrap, 1),
+                                          confidence=ev.confidence, seed=cfg.seed, paired_generated=paired)
+        rows.append({"embedding": emb, "a": a, "b": b, **res.as_dict()})
+    return pd.DataFrame(rows)
+
+
+def fad_infinity_fits(embedded: EmbeddedSets, cfg, *, embedding: str | None = None) -> dict[str, FADInfinity]:
+    """FAD∞ fit of every model for one embedding (default: the first computed), for the fit plot."""
+    emb = embedding or next(iter(embedded.data), None)
+    if emb is None:
+        return {}
+    sets = embedded.data[emb]
+    out = {}
+    for model, clips in sets.items():
+        if model == "reference":
+            continue
+        try:
+            out[model] = fad_infinity(sets["reference"], clips, n_points=cfg.evaluation.fad_inf_points, seed=cfg.seed)
+        except InputError:
+            continue
+    return out
+
+
+def outlier_table(embedded: EmbeddedSets, *, embedding: str | None = None, top: int | None = None):
+    """Leave-one-out contribution of every generated clip (all models) for one embedding, largest first."""
+    import pandas as pd
+
+    emb = embedding or next(iter(embedded.data), None)
+    if emb is None:
+        return pd.DataFrame(columns=["embedding", "model", "clip", "fad_without", "delta", "z", "outlier"])
+    sets = embedded.data[emb]
+    frames = []
+    for model, clips in sets.items():
+        if model == "reference" or len(clips) < 3:
+            continue
+        df = per_clip_contribution(sets["reference"], clips, names=embedded.names[model])
+        frames.append(df.assign(embedding=emb, model=model))
+    if not frames:
+        return pd.DataFrame(columns=["embedding", "model", "clip", "fad_without", "delta", "z", "outlier"])
+    df = pd.concat(frames, ignore_index=True).sort_values("delta", ascending=False, ignore_index=True)
+    df = df[["embedding", "model", "clip", "fad_without", "delta", "z", "outlier"]]
+    return df.head(top) if top else df
+
+
+def clap_scores(sets: EvaluationSets, cfg, *, progress: bool = True):
+    """CLAP score of every model: cosine of each clip's CLAP audio embedding (mean over 10 s windows) with the
+    CLAP text embedding of its own prompt (from the sidecar). Clips without a prompt are left out."""
+    import pandas as pd
+
+
+    empty = pd.DataFrame(columns=["model", "score", "ci_low", "ci_high", "confidence", "n", "clap_model"])
+    if not cfg.evaluation.relevance:
+        return empty
+    try:
+        embedder = get_embedder("clap", cfg)
+    except DependencyError as exc:
+        _warn(f"CLAP score skipped: {exc}")
+        return empty
+    rows = []
+    for model, files in sets.generated.items():
+        keep = [(f, p) for f, p in zip(files, sets.prompts[model]) if p]
+        if not keep:
+            continue
+        embs = embed_files([f for f, _ in keep], embedder, cache_dir=cfg.paths.cache, progress=progress)
+        audio = np.stack([e.mean(axis=0) for e in embs.values()])
+        text = embedder.embed_text([p for _, p in keep])
+        res = clap_score(audio, text, n_boot=max(cfg.evaluation.bootstrap, 1), confidence=cfg.evaluation.confidence,
+                         seed=cfg.seed)
+        rows.append({"model": model, **res.as_dict(), "clap_model": embedder.identity})
+    return pd.DataFrame(rows)
+
+
+def tag_distributions(sets: EvaluationSets, cfg, *, progress: bool = True):
+    """musicnn clip-level tag probabilities (mean over 3 s patches) of every set: ``{label: DataFrame [clips, tags]}``."""
+    import pandas as pd
+
+
+    if not cfg.evaluation.relevance:
+        return {}
+    model = cfg.annotation.musicnn_model
+    try:
+        tagger = MusicnnEmbedder(model, layer="taggram", cache_dir=cfg.paths.cache)
+    except DependencyError as exc:
+        _warn(f"tag distributions skipped: {exc}")
+        return {}
+    labels = list(musicnn.LABELS[model])
+    out = {}
+    for label, files in {"reference": sets.reference, **sets.generated}.items():
+        embs = embed_files(files, tagger, cache_dir=cfg.paths.cache, progress=progress)
+        out[label] = pd.DataFrame([e.mean(axis=0) for e in embs.values()], columns=labels,
+                                  index=[Path(f).stem for f in files])
+    return out
+
+
+def tag_kl_table(tags: Mapping[str, Any], *, top: int = 5):
+    """KL(reference ‖ model) of mean musicnn tag distributions, with each set's top tags."""
+    import pandas as pd
+
+    if "reference" not in tags:
+        return pd.DataFrame(columns=["set", "kl_from_reference", "clips", "top_tags"])
+    ref = tags["reference"]
+    rows = []
+    for label, df in tags.items():
+        top_tags = ", ".join(f"{t} {v:.2f}" for t, v in df.mean().sort_values(ascending=False).head(top).items())
+        kl = 0.0 if label == "reference" else tag_kl_divergence(ref, df)
+        rows.append({"set": label, "kl_from_reference": kl, "clips": len(df), "top_tags": top_tags})
+    return pd.DataFrame(rows)
+
+
+def verdict(paired, table=None) -> str:
+    """Plain-language reading of the paired differences (one line per embedding), for the notebook and report."""
+    if paired is None or len(paired) == 0:
+        return "Only one model was generated, so there is no difference to test."
+    lines = []
+    for r in paired.to_dict("records"):
+        pct = round(100 * r["confidence"])
+        head = (f"{r['embedding']}: FAD({r['a']}) − FAD({r['b']}) = {r['difference']:+.4g} "
+                f"[{pct}% CI {r['ci_low']:+.4g}, {r['ci_high']:+.4g}], {r['a']} lower in "
+                f"{100 * r['share_a_better']:.0f}% of resamples")
+        if r["significant"]:
+            who = r["a"] if r["difference"] < 0 else r["b"]
+            lines.append(f"{head} → {who} is closer to the reference on this embedding.")
+        else:
+            lines.append(f"{head} → the interval includes 0: no evidence of a difference at this sample size.")
+    return "\n".join(lines)
+
+
+def stage_metrics(sets: EvaluationSets, embedded: EmbeddedSets, table, paired, fits: Mapping[str, FADInfinity],
+                  outliers, *, clap=None, tag_kl=None) -> dict[str, Any]:
+    """Everything the evaluation stage measured, as one JSON-ready dict for ``06_evaluation/metrics.json``."""
+    return {
+        "reference": {"source": sets.reference_source, "files": len(sets.reference)},
+        "generated": {m: len(f) for m, f in sets.generated.items()},
+        "embedders": embedded.embedders,
+        "skipped_embeddings": embedded.skipped,
+        "fad": table.to_dict(orient="records"),
+        "paired_difference": paired.to_dict(orient="records") if paired is not None else [],
+        "fad_infinity": {m: f.as_dict() for m, f in fits.items()},
+        "outliers": outliers[outliers["outlier"]].to_dict(orient="records") if len(outliers) else [],
+        "clap_score": clap.to_dict(orient="records") if clap is not None else [],
+        "tag_kl": tag_kl.to_dict(orient="records") if tag_kl is not None else [],
+        "verdict": verdict(paired),
+    }
+
+
+# ============================================================================================== CLI

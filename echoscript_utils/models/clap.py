@@ -1,0 +1,113 @@
+"""CLAP (LAION, through transformers' ``ClapModel``): loading, and the audio/text embedder every stage shares.
+
+Audio goes in at 48 kHz (:data:`CLAP_SAMPLE_RATE`). :class:`ClapEmbedder` is the one view onto a loaded CLAP:
+alignment scores clips against prompts with it, the zero-shot tagger and the CLAP FAD embedding use its audio
+side, scoring its text side.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..artifacts import atomic_path, ensure_dir, file_hash, text_hash
+from ..audio import load, resample, windows
+from .hub import load_pretrained, model_identity, resolve_model
+
+#: Sample rate (Hz) that CLAP's feature extractor expects (LAION checkpoints and the tiny model).
+CLAP_SAMPLE_RATE = 48_000
+
+
+def load_clap(name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLike, device: str = "cpu", dtype=None,
+              attn_implementation: str | None = None, seed: int = 1234, merge_lora: bool = True):
+    """Load a CLAP model and its ``ClapProcessor`` (``tiny-clap``, a local folder, an adapter folder or a hub id
+    such as ``laion/clap-htsat-unfused`` or ``laion/larger_clap_music_and_speech``). Audio goes in at
+    :data:`CLAP_SAMPLE_RATE` (48 kHz). Same options and errors as :func:`load_musicgen`; ``attn_implementation``
+    is accepted for symmetry and ignored (transformers' CLAP has eager attention only)."""
+    return load_pretrained(str(name_or_path), family="clap", cache_dir=cache_dir, device=device, dtype=dtype,
+                 attn_implementation=attn_implementation, seed=seed, merge_lora=merge_lora)
+
+
+class ClapEmbedder:
+    """CLAP audio and text embeddings (L2-normalised rows), cached per clip by content hash.
+
+    Args:
+        model: hub id (``laion/larger_clap_music_and_speech``), local folder, or ``tiny-clap``.
+        cache_dir: the run cache (``cfg.paths.cache``); models are resolved under ``cache_dir/models``.
+        device: torch device.
+        batch_size: windows per forward pass.
+        seed: seed for building tiny models.
+    """
+
+    def __init__(self, model: str, *, cache_dir: str | os.PathLike, device: str = "cpu", batch_size: int = 8,
+                 seed: int = 1234):
+        self.name = model
+        self.cache_dir = Path(cache_dir)
+        self.device = device
+        self.batch_size = batch_size
+        path = resolve_model(model, cache_dir=self.cache_dir / "models", seed=seed)
+        self.model, self.processor = load_clap(path, cache_dir=self.cache_dir / "models", device=device)
+        self.model.eval()
+        self.identity = model_identity(path)
+        fe = self.processor.feature_extractor
+        self.sample_rate = int(fe.sampling_rate)
+        self.window = int(round(getattr(fe, "nb_max_samples", 10 * self.sample_rate)))
+
+    # audio ------------------------------------------------------------------------------------------------
+    def embed_audio_array(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        """One clip ``[C, T]`` (or ``[T]``) at ``sr`` → ``[D]`` unit vector."""
+        import torch
+
+        x = np.asarray(resample(wav, sr, self.sample_rate), dtype=np.float32)
+        # 10 s windows; a tail under a quarter window is dropped; the feature extractor repeat-pads the last one
+        wins = windows(x.mean(axis=0) if x.ndim == 2 else x, self.window, pad=False)
+        embs = []
+        for i in range(0, len(wins), self.batch_size):
+            batch = wins[i:i + self.batch_size]
+            feats = self.processor.feature_extractor(batch, sampling_rate=self.sample_rate, return_tensors="pt",
+                                                     truncation="rand_trunc", padding="repeatpad")
+            feats = {k: v.to(self.device) for k, v in feats.items()}
+            with torch.inference_mode():
+                out = self.model.get_audio_features(**feats)
+            out = getattr(out, "pooler_output", out)
+            embs.append(out.float().cpu().numpy())
+        e = np.concatenate(embs).mean(axis=0)
+        return (e / max(np.linalg.norm(e), 1e-12)).astype(np.float32)
+
+    def embed_audio_files(self, paths: list[str | os.PathLike], *, progress: bool = True) -> np.ndarray:
+        """Audio files → ``[N, D]``; each file's embedding is cached under ``cache_dir/clap`` by its content
+        hash and the model identity, so reruns load instead of recomputing."""
+        cache = ensure_dir(self.cache_dir / "clap")
+        rows = []
+        for p in tqdm(list(paths), desc="CLAP audio", disable=not progress, leave=False):
+            key = text_hash(file_hash(p), self.identity, "audio-v1")
+            f = cache / f"{key}.npy"
+            if f.is_file():
+                rows.append(np.load(f))
+                continue
+            wav, sr = load(p)
+            e = self.embed_audio_array(wav, sr)
+            with atomic_path(f, suffix=".npy") as tmp:
+                np.save(tmp, e)
+            rows.append(e)
+        return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+    # text -------------------------------------------------------------------------------------------------
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """Texts → ``[N, D]`` unit rows."""
+        import torch
+
+        out = []
+        for i in range(0, len(texts), max(self.batch_size, 16)):
+            batch = list(texts[i:i + max(self.batch_size, 16)])
+            enc = self.processor.tokenizer(batch, padding=True, truncation=True, return_tensors="pt")
+            enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            with torch.inference_mode():
+                e = self.model.get_text_features(**enc)
+            e = getattr(e, "pooler_output", e)
+            out.append(e.float().cpu().numpy())
+        e = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
