@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .artifacts import atomic_path, ensure_dir
+from .artifacts import atomic_path, ensure_dir, write_metrics
 from .captions import build_caption, caption_fields
 from .config import resolve_device
 from .dataset import load_metadata, write_metadata
@@ -312,3 +312,10 @@ def run_alignment(cfg, *, progress: bool = True) -> AlignmentResult:
     }
     return AlignmentResult(clips=clips, audio_emb=audio_emb, prompt_emb=prompt_emb, caption_emb=caption_emb,
                            prompts=prompts, gate=gate, metrics=metrics)
+
+
+def run(cfg, *, progress: bool = True) -> AlignmentResult:
+    """Stage 03 in one call: :func:`run_alignment`, then ``03_alignment/metrics.json``."""
+    result = run_alignment(cfg, progress=progress)
+    write_metrics(cfg.paths.alignment, result.metrics)
+    return result

@@ -100,20 +100,38 @@ def clean_floats(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | os.PathLike, data: Any, *, indent: int = 2) -> Path:
-    """Atomically write ``data`` as JSON (NaN/inf become null, keys sorted for byte-stable reruns)."""
+def json_text(data: Any, *, indent: int = 2) -> str:
+    """The workbook's one JSON serialisation: NaN/inf become null, keys sorted, so reruns are byte-stable."""
     data = json.loads(json.dumps(data, default=json_default))
-    text = json.dumps(clean_floats(data), indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
-    return atomic_write_text(path, text)
+    return json.dumps(clean_floats(data), indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_json(path: str | os.PathLike, data: Any, *, indent: int = 2) -> Path:
+    """Atomically write ``data`` as JSON (:func:`json_text`)."""
+    return atomic_write_text(path, json_text(data, indent=indent))
+
+
+def write_if_changed(path: str | os.PathLike, text: str) -> bool:
+    """Atomically write ``text`` unless the file already holds exactly it; True when written."""
+    p = Path(path)
+    if p.is_file():
+        try:
+            if p.read_bytes() == text.encode("utf-8"):
+                return False
+        except OSError:
+            pass
+    atomic_write_text(p, text)
+    return True
 
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def write_metrics(stage_dir: str | os.PathLike, metrics: dict[str, Any]) -> Path:
-    """Write ``<stage_dir>/metrics.json`` (the stage contract); returns its path."""
-    return write_json(Path(stage_dir) / "metrics.json", metrics)
+def write_metrics(stage_dir: str | os.PathLike, metrics: dict[str, Any]) -> bool:
+    """Write ``<stage_dir>/metrics.json`` (the stage contract), the one writer of that file; True when its bytes
+    changed (an unchanged file keeps its mtime)."""
+    return write_if_changed(Path(stage_dir) / "metrics.json", json_text(metrics))
 
 
 def read_metrics(stage_dir: str | os.PathLike) -> dict[str, Any]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import multiprocessing as mp
 import os
@@ -56,15 +55,15 @@ from . import dataset as ds
 from . import features as feat
 from .artifacts import (
     atomic_path,
-    clean_floats,
     ensure_dir,
     file_hash,
-    json_default,
     read_json,
     text_hash,
     write_json,
+    write_metrics,
 )
 from .config import Config, CurationSection
+from .demo_corpus import ensure_demo_corpus
 from .errors import InputError
 from .taxonomy import split_list
 
@@ -72,7 +71,6 @@ __all__ = [
     "CurationResult",
     "accuracy_table",
     "clip_frames",
-    "clip_player",
     "curate",
     "find_inputs",
     "load_labels",
@@ -690,15 +688,12 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
 
     skipped_df = pd.DataFrame(skipped_rows, columns=list(SKIPPED_COLUMNS))
     if exports and len(kept_df):
-        weights = ds.genre_weights([ds._genre(r) for r in kept_df.to_dict("records")], temperature=temperature)
+        weights = ds.genre_weights([ds.clip_genre(r) for r in kept_df.to_dict("records")], temperature=temperature)
         ds.export_audiocraft(kept_df, out / "exports" / "audiocraft", weights=weights)
         ds.export_hf(kept_df, out / "exports" / "hf")
 
     metrics = _metrics(results, records, candidates, section, seed=seed, temperature=temperature)
-    # the same bytes artifacts.write_metrics would write, but only when they change
-    clean = clean_floats(json.loads(json.dumps(metrics, default=json_default)))
-    if ds.write_if_changed(out / "metrics.json",
-                           json.dumps(clean, indent=2, sort_keys=True, ensure_ascii=False) + "\n"):
+    if write_metrics(out, metrics):
         changed.append("metrics.json")
     processed = sum(r.get("audio_s", 0.0) for r in results)
     return CurationResult(output_dir=out, metadata_path=meta_path, kept=kept_df, skipped=skipped_df,
@@ -749,14 +744,6 @@ def _metrics(results, records, candidates, section: CurationSection, *, seed: in
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def clip_player(path: str | os.PathLike, *, max_s: float = 10.0, sr: int = 22050):
-    """A notebook audio player for the first ``max_s`` seconds of a clip, at ``sr`` Hz (keeps notebooks small)."""
-    from IPython.display import Audio
-
-    wav, file_sr = audio_mod.load(path, sr=sr)
-    return Audio(data=wav[:, : int(max_s * sr)], rate=sr, normalize=False)
-
-
 def clip_frames(path: str | os.PathLike) -> dict[str, Any]:
     """Frame-level log-mel and chroma of one clip (for the spectrogram + chroma figure)."""
     wav, sr = audio_mod.load(path)
@@ -844,3 +831,10 @@ def make_messy_folder(source: str | os.PathLike, out_dir: str | os.PathLike, *, 
     shutil.copyfile(good / "stereo 48k 24-bit.wav", bad / "stereo copy.wav")
     sf.write(str(bad / "re-encoded.mp3"), (0.5 * stereo).T, sr)
     return out
+
+
+def run(cfg: Config, *, progress: bool = True) -> CurationResult:
+    """Stage 01 in one call: curate ``data.input_dir`` (or the demo corpus when it is unset) into the run's
+    ``01_curation/`` with ``data.labels`` as ground truth; :func:`curate` writes ``metrics.json``."""
+    input_dir = cfg.data.input_dir or ensure_demo_corpus(cfg, progress=progress)
+    return curate(input_dir, cfg.paths.curation, cfg_or_section=cfg, labels=cfg.data.labels, progress=progress)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .artifacts import atomic_write_text, ensure_dir, json_default, text_hash
+from .artifacts import atomic_write_text, ensure_dir, json_default, text_hash, write_if_changed
 from .errors import InputError
 
 __all__ = [
@@ -234,19 +234,6 @@ def write_metadata(records: Iterable[ClipRecord | Mapping[str, Any]], path: str 
     return write_if_changed(path, "".join(line + "\n" for line in lines))
 
 
-def write_if_changed(path: str | os.PathLike, text: str) -> bool:
-    """Atomically write ``text`` unless the file already holds exactly it; True when written."""
-    p = Path(path)
-    if p.is_file():
-        try:
-            if p.read_bytes() == text.encode("utf-8"):
-                return False
-        except OSError:
-            pass
-    atomic_write_text(p, text)
-    return True
-
-
 # ------------------------------------------------------------------------------------------------ splits
 def assign_splits(tracks: Mapping[str, str | None], shares: Mapping[str, float], *, seed: int) -> dict[str, str]:
     """Assign whole tracks to splits, stratified by genre, reproducibly from ``seed``.
@@ -394,7 +381,7 @@ def export_audiocraft(df, out_dir: str | os.PathLike, *, weights: Sequence[float
     out = ensure_dir(out_dir).resolve()
     rows = df.to_dict("records")
     if weights is None:
-        weights = genre_weights([_genre(r) for r in rows], temperature=1.0)
+        weights = genre_weights([clip_genre(r) for r in rows], temperature=1.0)
     by_split: dict[str, list[tuple[dict, float]]] = defaultdict(list)
     for r, w in zip(rows, weights, strict=True):
         by_split[r["split"]].append((r, float(w)))
@@ -429,7 +416,7 @@ def _d(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _genre(row: Mapping[str, Any]) -> str | None:
+def clip_genre(row: Mapping[str, Any]) -> str | None:
     for col in ("truth", "tags"):
         v = row.get(col)
         if isinstance(v, dict) and v.get("genre"):
@@ -452,7 +439,7 @@ def hf_rows(df) -> list[dict[str, Any]]:
             "audio": str(r["path"]), **{c: r.get(c) for c in HF_COLUMNS}, "split": r["split"],
             "bpm": feats.get("bpm"), "bpm_confidence": feats.get("bpm_confidence"), "key": feats.get("key"),
             "mode": feats.get("mode"), "key_confidence": feats.get("key_confidence"),
-            "genre": truth.get("genre") or _genre(r) or "", "moods": list(truth.get("moods") or []),
+            "genre": truth.get("genre") or clip_genre(r) or "", "moods": list(truth.get("moods") or []),
             "instruments": list(truth.get("instruments") or []),
             "true_bpm": truth.get("bpm"), "true_key": truth.get("key"), "true_mode": truth.get("mode"),
             "prompt": r.get("prompt") if isinstance(r.get("prompt"), str) else "",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import read_json
+from .artifacts import read_json, write_metrics
 from .dataset import load_metadata
 from .embeddings import MusicnnEmbedder, embed_files, get_embedder
 from .errors import DependencyError, InputError
@@ -373,3 +373,19 @@ def stage_metrics(sets: EvaluationSets, embedded: EmbeddedSets, table, paired, f
 
 
 # ============================================================================================== CLI
+
+
+def run(cfg, *, progress: bool = True) -> dict[str, Any]:
+    """Stage 06 in one call, the notebook's steps without its tables and figures; writes and returns
+    ``06_evaluation/metrics.json``."""
+    sets = evaluation_sets(cfg)
+    embedded = embed_sets(sets, cfg, progress=progress)
+    table = fad_table(embedded, cfg, progress=progress)
+    paired = paired_table(embedded, cfg)
+    fits = fad_infinity_fits(embedded, cfg)
+    outliers = outlier_table(embedded)
+    clap = clap_scores(sets, cfg, progress=progress)
+    tag_kl = tag_kl_table(tag_distributions(sets, cfg, progress=progress))
+    metrics = stage_metrics(sets, embedded, table, paired, fits, outliers, clap=clap, tag_kl=tag_kl)
+    write_metrics(cfg.paths.evaluation, metrics)
+    return metrics

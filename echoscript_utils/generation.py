@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 
 from . import audio
-from .artifacts import ensure_dir, read_json, text_hash, write_json
+from .artifacts import ensure_dir, read_json, text_hash, write_json, write_metrics
 from .captions import build_caption
 from .config import resolve_device
 from .dataset import load_metadata
 from .errors import InputError
-from .melody import chroma_from_midi, n_chroma_frames
+from .melody import chroma_from_audio, chroma_from_midi, n_chroma_frames
 from .models import frame_rate, load_musicgen, model_identity, model_sample_rate, resolve_model
 from .synth import write_midi
 
@@ -422,3 +422,30 @@ def pairs_table(result: GenerationResult, *, seed: int | None = None) -> pd.Data
     order = [i.scenario for i in result.items if i.scenario in wide.index]
     wide = wide.reindex(list(dict.fromkeys(order)))
     return wide[list(result.plan)].reset_index()
+
+
+def sketch_chroma_pair(cfg, sketch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, Path]:
+    """The MIDI sketch's chroma and the chroma of the first sketch-conditioned file, over the generated window.
+
+    Returns ``(sketch_chroma [n_frames, 12], audio_chroma [n_frames, 12], audio_path)`` at the melody model's
+    chroma frame rate (:data:`echoscript_utils.melody.CHROMA_FRAME_RATE`).
+    """
+    sketch_chroma = chroma_from_midi(cfg.generation.melody_midi or cfg.paths.generation / "sketch.mid",
+                                     n_frames=n_chroma_frames(min(cfg.generation.duration_s, 30.0)))
+    first = cfg.paths.generation / "sketch" / sketch["file"].iloc[0]
+    audio_chroma = chroma_from_audio(*audio.load(first), n_frames=len(sketch_chroma))
+    return sketch_chroma, audio_chroma, first
+
+
+def run(cfg, *, progress: bool = True) -> GenerationResult:
+    """Stage 05 in one call: every model's files, the MIDI-sketch files when a melody model is set, and
+    ``05_generation/metrics.json``."""
+    result = run_generation(cfg, progress=progress)
+    metrics = dict(result.metrics)
+    if cfg.generation.melody_model:
+        sketch = run_sketch(cfg, progress=progress)
+        metrics["sketch_files"] = int(len(sketch))
+        if len(sketch):
+            metrics["sketch_chroma_agreement"] = chroma_agreement(*sketch_chroma_pair(cfg, sketch)[:2])
+    write_metrics(cfg.paths.generation, metrics)
+    return result

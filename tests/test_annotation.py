@@ -80,7 +80,7 @@ def run(tmp_path, monkeypatch):
 
 def test_accuracy_matches_hand_counts(run):
     cfg, fake = run
-    result = annotation.annotate(cfg, progress=False)
+    result = annotation.run(cfg, progress=False)
     assert fake.calls == 6
     per = result.accuracy.per_label.set_index(["tagger", "field", "label"])
     assert result.accuracy.n_clips_with_truth == 5  # c5 has no truth
@@ -117,7 +117,7 @@ def test_accuracy_matches_hand_counts(run):
 
 def test_metadata_v2_is_readable_by_the_v1_reader(run):
     cfg, _ = run
-    annotation.annotate(cfg, progress=False)
+    annotation.run(cfg, progress=False)
     stage = cfg.paths.annotation
     df = dataset.load_metadata(stage)  # validates each row against the v1 schema
     assert len(df) == 6 and df["schema_version"].eq(2).all()
@@ -142,14 +142,14 @@ def test_metadata_v2_is_readable_by_the_v1_reader(run):
 
 def test_rerun_uses_the_cache_and_keeps_human_corrections(run):
     cfg, fake = run
-    annotation.annotate(cfg, progress=False)
+    annotation.run(cfg, progress=False)
     path = annotation.overrides_path(cfg)
     assert path == cfg.paths.annotation / "overrides.csv"
     annotation.append_overrides(path, [{"clip_id": "c2", "field": "genre", "value": "ambient"},
                                        {"clip_id": "c4", "field": "instruments", "value": ["piano", "violin"]}],
                                 reviewer="ana")
     before = path.read_bytes()
-    again = annotation.annotate(cfg, progress=False)
+    again = annotation.run(cfg, progress=False)
     assert fake.calls == 6, "cached tags must not be recomputed"
     assert path.read_bytes() == before, "the stage never rewrites the overrides file"
     final = again.final.set_index("clip_id")
@@ -161,13 +161,13 @@ def test_rerun_uses_the_cache_and_keeps_human_corrections(run):
     # accuracy measures the taggers, not the reviewer
     assert again.accuracy.summary.set_index("tagger").loc["musicnn", "genre_accuracy"] == pytest.approx(0.8)
     fake.version = "fake-2"  # new weights → everything is tagged again
-    annotation.annotate(cfg, progress=False)
+    annotation.run(cfg, progress=False)
     assert fake.calls == 12
 
 
 def test_accuracy_is_recomputable_from_the_stage_folder(run):
     cfg, _ = run
-    result = annotation.annotate(cfg, progress=False)
+    result = annotation.run(cfg, progress=False)
     for f in cfg.paths.cache.rglob("*.json"):
         f.unlink()  # no cache, no curation metadata needed: only the stage folder
     (cfg.paths.curation / "metadata.jsonl").unlink()
@@ -182,7 +182,7 @@ def test_a_corpus_without_ground_truth_still_annotates(run):
     for r in records:
         r["truth"] = None
     dataset.write_metadata(records, cfg.paths.curation / "metadata.jsonl")
-    result = annotation.annotate(cfg, progress=False)
+    result = annotation.run(cfg, progress=False)
     assert result.accuracy.n_clips_with_truth == 0 and result.metrics["accuracy"] is None
     assert result.accuracy.summary.empty and len(result.final) == 6
     from echoscript_utils.plots import annotation as aplots
@@ -238,7 +238,7 @@ def test_disagreements_and_distribution(run):
 
 def test_review_widget_writes_only_changed_fields(run):
     cfg, _ = run
-    annotation.annotate(cfg, progress=False)
+    annotation.run(cfg, progress=False)
     panel = review.review_widget(cfg, reviewer="ana")
     (clip, listen), info, player, genre, moods, insts, _, save, status = (
         panel.children[0].children, *panel.children[1:])

@@ -43,11 +43,12 @@ from ..artifacts import (
     json_default,
     read_json,
     text_hash,
+    write_if_changed,
     write_json,
     write_metrics,
 )
 from ..audio import load
-from ..dataset import ClipRecord, find_metadata, load_metadata, read_records, write_if_changed
+from ..dataset import ClipRecord, find_metadata, load_metadata, read_records
 from ..errors import DependencyError, EchoScriptError, InputError
 from ..prompts import diversity, generate_prompts, mood_counts, resolve_provider, write_prompts
 from ..tagging import FIELDS, VOCAB, Tagger, choose_labels, combine_tags, get_tagger
@@ -60,7 +61,7 @@ __all__ = [
     "AnnotationResult",
     "COMBINED",
     "OVERRIDE_COLUMNS",
-    "annotate",
+    "run",
     "append_overrides",
     "apply_overrides",
     "build_records",
@@ -818,9 +819,8 @@ class AnnotationResult:
     metrics: dict[str, Any]
 
 
-def annotate(cfg, *, progress: bool = True, client: Any = None) -> AnnotationResult:
-    """The whole stage in one call (what the notebook does step by step); writes ``metrics.json`` too."""
-
+def run(cfg, *, progress: bool = True, client: Any = None) -> AnnotationResult:
+    """Stage 02 in one call (what the notebook does step by step); writes ``metrics.json`` too."""
     clips = load_clips(cfg)
     taggers, availability = build_taggers(cfg)
     outputs = tag_clips(cfg, clips, taggers, progress=progress)
@@ -828,7 +828,10 @@ def annotate(cfg, *, progress: bool = True, client: Any = None) -> AnnotationRes
     prompts = scene_prompts(cfg, progress=progress, client=client)
     meta = write_stage_metadata(cfg, clips, outputs, final, prompts, taggers)
     accuracy = recompute_accuracy(cfg.paths.annotation)
+    a = cfg.annotation
+    disagreement = disagreements(outputs, clips, threshold=a.threshold, top_k=a.top_k, min_labels=a.min_labels,
+                                 calibrate=a.calibrate)
     metrics = stage_metrics(cfg, clips=clips, availability=availability, final=final, override_report=report,
-                            prompts=prompts, accuracy=accuracy)
+                            prompts=prompts, accuracy=accuracy, disagreement=disagreement)
     write_metrics(cfg.paths.annotation, metrics)
     return AnnotationResult(clips, availability, outputs, final, report, prompts, accuracy, meta, metrics)

@@ -15,20 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..audio import load
+from ..notebook import player as audio_player
 from ..tagging import FIELDS, VOCAB
 from . import append_overrides, load_annotated, overrides_path
 
-__all__ = ["clip_audio", "review_widget", "tags_html"]
-
-
-def clip_audio(path: str | os.PathLike, *, max_s: float = 15.0, sr: int = 22050):
-    """An ``IPython.display.Audio`` player for the first ``max_s`` seconds of a clip (mono, ``sr`` Hz)."""
-    from IPython.display import Audio
-
-
-    wav, rate = load(path, sr=sr, mono=True)
-    return Audio(wav[0, : int(max_s * rate)], rate=rate, normalize=False)
+__all__ = ["review_widget", "tags_html"]
 
 
 def tags_html(row: dict[str, Any]) -> str:
@@ -106,7 +97,7 @@ def review_widget(cfg_or_stage_dir, *, overrides_file: str | os.PathLike | None 
 
     def play(_=None):
         player.outputs = ()
-        player.append_display_data(clip_audio(rows[clip.value]["path"], max_s=max_s))
+        player.append_display_data(audio_player(rows[clip.value]["path"], max_s=max_s, mono=True))
 
     def on_save(_=None):
         row = rows[clip.value]

@@ -23,7 +23,10 @@ from .data import (
 from .tables import PAPER_SETTINGS, checkpoint_table, read_logs, sample_players, settings_table
 from .trainer import LOG_COLUMNS, NonFiniteLossError, TrainingRun, train_from_config
 
-run = train_from_config
+
+def run(cfg, *, progress: bool = True) -> dict:
+    """Stage 04 in one call: :func:`train_from_config` (it writes ``04_finetuning/metrics.json``)."""
+    return train_from_config(cfg, progress=progress)
 
 __all__ = [
     "LOG_COLUMNS",

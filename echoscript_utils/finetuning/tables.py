@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import read_json
+from ..notebook import player
 from .trainer import list_checkpoints
 
 # ============================================================================================ settings
@@ -85,7 +86,5 @@ def read_logs(stage_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def sample_players(stage_dir: str | os.PathLike) -> list:
-    """``IPython.display.Audio`` players for ``samples/epoch_NN.wav``, one per epoch, in order."""
-    from IPython.display import Audio
-
-    return [Audio(filename=str(p)) for p in sorted((Path(stage_dir) / "samples").glob("epoch_*.wav"))]
+    """A :func:`~echoscript_utils.notebook.player` per ``samples/epoch_NN.wav``, one per epoch, in order."""
+    return [player(p, sr=None, max_s=None) for p in sorted((Path(stage_dir) / "samples").glob("epoch_*.wav"))]

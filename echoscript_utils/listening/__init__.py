@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..artifacts import write_metrics
 from ..errors import ConfigError
 from .analysis import ListeningResults, analyze
 from .pack import Pack, build_pack, collect_generated, load_pack
@@ -55,6 +56,7 @@ __all__ = [
     "make_tables",
     "metrics",
     "prepare_study",
+    "run",
     "simulate_study",
     "summary_text",
     "validate_study",
@@ -94,4 +96,16 @@ def analyze_folder(study_dir, out_dir, *, baseline: str | None = None, confidenc
     study = validate_study(study_dir)
     results = analyze(study, baseline=baseline, confidence=confidence)
     write_outputs(results, out_dir, figures_dir=figures_dir, tables_dir=tables_dir)
+    return results
+
+
+def run(cfg, *, progress: bool = True) -> ListeningResults:
+    """Stage 07 in one call: the pack, the study (returned or simulated), its analysis with tables and figures,
+    and ``07_listening/metrics.json``."""
+    pack = build_pack_from_config(cfg, progress=progress)
+    study = validate_study(prepare_study(cfg, pack))
+    results = analyze(study, baseline=cfg.listening.baseline_label, confidence=cfg.listening.confidence)
+    write_outputs(results, cfg.paths.listening / "analysis", figures_dir=cfg.paths.figures,
+                  tables_dir=cfg.paths.tables)
+    write_metrics(cfg.paths.listening, metrics(results, pack=pack))
     return results
