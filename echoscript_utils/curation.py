@@ -601,6 +601,40 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
     section, cfg_workers, cfg_seed, temperature = _resolve(cfg_or_section)
     workers = cfg_workers if num_workers is None else num_workers
     seed = cfg_seed if seed is None else seed
+    src, out, clips_dir, cache_dir = _stage_folders(input_dir, output_dir)
+    label_map = _label_map(labels, src)
+
+    candidates = find_inputs(src, extensions=section.extensions, exclude=out)
+    tasks = _plan_tasks(candidates, label_map, settings=_settings(section), clips_dir=clips_dir,
+                        cache_dir=cache_dir)
+    task_by_source = {t["rel"]: t for t in tasks}
+    results = _run_and_dedupe(tasks, task_by_source, out=out, section=section, workers=workers, progress=progress)
+
+    kept = sorted((r for r in results if r["status"] == "kept"), key=lambda r: r["source"])
+    split_of = _track_splits(kept, task_by_source, label_map, section=section, seed=seed)
+    records = _clip_records(kept, task_by_source, label_map, split_of)
+    meta_path = out / "metadata.jsonl"
+    changed, skipped_rows = _write_tables(results, records, meta_path=meta_path, out=out, clips_dir=clips_dir,
+                                          cache_dir=cache_dir)
+
+    kept_df = ds.load_metadata(meta_path, validate=False)
+    import pandas as pd
+
+    skipped_df = pd.DataFrame(skipped_rows, columns=list(SKIPPED_COLUMNS))
+    if exports and len(kept_df):
+        _write_exports(kept_df, out, temperature=temperature)
+
+    metrics = _metrics(results, records, candidates, section, seed=seed, temperature=temperature)
+    if write_metrics(out, metrics):
+        changed.append("metrics.json")
+    processed = sum(r.get("audio_s", 0.0) for r in results)
+    return CurationResult(output_dir=out, metadata_path=meta_path, kept=kept_df, skipped=skipped_df,
+                          metrics=metrics, seconds=time.perf_counter() - t0, audio_seconds_processed=processed,
+                          n_cached=sum(1 for r in results if r.get("cached")), changed=changed)
+
+
+def _stage_folders(input_dir: str | os.PathLike, output_dir: str | os.PathLike) -> tuple[Path, Path, Path, Path]:
+    """The resolved input folder (checked), and the output, clips and cache folders (created)."""
     src = Path(input_dir).expanduser()
     if not src.is_dir():
         raise InputError(f"{src}: input folder not found; pass a folder of audio files (--input)")
@@ -608,14 +642,20 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
     out = ensure_dir(Path(output_dir).expanduser()).resolve()
     clips_dir = ensure_dir(out / CLIPS_DIR)
     cache_dir = ensure_dir(out / CACHE_DIR)
+    return src, out, clips_dir, cache_dir
 
+
+def _label_map(labels: str | os.PathLike | Mapping | None, src: Path) -> dict:
+    """Ground-truth labels by relative path: the given mapping or file, else ``labels.csv`` in ``src``, else none."""
     if labels is None and (src / "labels.csv").is_file():
         labels = src / "labels.csv"
-    label_map = (dict(labels) if isinstance(labels, Mapping) else
-                 load_labels(labels, input_dir=src) if labels is not None else {})
+    return (dict(labels) if isinstance(labels, Mapping) else
+            load_labels(labels, input_dir=src) if labels is not None else {})
 
-    settings = _settings(section)
-    candidates = find_inputs(src, extensions=section.extensions, exclude=out)
+
+def _plan_tasks(candidates: list[tuple[str, Path]], label_map: dict, *, settings: dict[str, Any], clips_dir: Path,
+                cache_dir: Path) -> list[dict[str, Any]]:
+    """One worker task per candidate input, each with a unique track id."""
     tasks, used_ids = [], Counter()
     for rel, path in candidates:
         tid = _track_id(rel, label_map.get(rel))
@@ -624,9 +664,14 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
             tid = f"{tid}_{used_ids[tid]}"
         tasks.append({"rel": rel, "path": str(path), "track_id": tid, "settings": settings,
                       "clips_dir": str(clips_dir), "cache_dir": str(cache_dir)})
+    return tasks
+
+
+def _run_and_dedupe(tasks: list[dict[str, Any]], task_by_source: dict[str, dict[str, Any]], *, out: Path,
+                    section: CurationSection, workers: int, progress: bool) -> list[dict[str, Any]]:
+    """Run every task, mark duplicates, and redo the kept inputs whose clips are missing; returns the results."""
     results = _run_tasks(tasks, num_workers=workers, progress=progress)
     by_source = {r["source"]: r for r in results}
-    task_by_source = {t["rel"]: t for t in tasks}
 
     # cached results whose clips went missing (deleted by hand, or dropped as a duplicate last time) are redone
     def missing_clips(r):
@@ -638,9 +683,12 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
     if redo:
         for r in _run_tasks(redo, num_workers=workers, progress=progress):
             by_source[r["source"]].update(r)
+    return results
 
-    # ---- records
-    kept = sorted((r for r in results if r["status"] == "kept"), key=lambda r: r["source"])
+
+def _track_splits(kept: list[dict[str, Any]], task_by_source: dict[str, dict[str, Any]], label_map: dict, *,
+                  section: CurationSection, seed: int) -> dict[str, str]:
+    """Split of every kept track: pinned by its top folder when asked, else drawn stratified by genre."""
     track_genre = {}
     pinned: dict[str, str] = {}
     for r in kept:
@@ -650,8 +698,12 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
         if section.split_from_folders and "/" in r["source"] and top in section.splits:
             pinned[tid] = top
     free = {t: g for t, g in track_genre.items() if t not in pinned}
-    split_of = {**ds.assign_splits(free, section.splits, seed=seed), **pinned} if free else dict(pinned)
+    return {**ds.assign_splits(free, section.splits, seed=seed), **pinned} if free else dict(pinned)
 
+
+def _clip_records(kept: list[dict[str, Any]], task_by_source: dict[str, dict[str, Any]], label_map: dict,
+                  split_of: dict[str, str]) -> list[dict[str, Any]]:
+    """One metadata record (schema v1) per kept clip."""
     records: list[dict[str, Any]] = []
     for r in kept:
         t = task_by_source[r["source"]]
@@ -672,8 +724,14 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
                 "gain_db": c["gain_db"], "peak_amplitude": c["peak_amplitude"], "features": c["features"],
                 "truth": truth, "tags": None, "prompt": None,
             })
+    return records
+
+
+def _write_tables(results: list[dict[str, Any]], records: list[dict[str, Any]], *, meta_path: Path, out: Path,
+                  clips_dir: Path, cache_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Write ``metadata.jsonl`` and ``skipped.csv`` (when their bytes change), remove clips and cache entries no
+    longer used; returns the names of the files that changed and the skipped rows."""
     changed = []
-    meta_path = out / "metadata.jsonl"
     if ds.write_metadata(records, meta_path):
         changed.append("metadata.jsonl")
     skipped_rows = sorted((r["source"], r["reason"]) for r in results if r["status"] != "kept")
@@ -682,23 +740,14 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
     _prune_clips(clips_dir, {Path(rec["path"]).name for rec in records})
 
     _prune_cache(cache_dir, {r["cache_key"] for r in results if r.get("cache_key")})
+    return changed, skipped_rows
 
-    kept_df = ds.load_metadata(meta_path, validate=False)
-    import pandas as pd
 
-    skipped_df = pd.DataFrame(skipped_rows, columns=list(SKIPPED_COLUMNS))
-    if exports and len(kept_df):
-        weights = ds.genre_weights([ds.clip_genre(r) for r in kept_df.to_dict("records")], temperature=temperature)
-        ds.export_audiocraft(kept_df, out / "exports" / "audiocraft", weights=weights)
-        ds.export_hf(kept_df, out / "exports" / "hf")
-
-    metrics = _metrics(results, records, candidates, section, seed=seed, temperature=temperature)
-    if write_metrics(out, metrics):
-        changed.append("metrics.json")
-    processed = sum(r.get("audio_s", 0.0) for r in results)
-    return CurationResult(output_dir=out, metadata_path=meta_path, kept=kept_df, skipped=skipped_df,
-                          metrics=metrics, seconds=time.perf_counter() - t0, audio_seconds_processed=processed,
-                          n_cached=sum(1 for r in results if r.get("cached")), changed=changed)
+def _write_exports(kept_df, out: Path, *, temperature: float) -> None:
+    """``exports/audiocraft`` (with genre-balanced sampling weights) and ``exports/hf``."""
+    weights = ds.genre_weights([ds.clip_genre(r) for r in kept_df.to_dict("records")], temperature=temperature)
+    ds.export_audiocraft(kept_df, out / "exports" / "audiocraft", weights=weights)
+    ds.export_hf(kept_df, out / "exports" / "hf")
 
 
 def _metrics(results, records, candidates, section: CurationSection, *, seed: int, temperature: float) -> dict:

@@ -523,14 +523,32 @@ class TrainingRun:
     # ---------------------------------------------------------------------------------------- loop
     def fit(self) -> dict[str, Any]:
         """Train (or resume) to the configured epochs, save ``final/``, return the run summary."""
-        import torch
-
         t0 = time.perf_counter()
         self._setup()
-        acc = self.accelerator
-        main = acc.is_main_process
+        main = self.accelerator.is_main_process
         if main:
             ensure_dir(self.stage_dir)
+        resumed = self._resume_or_clear(main=main)
+        s = self.state
+        train_log, writer = self._open_logs(main=main)
+        self.log(f"training {self.t.model}: {len(self.train_items)} train / {len(self.val_items)} valid clips, "
+                 f"{self.t.epochs} epochs × {self.updates_per_epoch} steps, batch {self.t.batch_size} "
+                 f"({self.micro} per micro-batch × {self.t.grad_accum} accumulation × {self.world} processes)")
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.total_updates, initial=s.global_step, desc="fine-tuning", unit="step",
+                   disable=not (self.progress and main))
+        tokens_total, train_seconds = 0, 0.0
+        while s.epoch < self.t.epochs:
+            tokens_total, train_seconds = self._train_epoch(train_log, writer, bar, tokens_total, train_seconds)
+            self._end_epoch(writer)
+        bar.close()
+        if writer is not None:
+            writer.close()
+        return self._finish(resumed, t0=t0, tokens_total=tokens_total, train_seconds=train_seconds)
+
+    def _resume_or_clear(self, *, main: bool) -> Path | None:
+        """Resume from the newest matching checkpoint, or remove checkpoints of other parameters."""
         resumed = self.resume()
         s = self.state
         if resumed:
@@ -541,7 +559,12 @@ class TrainingRun:
                 self.log(f"removing {len(stale)} checkpoint(s) written with other training parameters")
                 for _, path in stale:
                     shutil.rmtree(path, ignore_errors=True)
-            acc.wait_for_everyone()
+            self.accelerator.wait_for_everyone()
+        return resumed
+
+    def _open_logs(self, *, main: bool):
+        """``train_log.csv`` cut back to the resumed step, and a tensorboard writer (or None)."""
+        s = self.state
         train_log = _CsvLog(self.stage_dir / "train_log.csv", LOG_COLUMNS, enabled=main)
         train_log.truncate(lambda r: int(r["step"]) <= s.global_step)
         writer = None
@@ -552,108 +575,134 @@ class TrainingRun:
                 writer = SummaryWriter(str(self.stage_dir / "tensorboard"), purge_step=s.global_step + 1)
             except ImportError:
                 self.log("tensorboard is not installed: logging to CSV only")
-        self.log(f"training {self.t.model}: {len(self.train_items)} train / {len(self.val_items)} valid clips, "
-                 f"{self.t.epochs} epochs × {self.updates_per_epoch} steps, batch {self.t.batch_size} "
-                 f"({self.micro} per micro-batch × {self.t.grad_accum} accumulation × {self.world} processes)")
-        from tqdm.auto import tqdm
+        return train_log, writer
 
-        bar = tqdm(total=self.total_updates, initial=s.global_step, desc="fine-tuning", unit="step",
-                   disable=not (self.progress and main))
+    def _train_epoch(self, train_log: _CsvLog, writer, bar, tokens_total: int,
+                     train_seconds: float) -> tuple[int, float]:
+        """The remaining optimizer updates of the epoch in progress; returns the running token and time totals."""
+        s = self.state
+        rank = self.accelerator.process_index
+        self.sampler.set_epoch(s.epoch)
+        order = self.sampler.indices()[rank :: self.world]
+        micro_batches = [order[i : i + self.micro] for i in range(0, len(order), self.micro)]
+        while s.update < self.updates_per_epoch:
+            window = micro_batches[s.update * self.t.grad_accum : (s.update + 1) * self.t.grad_accum]
+            if not window:
+                break
+            batches, out, dt = self._run_update(window, rank=rank)
+            frames = sum(b["frames"] for b in batches) * self.world
+            tokens_total += frames
+            train_seconds += dt
+            self._count_update(batches, out)
+            self._log_update(out, frames=frames, dt=dt, train_log=train_log, writer=writer, bar=bar)
+            if self.on_step is not None:
+                self.on_step(s.global_step)
+            if self.t.save_every_steps and s.global_step % self.t.save_every_steps == 0 \
+                    and s.update < self.updates_per_epoch:
+                self.save_checkpoint()
+        return tokens_total, train_seconds
+
+    def _run_update(self, window: list, *, rank: int) -> tuple[list[dict[str, Any]], dict[str, Any], float]:
+        """Build the window's micro-batches from ``(seed, epoch, step)`` and train on them; returns the
+        batches, :meth:`train_step`'s values and its wall time (s)."""
+        import torch
+
+        s = self.state
         seed = self.cfg.seed
-        rank = acc.process_index
-        tokens_total, train_seconds = 0, 0.0
-        while s.epoch < self.t.epochs:
-            self.sampler.set_epoch(s.epoch)
-            order = self.sampler.indices()[rank :: self.world]
-            micro_batches = [order[i : i + self.micro] for i in range(0, len(order), self.micro)]
-            while s.update < self.updates_per_epoch:
-                window = micro_batches[s.update * self.t.grad_accum : (s.update + 1) * self.t.grad_accum]
-                if not window:
-                    break
-                torch.manual_seed(_step_seed(seed, s.epoch, s.update, rank))  # model dropout, reproducibly
-                batches = [make_batch([self.train_items[i] for i in idx], self.spec,
-                                      np.random.default_rng([seed, s.epoch, s.update, j, rank]))
-                           for j, idx in enumerate(window)]
-                tic = time.perf_counter()
-                out = self.train_step(batches)
-                dt = time.perf_counter() - tic
-                frames = sum(b["frames"] for b in batches) * self.world
-                tokens_total += frames
-                train_seconds += dt
-                s.update += 1
-                s.global_step += 1
-                for b in batches:
-                    for g in b["genres"]:
-                        s.epoch_genres[g] = s.epoch_genres.get(g, 0) + 1
-                if out["skipped"]:
-                    s.nonfinite += 1
-                    self.log(f"step {s.global_step}: non-finite loss or gradient, update skipped "
-                             f"({s.nonfinite}/{self.t.max_nonfinite_steps} allowed)")
-                    if s.nonfinite > self.t.max_nonfinite_steps:
-                        raise NonFiniteLossError(
-                            f"{s.nonfinite} steps gave a non-finite loss or gradient (limit "
-                            f"training.max_nonfinite_steps={self.t.max_nonfinite_steps}); lower "
-                            f"training.learning_rate, use precision bf16 instead of fp16, or set max_grad_norm. "
-                            f"The last good checkpoint is in {self.ckpt_dir}")
-                else:
-                    s.epoch_loss_sum += out["loss"]
-                    s.epoch_loss_n += 1
-                lr = self.scheduler.get_last_lr()[0]
-                row = {"step": s.global_step, "epoch": s.epoch + 1, "loss": out["loss"], "lr": lr,
-                       "grad_norm": out["grad_norm"], "tokens_per_s": frames / dt if dt > 0 else float("nan"),
-                       "skipped": out["skipped"] or out["scaler_skipped"]}
-                train_log.append([row])
-                if writer is not None:
-                    for k in ("loss", "lr", "grad_norm", "tokens_per_s"):
-                        if math.isfinite(row[k]):
-                            writer.add_scalar(f"train/{k}", row[k], s.global_step)
-                bar.update(1)
-                bar.set_postfix(loss=f"{out['loss']:.3f}", lr=f"{lr:.2e}")
-                if self.on_step is not None:
-                    self.on_step(s.global_step)
-                if self.t.save_every_steps and s.global_step % self.t.save_every_steps == 0 \
-                        and s.update < self.updates_per_epoch:
-                    self.save_checkpoint()
-            # ---- end of epoch: validation, genre mix, sample, checkpoint
-            val = self.validate()
-            epoch_no = s.epoch + 1
-            train_loss = s.epoch_loss_sum / s.epoch_loss_n if s.epoch_loss_n else float("nan")
-            s.val_history.append({"epoch": epoch_no, "step": s.global_step, "train_loss": train_loss,
-                                  "val_loss": val})
-            counts = Counter(s.epoch_genres)
-            if self.world > 1:
-                counts = self._gather_counts(counts)
-            expected = self.sampler.expected_mix()
-            corpus = Counter(it.genre for it in self.train_items)
-            n_drawn = sum(counts.values()) or 1
-            for g in sorted(set(corpus) | set(counts)):
-                s.mix_history.append({"epoch": epoch_no, "genre": g or "(none)", "drawn": counts.get(g, 0),
-                                      "drawn_share": counts.get(g, 0) / n_drawn,
-                                      "expected_share": expected.get(g, 0.0),
-                                      "corpus_share": corpus.get(g, 0) / len(self.train_items)})
-            mix = ", ".join(f"{r['genre']} {r['drawn_share']:.0%}" for r in s.mix_history if r["epoch"] == epoch_no)
-            val_txt = f"{val:.4f}" if val is not None else "n/a"
-            self.log(f"epoch {epoch_no}/{self.t.epochs}: train loss {train_loss:.4f}, val loss {val_txt}; "
-                     f"genres drawn: {mix}")
-            if writer is not None and val is not None:
-                writer.add_scalar("val/loss", val, s.global_step)
-            if main:
-                self.generate_sample(self.stage_dir / "samples" / f"epoch_{epoch_no:02d}.wav",
-                                     seed=_step_seed(seed, 31337, epoch_no))
-            s.epoch += 1
-            s.update = 0
-            s.epoch_genres, s.epoch_loss_sum, s.epoch_loss_n = {}, 0.0, 0
-            self._write_histories()
-            self.save_checkpoint()
-        bar.close()
+        torch.manual_seed(_step_seed(seed, s.epoch, s.update, rank))  # model dropout, reproducibly
+        batches = [make_batch([self.train_items[i] for i in idx], self.spec,
+                              np.random.default_rng([seed, s.epoch, s.update, j, rank]))
+                   for j, idx in enumerate(window)]
+        tic = time.perf_counter()
+        out = self.train_step(batches)
+        dt = time.perf_counter() - tic
+        return batches, out, dt
+
+    def _count_update(self, batches: list[dict[str, Any]], out: dict[str, Any]) -> None:
+        """Advance the step counters, count the genres drawn and the loss, or the skipped step (and stop past
+        ``max_nonfinite_steps``)."""
+        s = self.state
+        s.update += 1
+        s.global_step += 1
+        for b in batches:
+            for g in b["genres"]:
+                s.epoch_genres[g] = s.epoch_genres.get(g, 0) + 1
+        if out["skipped"]:
+            s.nonfinite += 1
+            self.log(f"step {s.global_step}: non-finite loss or gradient, update skipped "
+                     f"({s.nonfinite}/{self.t.max_nonfinite_steps} allowed)")
+            if s.nonfinite > self.t.max_nonfinite_steps:
+                raise NonFiniteLossError(
+                    f"{s.nonfinite} steps gave a non-finite loss or gradient (limit "
+                    f"training.max_nonfinite_steps={self.t.max_nonfinite_steps}); lower "
+                    f"training.learning_rate, use precision bf16 instead of fp16, or set max_grad_norm. "
+                    f"The last good checkpoint is in {self.ckpt_dir}")
+        else:
+            s.epoch_loss_sum += out["loss"]
+            s.epoch_loss_n += 1
+
+    def _log_update(self, out: dict[str, Any], *, frames: int, dt: float, train_log: _CsvLog, writer, bar) -> None:
+        """One row of ``train_log.csv``, the tensorboard scalars and the progress bar."""
+        s = self.state
+        lr = self.scheduler.get_last_lr()[0]
+        row = {"step": s.global_step, "epoch": s.epoch + 1, "loss": out["loss"], "lr": lr,
+               "grad_norm": out["grad_norm"], "tokens_per_s": frames / dt if dt > 0 else float("nan"),
+               "skipped": out["skipped"] or out["scaler_skipped"]}
+        train_log.append([row])
         if writer is not None:
-            writer.close()
+            for k in ("loss", "lr", "grad_norm", "tokens_per_s"):
+                if math.isfinite(row[k]):
+                    writer.add_scalar(f"train/{k}", row[k], s.global_step)
+        bar.update(1)
+        bar.set_postfix(loss=f"{out['loss']:.3f}", lr=f"{lr:.2e}")
+
+    def _end_epoch(self, writer) -> None:
+        """End of epoch: validation, genre mix, sample, checkpoint."""
+        s = self.state
+        val = self.validate()
+        epoch_no = s.epoch + 1
+        train_loss = s.epoch_loss_sum / s.epoch_loss_n if s.epoch_loss_n else float("nan")
+        s.val_history.append({"epoch": epoch_no, "step": s.global_step, "train_loss": train_loss,
+                              "val_loss": val})
+        mix = self._record_genre_mix(epoch_no)
+        val_txt = f"{val:.4f}" if val is not None else "n/a"
+        self.log(f"epoch {epoch_no}/{self.t.epochs}: train loss {train_loss:.4f}, val loss {val_txt}; "
+                 f"genres drawn: {mix}")
+        if writer is not None and val is not None:
+            writer.add_scalar("val/loss", val, s.global_step)
+        if self.accelerator.is_main_process:
+            self.generate_sample(self.stage_dir / "samples" / f"epoch_{epoch_no:02d}.wav",
+                                 seed=_step_seed(self.cfg.seed, 31337, epoch_no))
+        s.epoch += 1
+        s.update = 0
+        s.epoch_genres, s.epoch_loss_sum, s.epoch_loss_n = {}, 0.0, 0
+        self._write_histories()
+        self.save_checkpoint()
+
+    def _record_genre_mix(self, epoch_no: int) -> str:
+        """Add the epoch's drawn / expected / corpus genre shares to the history; returns them as one line."""
+        s = self.state
+        counts = Counter(s.epoch_genres)
+        if self.world > 1:
+            counts = self._gather_counts(counts)
+        expected = self.sampler.expected_mix()
+        corpus = Counter(it.genre for it in self.train_items)
+        n_drawn = sum(counts.values()) or 1
+        for g in sorted(set(corpus) | set(counts)):
+            s.mix_history.append({"epoch": epoch_no, "genre": g or "(none)", "drawn": counts.get(g, 0),
+                                  "drawn_share": counts.get(g, 0) / n_drawn,
+                                  "expected_share": expected.get(g, 0.0),
+                                  "corpus_share": corpus.get(g, 0) / len(self.train_items)})
+        return ", ".join(f"{r['genre']} {r['drawn_share']:.0%}" for r in s.mix_history if r["epoch"] == epoch_no)
+
+    def _finish(self, resumed: Path | None, *, t0: float, tokens_total: int, train_seconds: float) -> dict[str, Any]:
+        """Save ``final/``, write ``summary.json`` and ``metrics.json``; returns the summary."""
         final = self.save_final()
         summary = self._summary(final, resumed, time.perf_counter() - t0, tokens_total, train_seconds)
-        if main:
+        if self.accelerator.is_main_process:
             write_json(self.stage_dir / "summary.json", summary)
             write_metrics(self.stage_dir, summary)
-        acc.wait_for_everyone()
+        self.accelerator.wait_for_everyone()
         return summary
 
     def _gather_counts(self, counts: Counter) -> Counter:

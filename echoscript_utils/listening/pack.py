@@ -209,8 +209,6 @@ def build_pack(generation_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         redo: rebuild even when ``pack_manifest.json`` says the pack is up to date.
         progress: show a progress bar.
     """
-    from tqdm.auto import tqdm
-
     systems = [system] if isinstance(system, str) else list(system)
     labels = list(dict.fromkeys([*systems, baseline]))
     if len(labels) < 2:
@@ -225,15 +223,46 @@ def build_pack(generation_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     inputs = [(str(r.model), str(r.scenario), file_hash(r.wav), file_hash(r.sidecar)) for r in chosen.itertuples()]
     digest = text_hash(settings, inputs)
     manifest_path = out / "pack_manifest.json"
-    if not redo and manifest_path.is_file():
+    if not redo and _is_up_to_date(out, manifest_path, digest):
+        return load_pack(out, cached=True)
+
+    wavs, pack_sr, pack_ch, n = _load_clips(chosen, sr=sr, clip_s=clip_s, notes=notes, progress=progress)
+    wavs, lufs_in, floor = _match_loudness(chosen, wavs, pack_sr, target_lufs=target_lufs, peak_db=peak_db,
+                                           notes=notes)
+    chosen, order, key, sources, wav_by_clip = _blind(chosen, wavs, lufs_in, pack_sr, seed=seed)
+    lufs_out = _write_pack_folder(out, wav_by_clip=wav_by_clip, chosen=chosen, key=key, order=order,
+                                  pack_sr=pack_sr, n=n, floor=floor, n_participants=n_participants, seed=seed,
+                                  audio_prefix=audio_prefix, digest=digest)
+    atomic_write_text(out / "key.csv", key.to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(out / "pack_sources.csv", sources.to_csv(index=False, lineterminator="\n"))
+    pack = Pack(root=out, key=key.reset_index(drop=True), sources=sources, sr=pack_sr, channels=pack_ch,
+                duration_s=n / pack_sr, target_lufs=target_lufs, lufs=lufs_out, notes=notes)
+    write_json(manifest_path, {"hash": digest, "settings": settings, "sample_rate": pack_sr, "channels": pack_ch,
+                               "duration_s": n / pack_sr, "lufs": lufs_out, "notes": notes})
+    return pack
+
+
+def _is_up_to_date(out: Path, manifest_path: Path, digest: str) -> bool:
+    """True when ``pack_manifest.json`` records ``digest`` and ``key.csv`` and ``pack/`` are there."""
+    if manifest_path.is_file():
         try:
             manifest = read_json(manifest_path)
         except (OSError, json.JSONDecodeError):
             manifest = {}
         if manifest.get("hash") == digest and (out / "key.csv").is_file() and (out / "pack").is_dir():
-            return load_pack(out, cached=True)
+            return True
+    return False
 
-    # ---- audio: load, common rate / channels / length, loudness match
+
+def _load_clips(chosen: pd.DataFrame, *, sr: int | None, clip_s: float | None, notes: list[str],
+                progress: bool) -> tuple[list[np.ndarray], int, int, int]:
+    """Load the chosen clips at one rate and channel count, cut to one length with fades.
+
+    Returns the clips (each ``[C, n]`` float32), the pack's rate (Hz), channels and length ``n`` (samples);
+    appends to ``notes`` when ``clip_s`` is longer than the shortest clip.
+    """
+    from tqdm.auto import tqdm
+
     wavs, rates, chans = [], [], []
     for r in tqdm(list(chosen.itertuples()), desc="pack: loading clips", disable=not progress):
         w, s = audio.load(r.wav)
@@ -252,6 +281,16 @@ def build_pack(generation_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         raise InputError(f"the shortest selected clip is only {n / pack_sr:.2f} s; generate longer clips "
                          f"(at least 0.5 s) for a listening test")
     wavs = [_fade(w[:, :n], pack_sr) for w in wavs]
+    return wavs, pack_sr, pack_ch, n
+
+
+def _match_loudness(chosen: pd.DataFrame, wavs: list[np.ndarray], pack_sr: int, *, target_lufs: float,
+                    peak_db: float, notes: list[str]) -> tuple[list[np.ndarray], list[float], float]:
+    """Match every clip to ``target_lufs`` (all lowered together if one would pass ``peak_db``).
+
+    Returns the matched clips, each clip's loudness before (LUFS) and the loudness they were matched at;
+    appends to ``notes`` when the peak ceiling lowered them.
+    """
     lufs_in = [audio.loudness(w, pack_sr) for w in wavs]
     for r, v in zip(chosen.itertuples(), lufs_in, strict=True):
         if not np.isfinite(v):
@@ -264,8 +303,12 @@ def build_pack(generation_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                      f"instead of {target_lufs}")
     wavs = [w * np.float32(10 ** ((floor - m) / 20)) if m - floor > 0.01 else w
             for w, m in zip(wavs, measured, strict=True)]
+    return wavs, lufs_in, floor
 
-    # ---- blinded ids, key, sources
+
+def _blind(chosen: pd.DataFrame, wavs: list[np.ndarray], lufs_in: list[float], pack_sr: int, *, seed: int):
+    """Give every clip a random id; returns the chosen rows in scenario / id order, the scenario order, the
+    key, the sources table and the clips by id."""
     rng = np.random.default_rng(seed)
     ids = _random_ids(len(chosen), rng)
     chosen = chosen.assign(clip=ids, lufs_in=lufs_in, gain_db=[
@@ -277,17 +320,17 @@ def build_pack(generation_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     sources = chosen[["clip", "model", "scenario", "pair", "seed", "prompt", "wav", "lufs_in", "gain_db"]].copy()
     sources["wav"] = sources["wav"].map(str)
     wav_by_clip = dict(zip(ids, wavs, strict=True))
+    return chosen, order, key, sources, wav_by_clip
 
-    # ---- write pack/ into a temporary folder, then swap it in
+
+def _write_pack_folder(out: Path, *, wav_by_clip: dict[str, np.ndarray], chosen: pd.DataFrame, key: pd.DataFrame,
+                       order: list[str], pack_sr: int, n: int, floor: float, n_participants: int, seed: int,
+                       audio_prefix: str, digest: str) -> dict[str, float]:
+    """Write ``pack/`` into a temporary folder, then swap it in; returns each written clip's loudness (LUFS)."""
     ensure_dir(out)
     tmp = Path(tempfile.mkdtemp(prefix=".pack-", dir=out))
     try:
-        (tmp / "audio").mkdir()
-        lufs_out = {}
-        for clip in sorted(wav_by_clip):
-            path = audio.write(tmp / "audio" / f"{clip}.wav", wav_by_clip[clip], pack_sr)
-            w, _ = audio.load(path)
-            lufs_out[clip] = audio.loudness(w, pack_sr)
+        lufs_out = _write_audio(tmp, wav_by_clip, pack_sr)
         scen = _scenario_table(chosen, order)
         playlist = _playlist(key, order, n_participants=n_participants, seed=seed)
         _write_sheets(tmp, playlist, scen)
@@ -298,26 +341,36 @@ def build_pack(generation_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         for p in [*tmp.rglob("*"), tmp]:  # readable by a web server; one date for every file
             p.chmod(0o755 if p.is_dir() else 0o644)
             os.utime(p, (FIXED_MTIME, FIXED_MTIME))
-        final = out / "pack"
-        old = None
-        if final.exists():
-            old = out / f".pack-old-{digest[:8]}"
-            if old.exists():
-                shutil.rmtree(old)
-            final.rename(old)
-        tmp.rename(final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _swap_in(tmp, out, digest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    atomic_write_text(out / "key.csv", key.to_csv(index=False, lineterminator="\n"))
-    atomic_write_text(out / "pack_sources.csv", sources.to_csv(index=False, lineterminator="\n"))
-    pack = Pack(root=out, key=key.reset_index(drop=True), sources=sources, sr=pack_sr, channels=pack_ch,
-                duration_s=n / pack_sr, target_lufs=target_lufs, lufs=lufs_out, notes=notes)
-    write_json(manifest_path, {"hash": digest, "settings": settings, "sample_rate": pack_sr, "channels": pack_ch,
-                               "duration_s": n / pack_sr, "lufs": lufs_out, "notes": notes})
-    return pack
+    return lufs_out
+
+
+def _write_audio(folder: Path, wav_by_clip: dict[str, np.ndarray], pack_sr: int) -> dict[str, float]:
+    """Write ``audio/<clip>.wav``; returns each file's loudness as read back (LUFS)."""
+    (folder / "audio").mkdir()
+    lufs_out = {}
+    for clip in sorted(wav_by_clip):
+        path = audio.write(folder / "audio" / f"{clip}.wav", wav_by_clip[clip], pack_sr)
+        w, _ = audio.load(path)
+        lufs_out[clip] = audio.loudness(w, pack_sr)
+    return lufs_out
+
+
+def _swap_in(tmp: Path, out: Path, digest: str) -> None:
+    """Replace ``out/pack`` by ``tmp`` (the old pack is moved aside first, then removed)."""
+    final = out / "pack"
+    old = None
+    if final.exists():
+        old = out / f".pack-old-{digest[:8]}"
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+    tmp.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_pack(out_dir: str | os.PathLike, *, cached: bool = False) -> Pack:

@@ -236,23 +236,8 @@ def _parse_score(text: str, *, low: int, high: int) -> tuple[int | None, str | N
     return None, "non_integer_score", f"score {text!r} is not an integer from {low} to {high}"
 
 
-def validate_study(study_dir: str | os.PathLike, *, scale: tuple[int, int] = (1, 5)) -> Study:
-    """Read and check a study folder; return a :class:`Study` or raise :class:`StudyValidationError`.
-
-    Checks: required files and columns; no empty cells (except optional demographic answers); integer scores
-    within ``scale``; every clip known to the key and rated under its own scenario; known questions; no duplicate
-    (participant, clip, question) or (participant, scenario, criterion); every participant listed in the
-    demographics; criterion ``MOS`` or ``REL``; ``chosen_clip`` one of that scenario's clips.
-    Nothing is written.
-    """
-    study_dir = Path(study_dir)
-    if not study_dir.is_dir():
-        raise InputError(f"{study_dir}: study folder not found; it must hold responses.csv, key.csv, "
-                         f"preferences.csv and demographics.csv")
-    chk = _Checker()
-    low, high = scale
-
-    # key --------------------------------------------------------------------------------------------
+def _check_key(study_dir: Path, chk: _Checker) -> tuple[pd.DataFrame | None, dict[str, str], dict[str, str]]:
+    """key.csv: complete rows, one row per clip; returns the key and each clip's scenario and model."""
     key, key_lines = _load_table(study_dir, "key.csv", chk)
     clip_scenario: dict[str, str] = {}
     clip_model: dict[str, str] = {}
@@ -271,9 +256,11 @@ def validate_study(study_dir: str | os.PathLike, *, scale: tuple[int, int] = (1,
             clip_model[clip] = key.iloc[i]["model"]
         key = key.loc[[ok[i] for i in range(len(key))], list(REQUIRED_COLUMNS["key.csv"])]
         key = key.drop_duplicates("clip").reset_index(drop=True)
-    scenarios = set(clip_scenario.values())
+    return key, clip_scenario, clip_model
 
-    # questions --------------------------------------------------------------------------------------
+
+def _check_questions(study_dir: Path, chk: _Checker) -> pd.DataFrame:
+    """questions.csv if present (dimensions MOS or REL), else the paper's eight questions."""
     questions = default_questions()
     if (study_dir / "questions.csv").is_file():
         qdf, q_lines = _load_table(study_dir, "questions.csv", chk)
@@ -285,9 +272,12 @@ def validate_study(study_dir: str | os.PathLike, *, scale: tuple[int, int] = (1,
                             f"dimension {qdf.iloc[i]['dimension']!r} must be MOS or REL")
             questions = qdf.loc[[bool(v) for v in ok], ["question", "dimension"]].drop_duplicates("question")
             questions = questions.reset_index(drop=True)
-    question_dim = dict(zip(questions["question"], questions["dimension"], strict=True))
+    return questions
 
-    # demographics -----------------------------------------------------------------------------------
+
+def _check_demographics(study_dir: Path, chk: _Checker) -> tuple[pd.DataFrame | None, set[str] | None]:
+    """demographics.csv: one row per participant; returns the table (empty answers as None) and the
+    participants it lists (None when the file could not be read)."""
     demo, demo_lines = _load_table(study_dir, "demographics.csv", chk)
     known_participants: set[str] | None = None
     if demo is not None:
@@ -306,13 +296,20 @@ def validate_study(study_dir: str | os.PathLike, *, scale: tuple[int, int] = (1,
         demo = demo.loc[[bool(v) for v in ok]].drop_duplicates("participant").reset_index(drop=True)
         for col in demo.columns:
             demo[col] = demo[col].where(~demo[col].map(_is_missing), None)
+    return demo, known_participants
 
-    def check_participant(file: str, line: int, p: str) -> None:
-        if known_participants is not None and p not in known_participants:
-            chk.add(file, line, "unknown_participant",
-                    f"participant {p!r} is not in demographics.csv; add a row for them there")
 
-    # responses --------------------------------------------------------------------------------------
+def _check_participant(chk: _Checker, known_participants: set[str] | None, file: str, line: int, p: str) -> None:
+    if known_participants is not None and p not in known_participants:
+        chk.add(file, line, "unknown_participant",
+                f"participant {p!r} is not in demographics.csv; add a row for them there")
+
+
+def _check_responses(study_dir: Path, chk: _Checker, *, has_key: bool, clip_scenario: dict[str, str],
+                     question_dim: dict[str, str], known_participants: set[str] | None,
+                     low: int, high: int) -> tuple[pd.DataFrame | None, list[int | None]]:
+    """responses.csv: scores on the scale, known clips under their own scenario, known questions and
+    participants, one rating per (participant, clip, question); returns the table and each row's score."""
     resp, resp_lines = _load_table(study_dir, "responses.csv", chk)
     scores: list[int | None] = []
     if resp is not None:
@@ -327,16 +324,16 @@ def validate_study(study_dir: str | os.PathLike, *, scale: tuple[int, int] = (1,
             if code:
                 chk.add("responses.csv", line, code, msg)
             scores.append(value)
-            if key is not None and row["clip"] not in clip_scenario:
+            if has_key and row["clip"] not in clip_scenario:
                 chk.add("responses.csv", line, "unknown_clip", f"clip {row['clip']!r} is not in key.csv")
-            elif key is not None and clip_scenario[row["clip"]] != row["scenario"]:
+            elif has_key and clip_scenario[row["clip"]] != row["scenario"]:
                 chk.add("responses.csv", line, "scenario_mismatch",
                         f"clip {row['clip']!r} belongs to scenario {clip_scenario[row['clip']]!r} in key.csv, "
                         f"not {row['scenario']!r}")
             if row["question"] not in question_dim:
                 chk.add("responses.csv", line, "unknown_question",
                         f"question {row['question']!r} is not one of {', '.join(question_dim)}")
-            check_participant("responses.csv", line, row["participant"])
+            _check_participant(chk, known_participants, "responses.csv", line, row["participant"])
             k = (row["participant"], row["clip"], row["question"])
             if k in first_seen:
                 chk.add("responses.csv", line, "duplicate_rating",
@@ -345,8 +342,14 @@ def validate_study(study_dir: str | os.PathLike, *, scale: tuple[int, int] = (1,
                 first_seen[k] = line
         if not resp_lines:
             chk.add("responses.csv", 0, "no_rows", "no ratings in the file")
+    return resp, scores
 
-    # preferences ------------------------------------------------------------------------------------
+
+def _check_preferences(study_dir: Path, chk: _Checker, *, has_key: bool, clip_scenario: dict[str, str],
+                       known_participants: set[str] | None) -> pd.DataFrame | None:
+    """preferences.csv if present: criterion MOS or REL, a chosen clip of that scenario, known participants,
+    one choice per (participant, scenario, criterion)."""
+    scenarios = set(clip_scenario.values())
     prefs, pref_lines = _load_table(study_dir, "preferences.csv", chk, required=False)
     if prefs is not None:
         ok = _check_missing(prefs, pref_lines, "preferences.csv", REQUIRED_COLUMNS["preferences.csv"], chk)
@@ -358,7 +361,7 @@ def validate_study(study_dir: str | os.PathLike, *, scale: tuple[int, int] = (1,
             if row["criterion"] not in CRITERIA:
                 chk.add("preferences.csv", line, "bad_criterion",
                         f"criterion {row['criterion']!r} must be MOS or REL")
-            if key is not None:
+            if has_key:
                 if row["scenario"] not in scenarios:
                     chk.add("preferences.csv", line, "unknown_scenario",
                             f"scenario {row['scenario']!r} is not in key.csv")
@@ -366,17 +369,20 @@ def validate_study(study_dir: str | os.PathLike, *, scale: tuple[int, int] = (1,
                     chk.add("preferences.csv", line, "bad_chosen_clip",
                             f"chosen_clip {row['chosen_clip']!r} is not one of scenario {row['scenario']!r}'s "
                             f"clips in key.csv")
-            check_participant("preferences.csv", line, row["participant"])
+            _check_participant(chk, known_participants, "preferences.csv", line, row["participant"])
             k = (row["participant"], row["scenario"], row["criterion"])
             if k in first_pref:
                 chk.add("preferences.csv", line, "duplicate_preference",
                         f"participant {k[0]!r} already chose for {k[1]!r} / {k[2]} (line {first_pref[k]})")
             else:
                 first_pref[k] = line
+    return prefs
 
-    if chk.problems:
-        raise StudyValidationError(study_dir, chk.problems)
 
+def _assemble_study(study_dir: Path, *, resp: pd.DataFrame, scores: list[int | None], key: pd.DataFrame,
+                    clip_model: dict[str, str], questions: pd.DataFrame, question_dim: dict[str, str],
+                    demo: pd.DataFrame, prefs: pd.DataFrame | None) -> Study:
+    """The validated tables joined into a :class:`Study` (model and dimension per rating, model per choice)."""
     responses = resp[list(REQUIRED_COLUMNS["responses.csv"])].copy()
     responses["score"] = pd.Series(scores, dtype="int64").to_numpy()
     responses["model"] = responses["clip"].map(clip_model)
@@ -391,6 +397,38 @@ def validate_study(study_dir: str | os.PathLike, *, scale: tuple[int, int] = (1,
     return Study(responses=responses.reset_index(drop=True), key=key, demographics=demo,
                  questions=questions, preferences=preferences,
                  simulated=(study_dir / SIMULATED_MARKER).is_file(), path=study_dir, notes=notes)
+
+
+def validate_study(study_dir: str | os.PathLike, *, scale: tuple[int, int] = (1, 5)) -> Study:
+    """Read and check a study folder; return a :class:`Study` or raise :class:`StudyValidationError`.
+
+    Checks: required files and columns; no empty cells (except optional demographic answers); integer scores
+    within ``scale``; every clip known to the key and rated under its own scenario; known questions; no duplicate
+    (participant, clip, question) or (participant, scenario, criterion); every participant listed in the
+    demographics; criterion ``MOS`` or ``REL``; ``chosen_clip`` one of that scenario's clips.
+    Nothing is written.
+    """
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir():
+        raise InputError(f"{study_dir}: study folder not found; it must hold responses.csv, key.csv, "
+                         f"preferences.csv and demographics.csv")
+    chk = _Checker()
+    low, high = scale
+
+    key, clip_scenario, clip_model = _check_key(study_dir, chk)
+    questions = _check_questions(study_dir, chk)
+    question_dim = dict(zip(questions["question"], questions["dimension"], strict=True))
+    demo, known_participants = _check_demographics(study_dir, chk)
+    resp, scores = _check_responses(study_dir, chk, has_key=key is not None, clip_scenario=clip_scenario,
+                                    question_dim=question_dim, known_participants=known_participants,
+                                    low=low, high=high)
+    prefs = _check_preferences(study_dir, chk, has_key=key is not None, clip_scenario=clip_scenario,
+                               known_participants=known_participants)
+    if chk.problems:
+        raise StudyValidationError(study_dir, chk.problems)
+
+    return _assemble_study(study_dir, resp=resp, scores=scores, key=key, clip_model=clip_model,
+                           questions=questions, question_dim=question_dim, demo=demo, prefs=prefs)
 
 
 def load_study(study_dir: str | os.PathLike) -> Study:
