@@ -8,7 +8,7 @@
 Modules: :mod:`.pack` (blinded pack), :mod:`.webmushra` (experiment config), :mod:`.study` (study folder,
 validation), :mod:`.analysis` (statistics over a study; the maths is :mod:`echoscript_utils.stats`), :mod:`.simulate` (a labelled simulated study), :mod:`.report`
 (tables, figures, metrics). The command line
-``echoscript listening pack|import|validate|analyze|simulate`` lives in :mod:`echoscript_utils.cli`.
+``echoscript listening pack|import|validate|analyze|simulate|serve`` lives in :mod:`echoscript_utils.cli`.
 """
 
 from __future__ import annotations
