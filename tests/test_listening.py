@@ -266,14 +266,23 @@ def test_import_sets_aside_invalid_participants(built, tmp_path, capsys):
     w0 = [r for r in body if r[col["participant"]] == "W0"]
     # a re-sent submission: webMUSHRA adds the survey answers a second time to every row
     resent = [r[:4] + r[1:4] + r[4:] for r in w0]
+    # W0 went back from the last page and returned: every page stored again, one page's time grew
+    again = [list(r) for r in w0]
+    for r in again[:2]:
+        r[col["rating_time"]] = "9999"
+    # W3 changed an answer after going back: without session ids it may be a second session; set aside
+    w3 = [[*r[:1], "W3", *r[2:]] for r in w0]
+    w3_changed = [list(r) for r in w3[:1]]
+    w3_changed[0][col["stimuli_rating"]] = " 5 " if w3[0][col["stimuli_rating"]].strip() != "5" else " 4 "
     with lms.open("w", newline="") as f:
-        csv.writer(f).writerows([header, *body, *resent])
+        csv.writer(f).writerows([header, *body, *resent, *again, *w3, *w3_changed])
     before = lms.read_bytes()
 
     found = read_webmushra(lms.parent, pack.key_path)
-    assert found.participants == ["W0"] and found.rejected == ["W1", "W2"] and found.partial
-    assert found.repeated_rows == len(w0)
+    assert found.participants == ["W0"] and found.rejected == ["W1", "W2", "W3"] and found.partial
+    assert found.repeated_rows == len(w0) + len(w0) - 2
     by = {p.participant: p for p in found.problems}
+    assert by["W3"].line == 1 + len(body) + 3 * len(w0) + 1 and "answered" in by["W3"].reason
     assert by["W2"].line == mangled + 2 and "'1e+05' is not in key.csv" in by["W2"].reason
     w1_lines = [i + 2 for i, r in enumerate(body) if r[col["participant"]] == "W1"
                 and r[col["trial_id"]] == body[pref][col["trial_id"]]]
@@ -284,11 +293,11 @@ def test_import_sets_aside_invalid_participants(built, tmp_path, capsys):
     assert main(["listening", "import", "--results", str(lms), "--key", str(pack.key_path),
                  "--output", str(out)]) == 3
     err = capsys.readouterr().err
-    assert "set aside: 2 participant(s)" in err and "W1" in err and "W2" in err
+    assert "set aside: 3 participant(s)" in err and "W1" in err and "W2" in err
     assert lms.read_bytes() == before
     report = pd.read_csv(out / "import_report.csv")
     assert list(report.columns) == ["participant", "file", "line", "reason"]
-    assert sorted(report["participant"]) == ["W1", "W2"]
+    assert sorted(report["participant"]) == ["W1", "W2", "W3"]
     study = L.validate_study(out)
     assert study.participants == ["W0"] and len(study.responses) == len(pack.key) * 8
     assert len(study.preferences) == len(SCENARIOS) * 2

@@ -325,9 +325,11 @@ def read_webmushra(results, key, *, participant_field: str = "participant",
 
     A participant (by the code typed into the closing survey) is set aside, with file, line and reason, when any
     of their rows names a clip that is not in the key or not of that page's scenario, an unknown question, a
-    score off the scale, a preference page without exactly one preferred clip, or the same clip twice with
-    different answers (two sessions under one code; with ``session_uuid``, the last answer of a session counts).
-    Rows without a participant code are set aside too. Rows repeated exactly (a submission sent twice) count once.
+    score off the scale, a preference page without exactly one preferred clip, rows of several sessions (with
+    ``session_uuid``), or the same page and clip twice with different answers (without ``session_uuid``: a second
+    session under the code cannot be told from an answer changed after going back from the last page, where
+    webMUSHRA stores every page again). Rows without a participant code are set aside too. The same answer
+    repeated (a submission sent twice, or a page stored again) counts once; within a session the last answer counts.
 
     Args:
         results: ``lms.csv`` or the webMUSHRA results folder holding it (``results/<testId>/``).
@@ -395,13 +397,19 @@ def read_webmushra(results, key, *, participant_field: str = "participant",
             k = (row["trial_id"], row["stimuli"])
             if k in kept:
                 first_line, prev = kept[k]
-                same = [row.get(c, "") == prev.get(c, "") for c in ("session_uuid", "stimuli_rating", "rating_time")]
-                if all(same):
+                same_session = row.get("session_uuid", "") == prev.get("session_uuid", "")
+                same_value = row["stimuli_rating"] == prev["stimuli_rating"]
+                if same_session and same_value and row["rating_time"] == prev["rating_time"]:
                     repeated += 1  # a submission sent twice
                     continue
-                if not (same[0] and row.get("session_uuid")):
-                    bad(line, f"page {k[0]!r} clip {k[1]!r} answered again with a different value (first on "
-                              f"line {first_line}): two sessions under one code?")
+                if not same_session:
+                    continue  # set aside above: several sessions under one code
+                if not same_value and not row.get("session_uuid"):
+                    # webMUSHRA stores every page again when the last page is reached again; without session ids
+                    # a changed answer cannot be told from a second session under the same code
+                    bad(line, f"page {k[0]!r} clip {k[1]!r} answered {prev['stimuli_rating']!r} on line "
+                              f"{first_line} and {row['stimuli_rating']!r} here: a second session under the same "
+                              f"code, or an answer changed after reaching the last page; check with the participant")
                     continue
             kept[k] = (line, row)  # within one session the last answer stands
         pref_marks: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
