@@ -415,6 +415,16 @@ def test_serve_errors(built, tmp_path, monkeypatch):
         ListeningServer(tmp_path, tmp_path / "s", webmushra_dir=web, port=0)
     with pytest.raises(InputError, match="answer key"):
         ListeningServer(pack.pack_dir, tmp_path / "s", webmushra_dir=web, key=tmp_path / "none.csv", port=0)
+    import socket
+
+    from echoscript_utils.errors import OutputError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(OutputError, match="another --port"):
+            ListeningServer(pack.root, tmp_path / "s", webmushra_dir=web, port=busy.getsockname()[1])
+    assert not (tmp_path / "s").exists()  # nothing written for a server that never started
 
 
 def test_pack_input_errors(tmp_path):

@@ -114,8 +114,8 @@ class ListeningServer:
                  port: int = 8000, host: str = "127.0.0.1", log=None):
         self.webmushra_dir = find_webmushra(webmushra_dir).resolve()
         self.pack_dir, self.key_path = (p.resolve() for p in _find_pack(pack, key))
-        self.study_dir = ensure_dir(study_dir).resolve()
-        self.raw_dir = ensure_dir(self.study_dir / "webmushra" / "sessions")
+        self.study_dir = Path(study_dir).resolve()
+        self.raw_dir = self.study_dir / "webmushra" / "sessions"
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         config_path = self.pack_dir / "webmushra.yaml"
         try:
@@ -143,6 +143,11 @@ class ListeningServer:
             raise OutputError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port "
                               f"(0 picks a free one)") from None
         self.httpd.daemon_threads = True
+        try:
+            ensure_dir(self.raw_dir)
+        except OutputError:
+            self.httpd.server_close()
+            raise
         self.host, self.port = self.httpd.server_address[:2]
 
     @property
