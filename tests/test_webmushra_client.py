@@ -360,3 +360,36 @@ def test_served_files_match_the_pack(pack, tmp_path):
             assert r.read() == pack.audio_path(clip).read_bytes()
         with urllib.request.urlopen(f"{base}/startup.js") as r:
             assert r.read() == (web / "startup.js").read_bytes()
+
+
+def test_three_clip_preference_page_admits_exactly_one(browser, tmp_path):
+    """With three clips (a pack comparing two systems with the baseline) the preference page still admits one
+    preferred clip: marking one preferred unmarks the others, and "Next" stays locked while none is preferred."""
+    clips = ["a1b2c3d4", "e5f6a7b8", "c9d0e1f2"]
+    key = pd.DataFrame({"clip": clips, "model": ["musicgen", "sys_a", "sys_b"], "scenario": ["storm"] * 3})
+    cfg = L.webmushra_config(key, pd.DataFrame({"scenario": ["storm"], "description": ["a storm"]}),
+                             audio_prefix="configs/resources/audio/listening_test", test_id="three")
+    blocks = next(p for p in cfg["pages"] if isinstance(p, list))
+    pref = next(p for p in blocks[1] if p["id"] == "storm__pref_MOS")
+    cfg["pages"] = [pref, cfg["pages"][-1]]
+    root = tmp_path / "07_listening"
+    (root / "pack" / "audio").mkdir(parents=True)
+    for c in clips:
+        audio.write(root / "pack" / "audio" / f"{c}.wav", np.zeros((1, 8000), np.float32) + 0.01, 16000)
+    L.write_webmushra(cfg, root / "pack" / "webmushra.yaml")
+    key.to_csv(root / "key.csv", index=False)
+    with ListeningServer(root, tmp_path / "study", webmushra_dir=_unpack(tmp_path / "www"), port=0,
+                         log=lambda _: None) as srv:
+        browser.get(srv.url)
+        _wait(lambda: browser.execute_script("return typeof pageManager !== 'undefined' && pageManager !== null "
+                                             "&& pageManager.getPageIndex() >= 0;"), 30, "the experiment")
+        next_enabled = lambda: browser.find_element("id", "__button_next").is_enabled()  # noqa: E731
+        for i in range(3):
+            _click_label(browser, f"{i}__response_1")  # all three "not preferred"
+        assert [_checked(browser, i) for i in range(3)] == ["0", "0", "0"] and not next_enabled()
+        _click_label(browser, "1__response_0")
+        assert [_checked(browser, i) for i in range(3)] == ["0", "1", "0"] and next_enabled()
+        _click_label(browser, "2__response_0")
+        assert [_checked(browser, i) for i in range(3)] == ["0", "0", "1"] and next_enabled()
+        _click_label(browser, "2__response_1")  # taking the only preference back locks the page again
+        assert [_checked(browser, i) for i in range(3)] == ["0", "0", "0"] and not next_enabled()

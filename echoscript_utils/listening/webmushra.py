@@ -10,8 +10,9 @@ The config follows webMUSHRA's YAML format: top-level ``testname``, ``testId``, 
   page id ``<scenario>__pref_<criterion>``. Stock webMUSHRA (its master branch) has no preference page (its
   ``paired_comparison`` page asks which of A and B is a labelled reference), so this is a
   ``likert_multi_stimulus`` page with the two points "preferred" (1) and "not preferred" (0), and the page's own
-  content carries a small script (:data:`ONE_PREFERRED_SCRIPT`) that keeps exactly one clip "preferred": marking
-  one clip preferred marks the others not preferred, and with two clips the reverse holds too.
+  content carries a small script (:data:`ONE_PREFERRED_SCRIPT`) that admits exactly one "preferred" clip: marking
+  one clip preferred marks the others not preferred, with two clips the reverse holds too, and with more clips
+  "Next" stays locked until exactly one is preferred.
   :func:`read_webmushra` still checks every preference and sets aside a participant whose page did not hold
   exactly one. ``preference_page="preference_test"`` emits the forced A/B ``preference_test`` page of
   webMUSHRA's preference-test work instead (for builds that include it);
@@ -74,7 +75,9 @@ LMS_TAIL = ("trial_id", "stimuli_rating", "stimuli", "rating_time")
 
 #: Runs when a preference page is shown (webMUSHRA inserts page content with jQuery, which runs scripts, as it
 #: does for its own page loading). The Likert radio groups of a ``likert_multi_stimulus`` page are named
-#: ``<i>__response``; the marker element limits the handler to preference pages.
+#: ``<i>__response``; the marker element limits the handler to preference pages. Marking a clip preferred marks
+#: every other clip not preferred; with two clips, marking one not preferred marks the other preferred; with more,
+#: "Next" stays locked until exactly one clip is preferred (the handler runs after webMUSHRA's own unlock).
 ONE_PREFERRED_SCRIPT = """<span class="es-one-preferred"></span><script>
 (function () {
   var root = $("#page_content");
@@ -85,15 +88,19 @@ ONE_PREFERRED_SCRIPT = """<span class="es-one-preferred"></span><script>
       if (this.name !== name && names.indexOf(this.name) < 0) { names.push(this.name); }
     });
     var other = this.value === "PREF" ? "NOTPREF" : (names.length === 1 ? "PREF" : null);
-    if (other === null) { return; }
-    names.forEach(function (n) {
-      var radio = root.find("input[name='" + n + "'][value='" + other + "']");
-      if (!radio.prop("checked")) {
-        radio.prop("checked", true);
-        root.find("input[name='" + n + "']").checkboxradio("refresh");
-        radio.trigger("change");
-      }
-    });
+    if (other !== null) {
+      names.forEach(function (n) {
+        var radio = root.find("input[name='" + n + "'][value='" + other + "']");
+        if (!radio.prop("checked")) {
+          radio.prop("checked", true);
+          root.find("input[name='" + n + "']").checkboxradio("refresh");
+          radio.trigger("change");
+        }
+      });
+    }
+    if (root.find("input[type=radio][value='PREF']:checked").length !== 1) {
+      $("#__button_next").attr("disabled", "disabled");
+    }
   });
 })();
 </script>""".replace("NOTPREF", str(NOT_PREFERRED)).replace("PREF", str(PREFERRED))
@@ -152,7 +159,8 @@ def webmushra_config(key: pd.DataFrame, scenarios: pd.DataFrame, *, audio_prefix
                 page.update({"type": "preference_test", "numPerTrial": 2, "considerOrder": False,
                              "stimuli": stimuli})
             else:
-                page["content"] += ("<p>Mark the clip you prefer; the other is then marked not preferred.</p>"
+                others = "the other is" if len(clips) == 2 else "the others are"
+                page["content"] += (f"<p>Mark the clip you prefer; {others} then marked not preferred.</p>"
                                     + ONE_PREFERRED_SCRIPT)
                 page.update({"type": "likert_multi_stimulus", "mustRate": True, "stimuli": stimuli,
                              "response": [{"value": PREFERRED, "label": "preferred"},
