@@ -2,7 +2,8 @@
 
 Each command lives in its own ``_add_<command>`` function below and calls into the package lazily, so that
 ``echoscript --help`` stays fast. Every :class:`~echoscript_utils.errors.EchoScriptError` becomes one line on
-stderr (``error: ...``) and exit code 2.
+stderr (``error: ...``) and exit code 2. ``listening import`` exits 3 when it wrote the study folder but set
+participants aside (each listed with file, line and reason in the folder's ``import_report.csv``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import EchoScriptError
+
+#: ``echoscript listening import``: the study folder was written, but some participants were set aside.
+EXIT_PARTIAL_IMPORT = 3
 
 
 def _params_arg(p: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -147,6 +151,18 @@ def _add_listening(sub) -> None:
     im.add_argument("--results", required=True, help="webMUSHRA's lms.csv or its results/<testId>/ folder")
     im.add_argument("--key", required=True, help="the pack's key.csv")
     im.add_argument("--output", required=True, help="study folder to write")
+    im.epilog = (f"exit {EXIT_PARTIAL_IMPORT}: imported, with participants set aside (listed in the study folder's "
+                 f"import_report.csv)")
+
+    se = lsub.add_parser("serve", help="a pilot on this machine: webMUSHRA + the pack on 127.0.0.1, each submission "
+                                       "written into a study folder (no PHP, no web server)")
+    se.add_argument("--pack", required=True, help="the pack folder (pack/) or the folder holding it and key.csv")
+    se.add_argument("--study", required=True, help="study folder to write (sessions already there are kept)")
+    se.add_argument("--webmushra", default=None,
+                    help="your webMUSHRA folder (https://github.com/audiolabs/webMUSHRA); "
+                         "default $ECHOSCRIPT_WEBMUSHRA")
+    se.add_argument("--key", default=None, help="the answer key (default: key.csv beside pack/)")
+    se.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free port)")
 
     va = lsub.add_parser("validate", help="check a returned study folder; exit 2 with named rows if bad")
     va.add_argument("--study", required=True)
@@ -266,12 +282,11 @@ def _validate_or_list_problems(study_dir):
 
 
 def _listening(args) -> int:
-    """``echoscript listening pack|import|validate|analyze|simulate`` (see ``cli._add_listening``)."""
+    """``echoscript listening pack|import|validate|analyze|simulate|serve`` (see ``cli._add_listening``)."""
     from .listening import (
         SIMULATED_LABEL,
         analyze,
         build_pack,
-        import_webmushra,
         simulate_study,
         summary_text,
         validate_study,
@@ -311,12 +326,25 @@ def _listening(args) -> int:
         print(f"written: {args.output}")
         return 0
     if cmd == "import":
-        out = import_webmushra(args.results, args.key, args.output)
+        from .listening.webmushra import REPORT_NAME, read_webmushra
+
+        found = read_webmushra(args.results, args.key)
+        out = found.write(args.output)
         study = validate_study(out)
         s = study.summary()
         print(f"study folder: {out} ({s['participants']} participants, {s['ratings']} ratings, "
               f"{s['preferences']} preferences); analyse it with: echoscript listening analyze --study {out} "
               f"--output DIR")
+        if found.partial:
+            print(found.summary(), file=sys.stderr)
+            print(f"set aside: {len(found.rejected)} participant(s), listed in {out / REPORT_NAME}; "
+                  f"{found.source} is unchanged", file=sys.stderr)
+            return EXIT_PARTIAL_IMPORT
+        return 0
+    if cmd == "serve":
+        from .listening.serve import serve
+
+        serve(args.pack, args.study, webmushra_dir=args.webmushra, key=args.key, port=args.port)
         return 0
     if cmd == "simulate":
         out = simulate_study(args.key, args.output, n_participants=args.participants, seed=args.seed,

@@ -1,6 +1,7 @@
 """Listening test: blind pack, webMUSHRA config, study validation, statistics against direct scipy/pandas
 computations, simulated study labelling, the paper's tables and figures, and the CLI."""
 
+import csv
 import json
 import re
 import shutil
@@ -19,6 +20,8 @@ from echoscript_utils import listening as L
 from echoscript_utils.cli import main
 from echoscript_utils.errors import InputError
 from echoscript_utils.listening import analysis as S
+from echoscript_utils.listening.serve import ListeningServer
+from echoscript_utils.listening.webmushra import read_webmushra
 
 SCENARIOS = ["suspense", "tranquillity", "action", "melancholy", "triumph"]
 LABELS = ("musicgen", "echoscript")
@@ -243,6 +246,185 @@ def test_import_webmushra_results(built, tmp_path):
     with pytest.raises(InputError, match="exactly one"):
         L.import_webmushra(bad, pack.key_path, tmp_path / "study2")
     assert not (tmp_path / "study2").exists()
+
+
+def test_import_sets_aside_invalid_participants(built, tmp_path, capsys):
+    """One results file, three participants: the valid one is imported, the two others are set aside with file,
+    line and reason; rows of a submission sent twice count once; the raw file is never written."""
+    _, pack = built
+    (tmp_path / "results").mkdir()
+    lms = _fake_lms(pack, tmp_path / "results" / "lms.csv", n=3)
+    rows = list(csv.reader(lms.open(newline="")))
+    header, body = rows[0], rows[1:]
+    col = {h: i for i, h in enumerate(header)}
+    pref = next(i for i, r in enumerate(body) if r[col["participant"]] == "W1" and "__pref_" in r[col["trial_id"]])
+    for r in body:  # W1 marks both clips of one preference page preferred
+        if r[col["participant"]] == "W1" and r[col["trial_id"]] == body[pref][col["trial_id"]]:
+            r[col["stimuli_rating"]] = " 1 "
+    mangled = next(i for i, r in enumerate(body) if r[col["participant"]] == "W2")
+    body[mangled][col["stimuli"]] = "1e+05"  # a clip id as a YAML parser would have turned it into a number
+    w0 = [r for r in body if r[col["participant"]] == "W0"]
+    # a re-sent submission: webMUSHRA adds the survey answers a second time to every row
+    resent = [r[:4] + r[1:4] + r[4:] for r in w0]
+    # W0 went back from the last page and returned: every page stored again, one page's time grew
+    again = [list(r) for r in w0]
+    for r in again[:2]:
+        r[col["rating_time"]] = "9999"
+    # W3 changed an answer after going back: without session ids it may be a second session; set aside
+    w3 = [[*r[:1], "W3", *r[2:]] for r in w0]
+    w3_changed = [list(r) for r in w3[:1]]
+    w3_changed[0][col["stimuli_rating"]] = " 5 " if w3[0][col["stimuli_rating"]].strip() != "5" else " 4 "
+    with lms.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *body, *resent, *again, *w3, *w3_changed])
+    before = lms.read_bytes()
+
+    found = read_webmushra(lms.parent, pack.key_path)
+    assert found.participants == ["W0"] and found.rejected == ["W1", "W2", "W3"] and found.partial
+    assert found.repeated_rows == len(w0) + len(w0) - 2
+    by = {p.participant: p for p in found.problems}
+    assert by["W3"].line == 1 + len(body) + 3 * len(w0) + 1 and "answered" in by["W3"].reason
+    assert by["W2"].line == mangled + 2 and "'1e+05' is not in key.csv" in by["W2"].reason
+    w1_lines = [i + 2 for i, r in enumerate(body) if r[col["participant"]] == "W1"
+                and r[col["trial_id"]] == body[pref][col["trial_id"]]]
+    assert by["W1"].line == min(w1_lines) and "2 clips marked preferred" in by["W1"].reason
+    assert {p.file for p in found.problems} == {"lms.csv"}
+
+    out = tmp_path / "study"
+    assert main(["listening", "import", "--results", str(lms), "--key", str(pack.key_path),
+                 "--output", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert "set aside: 3 participant(s)" in err and "W1" in err and "W2" in err
+    assert lms.read_bytes() == before
+    report = pd.read_csv(out / "import_report.csv")
+    assert list(report.columns) == ["participant", "file", "line", "reason"]
+    assert sorted(report["participant"]) == ["W1", "W2", "W3"]
+    study = L.validate_study(out)
+    assert study.participants == ["W0"] and len(study.responses) == len(pack.key) * 8
+    assert len(study.preferences) == len(SCENARIOS) * 2
+    # a clean file afterwards leaves an empty report, never a stale one
+    clean = _fake_lms(pack, tmp_path / "clean.csv", n=2)
+    assert main(["listening", "import", "--results", str(clean), "--key", str(pack.key_path),
+                 "--output", str(out)]) == 0
+    assert pd.read_csv(out / "import_report.csv").empty
+    assert L.validate_study(out).participants == ["W0", "W1"]
+
+
+def _session(cfg: dict, participant: str, *, uuid: str, seed: int = 0) -> dict:
+    """A webMUSHRA session object as its DataSender posts it (pages stored twice: the participant went back
+    from the last page once, as webMUSHRA then stores every page again)."""
+    rng = np.random.default_rng(seed)
+    pages = [p for b in next(p for p in cfg["pages"] if isinstance(p, list))[1:] for p in b
+             if p["type"] == "likert_multi_stimulus"]
+    trials = []
+    for _ in range(2):
+        for page in pages:
+            clips = list(page["stimuli"])
+            if "__pref_" in page["id"]:
+                pick = int(rng.integers(len(clips)))
+                vals = [1 if i == pick else 0 for i in range(len(clips))]
+            else:
+                vals = [int(v) for v in rng.integers(1, 6, len(clips))]
+            trials.append({"type": "likert_multi_stimulus", "id": page["id"],
+                           "responses": [{"stimulus": c, "stimulusRating": str(v), "time": 1000}
+                                         for c, v in zip(clips, vals, strict=True)]})
+    names = [q["name"] for q in cfg["pages"][-1]["questionnaire"]]
+    answers = [participant, "31", "female", "other", "none", "low", "daily"]
+    return {"testId": cfg["testId"], "uuid": uuid, "config": "configs/webmushra.yaml",
+            "participant": {"name": names, "response": answers}, "trials": trials, "_last": trials[len(pages):]}
+
+
+def _post(url: str, body: bytes) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_serve_records_each_session_once(built, tmp_path):
+    """The pilot server's write side, posting as webMUSHRA does (no browser here; test_webmushra_client runs
+    the real client): sessions land in the study folder, a repeat is not counted twice, bad posts are refused."""
+    import urllib.error
+    import urllib.request
+
+    _, pack = built
+    web = tmp_path / "webMUSHRA"
+    (web / "lib" / "webmushra").mkdir(parents=True)
+    (web / "index.html").write_text("<html></html>")
+    (web / "startup.js").write_text("")
+    (web / "service").mkdir()
+    (web / "service" / "write.php").write_text("<?php // source must not be served")
+    cfg = yaml.safe_load(pack.webmushra_path.read_text())
+    study_dir = tmp_path / "study"
+    log = []
+    with ListeningServer(pack.root, study_dir, webmushra_dir=web, port=0, log=log.append) as srv:
+        base = f"http://127.0.0.1:{srv.port}"
+        assert srv.url == f"{base}/index.html?config=webmushra.yaml"
+        s1 = _session(cfg, "P01", uuid="0b5c2b8e-1111-4c3e-9c1a-000000000001", seed=1)
+        last = s1.pop("_last")
+        body = ("sessionJSON=" + json.dumps(s1)).encode()
+        assert _post(f"{base}/service/write.php", body) == (200, b"")
+        # the second click on "send": webMUSHRA appends the survey answers again; same session id
+        again = json.loads(json.dumps(s1))
+        again["participant"]["name"] *= 2
+        again["participant"]["response"] *= 2
+        assert _post(f"{base}/service/write.php", ("sessionJSON=" + json.dumps(again)).encode()) == (200, b"")
+        assert srv.sessions == 1 and any("not counted twice" in line for line in log)
+        study = L.validate_study(study_dir)
+        assert study.participants == ["P01"]
+        # the last copy of each page is what counts (the participant's final answers)
+        want = {(t["id"].split("__")[0], r["stimulus"], t["id"].split("__")[1]): int(r["stimulusRating"])
+                for t in last if "__pref_" not in t["id"] for r in t["responses"]}
+        got = {(r.scenario, r.clip, r.question): r.score for r in study.responses.itertuples()}
+        assert got == want
+        s2 = _session(cfg, "P02", uuid="0b5c2b8e-1111-4c3e-9c1a-000000000002", seed=2)
+        s2.pop("_last")
+        assert _post(f"{base}/service/write.php", ("sessionJSON=" + json.dumps(s2)).encode()) == (200, b"")
+        assert srv.sessions == 2 and L.validate_study(study_dir).participants == ["P01", "P02"]
+        assert list(pd.read_csv(study_dir / "demographics.csv", dtype=str).iloc[0])[:3] == ["P01", "31", "female"]
+        # refused: not a session, another test's session; nothing else is served
+        assert _post(f"{base}/service/write.php", b"sessionJSON={broken")[0] == 400
+        assert _post(f"{base}/service/write.php", ("sessionJSON=" + json.dumps({**s2, "testId": "x"})).encode())[0] \
+            == 400
+        for path in ("/key.csv", "/service/write.php", "/results/", "/../key.csv", "/configs/"):
+            with pytest.raises(urllib.error.HTTPError):
+                urllib.request.urlopen(base + path, timeout=5)
+        assert srv.sessions == 2
+    raw = sorted((study_dir / "webmushra" / "sessions").glob("*.json"))
+    assert [json.loads(f.read_text())["session"]["uuid"][-1] for f in raw] == ["1", "2"]
+
+
+def test_serve_errors(built, tmp_path, monkeypatch):
+    from echoscript_utils.errors import DependencyError
+
+    _, pack = built
+    monkeypatch.delenv("ECHOSCRIPT_WEBMUSHRA", raising=False)
+    with pytest.raises(DependencyError, match="github.com/audiolabs/webMUSHRA"):
+        ListeningServer(pack.root, tmp_path / "s", port=0)
+    with pytest.raises(DependencyError, match="not a webMUSHRA folder"):
+        ListeningServer(pack.root, tmp_path / "s", webmushra_dir=tmp_path, port=0)
+    web = tmp_path / "web"
+    (web / "lib" / "webmushra").mkdir(parents=True)
+    (web / "index.html").write_text("")
+    (web / "startup.js").write_text("")
+    with pytest.raises(InputError, match="webmushra.yaml"):
+        ListeningServer(tmp_path, tmp_path / "s", webmushra_dir=web, port=0)
+    with pytest.raises(InputError, match="answer key"):
+        ListeningServer(pack.pack_dir, tmp_path / "s", webmushra_dir=web, key=tmp_path / "none.csv", port=0)
+    import socket
+
+    from echoscript_utils.errors import OutputError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(OutputError, match="another --port"):
+            ListeningServer(pack.root, tmp_path / "s", webmushra_dir=web, port=busy.getsockname()[1])
+    assert not (tmp_path / "s").exists()  # nothing written for a server that never started
 
 
 def test_pack_input_errors(tmp_path):

@@ -5,10 +5,10 @@
 >>> results = analyze(validate_study(study_dir))                                        # doctest: +SKIP
 >>> write_outputs(results, "outputs/demo/07_listening/analysis")                       # doctest: +SKIP
 
-Modules: :mod:`.pack` (blinded pack), :mod:`.webmushra` (experiment config), :mod:`.study` (study folder,
+Modules: :mod:`.pack` (blinded pack), :mod:`.webmushra` (experiment config and results in), :mod:`.serve` (a pilot server), :mod:`.study` (study folder,
 validation), :mod:`.analysis` (statistics over a study; the maths is :mod:`echoscript_utils.stats`), :mod:`.simulate` (a labelled simulated study), :mod:`.report`
 (tables, figures, metrics). The command line
-``echoscript listening pack|import|validate|analyze|simulate`` lives in :mod:`echoscript_utils.cli`.
+``echoscript listening pack|import|validate|analyze|simulate|serve`` lives in :mod:`echoscript_utils.cli`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ from .study import (
     load_study,
     validate_study,
 )
-from .webmushra import import_webmushra, webmushra_config, write_webmushra
+from .webmushra import (
+    WebmushraImport,
+    import_webmushra,
+    read_webmushra,
+    webmushra_config,
+    webmushra_yaml,
+    write_webmushra,
+)
 
 __all__ = [
     "PAPER_MEANS",
@@ -43,6 +50,7 @@ __all__ = [
     "Study",
     "StudyProblem",
     "StudyValidationError",
+    "WebmushraImport",
     "analyze",
     "analyze_folder",
     "build_pack",
@@ -56,11 +64,13 @@ __all__ = [
     "make_tables",
     "metrics",
     "prepare_study",
+    "read_webmushra",
     "run",
     "simulate_study",
     "summary_text",
     "validate_study",
     "webmushra_config",
+    "webmushra_yaml",
     "write_outputs",
     "write_webmushra",
 ]

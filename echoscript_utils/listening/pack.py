@@ -166,7 +166,8 @@ def _select_pairs(df: pd.DataFrame, labels, *, pairs_per_scenario: int, scenario
 def _random_ids(n: int, rng: np.random.Generator) -> list[str]:
     ids: list[str] = []
     while len(ids) < n:
-        cid = f"{int(rng.integers(0, 2**32)):08x}"
+        # a letter first: no YAML parser can read the id as a number (08123456, 1e000000, 12345e67)
+        cid = "abcdef"[int(rng.integers(0, 6))] + f"{int(rng.integers(0, 2**28)):07x}"
         if cid not in ids:
             ids.append(cid)
     return ids
@@ -219,7 +220,7 @@ def build_pack(generation_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     settings = {"labels": labels, "pairs_per_scenario": pairs_per_scenario, "scenarios": scenarios,
                 "clip_s": clip_s, "target_lufs": target_lufs, "peak_db": peak_db, "sr": sr,
-                "n_participants": n_participants, "seed": seed, "audio_prefix": audio_prefix, "version": 2}
+                "n_participants": n_participants, "seed": seed, "audio_prefix": audio_prefix, "version": 3}
     inputs = [(str(r.model), str(r.scenario), file_hash(r.wav), file_hash(r.sidecar)) for r in chosen.itertuples()]
     digest = text_hash(settings, inputs)
     manifest_path = out / "pack_manifest.json"
@@ -443,10 +444,24 @@ Paper forms: give each participant the scenarios in the order of playlist.csv (A
 response_sheet.csv (scores 1 = very poor ... 5 = excellent), preference_sheet.csv (the clip id preferred for
 musical quality, MOS, and for fit to the scene, REL) and demographics_template.csv.
 
-webMUSHRA: copy audio/*.wav to {prefix}/ under the webMUSHRA root and webmushra.yaml to configs/, then open
-index.html?config=webmushra.yaml. The scenario blocks are shuffled for every session. Participants type the
-code they were given (P01, ...) into the closing survey. The workbook's "listening import" command turns
-webMUSHRA's results/<testId>/lms.csv into the study folder described below.
+webMUSHRA (https://github.com/audiolabs/webMUSHRA: clone it, or download its ZIP and unzip it) runs the test
+in a browser: a welcome page, consent, a volume check, then the scenes in a random order (each scene's clips
+rated on every question, then the preferred clip chosen), and a closing survey.
+
+- A pilot on this machine, no web server needed: the workbook's
+  "listening serve --pack PACK_FOLDER --study STUDY_FOLDER --webmushra WEBMUSHRA_FOLDER" serves webMUSHRA with
+  this pack on 127.0.0.1, prints the address to open, and writes every submission into the study folder.
+- On a web server: copy audio/*.wav to {prefix}/ under the webMUSHRA root and webmushra.yaml to configs/, then
+  open index.html?config=webmushra.yaml. Serve webMUSHRA's service/write.php with PHP 7 (webMUSHRA's own
+  Dockerfile uses PHP 7.0): under PHP 8 it writes the results and then fails with HTTP 500 (webMUSHRA issue
+  #103), so participants are shown a sending error although their answers were saved. Results arrive in
+  results/<testId>/lms.csv; the workbook's
+  "listening import --results results/<testId>/ --key key.csv --output STUDY_FOLDER" turns it into the study
+  folder below, sets aside any participant whose answers do not fit (listed with file, line and reason in
+  import_report.csv) and never changes lms.csv.
+
+Participants type the code they were given (P01, ...) into the closing survey; give each their own code.
+webMUSHRA sends the survey answers without encoding them, so codes of letters and digits are safest.
 
 Put the returned CSVs (responses.csv, preferences.csv, demographics.csv) together with the experimenter's
 key.csv in one folder and check it with the workbook's "listening validate --study FOLDER" command.

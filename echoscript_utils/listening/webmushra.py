@@ -1,4 +1,4 @@
-"""A webMUSHRA experiment for the pack (https://github.com/audiolabs/webMUSHRA).
+"""A webMUSHRA experiment for the pack (https://github.com/audiolabs/webMUSHRA), and its results back in.
 
 The config follows webMUSHRA's YAML format: top-level ``testname``, ``testId``, ``bufferSize``,
 ``stopOnErrors``, ``showButtonPreviousPage``, ``remoteService`` and a ``pages`` list. Pages used here:
@@ -6,25 +6,40 @@ The config follows webMUSHRA's YAML format: top-level ``testname``, ``testId``, 
 - ``generic`` (welcome and each scene's script), ``consent`` (``mustConsent``), ``volume`` (level check);
 - ``likert_multi_stimulus``: one page per scenario and question, both clips of the scenario on the page
   (webMUSHRA shuffles their order), the 5-point scale as ``response``; page id ``<scenario>__<question>``;
-- the binary preference per scenario, once for musical quality (``MOS``) and once for fit to the scene
-  (``REL``), page id ``<scenario>__pref_<criterion>``. Stock webMUSHRA (its master branch) has no preference
-  page, so by default this is a ``likert_multi_stimulus`` page with the two points "preferred" (1) and
-  "not preferred" (0) and the instruction to prefer exactly one clip; :func:`import_webmushra` checks that.
-  ``preference_page="preference_test"`` emits the forced A/B ``preference_test`` page of webMUSHRA's
-  preference-test work instead (for builds that include it);
+- the preference per scenario, once for musical quality (``MOS``) and once for fit to the scene (``REL``),
+  page id ``<scenario>__pref_<criterion>``. Stock webMUSHRA (its master branch) has no preference page (its
+  ``paired_comparison`` page asks which of A and B is a labelled reference), so this is a
+  ``likert_multi_stimulus`` page with the two points "preferred" (1) and "not preferred" (0), and the page's own
+  content carries a small script (:data:`ONE_PREFERRED_SCRIPT`) that admits exactly one "preferred" clip: marking
+  one clip preferred marks the others not preferred, with two clips the reverse holds too, and with more clips
+  "Next" stays locked until exactly one is preferred.
+  :func:`read_webmushra` still checks every preference and sets aside a participant whose page did not hold
+  exactly one. ``preference_page="preference_test"`` emits the forced A/B ``preference_test`` page of
+  webMUSHRA's preference-test work instead (for builds that include it);
 - a nested list starting with ``random``: webMUSHRA shuffles the scenario blocks for every session;
-- ``finish`` with a ``questionnaire`` (participant code and the demographic survey) and ``writeResults``.
+- ``finish`` with a ``questionnaire`` (participant code and the demographic survey), ``writeResults`` and
+  ``showErrors`` (a failed submission is shown to the participant).
 
-Stimulus keys are the blinded clip ids, so webMUSHRA's result files map back to ``key.csv`` directly:
-:func:`import_webmushra` turns its ``lms.csv`` (one row per rating: the questionnaire answers, ``trial_id``,
-``stimuli_rating``, ``stimuli``, ``rating_time``) into a study folder.
+The YAML is written for webMUSHRA's bundled parser (yaml.js 0.3.0, ``lib/external/yaml/yaml.min.js``) as much as
+for PyYAML: every string is double-quoted (so clip ids such as ``1e000000`` stay strings), every list is
+indented under its key, and a list inside a list starts with ``-`` alone on its line, as in webMUSHRA's example
+configs (yaml.js does not read the compact ``- - random``).
+
+Results: webMUSHRA's ``service/write.php`` appends one row per rating to ``results/<testId>/lms.csv`` (the
+questionnaire answers, ``trial_id``, ``stimuli_rating``, ``stimuli``, ``rating_time``).
+:func:`read_webmushra` checks it participant by participant; :func:`import_webmushra` writes the valid ones as a
+study folder and lists the ones set aside (file, line, reason) in ``import_report.csv``. The raw file is only
+read. :func:`session_rows` turns one posted webMUSHRA session (its JSON) into rows of the same format, plus a
+``session_uuid`` column, for :mod:`.serve`.
 """
 
 from __future__ import annotations
 
 import csv
 import html
+import io
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -34,13 +49,61 @@ from ..artifacts import atomic_write_text, ensure_dir
 from ..errors import InputError
 from .study import QUESTION_LABELS, QUESTION_TEXT, QUESTIONS, SCALE
 
-__all__ = ["import_webmushra", "webmushra_config", "write_webmushra"]
+__all__ = [
+    "ONE_PREFERRED_SCRIPT",
+    "REPORT_NAME",
+    "ImportProblem",
+    "WebmushraImport",
+    "import_webmushra",
+    "lms_text",
+    "read_webmushra",
+    "session_rows",
+    "webmushra_config",
+    "webmushra_yaml",
+    "write_webmushra",
+]
 
 PREFERENCE_TEXT = {
     "MOS": "Which clip has the better <b>musical quality</b> (clarity, production, transitions, balance)?",
     "REL": "Which clip <b>fits the scene</b> better (mood, scene, emotion, the script's cues)?",
 }
 PREFERRED, NOT_PREFERRED = 1, 0
+#: The file :func:`import_webmushra` writes beside the study tables: ``participant,file,line,reason``.
+REPORT_NAME = "import_report.csv"
+#: Columns of webMUSHRA's lms.csv after the questionnaire answers (``session_uuid`` only in :mod:`.serve`'s).
+LMS_TAIL = ("trial_id", "stimuli_rating", "stimuli", "rating_time")
+
+#: Runs when a preference page is shown (webMUSHRA inserts page content with jQuery, which runs scripts, as it
+#: does for its own page loading). The Likert radio groups of a ``likert_multi_stimulus`` page are named
+#: ``<i>__response``; the marker element limits the handler to preference pages. Marking a clip preferred marks
+#: every other clip not preferred; with two clips, marking one not preferred marks the other preferred; with more,
+#: "Next" stays locked until exactly one clip is preferred (the handler runs after webMUSHRA's own unlock).
+ONE_PREFERRED_SCRIPT = """<span class="es-one-preferred"></span><script>
+(function () {
+  var root = $("#page_content");
+  root.off("change.esOnePreferred").on("change.esOnePreferred", "input[type=radio]", function () {
+    if (!root.find(".es-one-preferred").length) { return; }
+    var name = this.name, names = [];
+    root.find("input[type=radio]").each(function () {
+      if (this.name !== name && names.indexOf(this.name) < 0) { names.push(this.name); }
+    });
+    var other = this.value === "PREF" ? "NOTPREF" : (names.length === 1 ? "PREF" : null);
+    if (other !== null) {
+      names.forEach(function (n) {
+        var radio = root.find("input[name='" + n + "'][value='" + other + "']");
+        if (!radio.prop("checked")) {
+          radio.prop("checked", true);
+          root.find("input[name='" + n + "']").checkboxradio("refresh");
+          radio.trigger("change");
+        }
+      });
+    }
+    if (root.find("input[type=radio][value='PREF']:checked").length !== 1) {
+      $("#__button_next").attr("disabled", "disabled");
+    }
+  });
+})();
+</script>""".replace("NOTPREF", str(NOT_PREFERRED)).replace("PREF", str(PREFERRED))
 
 
 def _likert_scale() -> list[dict]:
@@ -55,7 +118,7 @@ def _choice(name: str, label: str, options) -> dict:
 def webmushra_config(key: pd.DataFrame, scenarios: pd.DataFrame, *, audio_prefix: str,
                      test_id: str = "listening_test", questions: dict[str, str] | None = None,
                      remote_service: str = "service/write.php", preference_page: str = "likert") -> dict:
-    """The experiment as a dict (``yaml.safe_dump`` it, or use :func:`write_webmushra`).
+    """The experiment as a dict (write it with :func:`write_webmushra`).
 
     Args:
         key: ``clip,scenario`` (the model column is never read).
@@ -75,7 +138,7 @@ def webmushra_config(key: pd.DataFrame, scenarios: pd.DataFrame, *, audio_prefix
 
     blocks: list = ["random"]
     for s in desc:
-        clips = list(key.loc[key["scenario"] == s, "clip"])
+        clips = [str(c) for c in key.loc[key["scenario"] == s, "clip"]]
         stimuli = {c: path(c) for c in clips}
         scene = f"<p><b>Scene:</b> {html.escape(desc[s])}</p>"
         block = [{"type": "generic", "id": f"{s}__intro", "name": f"Scene: {s}",
@@ -96,7 +159,9 @@ def webmushra_config(key: pd.DataFrame, scenarios: pd.DataFrame, *, audio_prefix
                 page.update({"type": "preference_test", "numPerTrial": 2, "considerOrder": False,
                              "stimuli": stimuli})
             else:
-                page["content"] += "<p>Mark exactly <b>one</b> clip as preferred and the other as not preferred.</p>"
+                others = "the other is" if len(clips) == 2 else "the others are"
+                page["content"] += (f"<p>Mark the clip you prefer; {others} then marked not preferred.</p>"
+                                    + ONE_PREFERRED_SCRIPT)
                 page.update({"type": "likert_multi_stimulus", "mustRate": True, "stimuli": stimuli,
                              "response": [{"value": PREFERRED, "label": "preferred"},
                                           {"value": NOT_PREFERRED, "label": "not preferred"}]})
@@ -120,7 +185,7 @@ def webmushra_config(key: pd.DataFrame, scenarios: pd.DataFrame, *, audio_prefix
         blocks,
         {"type": "finish", "name": "Thank you",
          "content": "<p>Please answer a few questions about yourself, then send your results.</p>",
-         "showResults": False, "writeResults": True,
+         "showResults": False, "writeResults": True, "showErrors": True,
          "questionnaire": [
              {"type": "text", "name": "participant", "label": "Participant code (from the experimenter)"},
              {"type": "number", "name": "age", "label": "Age", "min": 16, "max": 100, "default": 25},
@@ -137,77 +202,352 @@ def webmushra_config(key: pd.DataFrame, scenarios: pd.DataFrame, *, audio_prefix
             "pages": pages}
 
 
+# ------------------------------------------------------------------------------------------ YAML out
+class _WebmushraDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, laid out as webMUSHRA's example configs: lists indented under their key, and a list
+    inside a list opened by ``-`` alone on its line (yaml.js 0.3.0 misreads the compact ``- - item``)."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False):
+        return super().increase_indent(flow, False)
+
+    def expect_block_sequence_item(self, first: bool = False):
+        if not first and isinstance(self.event, yaml.SequenceEndEvent):
+            return super().expect_block_sequence_item(first)
+        self.write_indent()
+        self.write_indicator("-", True, indention=True)
+        if isinstance(self.event, yaml.SequenceStartEvent):
+            self.indention = False  # the nested list's first item goes on the next line
+        self.states.append(self.expect_block_sequence_item)
+        self.expect_node(sequence=True)
+
+
+def _quoted_str(dumper: yaml.SafeDumper, value: str):
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+
+
+_WebmushraDumper.add_representer(str, _quoted_str)
+
+
+def webmushra_yaml(config: dict) -> str:
+    """The experiment as YAML text: key order kept, unicode as is, every string double-quoted, no line folding."""
+    return yaml.dump(config, Dumper=_WebmushraDumper, sort_keys=False, allow_unicode=True, width=1 << 30,
+                     indent=4)
+
+
 def write_webmushra(config: dict, path: str | os.PathLike) -> Path:
-    """Write the experiment as YAML (key order kept, unicode as is)."""
-    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120)
-    return atomic_write_text(path, text)
+    """Write the experiment as YAML (see :func:`webmushra_yaml`), atomically."""
+    return atomic_write_text(path, webmushra_yaml(config))
 
 
-def import_webmushra(results, key, out_dir: str | os.PathLike, *, participant_field: str = "participant") -> Path:
-    """Turn webMUSHRA's ``lms.csv`` (from the experiment :func:`webmushra_config` wrote) into a study folder.
+# ------------------------------------------------------------------------------------------ results in
+@dataclass(frozen=True)
+class ImportProblem:
+    """Why a participant was set aside: ``file`` and ``line`` (as a spreadsheet counts, header = 1)."""
 
-    Args:
-        results: ``lms.csv`` or the webMUSHRA results folder holding it (``results/<testId>/``).
-        key: the pack's ``key.csv`` (copied into the study folder).
-        out_dir: the study folder to write (``responses.csv``, ``preferences.csv``, ``demographics.csv``,
-            ``key.csv``); validate it with :func:`~echoscript_utils.listening.study.validate_study`.
-        participant_field: the questionnaire field holding the participant code.
+    participant: str
+    file: str
+    line: int
+    reason: str
 
-    Raises:
-        InputError: naming the ``lms.csv`` line, for a missing participant code, a rating that is not a number,
-            or a preference page where not exactly one clip was marked preferred. Nothing is written then.
-    """
+    def __str__(self) -> str:
+        who = f"participant {self.participant!r}" if self.participant else "no participant code"
+        return f"{self.file} line {self.line}: {who}: {self.reason}"
+
+
+@dataclass
+class WebmushraImport:
+    """What :func:`read_webmushra` found: the valid participants' tables and every problem of the others."""
+
+    source: Path
+    key: pd.DataFrame
+    responses: pd.DataFrame
+    preferences: pd.DataFrame
+    demographics: pd.DataFrame
+    problems: list[ImportProblem] = field(default_factory=list)
+    repeated_rows: int = 0
+
+    @property
+    def participants(self) -> list[str]:
+        """Imported participants (sorted)."""
+        return sorted(self.demographics["participant"])
+
+    @property
+    def rejected(self) -> list[str]:
+        """Participants set aside (sorted; ``""`` for rows without a participant code)."""
+        return sorted({p.participant for p in self.problems})
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.problems)
+
+    def report(self) -> pd.DataFrame:
+        return pd.DataFrame([vars(p) for p in self.problems], columns=["participant", "file", "line", "reason"])
+
+    def summary(self) -> str:
+        head = (f"{len(self.participants)} participant(s) imported, {len(self.responses)} ratings, "
+                f"{len(self.preferences)} preferences")
+        if self.repeated_rows:
+            head += f"; {self.repeated_rows} repeated row(s) of re-sent submissions ignored"
+        if not self.problems:
+            return head
+        lines = [head + f"; {len(self.rejected)} set aside:"]
+        for who in self.rejected:
+            mine = [p for p in self.problems if p.participant == who]
+            more = f" (and {len(mine) - 1} more)" if len(mine) > 1 else ""
+            lines.append(f"  {mine[0]}{more}")
+        return "\n".join(lines)
+
+    def write(self, out_dir: str | os.PathLike) -> Path:
+        """Write ``responses.csv``, ``preferences.csv``, ``demographics.csv``, ``key.csv`` and
+        ``import_report.csv`` (header only when nobody was set aside) into ``out_dir``, each atomically.
+
+        Raises:
+            InputError: no participant is valid (naming the first problems); nothing is written then.
+        """
+        if not self.participants:
+            shown = "; ".join(str(p) for p in self.problems[:6])
+            more = f"; and {len(self.problems) - 6} more" if len(self.problems) > 6 else ""
+            raise InputError(f"{self.source}: no valid participant ({len(self.problems)} problem(s): {shown}{more})"
+                             if self.problems else f"{self.source}: no ratings in the file")
+        out = ensure_dir(out_dir)
+        for name, df in (("responses.csv", self.responses), ("preferences.csv", self.preferences),
+                         ("demographics.csv", self.demographics), ("key.csv", self.key),
+                         (REPORT_NAME, self.report())):
+            atomic_write_text(out / name, df.to_csv(index=False, lineterminator="\n"))
+        return out
+
+
+def _lms_path(results) -> Path:
     src = Path(results)
     if src.is_dir():
         src = src / "lms.csv"
     if not src.is_file():
         raise InputError(f"{src}: webMUSHRA results not found; pass lms.csv or the results/<testId>/ folder")
+    return src
+
+
+def read_webmushra(results, key, *, participant_field: str = "participant",
+                   questions: dict[str, str] | None = None) -> WebmushraImport:
+    """Read webMUSHRA's ``lms.csv`` (from the experiment :func:`webmushra_config` wrote) and check it per
+    participant; nothing is written.
+
+    A participant (by the code typed into the closing survey) is set aside, with file, line and reason, when any
+    of their rows names a clip that is not in the key or not of that page's scenario, an unknown question, a
+    score off the scale, a preference page without exactly one preferred clip, rows of several sessions (with
+    ``session_uuid``), or the same page and clip twice with different answers (without ``session_uuid``: a second
+    session under the code cannot be told from an answer changed after going back from the last page, where
+    webMUSHRA stores every page again). Rows without a participant code are set aside too. The same answer
+    repeated (a submission sent twice, or a page stored again) counts once; within a session the last answer counts.
+
+    Args:
+        results: ``lms.csv`` or the webMUSHRA results folder holding it (``results/<testId>/``).
+        key: the pack's ``key.csv``.
+        participant_field: the questionnaire field holding the participant code.
+        questions: ``question → dimension``; default the paper's eight.
+
+    Raises:
+        InputError: the file or key is missing, or the header is not an lms.csv of this experiment.
+    """
+    src = _lms_path(results)
     key_path = Path(key)
     if not key_path.is_file():
-        raise InputError(f"{key_path}: answer key not found")
-    with open(src, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        rows = [(reader.line_num, [c.strip() for c in r]) for r in reader if r]
-    need = {"trial_id", "stimuli_rating", "stimuli", participant_field}
-    if not need <= set(header):
-        raise InputError(f"{src}: header lacks {', '.join(sorted(need - set(header)))}; is this webMUSHRA's "
-                         f"lms.csv from the pack's experiment (with a '{participant_field}' survey field)?")
-    col = {h: i for i, h in enumerate(header)}
-    survey = [h for h in header[1:col["trial_id"]] if h != participant_field]
-    responses, prefs, demo, problems = [], {}, {}, []
+        raise InputError(f"{key_path}: answer key not found; pass the pack's key.csv")
+    key_df = pd.read_csv(key_path, dtype=str, keep_default_na=False)
+    if not {"clip", "scenario"} <= set(key_df.columns):
+        raise InputError(f"{key_path}: not an answer key (needs the columns clip,model,scenario)")
+    clip_scenario = dict(zip(key_df["clip"], key_df["scenario"], strict=True))
+    question_set = set(questions or QUESTIONS)
+    try:
+        with open(src, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            rows = [(reader.line_num, [c.strip() for c in r]) for r in reader if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError:
+        raise InputError(f"{src}: not a UTF-8 text file; pass webMUSHRA's lms.csv as written") from None
+    except csv.Error as exc:
+        raise InputError(f"{src}: not a readable CSV ({exc})") from None
+    need = {*LMS_TAIL[:3], participant_field}
+    if not need <= set(header) or header[-len(LMS_TAIL):] != list(LMS_TAIL):
+        raise InputError(f"{src}: header lacks {', '.join(sorted(need - set(header))) or 'the trailing columns'} "
+                         f"({','.join(LMS_TAIL)}); is this webMUSHRA's lms.csv from the pack's experiment "
+                         f"(with a '{participant_field}' survey field)?")
+    fields = header[:-len(LMS_TAIL)]  # session_test_id, the survey answers, [session_uuid]
+    survey = [h for h in fields[1:] if h not in (participant_field, "session_uuid")]
+    name = src.name
+
+    problems: list[ImportProblem] = []
+    records: dict[str, list[tuple[int, dict]]] = {}
     for line, r in rows:
-        get = dict(zip(header, r, strict=False)).get
-        part, trial, clip, rating = get(participant_field, ""), get("trial_id", ""), get("stimuli", ""), \
-            get("stimuli_rating", "")
+        if len(r) > len(header):
+            # webMUSHRA appends the survey answers again on every click of "send": a re-sent submission carries
+            # them twice; the first copy and the trailing columns are what write.php meant
+            extra = len(r) - len(header)
+            r = r[:len(fields)] + r[len(fields) + extra:]
+        row = dict(zip(header, r + [""] * (len(header) - len(r)), strict=True))
+        part = row[participant_field]
         if not part:
-            problems.append(f"line {line}: no participant code")
+            problems.append(ImportProblem("", name, line, "no participant code in the closing survey"))
             continue
-        demo.setdefault(part, {"participant": part, **{h: get(h, "") for h in survey}})
-        scenario, _, item = trial.partition("__")
-        if item.startswith("pref_"):
-            prefs.setdefault((part, scenario, item[5:]), []).append((line, clip, rating))
-        elif item:
-            responses.append({"participant": part, "scenario": scenario, "clip": clip, "question": item,
-                              "score": rating})
-    pref_rows = []
-    for (part, scenario, crit), marks in prefs.items():
-        chosen = [c for _, c, v in marks if v == str(PREFERRED)]
-        if len(chosen) != 1:
-            problems.append(f"lines {', '.join(str(ln) for ln, _, _ in marks)}: participant {part!r} marked "
-                            f"{len(chosen)} clips preferred for {scenario!r} / {crit} (exactly one is needed)")
+        records.setdefault(part, []).append((line, row))
+
+    responses, prefs, demo, repeated = [], [], [], 0
+    for part, recs in records.items():
+        mine: list[ImportProblem] = []
+
+        def bad(line: int, reason: str, _mine=mine, _part=part) -> None:
+            _mine.append(ImportProblem(_part, name, line, reason))
+
+        sessions = {row.get("session_uuid", "") for _, row in recs} - {""}
+        if len(sessions) > 1:
+            bad(recs[0][0], f"the code was used by {len(sessions)} sessions; give every participant their own code")
+        kept: dict[tuple[str, str], tuple[int, dict]] = {}
+        for line, row in recs:
+            k = (row["trial_id"], row["stimuli"])
+            if k in kept:
+                first_line, prev = kept[k]
+                same_session = row.get("session_uuid", "") == prev.get("session_uuid", "")
+                same_value = row["stimuli_rating"] == prev["stimuli_rating"]
+                if same_session and same_value and row["rating_time"] == prev["rating_time"]:
+                    repeated += 1  # a submission sent twice
+                    continue
+                if not same_session:
+                    continue  # set aside above: several sessions under one code
+                if not same_value and not row.get("session_uuid"):
+                    # webMUSHRA stores every page again when the last page is reached again; without session ids
+                    # a changed answer cannot be told from a second session under the same code
+                    bad(line, f"page {k[0]!r} clip {k[1]!r} answered {prev['stimuli_rating']!r} on line "
+                              f"{first_line} and {row['stimuli_rating']!r} here: a second session under the same "
+                              f"code, or an answer changed after reaching the last page; check with the participant")
+                    continue
+            kept[k] = (line, row)  # within one session the last answer stands
+        pref_marks: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+        part_rows = []
+        for (trial, clip), (line, row) in kept.items():
+            scenario, _, item = trial.partition("__")
+            value = row["stimuli_rating"]
+            if not item:
+                bad(line, f"page id {trial!r} is not one of the experiment's pages (<scenario>__<question>)")
+                continue
+            if clip not in clip_scenario:
+                bad(line, f"clip {clip!r} is not in {key_path.name}")
+                continue
+            if clip_scenario[clip] != scenario:
+                bad(line, f"clip {clip!r} belongs to scenario {clip_scenario[clip]!r}, not {scenario!r}")
+                continue
+            if item.startswith("pref_"):
+                crit = item[len("pref_"):]
+                if crit not in ("MOS", "REL"):
+                    bad(line, f"preference page {trial!r}: criterion must be MOS or REL")
+                elif value not in (str(PREFERRED), str(NOT_PREFERRED)):
+                    bad(line, f"preference page {trial!r}: answer {value!r} is neither {PREFERRED} (preferred) nor "
+                              f"{NOT_PREFERRED} (not preferred)")
+                else:
+                    pref_marks.setdefault((scenario, crit), []).append((line, clip, value))
+                continue
+            if item not in question_set:
+                bad(line, f"question {item!r} is not one of {', '.join(sorted(question_set))}")
+                continue
+            if value not in {str(k) for k in SCALE}:
+                bad(line, f"score {value!r} for clip {clip!r} is not on the scale {min(SCALE)}-{max(SCALE)}")
+                continue
+            part_rows.append({"participant": part, "scenario": scenario, "clip": clip, "question": item,
+                              "score": int(value)})
+        part_prefs = []
+        for (scenario, crit), marks in pref_marks.items():
+            chosen = [c for _, c, v in marks if v == str(PREFERRED)]
+            if len(chosen) != 1:
+                bad(min(ln for ln, _, _ in marks),
+                    f"{len(chosen)} clips marked preferred for {scenario!r} / {crit} on lines "
+                    f"{', '.join(str(ln) for ln, _, _ in sorted(marks))} (exactly one is needed)")
+                continue
+            part_prefs.append({"participant": part, "scenario": scenario, "criterion": crit,
+                               "chosen_clip": chosen[0]})
+        if mine:
+            problems.extend(mine)
             continue
-        pref_rows.append({"participant": part, "scenario": scenario, "criterion": crit, "chosen_clip": chosen[0]})
-    if problems:
-        raise InputError(f"{src}: {len(problems)} problem(s): " + "; ".join(problems[:8])
-                         + ("; ..." if len(problems) > 8 else ""))
-    out = ensure_dir(out_dir)
-    tables = {"responses.csv": pd.DataFrame(responses, columns=["participant", "scenario", "clip", "question",
-                                                                "score"]),
-              "preferences.csv": pd.DataFrame(pref_rows, columns=["participant", "scenario", "criterion",
-                                                                  "chosen_clip"]),
-              "demographics.csv": pd.DataFrame(list(demo.values()), columns=["participant", *survey]),
-              "key.csv": pd.read_csv(key_path, dtype=str)}
-    for name, df in tables.items():
-        atomic_write_text(out / name, df.to_csv(index=False, lineterminator="\n"))
-    return out
+        responses.extend(part_rows)
+        prefs.extend(part_prefs)
+        first = recs[0][1]
+        demo.append({"participant": part, **{h: first.get(h, "") for h in survey}})
+
+    return WebmushraImport(
+        source=src, key=key_df,
+        responses=pd.DataFrame(responses, columns=["participant", "scenario", "clip", "question", "score"]),
+        preferences=pd.DataFrame(prefs, columns=["participant", "scenario", "criterion", "chosen_clip"]),
+        demographics=pd.DataFrame(demo, columns=["participant", *survey]),
+        problems=sorted(problems, key=lambda p: (p.line, p.participant)), repeated_rows=repeated)
+
+
+def import_webmushra(results, key, out_dir: str | os.PathLike, *, participant_field: str = "participant",
+                     questions: dict[str, str] | None = None) -> Path:
+    """Turn webMUSHRA's ``lms.csv`` into a study folder: the valid participants' ``responses.csv``,
+    ``preferences.csv``, ``demographics.csv``, the ``key.csv``, and ``import_report.csv`` listing every participant
+    set aside (file, line, reason); see :func:`read_webmushra`. The results file is only read.
+
+    Returns:
+        The study folder; validate it with :func:`~echoscript_utils.listening.study.validate_study`.
+        ``import_report.csv`` has rows exactly when the import was partial.
+
+    Raises:
+        InputError: as :func:`read_webmushra`, and when no participant is valid (naming the first problems);
+            nothing is written then.
+    """
+    return read_webmushra(results, key, participant_field=participant_field, questions=questions).write(out_dir)
+
+
+def session_rows(session: dict) -> tuple[list[str], list[list[str]]]:
+    """One webMUSHRA session as posted to ``service/write.php`` (its ``sessionJSON``) → lms.csv header and rows.
+
+    The columns are write.php's (``session_test_id``, the questionnaire fields, ``trial_id``,
+    ``stimuli_rating``, ``stimuli``, ``rating_time``) with ``session_uuid`` before ``trial_id``. webMUSHRA
+    appends the questionnaire again each time "send" is clicked and stores every page again each time the
+    last page is reached: the first answer of each field and the last copy of each page are kept.
+
+    Raises:
+        InputError: the session lacks ``participant`` or ``trials``.
+    """
+    try:
+        names = list(session["participant"]["name"])
+        answers = list(session["participant"]["response"])
+        trials = list(session["trials"])
+    except (KeyError, TypeError):
+        raise InputError("webMUSHRA session without participant answers or trials; is the client webMUSHRA "
+                         "with the pack's experiment?") from None
+    survey: dict[str, str] = {}
+    for n, a in zip(names, answers + [None] * (len(names) - len(answers)), strict=True):
+        survey.setdefault(str(n), "" if a is None else str(a))
+    last: dict[str, dict] = {}
+    for t in trials:
+        if isinstance(t, dict) and t.get("type") == "likert_multi_stimulus":
+            last.pop(str(t.get("id")), None)
+            last[str(t.get("id"))] = t
+    header = ["session_test_id", *survey, "session_uuid", *LMS_TAIL]
+    head = [str(session.get("testId", "")), *survey.values(), str(session.get("uuid", ""))]
+    rows = []
+    for tid, t in last.items():
+        for r in t.get("responses") or []:
+            rows.append([*head, tid, _text(r.get("stimulusRating")), _text(r.get("stimulus")), _text(r.get("time"))])
+    return header, rows
+
+
+def _text(v) -> str:
+    return "" if v is None else str(v)
+
+
+def lms_text(sessions: list[dict]) -> str:
+    """Several sessions (see :func:`session_rows`) as one lms.csv text; the header is the union of their fields."""
+    parts = [session_rows(s) for s in sessions]
+    names: list[str] = []
+    for header, _ in parts:
+        for h in header[1:-len(LMS_TAIL) - 1]:
+            if h not in names:
+                names.append(h)
+    full = ["session_test_id", *names, "session_uuid", *LMS_TAIL]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(full)
+    for header, rows in parts:
+        for r in rows:
+            d = dict(zip(header, r, strict=True))
+            w.writerow([d.get(h, "") for h in full])
+    return buf.getvalue()
