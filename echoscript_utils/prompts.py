@@ -360,11 +360,13 @@ def openai_prompts(n: int = 170, *, model: str = "gpt-4o-mini", temperature: flo
     return df[PROMPT_COLUMNS]
 
 
-def _make_client(*, base_url: str | None, timeout_s: float):
+def _make_client(*, base_url: str | None, timeout_s: float, setting: str = "annotation.prompts.provider"):
+    """An ``openai.OpenAI`` client with the key from the environment (``setting`` names the parameter that chose
+    the openai path, for the error message)."""
     key = os.environ.get(API_KEY_ENV)
     if not key:
-        raise ConfigError(f"annotation.prompts.provider is openai but {API_KEY_ENV} is not set in the environment; "
-                          "export it (never put it in a parameter file) or use provider: offline")
+        raise ConfigError(f"{setting} is openai but {API_KEY_ENV} is not set in the environment; "
+                          "export it (never put it in a parameter file) or set it to offline")
     try:
         import openai
     except ImportError:  # pragma: no cover
@@ -373,8 +375,14 @@ def _make_client(*, base_url: str | None, timeout_s: float):
 
 
 def _request_with_retries(client, body: dict, *, mood: str, count: int, max_retries: int, backoff_s: float,
-                          sleep: Callable[[float], None]) -> tuple[str, list[dict[str, Any]]]:
+                          sleep: Callable[[float], None], parse: Callable[[str | None], Any] | None = None,
+                          what: str | None = None, setting: str = "annotation.prompts.provider") -> tuple[str, Any]:
+    """Send ``body`` until a reply parses; ``parse`` (default: the scene-prompt reply check) raises ``ValueError``
+    on an unusable reply. ``what`` and ``setting`` name the request and the provider parameter in errors."""
     import openai
+
+    parse = parse or (lambda content: _parse_reply(content, mood=mood, count=count))
+    what = what or f"the {mood} scene prompts"
 
     last = "no attempt"
     for attempt in range(max_retries + 1):
@@ -384,8 +392,7 @@ def _request_with_retries(client, body: dict, *, mood: str, count: int, max_retr
             resp = client.chat.completions.create(**body)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise ConfigError(f"the OpenAI endpoint rejected the API key (HTTP {exc.status_code}); set a valid "
-                              f"{API_KEY_ENV} in the environment or use annotation.prompts.provider: "
-                              "offline") from None
+                              f"{API_KEY_ENV} in the environment or use {setting}: offline") from None
         except openai.APIError as exc:
             if not _retryable(exc):
                 status = getattr(exc, "status_code", None)
@@ -395,12 +402,12 @@ def _request_with_retries(client, body: dict, *, mood: str, count: int, max_retr
             continue
         try:
             content = resp.choices[0].message.content
-            return content, _parse_reply(content, mood=mood, count=count)
+            return content, parse(content)
         except (ValueError, AttributeError, IndexError, TypeError) as exc:
             last = f"malformed reply ({str(exc)[:80]})"
             continue
-    raise DependencyError(f"no usable reply for the {mood} scene prompts after {max_retries + 1} tries "
-                          f"(last: {last}); rerun later (finished batches are cached) or use provider: offline")
+    raise DependencyError(f"no usable reply for {what} after {max_retries + 1} tries "
+                          f"(last: {last}); rerun later (finished batches are cached) or use {setting}: offline")
 
 
 # ----------------------------------------------------------------------------------------- entry point
