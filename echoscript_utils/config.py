@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .artifacts import ensure_dir
 from .errors import ConfigError
 
-#: The seven stages, in order. Folder names in a run and notebook names share these stems.
+#: The stages, in order. Folder names in a run and notebook names share these stems.
 STAGES: tuple[str, ...] = (
     "01_curation",
     "02_annotation",
@@ -35,6 +35,7 @@ STAGES: tuple[str, ...] = (
     "05_generation",
     "06_evaluation",
     "07_listening",
+    "08_scoring",
 )
 
 
@@ -222,6 +223,32 @@ class ListeningSection(_Section):
     confidence: float = Field(0.95, gt=0, lt=1)  # level of every interval in the analysis
 
 
+class ScoringSection(_Section):
+    script: Path | None = None  # a Fountain (.fountain) or Final Draft (.fdx) screenplay; None → the bundled demo
+    seconds_per_page: float = Field(60.0, gt=0)  # screen time of one page (the one-page-one-minute rule)
+    words_per_minute: float | None = Field(None, gt=0)  # set to time scenes by words instead of pages
+    min_scene_s: float = Field(0.0, ge=0)  # no scene is timed shorter than this
+    planner: Literal["auto", "offline", "openai"] = "auto"  # auto: openai when OPENAI_API_KEY is set, else the lexicon
+    llm_model: str | None = None  # chat model for the openai planner; None → annotation.prompts.model
+    llm_temperature: float = Field(0.2, ge=0)
+    llm_batch_size: int = Field(8, ge=1)  # scenes per request
+    spotting: Literal["all", "intensity"] = "all"  # which scenes get a cue
+    spot_min_intensity: float = Field(0.3, ge=0, le=1)  # spotting=intensity: cue scenes at least this intense
+    models: list[str] = []  # model references (as generation's); [] → the run's fine-tuned final/ if any, else the baseline
+    compare_baseline: bool = True  # with the default fine-tuned model, also score the baseline on the same seeds
+    seeds: list[int] = [0]  # one score per seed and model
+    window_s: float = Field(30.0, gt=0)  # seconds per model call; longer cues continue from their own last seconds
+    crossfade_s: float = Field(2.0, ge=0)  # equal-power crossfade at each scene boundary
+    max_cue_s: float | None = Field(None, gt=0)  # cap every cue (quick previews, the CPU demo); None = full scene length
+    leitmotif: bool = False  # carry one MIDI theme across the cues through the melody model
+    leitmotif_midi: Path | None = None  # the theme; None → a generated demo theme
+    leitmotif_model: str | None = None  # MusicGen-Melody reference; None → generation.melody_model
+    relevance: bool = True  # CLAP relevance of each cue to its own scene vs the other scenes
+    clap_model: str | None = None  # None → evaluation.clap_model, else alignment.clap_model
+    bootstrap: int = Field(1000, ge=0)
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
 class Params(_Section):
     """The whole parameter file (what a user writes)."""
 
@@ -234,6 +261,7 @@ class Params(_Section):
     generation: GenerationSection = GenerationSection()
     evaluation: EvaluationSection = EvaluationSection()
     listening: ListeningSection = ListeningSection()
+    scoring: ScoringSection = ScoringSection()
 
 
 # --------------------------------------------------------------------------------------------- paths
@@ -261,6 +289,7 @@ class RunPaths:
     generation = property(lambda self: self.stage("05_generation"))
     evaluation = property(lambda self: self.stage("06_evaluation"))
     listening = property(lambda self: self.stage("07_listening"))
+    scoring = property(lambda self: self.stage("08_scoring"))
 
     def metrics(self, stage: str) -> Path:
         return self.stage(stage) / "metrics.json"

@@ -1,6 +1,6 @@
 """The papermill runner: execute the numbered notebooks in order, skip finished stages, write one report.
 
-``echoscript run params/demo.yaml`` executes ``notebooks/01_curation.ipynb`` … ``07_listening.ipynb`` into
+``echoscript run params/demo.yaml`` executes ``notebooks/01_curation.ipynb`` … ``08_scoring.ipynb`` into
 ``outputs/<run>/notebooks/``. A stage counts as complete when its ``metrics.json`` exists and its stamp
 (``NN_stage/.stage.json``) was written for the same parameters; complete stages are skipped unless
 ``redo=True``, and once a stage runs, every later stage runs too (its inputs changed).
@@ -29,6 +29,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "05_generation": ("generation",),
     "06_evaluation": ("evaluation",),
     "07_listening": ("listening",),
+    "08_scoring": ("scoring",),
 }
 
 
@@ -41,6 +42,7 @@ STAGE_PRODUCTS: dict[str, tuple[str, ...]] = {
     "05_generation": ("musicgen/*.wav", "musicgen/*.json", "echoscript/*.wav", "echoscript/*.json"),
     "06_evaluation": (),
     "07_listening": ("pack/*", "key.csv", "analysis/question_means.csv", "analysis/preference_shares.csv"),
+    "08_scoring": ("cue_sheet.csv", "cue_sheet.tex", "score.wav", "*/cue*.wav", "*/cue*.json"),
 }
 
 

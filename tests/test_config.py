@@ -82,7 +82,7 @@ def test_run_name_must_be_a_plain_folder_name(tmp_path):
 def test_stage_names():
     assert stage_name(1) == "01_curation" and stage_name("07") == "07_listening"
     assert stage_name("alignment") == "03_alignment"
-    assert len(STAGES) == 7
+    assert len(STAGES) == 8 and stage_name("08") == "08_scoring"
     with pytest.raises(ConfigError):
         stage_name("09")
 

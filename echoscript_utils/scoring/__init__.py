@@ -1,0 +1,232 @@
+"""Stage 08, script to score: a screenplay in, a spotted cue sheet and a scored timeline out.
+
+``score(script, cfg, output_dir=DIR)`` (and ``echoscript score SCRIPT --params P --output DIR``) reads a Fountain
+or Final Draft screenplay (:mod:`.parse`), plans one cue per scene (:mod:`.plan`), generates each spotted cue
+with every model (:mod:`.generate`), and lays them on the screen-time timeline with crossfades at the scene
+boundaries (:mod:`.timeline`). Products under ``DIR``:
+
+- ``cue_sheet.csv`` (``scene, heading, start_s, duration_s, mood, intensity, bpm, prompt, file`` and more; one
+  row per model × seed × cue) and ``cue_sheet.tex``; ``scenes.csv`` (every scene, spotted or not);
+- ``<model>/cueNNN_s<seed>.wav`` with a JSON sidecar each, and ``<model>/score_s<seed>.wav``;
+- ``score.wav``: the first model's first seed on the full timeline;
+- ``timeline.pdf`` / ``timeline.png`` (scenes along screen time with mood and intensity), ``players.html``;
+- ``relevance.csv``: CLAP relevance of each cue to its own scene text vs the other scenes', with intervals;
+- ``metrics.json``.
+
+A bad script (missing, empty, binary, not UTF-8, no scene) raises :class:`~echoscript_utils.errors.InputError`
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..artifacts import ensure_dir, file_hash, write_json, write_metrics, write_table
+from ..errors import DependencyError
+from .parse import Screenplay, read_script, scenes_table
+from .plan import CuePlan, plan_cues
+from .timeline import CueTiming, assemble_score, cue_timings, write_players
+
+__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_script", "plan_screenplay", "read_screenplay", "run",
+           "score"]
+
+#: The cue sheet's columns (the first nine are the contract).
+CUE_SHEET_COLUMNS = ["scene", "heading", "start_s", "duration_s", "mood", "intensity", "bpm", "prompt", "file",
+                     "model", "seed", "cue_s", "end_s", "fade_in_s", "fade_out_s", "kind", "instruments", "genre",
+                     "key", "direction", "planner", "lufs"]
+
+
+def demo_script() -> Path:
+    """The bundled demo screenplay (six scenes covering the study's five scenario moods)."""
+    return Path(str(resources.files("echoscript_utils").joinpath("data/demo_screenplay.fountain")))
+
+
+@dataclass
+class ScoringResult:
+    screenplay: Screenplay
+    cues: list[CuePlan]
+    timings: list[CueTiming]
+    cue_sheet: pd.DataFrame  # one row per model × seed × spotted cue
+    scenes: pd.DataFrame  # one row per scene, with its plan
+    relevance: pd.DataFrame  # one row per model × seed
+    plan: dict[str, str]  # {label: model reference}
+    scores: dict[str, Path]  # {"<label>_s<seed>": score wav}
+    out_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def score_path(self) -> Path:
+        return self.out_dir / "score.wav"
+
+
+def read_screenplay(cfg, script: str | os.PathLike | None = None) -> Screenplay:
+    """Parse ``script`` (default ``scoring.script``, else the demo) with the run's screen-time estimate."""
+    s = cfg.scoring
+    return read_script(script or s.script or demo_script(), seconds_per_page=s.seconds_per_page,
+                       words_per_minute=s.words_per_minute, min_scene_s=s.min_scene_s)
+
+
+def plan_screenplay(cfg, screenplay: Screenplay, *, progress: bool = True) -> list[CuePlan]:
+    """Plan every scene's cue with ``scoring.planner`` and apply ``scoring.spotting``."""
+    from ..prompts import resolve_provider
+
+    s, p = cfg.scoring, cfg.annotation.prompts
+    planner = resolve_provider(s.planner)
+    llm = {"model": s.llm_model or p.model, "temperature": s.llm_temperature, "seed": cfg.seed,
+           "cache_dir": cfg.paths.cache, "base_url": p.base_url, "timeout_s": p.timeout_s,
+           "max_retries": p.max_retries, "backoff_s": p.backoff_s, "batch_size": s.llm_batch_size}
+    return plan_cues(screenplay.scenes, planner=planner, spotting=s.spotting, min_intensity=s.spot_min_intensity,
+                     llm=llm, progress=progress)
+
+
+def _relevance(cfg, sheet: pd.DataFrame, scenes_by_index, out_dir: Path, *, progress: bool) -> pd.DataFrame:
+    from ..embeddings import get_embedder
+    from .relevance import score_relevance
+
+    cols = ["model", "seed", "n", "own", "own_ci_low", "own_ci_high", "other", "other_ci_low", "other_ci_high",
+            "margin", "margin_ci_low", "margin_ci_high", "top1", "chance_top1", "confidence", "clap_model"]
+    if not cfg.scoring.relevance or sheet["scene"].nunique() < 2:
+        return pd.DataFrame(columns=cols)
+    from ..config import resolve_device
+
+    model = cfg.scoring.clap_model or cfg.evaluation.clap_model or cfg.alignment.clap_model
+    try:
+        embedder = get_embedder("clap", {"model": model, "cache_dir": cfg.paths.cache,
+                                         "device": resolve_device(cfg.run.device), "seed": cfg.seed})
+    except DependencyError as exc:
+        print(f"CLAP relevance skipped: {exc}")
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for (label, seed), d in sheet.groupby(["model", "seed"], sort=False):
+        d = d.sort_values("scene")
+        summary, _sim = score_relevance([str(out_dir / f) for f in d["file"]],
+                                        [scenes_by_index[i].text for i in d["scene"]], embedder=embedder,
+                                        cache_dir=cfg.paths.cache, n_boot=max(cfg.scoring.bootstrap, 1),
+                                        confidence=cfg.scoring.confidence, seed=cfg.seed, progress=progress)
+        rows.append({"model": label, "seed": int(seed), **summary, "clap_model": embedder.identity})
+    return pd.DataFrame(rows)[cols]
+
+
+def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLike, models: list[str] | None = None,
+          progress: bool = True) -> ScoringResult:
+    """Score a screenplay: parse, plan, generate every spotted cue per model and seed, assemble the timelines,
+    write the cue sheet, figure, players, relevance and metrics under ``output_dir``.
+
+    Args:
+        script: a ``.fountain`` / ``.fdx`` file; ``None`` → ``scoring.script`` or the demo screenplay.
+        cfg: the run's :class:`~echoscript_utils.config.Config` (sections ``scoring``, ``generation`` for the
+            sampling settings, ``curation`` for the output format and loudness).
+        output_dir: the products' folder (created only after the script parsed).
+        models: model references (as generation takes them); ``None`` → :func:`.generate.scoring_models`.
+    """
+    from ..plots import save_figure
+    from ..plots import scoring as splots
+    from .generate import generate_cues, leitmotif_chroma, scoring_models
+
+    t_start = time.perf_counter()
+    sp = read_screenplay(cfg, script)  # raises before anything is written
+    cues = plan_screenplay(cfg, sp, progress=progress)
+    s = cfg.scoring
+    timings = cue_timings(sp.scenes, {c.scene for c in cues if c.spotted}, crossfade_s=s.crossfade_s,
+                          max_cue_s=s.max_cue_s)
+    models_plan = scoring_models(cfg, models)
+    out_dir = ensure_dir(output_dir)
+    script_path = Path(script or s.script or demo_script())
+    script_hash = file_hash(script_path)
+
+    by_scene = {c.scene: c for c in cues}
+    scenes_by_index = {sc.index: sc for sc in sp.scenes}
+    jobs = []
+    for t in timings:
+        c = by_scene[t.scene]
+        jobs.append({"scene": t.scene, "heading": c.heading, "prompt": c.prompt, "mood": c.mood,
+                     "intensity": c.intensity, "bpm": c.bpm, "instruments": c.instruments, "genre": c.genre,
+                     "key": c.key, "direction": c.direction, "planner": c.planner, **t.as_dict()})
+    theme = leitmotif = None
+    if s.leitmotif:
+        ref = s.leitmotif_model or cfg.generation.melody_model
+        if not ref:
+            from ..errors import ConfigError
+
+            raise ConfigError("scoring.leitmotif is on but no melody model is set; set scoring.leitmotif_model or "
+                              "generation.melody_model (e.g. facebook/musicgen-melody)")
+        theme, leitmotif = leitmotif_chroma(cfg, out_dir)
+    rows = []
+    for label, ref in models_plan.items():
+        rows += generate_cues(cfg, label, ref, jobs, out_dir=out_dir, seeds=list(s.seeds), script=script_hash,
+                              progress=progress)
+    if s.leitmotif:
+        from .generate import LEITMOTIF_LABEL
+
+        models_plan = {**models_plan, LEITMOTIF_LABEL: s.leitmotif_model or cfg.generation.melody_model}
+        rows += generate_cues(cfg, LEITMOTIF_LABEL, models_plan[LEITMOTIF_LABEL], jobs, out_dir=out_dir,
+                              seeds=list(s.seeds), theme=theme, leitmotif=leitmotif, script=script_hash,
+                              progress=progress)
+    files = pd.DataFrame(rows)
+    job_df = pd.DataFrame(jobs).drop(columns=["prompt"]) if jobs else pd.DataFrame(columns=["scene"])
+    plan_df = pd.DataFrame([c.as_row() for c in cues])
+    sheet = files.merge(plan_df[["scene", "prompt", "kind"]], on="scene").merge(job_df, on="scene")
+    sheet["instruments"] = sheet["instruments"].map(lambda v: ";".join(v) if isinstance(v, list) else v)
+    sheet = sheet[[c for c in CUE_SHEET_COLUMNS if c in sheet.columns]]
+
+    # timelines: one score per model × seed; score.wav is the first model's first seed
+    total = sp.duration_s
+    sr, ch = cfg.curation.sample_rate, (1 if cfg.curation.channels == "mono" else 2)
+    scores: dict[str, Path] = {}
+    assembled: dict[str, Any] = {}
+    tmap = {t.scene: t for t in timings}
+    for (label, seed), d in sheet.groupby(["model", "seed"], sort=False):
+        path = out_dir / label / f"score_s{seed}.wav"
+        info = assemble_score([(tmap[int(r.scene)], out_dir / r.file) for r in d.itertuples()], path, total_s=total,
+                              sr=sr, channels=ch, peak_db=cfg.curation.peak_limit_db, progress=progress)
+        scores[f"{label}_s{seed}"] = path
+        assembled[f"{label}_s{seed}"] = info
+    if scores:
+        first = next(iter(scores.values()))
+        from ..artifacts import atomic_path
+
+        with atomic_path(out_dir / "score.wav", suffix=".wav") as tmp:
+            shutil.copyfile(first, tmp)
+    else:  # nothing spotted: a silent timeline
+        assemble_score([], out_dir / "score.wav", total_s=total, sr=sr, channels=ch)
+
+    scenes_df = scenes_table(sp).merge(plan_df.drop(columns=["heading"]), on="scene")
+    write_table(sheet, out_dir, "cue_sheet", caption=f"Cue sheet of {sp.title}")
+    write_table(scenes_df, out_dir, "scenes", caption=f"Scenes of {sp.title}")
+    ax = splots.timeline(scenes_df)
+    ax.set_title(f"{sp.title}: cues along screen time")
+    save_figure(ax, "timeline", out_dir)
+    write_players(out_dir / "players.html",
+                  [{"label": "score.wav", "file": "score.wav"}]
+                  + [{"label": f"{r.model} · seed {r.seed} · scene {r.scene} ({r.mood}, {r.intensity:.2f})",
+                      "file": r.file} for r in sheet.itertuples()], title=sp.title)
+    relevance = _relevance(cfg, sheet, scenes_by_index, out_dir, progress=progress)
+    write_table(relevance, out_dir, "relevance")
+    metrics = {
+        "script": script_path.name, "script_hash": script_hash, "format": sp.format, "title": sp.title,
+        "n_scenes": len(sp.scenes), "n_spotted": len(timings), "screen_time_s": total,
+        "pages": round(sum(x.pages for x in sp.scenes), 3), "planner": cues[0].planner if cues else None,
+        "models": models_plan, "seeds": list(s.seeds), "n_cues": int(len(sheet)),
+        "n_generated": int(files["generated"].sum()) if len(files) else 0,
+        "moods": plan_df["mood"].value_counts().to_dict(), "kinds": plan_df["kind"].value_counts().to_dict(),
+        "scores": {k: {**v, "file": os.path.relpath(scores[k], out_dir)} for k, v in assembled.items()},
+        "relevance": relevance.drop(columns=["clap_model"]).to_dict("records") if len(relevance) else [],
+        "leitmotif": leitmotif, "seconds": round(time.perf_counter() - t_start, 2),
+    }
+    write_metrics(out_dir, metrics)
+    write_json(out_dir / "screenplay.json", {"title_page": sp.title_page, "source": script_path.name})
+    return ScoringResult(screenplay=sp, cues=cues, timings=timings, cue_sheet=sheet, scenes=scenes_df,
+                         relevance=relevance, plan=models_plan, scores=scores, out_dir=out_dir, metrics=metrics)
+
+
+def run(cfg, *, progress: bool = True) -> ScoringResult:
+    """The 08_scoring stage: ``scoring.script`` (or the demo screenplay) scored into ``<run>/08_scoring/``."""
+    return score(None, cfg, output_dir=cfg.paths.scoring, progress=progress)

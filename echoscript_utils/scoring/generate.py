@@ -1,13 +1,220 @@
-"""Cue audio: one WAV + JSON sidecar per spotted scene and model, extended past the model window by continuation.
+"""Cue audio: one WAV + JSON sidecar per spotted scene, seed and model, extended past the model window.
 
-Imports from the generation stage live here and only here (see the package notes).
+A cue is generated at its full timeline length (scene + crossfade tail, see :mod:`.timeline`): the first
+``scoring.window_s`` seconds in one call, the rest by continuation from its own last seconds (MusicGen) or, for
+the melody model, by further windows that follow the leitmotif's chroma on from where the last one stopped,
+joined with an equal-power crossfade. Output is standardised exactly like the generation stage's files (sample
+rate, channels, loudness target and peak ceiling of the ``curation`` section).
+
+Reruns skip a cue whose sidecar records the same model identity, prompt, seed, length, sampling settings and
+leitmotif (its ``settings_hash``), as the generation stage does.
+
+The generation helpers and the caption template are imported here and only here: they move below the stages
+in the package layout, and this module is the one to repoint.
 """
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import audio
+from ..artifacts import ensure_dir, read_json, text_hash, write_json
+from ..errors import ConfigError, InputError
+from ..generation import _crossfade_concat, _sidecar_matches, continue_long_form, demo_sketch, generate_batch, \
+    standardise
 
 try:  # the caption template moves out of the alignment stage in the package layout
     from ..captions import build_caption
 except ImportError:  # pragma: no cover - before the move
     from ..alignment import build_caption
 
-__all__ = ["build_caption"]
+__all__ = ["BASELINE_LABEL", "FINETUNED_LABEL", "LEITMOTIF_LABEL", "build_caption", "cue_settings",
+           "generate_cues", "leitmotif_chroma", "model_label", "scoring_models"]
+
+BASELINE_LABEL = "musicgen"
+FINETUNED_LABEL = "echoscript"
+LEITMOTIF_LABEL = "leitmotif"
+
+
+def cue_settings(cfg) -> dict[str, Any]:
+    """What every cue records (and whose change makes a rerun regenerate it)."""
+    g, c, s = cfg.generation, cfg.curation, cfg.scoring
+    return {"guidance_scale": g.guidance_scale, "do_sample": g.do_sample, "top_k": g.top_k, "top_p": g.top_p,
+            "temperature": g.temperature, "window_s": s.window_s,
+            "continuation_context_s": g.continuation_context_s, "join_crossfade_s": g.crossfade_s, "output_sample_rate": c.sample_rate,
+            "output_channels": c.channels, "target_lufs": c.target_lufs, "peak_limit_db": c.peak_limit_db}
+
+
+def model_label(ref: str, cfg) -> str:
+    """``musicgen`` for the baseline, ``echoscript`` for the run's fine-tuned model, else a folder-safe name."""
+    final = cfg.paths.finetuning / "final"
+    if str(ref) == str(cfg.generation.baseline_model):
+        return BASELINE_LABEL
+    try:
+        if Path(ref).resolve() == final.resolve():
+            return FINETUNED_LABEL
+    except OSError:  # pragma: no cover
+        pass
+    name = Path(str(ref).rstrip("/")).name or str(ref)
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)
+
+
+def scoring_models(cfg, refs: list[str] | None = None) -> dict[str, str]:
+    """``{label: model reference}`` in scoring order (the first one's first seed becomes ``score.wav``).
+
+    ``refs`` (the CLI's ``--model``) or ``scoring.models`` when given; otherwise the run's fine-tuned
+    ``04_finetuning/final`` when it exists (plus the baseline when ``scoring.compare_baseline``), else the
+    baseline ``generation.baseline_model``.
+    """
+    refs = list(refs or cfg.scoring.models or [])
+    if refs:
+        plan: dict[str, str] = {}
+        for r in refs:
+            label = model_label(r, cfg)
+            if label in plan:
+                raise ConfigError(f"model {r!r} given twice (as {label!r}); pass each model once")
+            plan[label] = str(r)
+        return plan
+    final = cfg.paths.finetuning / "final"
+    if (final / "config.json").is_file():
+        plan = {FINETUNED_LABEL: str(final)}
+        if cfg.scoring.compare_baseline:
+            plan[BASELINE_LABEL] = cfg.generation.baseline_model
+        return plan
+    return {BASELINE_LABEL: cfg.generation.baseline_model}
+
+
+def leitmotif_chroma(cfg, out_dir: Path) -> tuple[np.ndarray, str]:
+    """The leitmotif as chroma ``[n_frames, 12]`` (MusicGen-Melody's 7.8125 Hz frames) and its label.
+
+    ``scoring.leitmotif_midi``, or a generated demo theme written to ``out_dir/leitmotif.mid``.
+    """
+    from ..melody import chroma_from_midi
+
+    midi = cfg.scoring.leitmotif_midi
+    if midi is None:
+        midi = demo_sketch(ensure_dir(out_dir) / "leitmotif.mid", seed=cfg.seed)
+    if not Path(midi).is_file():
+        raise InputError(f"{midi}: leitmotif MIDI not found; set scoring.leitmotif_midi to a .mid file")
+    chroma = chroma_from_midi(midi)
+    if not chroma.any():
+        raise InputError(f"{midi}: the MIDI file has no pitched notes to carry as a leitmotif")
+    return chroma, f"midi:{Path(midi).name}"
+
+
+def _theme_frames(theme: np.ndarray, start_s: float, duration_s: float) -> np.ndarray:
+    """The looping theme's chroma from ``start_s`` for ``duration_s`` (cue time), as melody-model frames."""
+    from ..melody import CHROMA_FRAME_RATE, n_chroma_frames
+
+    n = n_chroma_frames(duration_s)
+    first = int(round(start_s * CHROMA_FRAME_RATE))
+    idx = (first + np.arange(n)) % len(theme)
+    return theme[idx]
+
+
+def _is_melody(model) -> bool:
+    return "Melody" in type(getattr(model, "get_base_model", lambda: model)()).__name__
+
+
+def _render_cue(model, processor, prompt: str, *, seed: int, cue_s: float, cfg, theme: np.ndarray | None):
+    """One cue ``[C, T]`` at the model rate, ``cue_s`` long."""
+    from ..models import model_sample_rate
+
+    g, s = cfg.generation, cfg.scoring
+    kw = dict(guidance_scale=g.guidance_scale, do_sample=g.do_sample, top_k=g.top_k, top_p=g.top_p,
+              temperature=g.temperature)
+    window = min(s.window_s, cue_s)
+    melody = _is_melody(model)
+    chroma = None if theme is None or not melody else _theme_frames(theme, 0.0, window)[None]
+    wav = generate_batch(model, processor, [prompt], seed=seed, duration_s=window, chroma=chroma, **kw)
+    if cue_s <= window + 1e-6:
+        return wav[0]
+    sr = model_sample_rate(model)
+    ctx = min(g.continuation_context_s, window / 2)
+    step = max(window - ctx, 1.0)  # new seconds per continuation call (as continue_long_form computes it)
+    fade = min(g.crossfade_s, step / 2)  # each join must leave new audio, or the loop below never ends
+    if not melody:
+        return continue_long_form(model, processor, [prompt], wav, seed=seed, total_s=cue_s, window_s=window,
+                                  context_s=ctx, crossfade_s=fade, **kw)[0]
+    out = wav[0]  # melody model: further windows along the theme, crossfaded on
+    fade = min(g.crossfade_s, window / 2)
+    k = 0
+    while out.shape[-1] < int(round(cue_s * sr)):
+        k += 1
+        at = out.shape[-1] / sr - fade
+        chroma = None if theme is None else _theme_frames(theme, at, window)[None]
+        nxt = generate_batch(model, processor, [prompt], seed=seed + 1000 * k, duration_s=window, chroma=chroma,
+                             **kw)[0]
+        out = _crossfade_concat(out, nxt, int(fade * sr))
+    return out[..., : int(round(cue_s * sr))]
+
+
+def generate_cues(cfg, label: str, ref: str, cues: list[dict[str, Any]], *, out_dir: Path, seeds: list[int],
+                  theme: np.ndarray | None = None, leitmotif: str | None = None, script: str = "",
+                  progress: bool = True) -> list[dict[str, Any]]:
+    """Generate every cue × seed for one model into ``out_dir/<label>/`` and return one row per file.
+
+    Args:
+        cues: one dict per spotted scene with ``scene``, ``heading``, ``prompt``, ``cue_s`` (and anything else
+            to record in the sidecar: mood, intensity, bpm, timing …).
+        seeds: each seed gives one full score; cue ``k`` of seed ``s`` samples with torch seed
+            ``1000 × s + scene`` (the same for every model, so baseline and fine-tuned share their noise draws).
+        theme: leitmotif chroma (:func:`leitmotif_chroma`) for a melody model; ignored by plain MusicGen.
+        script: the screenplay's content hash (recorded, not part of the skip key: the cue's prompt and length
+            are).
+    """
+    from tqdm.auto import tqdm
+
+    from ..config import resolve_device
+    from ..models import load_musicgen, model_identity, model_sample_rate, resolve_model
+
+    folder = ensure_dir(out_dir / label)
+    path = resolve_model(ref, cache_dir=cfg.paths.models, seed=cfg.seed)
+    identity = model_identity(path, seed=cfg.seed)
+    settings = cue_settings(cfg)
+    sr_out = cfg.curation.sample_rate
+    model = processor = None
+    rows = []
+    jobs = [(seed, cue) for seed in seeds for cue in cues]
+    bar = tqdm(total=len(jobs), desc=f"cues {label}", disable=not progress, leave=False)
+    for seed, cue in jobs:
+        stem = f"cue{int(cue['scene']):03d}_s{seed}"
+        side_path = folder / f"{stem}.json"
+        cue_seed = 1000 * int(seed) + int(cue["scene"])
+        key = text_hash(identity, cue["prompt"], cue_seed, round(float(cue["cue_s"]), 3), settings, leitmotif)
+        done = _sidecar_matches(side_path, key)
+        if not done:
+            if model is None:
+                model, processor = load_musicgen(path, cache_dir=cfg.paths.models,
+                                                 device=resolve_device(cfg.run.device), seed=cfg.seed)
+                if theme is not None and not _is_melody(model):
+                    raise ConfigError(f"scoring.leitmotif needs a MusicGen-Melody model, but {ref!r} is plain "
+                                      "MusicGen; set scoring.leitmotif_model (e.g. facebook/musicgen-melody)")
+            t0 = time.perf_counter()
+            wav = _render_cue(model, processor, cue["prompt"], seed=cue_seed, cue_s=float(cue["cue_s"]), cfg=cfg,
+                              theme=theme)
+            wall = time.perf_counter() - t0
+            sr_model = model_sample_rate(model)
+            std = standardise(wav, sr_model, sample_rate=sr_out, channels=cfg.curation.channels,
+                              target_lufs=cfg.curation.target_lufs, peak_db=cfg.curation.peak_limit_db)
+            std = std[..., : int(round(float(cue["cue_s"]) * sr_out))]
+            wav_path = folder / f"{stem}.wav"
+            audio.write(wav_path, std, sr_out)
+            write_json(side_path, {
+                **{k: v for k, v in cue.items()}, "seed": seed, "cue_seed": cue_seed, "model": label,
+                "model_id": ref, "checkpoint": identity, "settings": settings, "settings_hash": key,
+                "leitmotif": leitmotif, "script_hash": script, "duration_file_s": std.shape[-1] / sr_out,
+                "sample_rate": sr_out, "model_sample_rate": sr_model, "lufs": audio.loudness(std, sr_out),
+                "peak_db": audio.peak_db(std), "wall_time_s": wall, "file": wav_path.name,
+            })
+            del wav, std
+        side = read_json(side_path)
+        rows.append({"model": label, "seed": seed, "scene": int(cue["scene"]), "file": f"{label}/{side['file']}",
+                     "lufs": side.get("lufs"), "wall_time_s": side.get("wall_time_s"), "generated": not done})
+        bar.update(1)
+    bar.close()
+    return rows

@@ -194,6 +194,8 @@ AROUSAL_LEXICON: dict[str, float] = {
 _HEADING_HINTS = {"night": ("suspenseful", 0.3), "dawn": ("calming", 0.3), "morning": ("calming", 0.2),
                   "sunrise": ("uplifting", 0.3), "dusk": ("melancholic", 0.2), "storm": ("suspenseful", 0.5)}
 
+#: The quietest cue the offline planner plans (a spotted scene never gets a cue of intensity 0).
+INTENSITY_FLOOR = 0.05
 #: Baseline intensity of each mood before arousal words move it.
 MOOD_BASE_INTENSITY = {"suspenseful": 0.55, "uplifting": 0.6, "melancholic": 0.3, "calming": 0.15}
 
@@ -279,7 +281,7 @@ def intensity_of(action: str, dialogue: str = "", *, mood: str) -> float:
     mean_len = len(words) / max(len(sentences), 1)
     excl = min(text.count("!"), 4) / 4.0
     x = MOOD_BASE_INTENSITY[mood] + 0.35 * np.tanh(per_sentence) + 0.1 * excl + 0.1 * np.tanh((9.0 - mean_len) / 4)
-    return float(np.clip(round(x, 2), 0.0, 1.0))
+    return float(np.clip(round(x, 2), INTENSITY_FLOOR, 1.0))
 
 
 def _shape(action: str, mood: str) -> str:
