@@ -128,6 +128,22 @@ def _add_fad(sub) -> None:
     p.set_defaults(func=run)
 
 
+# ---------------------------------------------------------------------------------------------- score
+def _add_score(sub) -> None:
+    p = sub.add_parser("score", help="screenplay (Fountain or .fdx) → cue sheet, one cue per scene, score.wav")
+    p.add_argument("script", help="a Fountain (.fountain) or Final Draft (.fdx) screenplay")
+    p.add_argument("--output", required=True, help="folder for cue_sheet.csv, the cues, score.wav, timeline, ...")
+    p.add_argument("--model", nargs="+", default=None, metavar="REF",
+                   help="model reference(s) as generation takes them (hub id, folder, adapter, tiny-*); default: "
+                        "the run's fine-tuned 04_finetuning/final when it exists, else generation.baseline_model")
+    _params_arg(p)
+
+    def run(args) -> int:
+        return _score(args)
+
+    p.set_defaults(func=run)
+
+
 # ------------------------------------------------------------------------------------------ listening
 def _add_listening(sub) -> None:
     p = sub.add_parser("listening", help="listening test: build a pack, validate and analyse a study")
@@ -234,6 +250,29 @@ def _curate(args) -> int:
         print(f"tempo accuracy {t['accuracy']:.2f} (octave errors {t['octave_errors']}), "
               f"key MIREX score {k['weighted_score']:.2f} on {t['n']} labelled clips")
     print(f"skipped inputs: {result.output_dir / 'skipped.csv'}")
+    return 0
+
+
+def _score(args) -> int:
+    """``echoscript score SCRIPT --output DIR [--model REF ...]``: prints the cue sheet's summary."""
+    from . import scoring
+    from .config import set_seed
+
+    cfg = _load(args)
+    set_seed(cfg.seed)
+    if cfg.run.torch_threads:  # as the notebooks do (tiny models run fastest on one thread)
+        import torch
+
+        torch.set_num_threads(cfg.run.torch_threads)
+    res = scoring.score(args.script, cfg, output_dir=args.output, models=args.model)
+    m = res.metrics
+    print(f"{m['title']}: {m['n_scenes']} scenes, {m['pages']:.1f} pages ≈ {m['screen_time_s']:.0f} s of screen time; "
+          f"{m['n_spotted']} cues × {len(res.plan)} model(s) × {len(m['seeds'])} seed(s) "
+          f"({m['n_generated']} generated, {m['n_cues'] - m['n_generated']} reused) in {m['seconds']:.1f} s")
+    for c in res.cues:
+        print(f"  scene {c.scene:>3}  {c.mood:<11} {c.intensity:.2f}  {c.bpm:>3} bpm  "
+              f"{'' if c.spotted else '(no cue) '}{c.heading}")
+    print(f"cue sheet: {res.out_dir / 'cue_sheet.csv'}   score: {res.score_path}")
     return 0
 
 
@@ -358,8 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="echoscript", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_run, _add_report, _add_demo_data, _add_curate, _add_fad, _add_listening, _add_models,
-                _add_train):
+    for add in (_add_run, _add_report, _add_demo_data, _add_curate, _add_fad, _add_score, _add_listening,
+                _add_models, _add_train):
         add(sub)
     return parser
 

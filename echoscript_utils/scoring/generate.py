@@ -9,8 +9,9 @@ rate, channels, loudness target and peak ceiling of the ``curation`` section).
 Reruns skip a cue whose sidecar records the same model identity, prompt, seed, length, sampling settings and
 leitmotif (its ``settings_hash``), as the generation stage does.
 
-The generation helpers and the caption template are imported here and only here: they move below the stages
-in the package layout, and this module is the one to repoint.
+The generation stage's helpers (``generate_batch``, ``continue_long_form``, ``standardise``,
+``_crossfade_concat``, ``_sidecar_matches``, ``demo_sketch``) are imported here and only here, until they move
+below the stages; this module is the one to repoint.
 """
 
 from __future__ import annotations
@@ -24,13 +25,9 @@ import numpy as np
 from .. import audio
 from ..artifacts import ensure_dir, read_json, text_hash, write_json
 from ..errors import ConfigError, InputError
+from ..captions import build_caption
 from ..generation import _crossfade_concat, _sidecar_matches, continue_long_form, demo_sketch, generate_batch, \
     standardise
-
-try:  # the caption template moves out of the alignment stage in the package layout
-    from ..captions import build_caption
-except ImportError:  # pragma: no cover - before the move
-    from ..alignment import build_caption
 
 __all__ = ["BASELINE_LABEL", "FINETUNED_LABEL", "LEITMOTIF_LABEL", "build_caption", "cue_settings",
            "generate_cues", "leitmotif_chroma", "model_label", "scoring_models"]

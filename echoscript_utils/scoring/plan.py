@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ..captions import build_caption
 from ..errors import ConfigError, InputError
 from ..taxonomy import GENRES, INSTRUMENTS, MOODS
 
@@ -460,8 +461,6 @@ def openai_plan(scenes: Sequence[Any], *, model: str = "gpt-4o-mini", temperatur
 
 # --------------------------------------------------------------------------------------------- planning
 def _caption(cue: CuePlan, scene: Any, *, max_words: int = 40) -> str:
-    from .generate import build_caption
-
     words = scene.text.split()
     text = " ".join(words[:max_words]).rstrip(",;:")
     return build_caption({"scene": text, "genre": cue.genre, "moods": [cue.mood], "instruments": cue.instruments,

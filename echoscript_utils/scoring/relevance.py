@@ -29,7 +29,7 @@ def relevance_summary(sim: np.ndarray, *, n_boot: int = 1000, confidence: float 
                       seed: int = 0) -> dict[str, Any]:
     """``own``, ``other`` and ``margin`` means with bootstrap intervals over cues, plus ``top1``, from a square
     cue × scene-text cosine matrix (row ``i`` is the cue of scene ``i``)."""
-    from ..fad import _mean_ci
+    from ..stats import _mean_ci
 
     sim = np.asarray(sim, np.float64)
     n = sim.shape[0]
