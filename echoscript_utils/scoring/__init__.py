@@ -66,6 +66,23 @@ class ScoringResult:
     def score_path(self) -> Path:
         return self.out_dir / "score.wav"
 
+    def players(self, *, seed: int | None = None) -> pd.DataFrame:
+        """One row per scored scene (``scene`` label) plus a last ``full score`` row, one column of file paths
+        per model (first seed by default): the table ``notebook.audio_grid`` shows side by side."""
+        d = self.cue_sheet
+        seed = int(d["seed"].min()) if seed is None else seed
+        d = d[d["seed"] == seed]
+        wide = (d.assign(path=[str(self.out_dir / f) for f in d["file"]],
+                         label=[f"{sc} · {h} ({m}, {i:.2f})" for sc, h, m, i in
+                                zip(d["scene"], d["heading"], d["mood"], d["intensity"])])
+                .pivot(index="label", columns="model", values="path"))
+        order = list(dict.fromkeys(f"{sc} · {h} ({m}, {i:.2f})" for sc, h, m, i in
+                                   zip(d["scene"], d["heading"], d["mood"], d["intensity"])))
+        wide = wide.reindex(order)[[m for m in self.plan if m in wide.columns]]
+        full = {m: str(self.out_dir / m / f"score_s{seed}.wav") for m in wide.columns}
+        wide.loc["full score"] = full
+        return wide.reset_index().rename(columns={"label": "scene"})
+
 
 def read_screenplay(cfg, script: str | os.PathLike | None = None) -> Screenplay:
     """Parse ``script`` (default ``scoring.script``, else the demo) with the run's screen-time estimate."""

@@ -24,10 +24,16 @@ import numpy as np
 
 from .. import audio
 from ..artifacts import ensure_dir, read_json, text_hash, write_json
-from ..errors import ConfigError, InputError
 from ..captions import build_caption
-from ..generation import _crossfade_concat, _sidecar_matches, continue_long_form, demo_sketch, generate_batch, \
-    standardise
+from ..errors import ConfigError, InputError
+from ..generation import (
+    _crossfade_concat,
+    _sidecar_matches,
+    continue_long_form,
+    demo_sketch,
+    generate_batch,
+    standardise,
+)
 
 __all__ = ["BASELINE_LABEL", "FINETUNED_LABEL", "LEITMOTIF_LABEL", "build_caption", "cue_settings",
            "generate_cues", "leitmotif_chroma", "model_label", "scoring_models"]

@@ -99,7 +99,7 @@ MOOD_LEXICON: dict[str, dict[str, float]] = {
         "suspect": 1.5, "detective": 1, "thief": 1.5, "heist": 1.5, "siege": 2, "soldier": 1, "sword": 1.5,
         "arrow": 1, "archer": 1.5, "bolt": 0.5, "rider": 0.5, "tightens": 1, "sweeps": 0.5, "beam": 0.5,
         "pressure plate": 1.5, "clicks": 0.7, "goes silent": 1.5, "against the wind": 0.5, "burning": 1,
-        "thud": 1, "drag": 0.7, "boots": 0.7, "rifle": 1.5, "radio": 0.5, "waits": 0.3, "keys": 0.3,
+        "thud": 1, "drag": 0.7, "boots": 0.7, "radio": 0.5, "waits": 0.3, "keys": 0.3,
         "split(s)? open": 1, "black water": 1.5, "skid": 1, "fishtail": 1.5, "whip": 0.7, "grip": 0.7,
         "sneak": 1.5, "tiptoe": 1.5, "ambush": 2, "hostage": 2, "kidnap": 2, "murder": 2, "killer": 2,
         "kill": 1.5, "wound": 1, "hunted": 1.5, "warning": 1, "emergency": 1.5, "evacuat": 1.5,
@@ -172,11 +172,11 @@ MOOD_LEXICON: dict[str, dict[str, float]] = {
 
 #: Arousal: words that push intensity up (+) or down (−).
 AROUSAL_LEXICON: dict[str, float] = {
-    "run": 1, "runs": 1, "sprint": 1.5, "race": 1, "chase": 1.5, "explo": 2, "blast": 2, "crash": 1.5,
+    "run": 1, "sprint": 1.5, "race": 1, "chase": 1.5, "explo": 2, "blast": 2, "crash": 1.5,
     "smash": 1.5, "slam": 1.5, "scream": 1.5, "shout": 1, "yell": 1, "roar": 1.5, "fire": 1, "flames": 1.5,
     "gunfire": 2, "shot": 1, "bullet": 1.5, "fight": 1.5, "punch": 1.5, "kick": 1, "storm": 1.5,
     "thunder": 1.5, "lightning": 1.5, "siren": 1.5, "swerv": 1.5, "leap": 1, "jump": 1, "collaps": 1.5,
-    "burst": 1.5, "erupt": 2, "stampede": 2, "charge": 1, "battle": 2, "panic": 1.5, "frantic": 1.5, "rush": 1,
+    "erupt": 2, "stampede": 2, "charge": 1, "battle": 2, "panic": 1.5, "frantic": 1.5, "rush": 1,
     "pound": 1.5, "hammer": 1, "cheer": 1.5, "firework": 1.5, "confetti": 1.5, "floors it": 2, "faster": 1.5,
     "hurl": 1.5, "haul": 1, "lash": 1, "dive": 1, "rolls": 0.5, "surg": 1, "whoop": 1, "clapping": 1,
     "throttle": 1, "full speed": 1.5, "roll": 0.5, "bolt": 1, "vault": 1, "lands hard": 1, "burst": 1,
