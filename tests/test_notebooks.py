@@ -1,4 +1,4 @@
-"""The seven notebooks: committed clean, and executed end to end through papermill on the demo profile.
+"""The numbered notebooks: committed clean, and executed end to end through papermill on the demo profile.
 
 The demo run happens once per test session (it is the slowest test); each stage's declared products and the
 figures it records are then checked separately.
@@ -130,6 +130,14 @@ def test_demo_recorded_results(demo_run):
     qm = pd.read_csv(cfg.paths.listening / "analysis" / "question_means.csv")
     assert len(qm) == 16 and set(qm["model"]) == {"musicgen", "echoscript"}
     assert ((qm["ci_low"] <= qm["mean"]) & (qm["mean"] <= qm["ci_high"])).all()
+    # 08: the demo screenplay scored by the fine-tuned model, the baseline and the leitmotif, on one timeline
+    sc = m["08_scoring"]
+    assert set(sc["models"]) == {"echoscript", "musicgen", "leitmotif"}
+    sheet = pd.read_csv(cfg.paths.scoring / "cue_sheet.csv")
+    assert len(sheet) == sc["n_cues"] == 3 * sc["n_spotted"] * len(sc["seeds"])
+    assert audio.info(cfg.paths.scoring / "score.wav").frames == int(round(sc["screen_time_s"] * 44100))
+    assert set(sc["kinds"]) >= {"suspense", "tranquillity", "action", "melancholy", "triumph"}
+    assert sc["planner_accuracy"]["accuracy"] > sc["planner_accuracy"]["majority_baseline"]
 
 
 @pytest.mark.notebook
@@ -143,6 +151,7 @@ def test_stage_entry_points_do_what_the_notebooks_do(demo_run, tmp_path):
         finetuning,
         generation,
         listening,
+        scoring,
     )
 
     nb_cfg, _ = demo_run
@@ -150,7 +159,7 @@ def test_stage_entry_points_do_what_the_notebooks_do(demo_run, tmp_path):
                                                       "run.cache_dir": str(nb_cfg.paths.cache)},
                       output_root=tmp_path)
     for stage, module in zip(STAGES, (curation, annotation, alignment, finetuning, generation, evaluation,
-                                      listening), strict=False):
+                                      listening, scoring), strict=True):
         module.run(cfg, progress=False)
         got, want = read_json(cfg.paths.stage(stage) / "metrics.json"), read_json(nb_cfg.paths.stage(stage) / "metrics.json")
         assert set(got) == set(want), stage
