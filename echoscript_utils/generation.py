@@ -29,9 +29,15 @@ from .captions import build_caption
 from .config import resolve_device
 from .dataset import load_metadata
 from .errors import InputError
-from .melody import chroma_from_audio, chroma_from_midi, n_chroma_frames
-from .models import frame_rate, load_musicgen, model_identity, model_sample_rate, resolve_model
-from .synth import write_midi
+from .melody import chroma_from_audio, chroma_from_midi, demo_sketch, n_chroma_frames
+from .models import load_musicgen, model_identity, model_sample_rate, resolve_model
+from .musicgen_sampling import (
+    continue_long_form,
+    crossfade_concat,
+    generate_batch,
+    sidecar_matches,
+    standardise,
+)
 
 __all__ = [
     "GenerationItem",
@@ -46,6 +52,10 @@ __all__ = [
     "run_sketch",
     "standardise",
 ]
+
+#: Old private names, kept for callers of this module (the helpers live in ``musicgen_sampling`` now).
+_crossfade_concat = crossfade_concat
+_sidecar_matches = sidecar_matches
 
 BASELINE_LABEL = "musicgen"
 FINETUNED_LABEL = "echoscript"
@@ -145,108 +155,9 @@ def generation_settings(cfg) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------------------------- audio
-def standardise(wav: np.ndarray, sr: int, *, sample_rate: int, channels: str = "mono",
-                target_lufs: float | None = -14.0, peak_db: float = -1.0) -> np.ndarray:
-    """Bring model output ``[C, T]`` at ``sr`` to the curated clips' format: resample (soxr HQ) to
-    ``sample_rate``, mono or stereo, loudness-normalise to ``target_lufs`` under a ``peak_db`` ceiling."""
-    x = audio.resample(np.asarray(wav, np.float32), sr, sample_rate)
-    x = audio.to_mono(x) if channels == "mono" else (x if x.shape[0] == 2 else np.repeat(audio.to_mono(x), 2, 0))
-    if target_lufs is not None:
-        x = audio.normalize_loudness(x, sample_rate, target_lufs, peak_db=peak_db)
-    return x
-
-
-def _fit_length(wav: np.ndarray, n: int) -> np.ndarray:
-    if wav.shape[-1] >= n:
-        return wav[..., :n]
-    return np.pad(wav, ((0, 0), (0, n - wav.shape[-1])))
-
-
-def _crossfade_concat(a: np.ndarray, b: np.ndarray, n_fade: int) -> np.ndarray:
-    """Join ``a`` and ``b`` ``[C, T]`` with an equal-power crossfade of ``n_fade`` samples."""
-    n_fade = int(min(n_fade, a.shape[-1], b.shape[-1]))
-    if n_fade <= 0:
-        return np.concatenate([a, b], axis=-1)
-    t = np.linspace(0, np.pi / 2, n_fade, dtype=np.float32)
-    mixed = a[:, -n_fade:] * np.cos(t) + b[:, :n_fade] * np.sin(t)
-    return np.concatenate([a[:, :-n_fade], mixed, b[:, n_fade:]], axis=-1)
-
-
-# --------------------------------------------------------------------------------------------- models
-def generate_batch(model, processor, prompts: list[str], *, seed: int, duration_s: float,
-                   guidance_scale: float = 3.0, do_sample: bool = True, top_k: int = 250, top_p: float = 0.0,
-                   temperature: float = 1.0, chroma: np.ndarray | None = None,
-                   audio_prompt: np.ndarray | None = None) -> np.ndarray:
-    """Generate one batch; returns float32 ``[B, C, T]`` at the model's sample rate, exactly
-    ``duration_s`` long (the continuation only, when ``audio_prompt`` is given).
-
-    Args:
-        prompts: ``B`` texts.
-        seed: torch is seeded with it right before sampling.
-        chroma: MusicGen-Melody only: ``[B, n_frames, 12]`` one-hot chroma (``echoscript_utils.melody``).
-        audio_prompt: MusicGen only: ``[B, T_p]`` mono audio at the model rate to continue from.
-    """
-    import torch
-
-
-    sr = model_sample_rate(model)
-    n_tokens = int(np.ceil(duration_s * frame_rate(model))) + 4
-    is_melody = "Melody" in type(getattr(model, "get_base_model", lambda: model)()).__name__
-    tokenizer = getattr(processor, "tokenizer", processor)
-    if audio_prompt is not None:
-        inputs = processor(text=list(prompts), audio=[a for a in audio_prompt], sampling_rate=sr, padding=True,
-                           return_tensors="pt")
-    else:
-        inputs = tokenizer(list(prompts), padding=True, return_tensors="pt")
-    device = next(model.parameters()).device
-    inputs = {k: v.to(device) for k, v in inputs.items()}
-    if is_melody and chroma is not None:
-        inputs["input_features"] = torch.as_tensor(chroma, dtype=torch.float32, device=device)
-    kwargs = dict(do_sample=do_sample, guidance_scale=guidance_scale, max_new_tokens=n_tokens)
-    if do_sample:
-        kwargs.update(top_k=top_k or None, top_p=top_p or None, temperature=temperature)
-    torch.manual_seed(seed)
-    with torch.inference_mode():
-        out = model.generate(**inputs, **kwargs)
-    wav = out.float().cpu().numpy()
-    if audio_prompt is not None:
-        wav = wav[..., audio_prompt.shape[-1]:]
-    return np.stack([_fit_length(w, int(round(duration_s * sr))) for w in wav]).astype(np.float32)
-
-
-def continue_long_form(model, processor, prompts: list[str], first: np.ndarray, *, seed: int, total_s: float,
-                       window_s: float, context_s: float, crossfade_s: float, **gen_kwargs) -> np.ndarray:
-    """Extend ``first`` ``[B, C, T]`` past the model's window: repeatedly condition on its last ``context_s``
-    seconds, generate ``window_s − context_s`` new seconds, and crossfade them on, until ``total_s``."""
-
-    sr = model_sample_rate(model)
-    out = [w for w in first]
-    step = max(window_s - context_s, 1.0)
-    k = 0
-    while out[0].shape[-1] < int(total_s * sr):
-        k += 1
-        ctx = np.stack([w.mean(axis=0)[-int(context_s * sr):] for w in out])
-        new = generate_batch(model, processor, prompts, seed=seed + 1000 * k, duration_s=step, audio_prompt=ctx,
-                             **gen_kwargs)
-        n_fade = int(crossfade_s * sr)
-        pre = int(min(n_fade, new.shape[-1]))
-        out = [_crossfade_concat(w, nw, pre) for w, nw in zip(out, new)]
-    return np.stack([_fit_length(w, int(total_s * sr)) for w in out])
-
-
 def _chunks(seq, n):
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
-
-
-def _sidecar_matches(path: Path, key: str) -> bool:
-    if not path.with_suffix(".wav").is_file() or not path.is_file():
-        return False
-    try:
-        return read_json(path).get("settings_hash") == key
-    except Exception:
-        return False
 
 
 def generate_for_model(cfg, label: str, ref: str, items: list[GenerationItem], *, out_dir: Path,
@@ -266,7 +177,7 @@ def generate_for_model(cfg, label: str, ref: str, items: list[GenerationItem], *
     for seed in g.seeds:
         for batch in _chunks(items, g.batch_size):
             keys = [text_hash(identity, it.prompt, seed, settings, melody_source) for it in batch]
-            todo = not all(_sidecar_matches(folder / f"{it.name}_s{seed}.json", k) for it, k in zip(batch, keys))
+            todo = not all(sidecar_matches(folder / f"{it.name}_s{seed}.json", k) for it, k in zip(batch, keys))
             jobs.append((seed, batch, keys, todo))
     model = processor = None
     rows = []
@@ -317,31 +228,6 @@ def generate_for_model(cfg, label: str, ref: str, items: list[GenerationItem], *
 
 
 # --------------------------------------------------------------------------------------------- sketch
-def demo_sketch(path: str | os.PathLike, *, bpm: float = 90.0, seed: int = 0) -> Path:
-    """Write a short MIDI sketch (an 8-bar D-minor theme over a held bass) — a stand-in for a composer's sketch."""
-    import pretty_midi
-
-    rng = np.random.default_rng(seed)
-    pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
-    lead = pretty_midi.Instrument(program=40, name="theme")  # violin
-    bass = pretty_midi.Instrument(program=42, name="bass")  # cello
-    beat = 60.0 / bpm
-    scale = [62, 64, 65, 67, 69, 70, 72, 74]  # D natural minor from D4
-    roots = [50, 46, 48, 45]  # D, Bb, C, A
-    t = 0.0
-    for bar in range(8):
-        bass.notes.append(pretty_midi.Note(velocity=70, pitch=roots[bar % 4], start=t, end=t + 4 * beat))
-        idx = int(rng.integers(0, 4))
-        for step in range(4):
-            idx = int(np.clip(idx + rng.choice([-1, 1, 2]), 0, len(scale) - 1))
-            lead.notes.append(pretty_midi.Note(velocity=90, pitch=scale[idx], start=t + step * beat,
-                                               end=t + (step + 0.95) * beat))
-        t += 4 * beat
-    pm.instruments.extend([lead, bass])
-
-    return write_midi(pm, path)
-
-
 def run_sketch(cfg, *, out_dir: Path | None = None, progress: bool = True) -> pd.DataFrame:
     """MIDI-sketch control: chroma of ``generation.melody_midi`` (or a generated demo sketch) conditions
     ``generation.melody_model`` on the scenarios; files go to ``05_generation/sketch/`` with sidecars."""

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
 from .models import model_sample_rate
+from .synth import write_midi
 
 __all__ = [
     "CHROMA_FRAME_RATE",
@@ -173,3 +175,27 @@ def chroma_from_midi(path_or_pm, *, n_frames: int | None = None, frame_rate: flo
         overlap = np.clip(np.minimum(hi, end) - np.maximum(lo, start), 0.0, None)
         energy[:, pc] += velocity * overlap
     return _one_hot_argmax(energy, silent=energy.sum(axis=1) <= 0)
+
+
+def demo_sketch(path: str | os.PathLike, *, bpm: float = 90.0, seed: int = 0) -> Path:
+    """Write a short MIDI sketch (an 8-bar D-minor theme over a held bass) — a stand-in for a composer's sketch."""
+    import pretty_midi
+
+    rng = np.random.default_rng(seed)
+    pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+    lead = pretty_midi.Instrument(program=40, name="theme")  # violin
+    bass = pretty_midi.Instrument(program=42, name="bass")  # cello
+    beat = 60.0 / bpm
+    scale = [62, 64, 65, 67, 69, 70, 72, 74]  # D natural minor from D4
+    roots = [50, 46, 48, 45]  # D, Bb, C, A
+    t = 0.0
+    for bar in range(8):
+        bass.notes.append(pretty_midi.Note(velocity=70, pitch=roots[bar % 4], start=t, end=t + 4 * beat))
+        idx = int(rng.integers(0, 4))
+        for step in range(4):
+            idx = int(np.clip(idx + rng.choice([-1, 1, 2]), 0, len(scale) - 1))
+            lead.notes.append(pretty_midi.Note(velocity=90, pitch=scale[idx], start=t + step * beat,
+                                               end=t + (step + 0.95) * beat))
+        t += 4 * beat
+    pm.instruments.extend([lead, bass])
+    return write_midi(pm, path)

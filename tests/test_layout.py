@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "echoscript_utils"
-STAGE_MODULES = ("curation", "annotation", "alignment", "finetuning", "generation", "evaluation", "listening")
+STAGE_MODULES = ("curation", "annotation", "alignment", "finetuning", "generation", "evaluation", "listening",
+                 "scoring")
 
 
 def _modules() -> dict[str, Path]:

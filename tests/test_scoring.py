@@ -470,3 +470,16 @@ def test_stage_is_registered():
     assert "score.wav" in pipeline.STAGE_PRODUCTS["08_scoring"]
     nb = json.loads((REPO / "notebooks" / "08_scoring.ipynb").read_text())
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def test_continuation_refuses_a_join_that_never_advances(tmp_path, model_cache):
+    """A crossfade as long as each continuation step would loop forever: it is refused with a clear error."""
+    from echoscript_utils.models import load_musicgen
+    from echoscript_utils.musicgen_sampling import continue_long_form
+
+    path = resolve_model("tiny-musicgen", cache_dir=model_cache / "models", seed=1234)
+    model, processor = load_musicgen(path, cache_dir=model_cache / "models")
+    first = np.zeros((1, 1, 16000), np.float32)
+    with pytest.raises(ValueError, match="never grows"):
+        continue_long_form(model, processor, ["x"], first, seed=0, total_s=3.0, window_s=2.0, context_s=1.0,
+                           crossfade_s=1.0)

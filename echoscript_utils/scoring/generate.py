@@ -9,9 +9,8 @@ rate, channels, loudness target and peak ceiling of the ``curation`` section).
 Reruns skip a cue whose sidecar records the same model identity, prompt, seed, length, sampling settings and
 leitmotif (its ``settings_hash``), as the generation stage does.
 
-The generation stage's helpers (``generate_batch``, ``continue_long_form``, ``standardise``,
-``_crossfade_concat``, ``_sidecar_matches``, ``demo_sketch``) are imported here and only here, until they move
-below the stages; this module is the one to repoint.
+Sampling, continuation, the output format and the skip check are shared with the generation stage through
+:mod:`echoscript_utils.musicgen_sampling` (no stage imports another).
 """
 
 from __future__ import annotations
@@ -26,12 +25,12 @@ from .. import audio
 from ..artifacts import ensure_dir, read_json, text_hash, write_json
 from ..captions import build_caption
 from ..errors import ConfigError, InputError
-from ..generation import (
-    _crossfade_concat,
-    _sidecar_matches,
+from ..melody import demo_sketch
+from ..musicgen_sampling import (
     continue_long_form,
-    demo_sketch,
+    crossfade_concat,
     generate_batch,
+    sidecar_matches,
     standardise,
 )
 
@@ -48,8 +47,8 @@ def cue_settings(cfg) -> dict[str, Any]:
     g, c, s = cfg.generation, cfg.curation, cfg.scoring
     return {"guidance_scale": g.guidance_scale, "do_sample": g.do_sample, "top_k": g.top_k, "top_p": g.top_p,
             "temperature": g.temperature, "window_s": s.window_s,
-            "continuation_context_s": g.continuation_context_s, "join_crossfade_s": g.crossfade_s, "output_sample_rate": c.sample_rate,
-            "output_channels": c.channels, "target_lufs": c.target_lufs, "peak_limit_db": c.peak_limit_db}
+            "continuation_context_s": g.continuation_context_s, "join_crossfade_s": g.crossfade_s,
+            "output_sample_rate": c.sample_rate, "output_channels": c.channels, "target_lufs": c.target_lufs, "peak_limit_db": c.peak_limit_db}
 
 
 def model_label(ref: str, cfg) -> str:
@@ -152,7 +151,7 @@ def _render_cue(model, processor, prompt: str, *, seed: int, cue_s: float, cfg, 
         chroma = None if theme is None else _theme_frames(theme, at, window)[None]
         nxt = generate_batch(model, processor, [prompt], seed=seed + 1000 * k, duration_s=window, chroma=chroma,
                              **kw)[0]
-        out = _crossfade_concat(out, nxt, int(fade * sr))
+        out = crossfade_concat(out, nxt, int(fade * sr))
     return out[..., : int(round(cue_s * sr))]
 
 
@@ -189,7 +188,7 @@ def generate_cues(cfg, label: str, ref: str, cues: list[dict[str, Any]], *, out_
         side_path = folder / f"{stem}.json"
         cue_seed = 1000 * int(seed) + int(cue["scene"])
         key = text_hash(identity, cue["prompt"], cue_seed, round(float(cue["cue_s"]), 3), settings, leitmotif)
-        done = _sidecar_matches(side_path, key)
+        done = sidecar_matches(side_path, key)
         if not done:
             if model is None:
                 model, processor = load_musicgen(path, cache_dir=cfg.paths.models,
