@@ -245,5 +245,13 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
 
 
 def run(cfg, *, progress: bool = True) -> ScoringResult:
-    """The 08_scoring stage: ``scoring.script`` (or the demo screenplay) scored into ``<run>/08_scoring/``."""
-    return score(None, cfg, output_dir=cfg.paths.scoring, progress=progress)
+    """The 08_scoring stage: ``scoring.script`` (or the demo screenplay) scored into ``<run>/08_scoring/``; its
+    ``metrics.json`` also records the offline planner's accuracy on the held-out labelled scenes."""
+    from .plan import load_labelled_scenes, planner_accuracy
+
+    result = score(None, cfg, output_dir=cfg.paths.scoring, progress=progress)
+    labelled = load_labelled_scenes()
+    acc = planner_accuracy(labelled[labelled["split"] == "test"], seed=cfg.seed)
+    result.metrics["planner_accuracy"] = {k: v for k, v in acc.items() if k != "confusion"}
+    write_metrics(cfg.paths.scoring, result.metrics)
+    return result
