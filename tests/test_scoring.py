@@ -483,3 +483,23 @@ def test_continuation_refuses_a_join_that_never_advances(tmp_path, model_cache):
     with pytest.raises(ValueError, match="never grows"):
         continue_long_form(model, processor, ["x"], first, seed=0, total_s=3.0, window_s=2.0, context_s=1.0,
                            crossfade_s=1.0)
+
+
+def test_nothing_spotted_gives_a_silent_timeline(tmp_path, model_cache):
+    cfg = _cfg(tmp_path, model_cache, **{"scoring.spotting": "intensity", "scoring.spot_min_intensity": 0.99,
+                                         "scoring.leitmotif": True})
+    calm = "EXT. LAKE - DAWN\n\nMist drifts over the still water.\n\nINT. CABIN - NIGHT\n\nA cat dozes by the fire.\n"
+    res = scoring.score(_script(tmp_path, calm), cfg, output_dir=tmp_path / "o", progress=False)
+    assert res.cue_sheet.empty and list(pd.read_csv(tmp_path / "o" / "cue_sheet.csv").columns)[:9] == [
+        "scene", "heading", "start_s", "duration_s", "mood", "intensity", "bpm", "prompt", "file"]
+    wav, sr = audio.load(tmp_path / "o" / "score.wav")
+    assert wav.shape[-1] == int(round(res.screenplay.duration_s * sr)) and not wav.any()
+
+
+def test_a_bad_setting_also_writes_nothing(tmp_path, model_cache):
+    from echoscript_utils.errors import ConfigError
+
+    cfg = _cfg(tmp_path, model_cache, **{"scoring.leitmotif": True, "generation.melody_model": None})
+    with pytest.raises(ConfigError, match="melody model"):
+        scoring.score(_script(tmp_path), cfg, output_dir=tmp_path / "never", progress=False)
+    assert not (tmp_path / "never").exists()

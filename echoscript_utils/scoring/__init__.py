@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from ..artifacts import ensure_dir, file_hash, write_json, write_metrics, write_table
-from ..errors import DependencyError
+from ..errors import ConfigError, DependencyError
 from .parse import Screenplay, read_script, scenes_table
 from .plan import CuePlan, plan_cues
 from .timeline import CueTiming, assemble_score, cue_timings, write_players
@@ -146,7 +146,7 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
     """
     from ..plots import save_figure
     from ..plots import scoring as splots
-    from .generate import generate_cues, leitmotif_chroma, scoring_models
+    from .generate import LEITMOTIF_LABEL, generate_cues, leitmotif_chroma, scoring_models
 
     t_start = time.perf_counter()
     sp = read_screenplay(cfg, script)  # raises before anything is written
@@ -155,7 +155,11 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
     timings = cue_timings(sp.scenes, {c.scene for c in cues if c.spotted}, crossfade_s=s.crossfade_s,
                           max_cue_s=s.max_cue_s)
     models_plan = scoring_models(cfg, models)
-    out_dir = ensure_dir(output_dir)
+    melody_ref = (s.leitmotif_model or cfg.generation.melody_model) if s.leitmotif else None
+    if s.leitmotif and not melody_ref:
+        raise ConfigError("scoring.leitmotif is on but no melody model is set; set scoring.leitmotif_model or "
+                          "generation.melody_model (e.g. facebook/musicgen-melody)")
+    out_dir = ensure_dir(output_dir)  # only now: a bad script or setting has written nothing
     script_path = Path(script or s.script or demo_script())
     script_hash = file_hash(script_path)
 
@@ -168,31 +172,26 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
                      "intensity": c.intensity, "bpm": c.bpm, "instruments": c.instruments, "genre": c.genre,
                      "key": c.key, "direction": c.direction, "planner": c.planner, **t.as_dict()})
     theme = leitmotif = None
-    if s.leitmotif:
-        ref = s.leitmotif_model or cfg.generation.melody_model
-        if not ref:
-            from ..errors import ConfigError
-
-            raise ConfigError("scoring.leitmotif is on but no melody model is set; set scoring.leitmotif_model or "
-                              "generation.melody_model (e.g. facebook/musicgen-melody)")
+    if s.leitmotif and jobs:
         theme, leitmotif = leitmotif_chroma(cfg, out_dir)
     rows = []
     for label, ref in models_plan.items():
         rows += generate_cues(cfg, label, ref, jobs, out_dir=out_dir, seeds=list(s.seeds), script=script_hash,
                               progress=progress)
     if s.leitmotif:
-        from .generate import LEITMOTIF_LABEL
-
-        models_plan = {**models_plan, LEITMOTIF_LABEL: s.leitmotif_model or cfg.generation.melody_model}
-        rows += generate_cues(cfg, LEITMOTIF_LABEL, models_plan[LEITMOTIF_LABEL], jobs, out_dir=out_dir,
-                              seeds=list(s.seeds), theme=theme, leitmotif=leitmotif, script=script_hash,
-                              progress=progress)
-    files = pd.DataFrame(rows)
-    job_df = pd.DataFrame(jobs).drop(columns=["prompt"]) if jobs else pd.DataFrame(columns=["scene"])
+        models_plan = {**models_plan, LEITMOTIF_LABEL: melody_ref}
+        rows += generate_cues(cfg, LEITMOTIF_LABEL, melody_ref, jobs, out_dir=out_dir, seeds=list(s.seeds),
+                              theme=theme, leitmotif=leitmotif, script=script_hash, progress=progress)
     plan_df = pd.DataFrame([c.as_row() for c in cues])
-    sheet = files.merge(plan_df[["scene", "prompt", "kind"]], on="scene").merge(job_df, on="scene")
-    sheet["instruments"] = sheet["instruments"].map(lambda v: ";".join(v) if isinstance(v, list) else v)
-    sheet = sheet[[c for c in CUE_SHEET_COLUMNS if c in sheet.columns]]
+    if rows:
+        files = pd.DataFrame(rows)
+        job_df = pd.DataFrame(jobs).drop(columns=["prompt"])
+        sheet = files.merge(plan_df[["scene", "prompt", "kind"]], on="scene").merge(job_df, on="scene")
+        sheet["instruments"] = sheet["instruments"].map(lambda v: ";".join(v) if isinstance(v, list) else v)
+        sheet = sheet[[c for c in CUE_SHEET_COLUMNS if c in sheet.columns]]
+    else:  # nothing spotted: an empty cue sheet and a silent timeline
+        files = pd.DataFrame(columns=["generated"])
+        sheet = pd.DataFrame(columns=CUE_SHEET_COLUMNS)
 
     # timelines: one score per model × seed; score.wav is the first model's first seed
     total = sp.duration_s
