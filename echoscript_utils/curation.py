@@ -53,15 +53,7 @@ import numpy as np
 from . import audio as audio_mod
 from . import dataset as ds
 from . import features as feat
-from .artifacts import (
-    atomic_path,
-    ensure_dir,
-    file_hash,
-    read_json,
-    text_hash,
-    write_json,
-    write_metrics,
-)
+from .artifacts import atomic_path, ensure_dir, file_hash, read_json, text_hash, write_json, write_metrics
 from .config import Config, CurationSection
 from .demo_corpus import ensure_demo_corpus
 from .errors import InputError

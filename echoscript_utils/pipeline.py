@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +196,7 @@ def run_workbook(params: str | os.PathLike, *, stages=None, from_stage=None, red
             raise StageError(f"stage {stage} finished without writing {', '.join(missing)} in "
                              f"{cfg.paths.stage(stage)}; open the executed notebook {out_nb}")
         write_json(stamp, {"params_hash": stage_params_hash(cfg, stage), "seconds": round(seconds, 2),
-                           "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                           "finished": datetime.now(UTC).isoformat(timespec="seconds")})
         timings[stage] = round(seconds, 2)
         write_json(timings_path, timings)
         upstream_ran = True

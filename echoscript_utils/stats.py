@@ -32,7 +32,7 @@ class RelevanceScore:
         return d
 
 
-def _mean_ci(values: np.ndarray, *, n_boot: int, confidence: float, seed: int) -> tuple[float, float]:
+def mean_ci(values: np.ndarray, *, n_boot: int, confidence: float, seed: int) -> tuple[float, float]:
     if values.size < 2 or n_boot < 1:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
@@ -59,7 +59,7 @@ def clap_score(audio_emb, text_emb, *, n_boot: int = 1000, confidence: float = 0
         raise InputError(f"audio and text embeddings must both be [N, D] with the same shape: {a.shape} vs {t.shape}")
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(t, axis=1)
     cos = np.einsum("ij,ij->i", a, t) / np.maximum(norms, 1e-12)
-    lo, hi = _mean_ci(cos, n_boot=n_boot, confidence=confidence, seed=seed)
+    lo, hi = mean_ci(cos, n_boot=n_boot, confidence=confidence, seed=seed)
     return RelevanceScore(score=float(cos.mean()), ci_low=lo, ci_high=hi, confidence=confidence, n=int(cos.size),
                           per_clip=cos)
 

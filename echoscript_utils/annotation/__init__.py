@@ -29,7 +29,7 @@ import io
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -591,7 +591,7 @@ def append_overrides(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
     file, rewriting it atomically (so a crash never leaves half a file). Returns the whole file's table."""
     path = Path(path)
     existing = read_overrides(path)
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
     new = []
     for row in rows:
         value = row.get("value", "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import MODEL_COLORS, get_ax
+from . import MODEL_COLORS, empty_axes, get_ax
 
 #: One colour per taxonomy mood, the same in every scoring figure.
 MOOD_COLORS = {"suspenseful": "#8c2d04", "uplifting": "#e6ab02", "melancholic": "#3f5d9a", "calming": "#4a9c6d"}
@@ -48,7 +48,6 @@ def relevance_bars(relevance: pd.DataFrame, *, ax=None):
     """CLAP cosine of each model's cues with their own scene text vs the other scenes' texts, with intervals."""
     ax = get_ax(ax)
     if relevance.empty:
-        from . import empty_axes
 
         return empty_axes(ax, "no CLAP relevance (fewer than two cues, or turned off)")
     labels = [f"{m} s{s}" for m, s in zip(relevance["model"], relevance["seed"])]

@@ -29,10 +29,17 @@ from typing import Any
 
 import pandas as pd
 
-from ..artifacts import ensure_dir, file_hash, write_json, write_metrics, write_table
+from ..artifacts import atomic_path, ensure_dir, file_hash, write_json, write_metrics, write_table
+from ..config import resolve_device
+from ..embeddings import get_embedder
 from ..errors import ConfigError, DependencyError
+from ..plots import save_figure
+from ..plots import scoring as splots
+from ..prompts import resolve_provider
+from .generate import LEITMOTIF_LABEL, generate_cues, leitmotif_chroma, scoring_models
 from .parse import Screenplay, read_script, scenes_table
-from .plan import CuePlan, plan_cues
+from .plan import CuePlan, load_labelled_scenes, plan_cues, planner_accuracy
+from .relevance import score_relevance
 from .timeline import CueTiming, assemble_score, cue_timings, write_players
 
 __all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_script", "plan_screenplay", "read_screenplay", "run",
@@ -93,7 +100,6 @@ def read_screenplay(cfg, script: str | os.PathLike | None = None) -> Screenplay:
 
 def plan_screenplay(cfg, screenplay: Screenplay, *, progress: bool = True) -> list[CuePlan]:
     """Plan every scene's cue with ``scoring.planner`` and apply ``scoring.spotting``."""
-    from ..prompts import resolve_provider
 
     s, p = cfg.scoring, cfg.annotation.prompts
     planner = resolve_provider(s.planner)
@@ -105,14 +111,11 @@ def plan_screenplay(cfg, screenplay: Screenplay, *, progress: bool = True) -> li
 
 
 def _relevance(cfg, sheet: pd.DataFrame, scenes_by_index, out_dir: Path, *, progress: bool) -> pd.DataFrame:
-    from ..embeddings import get_embedder
-    from .relevance import score_relevance
 
     cols = ["model", "seed", "n", "own", "own_ci_low", "own_ci_high", "other", "other_ci_low", "other_ci_high",
             "margin", "margin_ci_low", "margin_ci_high", "top1", "chance_top1", "confidence", "clap_model"]
     if not cfg.scoring.relevance or sheet["scene"].nunique() < 2:
         return pd.DataFrame(columns=cols)
-    from ..config import resolve_device
 
     model = cfg.scoring.clap_model or cfg.evaluation.clap_model or cfg.alignment.clap_model
     try:
@@ -144,9 +147,6 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
         output_dir: the products' folder (created only after the script parsed).
         models: model references (as generation takes them); ``None`` → :func:`.generate.scoring_models`.
     """
-    from ..plots import save_figure
-    from ..plots import scoring as splots
-    from .generate import LEITMOTIF_LABEL, generate_cues, leitmotif_chroma, scoring_models
 
     t_start = time.perf_counter()
     sp = read_screenplay(cfg, script)  # raises before anything is written
@@ -207,7 +207,6 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
         assembled[f"{label}_s{seed}"] = info
     if scores:
         first = next(iter(scores.values()))
-        from ..artifacts import atomic_path
 
         with atomic_path(out_dir / "score.wav", suffix=".wav") as tmp:
             shutil.copyfile(first, tmp)
@@ -246,7 +245,6 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
 def run(cfg, *, progress: bool = True) -> ScoringResult:
     """The 08_scoring stage: ``scoring.script`` (or the demo screenplay) scored into ``<run>/08_scoring/``; its
     ``metrics.json`` also records the offline planner's accuracy on the held-out labelled scenes."""
-    from .plan import load_labelled_scenes, planner_accuracy
 
     result = score(None, cfg, output_dir=cfg.paths.scoring, progress=progress)
     labelled = load_labelled_scenes()

@@ -24,8 +24,10 @@ import numpy as np
 from .. import audio
 from ..artifacts import ensure_dir, read_json, text_hash, write_json
 from ..captions import build_caption
+from ..config import resolve_device
 from ..errors import ConfigError, InputError
-from ..melody import demo_sketch
+from ..melody import CHROMA_FRAME_RATE, chroma_from_midi, demo_sketch, n_chroma_frames
+from ..models import load_musicgen, model_identity, model_sample_rate, resolve_model
 from ..musicgen_sampling import (
     continue_long_form,
     crossfade_concat,
@@ -95,7 +97,6 @@ def leitmotif_chroma(cfg, out_dir: Path) -> tuple[np.ndarray, str]:
 
     ``scoring.leitmotif_midi``, or a generated demo theme written to ``out_dir/leitmotif.mid``.
     """
-    from ..melody import chroma_from_midi
 
     midi = cfg.scoring.leitmotif_midi
     if midi is None:
@@ -110,7 +111,6 @@ def leitmotif_chroma(cfg, out_dir: Path) -> tuple[np.ndarray, str]:
 
 def _theme_frames(theme: np.ndarray, start_s: float, duration_s: float) -> np.ndarray:
     """The looping theme's chroma from ``start_s`` for ``duration_s`` (cue time), as melody-model frames."""
-    from ..melody import CHROMA_FRAME_RATE, n_chroma_frames
 
     n = n_chroma_frames(duration_s)
     first = int(round(start_s * CHROMA_FRAME_RATE))
@@ -124,7 +124,6 @@ def _is_melody(model) -> bool:
 
 def _render_cue(model, processor, prompt: str, *, seed: int, cue_s: float, cfg, theme: np.ndarray | None):
     """One cue ``[C, T]`` at the model rate, ``cue_s`` long."""
-    from ..models import model_sample_rate
 
     g, s = cfg.generation, cfg.scoring
     kw = dict(guidance_scale=g.guidance_scale, do_sample=g.do_sample, top_k=g.top_k, top_p=g.top_p,
@@ -171,8 +170,6 @@ def generate_cues(cfg, label: str, ref: str, cues: list[dict[str, Any]], *, out_
     """
     from tqdm.auto import tqdm
 
-    from ..config import resolve_device
-    from ..models import load_musicgen, model_identity, model_sample_rate, resolve_model
 
     folder = ensure_dir(out_dir / label)
     path = resolve_model(ref, cache_dir=cfg.paths.models, seed=cfg.seed)

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import prompts
+from ..artifacts import read_json, text_hash, write_json
 from ..captions import build_caption
 from ..errors import ConfigError, InputError
 from ..taxonomy import GENRES, INSTRUMENTS, MOODS
@@ -426,8 +428,6 @@ def openai_plan(scenes: Sequence[Any], *, model: str = "gpt-4o-mini", temperatur
 
     from tqdm.auto import tqdm
 
-    from .. import prompts
-    from ..artifacts import read_json, text_hash, write_json
 
     cache = Path(cache_dir) / "scoring_plans"
     requests = []

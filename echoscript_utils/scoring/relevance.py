@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..embeddings import embed_files
+from ..stats import mean_ci
+
 __all__ = ["relevance_matrix", "relevance_summary", "score_relevance"]
 
 
@@ -29,8 +32,6 @@ def relevance_summary(sim: np.ndarray, *, n_boot: int = 1000, confidence: float 
                       seed: int = 0) -> dict[str, Any]:
     """``own``, ``other`` and ``margin`` means with bootstrap intervals over cues, plus ``top1``, from a square
     cue × scene-text cosine matrix (row ``i`` is the cue of scene ``i``)."""
-    from ..stats import _mean_ci
-
     sim = np.asarray(sim, np.float64)
     n = sim.shape[0]
     if sim.ndim != 2 or sim.shape[1] != n:
@@ -40,7 +41,7 @@ def relevance_summary(sim: np.ndarray, *, n_boot: int = 1000, confidence: float 
     margin = own - other
     out: dict[str, Any] = {"n": int(n), "confidence": confidence}  # "own" is the CLAP score of each cue
     for name, values in (("own", own), ("other", other), ("margin", margin)):
-        lo, hi = _mean_ci(values, n_boot=n_boot, confidence=confidence, seed=seed) if n > 1 else (np.nan, np.nan)
+        lo, hi = mean_ci(values, n_boot=n_boot, confidence=confidence, seed=seed) if n > 1 else (np.nan, np.nan)
         out[name] = float(np.mean(values))
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = lo, hi
     out["top1"] = float(np.mean(sim.argmax(axis=1) == np.arange(n))) if n > 1 else float("nan")
@@ -57,7 +58,6 @@ def score_relevance(files: list[str], texts: list[str], *, embedder, cache_dir=N
         texts: the scene text each cue scores (same order).
         embedder: an ``embeddings.ClapAudioEmbedder`` (``get_embedder("clap", ...)``).
     """
-    from ..embeddings import embed_files
 
     if len(files) != len(texts):
         raise ValueError("one scene text per cue file")

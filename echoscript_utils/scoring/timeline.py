@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..artifacts import atomic_path, atomic_write_text
+
 __all__ = ["DECLICK_S", "CueTiming", "assemble_score", "cue_timings", "envelope"]
 
 #: Fade-in of a cue that starts from silence at the very beginning of the timeline.
@@ -121,7 +123,6 @@ def assemble_score(cues: list[tuple[CueTiming, str | os.PathLike]], path: str | 
     import soundfile as sf
     from tqdm.auto import tqdm
 
-    from ..artifacts import atomic_path
 
     total = int(round(total_s * sr))
     block = max(int(block_s * sr), 1)
@@ -183,7 +184,6 @@ def write_players(path: str | os.PathLike, rows: list[dict[str, Any]], *, title:
     ``rows`` hold ``label`` and ``file`` (relative path)."""
     import html
 
-    from ..artifacts import atomic_write_text
 
     items = "".join(f"<tr><td>{html.escape(str(r['label']))}</td><td><audio controls preload='none' "
                     f"src='{html.escape(str(r['file']))}'></audio></td></tr>" for r in rows)
