@@ -6,13 +6,17 @@ set and measures the Fréchet (2-Wasserstein) distance between them::
     FAD = |mu_a - mu_b|² + tr(S_a) + tr(S_b) - 2 tr sqrt(S_a S_b)
 
 **How the trace term is computed.** Write each covariance as ``S = F Fᵀ`` with a factor ``F`` of shape
-``[D, r]``. The non-zero eigenvalues of ``S_a S_b`` equal those of ``(F_aᵀ F_b)(F_aᵀ F_b)ᵀ``, which is symmetric
-positive semi-definite, so ``tr sqrt(S_a S_b)`` is the sum of the singular values of the small matrix
-``F_aᵀ F_b``. The factor is the centred data itself (``F = X_cᵀ / sqrt(N-1)``, exact and cheap when ``N <= D``,
-which is the rank-deficient case) or the Cholesky factor of the covariance (``N > D``; an eigen-factor with tiny
-negative eigenvalues clamped to zero when Cholesky refuses a singular matrix). No general matrix square root is
-taken, every step is real and symmetric, and the result agrees with ``scipy.linalg.sqrtm`` to rounding (see
-``tests/test_fad.py``; ``benchmarks/bench_fad.py`` times both). All arithmetic is float64.
+``[D, r]``. The singular values of the small matrix ``G = F_aᵀ F_b`` are the square roots of the eigenvalues of
+``S_a^½ S_b S_a^½``, so ``tr sqrt(S_a S_b)`` is the sum of the singular values of G. The factor is the centred data
+itself (``F = X_cᵀ / sqrt(N-1)``, exact and cheap when ``N <= D``, the rank-deficient case) or a Cholesky factor of
+the covariance (``N > D``; pivoted Cholesky or an eigen-factor when the covariance is singular). Real embeddings
+(CLAP, PANNs) are a low-rank signal over a small noise floor, often stored as float32: their small singular values
+are lost if one takes square roots of the eigenvalues of ``G Gᵀ`` (rounding at ``eps · σ_max²``), so they are
+taken from G itself, by eigenvalues of ``Gᵀ G`` and of ``(G Gᵀ)⁻¹`` (each exact on its own end of the spectrum)
+for two covariances, by an SVD otherwise. No general matrix square root is taken, every step is real, and the
+result agrees with an exact float64 reference to rounding on low-rank-plus-noise, near-singular, ``N < D`` and
+identical sets, from float32 or float64 rows (``tests/test_fad.py``; ``benchmarks/bench_fad.py`` times it
+against ``scipy.linalg.sqrtm``). All arithmetic is float64.
 
 **Uncertainty.** A FAD is a statistic of two finite samples, so it gets an interval: :func:`bootstrap_fad`
 resamples *clips* (all frames of a clip together, since frames of one clip are not independent) of the generated
@@ -96,20 +100,28 @@ class EmbeddingStats:
 
 class _Side:
     """One side of a comparison (float64): mean ``[D]``, ``tr(S)``, and the covariance ``S`` ``[D, D]`` or an exact
-    low-rank data factor ``F`` ``[D, r]`` with ``F Fᵀ = S``. A factor of a covariance is computed when first
-    needed and kept (a reference reused across bootstrap resamples is factored once)."""
+    low-rank data factor ``F`` ``[D, r]`` with ``F Fᵀ = S``. Factors of a covariance are computed when first needed
+    and kept (a reference reused across bootstrap resamples is factored once)."""
 
     def __init__(self, mu: np.ndarray, trace: float, *, cov: np.ndarray | None = None,
                  factor: np.ndarray | None = None):
         self.mu, self.trace, self.cov = mu, trace, cov
-        self._factor = factor
-        self.triangular = False  # factor is square lower-triangular (plain Cholesky)
+        self._data = factor
+        self._factors: dict[str, tuple[np.ndarray, bool]] = {}
 
-    @property
-    def factor(self) -> np.ndarray:
-        if self._factor is None:
-            self._factor, self.triangular = _factor_cov(self.cov)
-        return self._factor
+    def factor(self, *, upper: bool = False) -> tuple[np.ndarray, bool]:
+        """``(F, triangular)``: a factor with ``F Fᵀ = S`` and whether it is square triangular (lower, or upper
+        with ``upper=True``). A data factor, or a covariance that Cholesky refuses, gives a general ``[D, r]``."""
+        if self._data is not None:
+            return self._data, False
+        key = "upper" if upper else "lower"
+        if key not in self._factors:
+            other = self._factors.get("lower" if upper else "upper")
+            if other is not None and not other[1]:  # Cholesky refused this covariance already
+                self._factors[key] = other
+            else:
+                self._factors[key] = _factor_cov(self.cov, upper=upper)
+        return self._factors[key]
 
 
 def _rows_and_groups(emb, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -136,18 +148,21 @@ def _rows_and_groups(emb, what: str) -> tuple[np.ndarray, np.ndarray]:
     return rows, groups
 
 
-def _factor_cov(cov: np.ndarray) -> tuple[np.ndarray, bool]:
-    """A real ``F`` ``[D, r]`` with ``F Fᵀ = cov``, and whether it is square lower-triangular.
+def _factor_cov(cov: np.ndarray, *, upper: bool = False) -> tuple[np.ndarray, bool]:
+    """A real ``F`` ``[D, r]`` with ``F Fᵀ = cov``, and whether it is square triangular.
 
-    Cholesky when ``cov`` is positive definite; otherwise LAPACK's pivoted Cholesky (``?pstrf``), which stops at
-    the numerical rank r and so keeps exactly singular directions exactly zero; an eigen-factor with negative
-    rounding clamped to zero only if that fails.
+    Cholesky when ``cov`` is positive definite: lower-triangular ``L``, or with ``upper=True`` an upper-triangular
+    ``U`` (the Cholesky factor of the reversed matrix, reversed back). Otherwise LAPACK's pivoted Cholesky
+    (``?pstrf``), which stops at the numerical rank r (directions whose remaining variance is at the rounding level
+    of ``cov`` itself), and an eigen-factor with negative rounding clamped to zero only if that fails.
     """
     import scipy.linalg
     from scipy.linalg.lapack import dpstrf
 
     cov = np.ascontiguousarray(0.5 * (cov + cov.T))
     try:
+        if upper:
+            return np.ascontiguousarray(np.linalg.cholesky(cov[::-1, ::-1])[::-1, ::-1]), True
         return np.linalg.cholesky(cov), True
     except np.linalg.LinAlgError:
         pass
@@ -201,41 +216,86 @@ def _as_side(emb, what: str) -> _Side:
     return _side_from_rows(rows)
 
 
-def _sandwich(f: np.ndarray, cov: np.ndarray, *, triangular: bool) -> np.ndarray:
-    """``Fᵀ S F`` (= ``(Fᵀ F_S)(Fᵀ F_S)ᵀ`` for any factor ``F_S`` of S); triangular multiplies for a Cholesky F."""
-    if not triangular:
-        return f.T @ (cov @ f)
-    from scipy.linalg.blas import dtrmm
-
-    # BLAS is column-major: pass Lᵀ as a Fortran-ordered view (it is L's C-ordered memory) and say "upper".
-    lt = f.T
-    right = dtrmm(1.0, lt, np.array(cov.T, order="F"), side=1, lower=0, trans_a=1, overwrite_b=1)  # S L
-    return dtrmm(1.0, lt, right, side=0, lower=0, trans_a=0, overwrite_b=1)  # Lᵀ S L
+#: Relative accuracy asked of the trace term, as a share of the distance (the bound is a worst case; the distance comes out far closer).
+_TRACE_RTOL = 1e-8
 
 
-def _trace_sqrt_product(a: _Side, b: _Side) -> float:
-    """``tr sqrt(S_a S_b)`` from the eigenvalues of a small symmetric PSD matrix with the same non-zero spectrum.
+def _trace_sqrt_product(a: _Side, b: _Side, *, rest: float) -> float:
+    """``tr sqrt(S_a S_b)`` as the nuclear norm (sum of singular values) of ``G = F_aᵀ F_b`` for factors
+    ``F Fᵀ = S``: the singular values of G are the square roots of the eigenvalues of ``S_a^½ S_b S_a^½``.
 
-    Two data factors: ``G = F_aᵀ F_b`` and its smaller Gram matrix (eigenvalues = squared singular values of G).
-    A factor and a covariance: ``F_aᵀ S_b F_a``. Two covariances: one is factored (Cholesky) and sandwiched.
+    Singular values are taken of G itself, never square roots of the eigenvalues of ``G Gᵀ``: those lose the small
+    singular values (noise-floor directions of real embeddings) to rounding at ``eps · σ_max²``. Two covariances
+    give a square lower-triangular ``G = U_aᵀ L_b`` (``U_a`` upper, ``L_b`` lower Cholesky factors), handled by
+    :func:`_nuclear_norm_triangular`; any other pair (a data factor, a singular covariance) by an SVD of G, whose
+    smaller side is at most the smaller number of rows. ``rest = |mu_a − mu_b|² + tr S_a + tr S_b`` sets the
+    accuracy asked for (see :data:`_TRACE_RTOL`).
     """
     import scipy.linalg
+    from scipy.linalg.blas import dtrmm
 
-    if a.cov is None and b.cov is None:
-        g = a.factor.T @ b.factor
-        gram = g @ g.T if g.shape[0] <= g.shape[1] else g.T @ g
-    elif a.cov is None or b.cov is None:
-        data, full = (a, b) if a.cov is None else (b, a)
-        gram = _sandwich(data.factor, full.cov, triangular=False)
-    else:
-        first, other = (a, b) if a._factor is not None or b._factor is None else (b, a)
-        f = first.factor
-        gram = _sandwich(f, other.cov, triangular=first.triangular)
-    if gram.size == 0:
+    fa, tri_a = a.factor(upper=True)
+    fb, tri_b = b.factor()
+    if fa.shape[1] == 0 or fb.shape[1] == 0:
         return 0.0
-    eig = scipy.linalg.eigh(gram, lower=False, eigvals_only=True, driver="evd", check_finite=False)
-    eig[eig <= _rounding_floor(eig)] = 0.0  # clamp negatives and rounding-level noise of zero eigenvalues
-    return float(np.sqrt(eig).sum())
+    if tri_a and tri_b:
+        # U_aᵀ is the Fortran-ordered view of U_a's memory: a lower-triangular operand, no copy.
+        g = dtrmm(1.0, fa.T, np.array(fb, order="F"), side=0, lower=1, trans_a=0, overwrite_b=1)
+        return _nuclear_norm_triangular(g, rest=rest)
+    g = fa.T @ fb
+    return float(scipy.linalg.svdvals(g, check_finite=False).sum())
+
+
+def _nuclear_norm_triangular(g: np.ndarray, *, rest: float) -> float:
+    """Sum of singular values of a square lower-triangular ``g`` (Fortran order; overwritten), exact and fast.
+
+    1. Eigenvalues ``λ`` of ``gᵀ g`` (``?lauum`` + a symmetric eigensolver): about 4× cheaper than an SVD, and
+       exact for every ``λ`` well above the solver's absolute rounding ``δ = eps · λ_max``.
+    2. When the first-order error bound ``Σ δ / (2 sqrt λ)`` of ``Σ sqrt λ`` is not small against the distance
+       (``rest − 2 Σ sqrt λ``), the small ``λ`` are taken instead from the eigenvalues of ``(g gᵀ)⁻¹ = g⁻ᵀ g⁻¹``
+       (``?trtri`` + ``?lauum``), where they are the large ones and so exact; each ``λ`` comes from the side
+       that computes it more accurately (split at ``sqrt(λ_max λ_min)``).
+    3. Only if that bound is still too large (condition number of g beyond ~1e8, or g singular) an SVD.
+    """
+    import scipy.linalg
+    from scipy.linalg.lapack import dlauum, dtrtri
+
+    eps = float(np.finfo(np.float64).eps)
+
+    def eigvals_lower(m):
+        return scipy.linalg.eigh(m, lower=True, eigvals_only=True, overwrite_a=True, check_finite=False)
+
+    def acceptable(total, bound):
+        distance = max(rest - 2.0 * total, 0.0)
+        return 2.0 * bound <= _TRACE_RTOL * distance + 64 * eps * rest
+
+    gram, _ = dlauum(g, lower=1)
+    lam = np.maximum(eigvals_lower(gram), 0.0)
+    del gram
+    lam_max = float(lam[-1])
+    if lam_max == 0.0:
+        return 0.0
+    delta = eps * lam_max
+    err_direct = np.where(lam > delta, delta / (2.0 * np.sqrt(np.maximum(lam, delta))), np.sqrt(delta))
+    total = float(np.sqrt(lam).sum())
+    if acceptable(total, float(err_direct.sum())):
+        return total
+    inv, info = dtrtri(g, lower=1, overwrite_c=0)
+    if info == 0 and np.isfinite(inv).all():
+        gram_inv, _ = dlauum(inv, lower=1)
+        mu = eigvals_lower(gram_inv)[::-1]  # descending: mu[i] estimates 1 / lam[i]
+        del inv, gram_inv
+        mu_max = float(mu[0])
+        if mu_max > 0:
+            lam_inv = 1.0 / np.maximum(mu, eps * mu_max)  # guards only the large λ, which come from step 1
+            err_inv = eps * mu_max * lam_inv ** 1.5 / 2.0
+            split = math.sqrt(lam_max / mu_max)
+            low = lam < split
+            lam = np.where(low, lam_inv, lam)
+            total = float(np.sqrt(lam).sum())
+            if acceptable(total, float(np.where(low, err_inv, err_direct).sum())):
+                return total
+    return float(scipy.linalg.svdvals(np.tril(g), check_finite=False).sum())
 
 
 def _rounding_floor(eig: np.ndarray) -> float:
@@ -247,7 +307,8 @@ def _distance(a: _Side, b: _Side) -> float:
     if a.mu.shape != b.mu.shape:
         raise InputError(f"embedding sizes differ: {a.mu.shape[0]} vs {b.mu.shape[0]}; use the same embedder")
     diff = a.mu - b.mu
-    value = float(diff @ diff) + a.trace + b.trace - 2.0 * _trace_sqrt_product(a, b)
+    rest = float(diff @ diff) + a.trace + b.trace
+    value = rest - 2.0 * _trace_sqrt_product(a, b, rest=rest)
     return max(value, 0.0)  # ≥ 0 mathematically; only rounding can take it below
 
 

@@ -124,6 +124,115 @@ def test_bad_inputs_raise_one_line_errors(rng):
         fad.frechet_distance(np.full((5, 4), np.nan), rng.standard_normal((5, 4)))
 
 
+# ------------------------------------------------------------------------------------------------ exactness
+def exact_from_stats(mu_a, cov_a, mu_b, cov_b) -> float:
+    """Exact float64 FAD: the trace term from the eigenvalues of ``S_a^½ S_b S_a^½`` (symmetric roots by ``eigh``),
+    taken as the squared singular values of ``S_a^½ S_b^½`` so that small ones are not lost to rounding."""
+
+    def root(cov):
+        w, v = np.linalg.eigh(cov)
+        return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+    d = mu_a - mu_b
+    trace_sqrt = scipy.linalg.svdvals(root(cov_a) @ root(cov_b)).sum()
+    return float(d @ d + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt)
+
+
+def exact_reference(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return exact_from_stats(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+
+
+def squared_eigenvalue_fad(a, b) -> float:
+    """The usual shortcut: square roots of the eigenvalues of ``S_a^½ S_b S_a^½`` itself (loses small ones)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(ca)
+    ra = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    eig = np.clip(np.linalg.eigvalsh(ra @ cb @ ra), 0.0, None)
+    d = a.mean(0) - b.mean(0)
+    return float(d @ d + np.trace(ca) + np.trace(cb) - 2.0 * np.sqrt(eig).sum())
+
+
+def embedding_pair(seed: int, *, dim: int, rows: tuple[int, int], rank: int, noise: float, cond: float, dtype):
+    """Two sets shaped like real embeddings: a rank-``rank`` signal with a spectrum spread over ``cond`` (variance
+    ratio), plus an isotropic noise floor of standard deviation ``noise``; the second set is scaled and shifted."""
+    rng = np.random.default_rng(seed)
+    basis = rng.standard_normal((rank, dim)) * np.logspace(0, -np.log10(cond) / 2, rank)[:, None] / np.sqrt(rank)
+    a = rng.standard_normal((rows[0], rank)) @ basis + noise * rng.standard_normal((rows[0], dim))
+    b = (rng.standard_normal((rows[1], rank)) * 1.05) @ basis + noise * rng.standard_normal((rows[1], dim)) + 0.004
+    return a.astype(dtype), b.astype(dtype)
+
+
+#: (dim, rows, rank, noise floor, spectrum spread): the covariance shapes the exactness properties range over.
+SHAPES = {
+    "low rank + noise floor, N > D": (96, (400, 380), 6, 1e-3, 1.0),
+    "low rank + faint noise, N > D": (96, (400, 400), 6, 1e-5, 1.0),
+    "graded full-rank spectrum": (96, (500, 450), 96, 0.0, 1e6),
+    "ill-conditioned signal + noise": (96, (400, 400), 12, 1e-4, 1e4),
+    "exactly low rank, N > D": (96, (300, 320), 8, 0.0, 1.0),
+    "N < D on both sides": (96, (40, 60), 8, 1e-3, 1.0),
+    "N < D against N > D": (96, (40, 400), 8, 1e-3, 1.0),
+    "larger D, low rank + noise": (320, (1000, 900), 10, 1e-3, 1.0),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_exact_on_generated_covariance_shapes(shape, dtype):
+    dim, rows, rank, noise, cond = SHAPES[shape]
+    a, b = embedding_pair(len(shape), dim=dim, rows=rows, rank=rank, noise=noise, cond=cond, dtype=dtype)
+    # Exactly singular covariances (N ≤ D, or no noise floor) make the eigen-root reference noisy at sqrt(eps);
+    # there the data-space nuclear norm is the exact reference.
+    singular = noise == 0 and rank < dim or min(rows) <= dim
+    truth = exact_data_space(a.astype(np.float64), b.astype(np.float64)) if singular else exact_reference(a, b)
+    ours = fad.frechet_distance(a, b)
+    assert ours == pytest.approx(truth, rel=1e-6)
+    assert fad.frechet_distance(b, a) == pytest.approx(truth, rel=1e-6)
+    sa, sb = fad.EmbeddingStats.from_embeddings(a), fad.EmbeddingStats.from_embeddings(b)
+    assert fad.frechet_distance(sa, sb) == pytest.approx(truth, rel=1e-6)  # from statistics: Cholesky factors
+    scale = sa.cov.trace()
+    assert fad.frechet_distance(a, a) <= 1e-9 * scale  # identical sets
+    assert fad.frechet_distance(sa, sa) <= 1e-9 * scale
+
+
+def test_noise_floor_shapes_are_hard_for_the_squared_eigenvalue_shortcut():
+    """The grid is not too easy: on a float32 noise-floor shape, square roots of the eigenvalues of
+    ``S_a^½ S_b S_a^½`` miss by far more than the 1e-6 asked, while ours stays at rounding."""
+    a, b = embedding_pair(3, dim=256, rows=(2000, 2000), rank=8, noise=1e-4, cond=1.0, dtype=np.float32)
+    truth = exact_reference(a, b)
+    assert abs(squared_eigenvalue_fad(a, b) - truth) > 1e-5 * truth
+    assert fad.frechet_distance(a, b) == pytest.approx(truth, rel=1e-9)
+
+
+def test_exact_reference_against_forty_digit_arithmetic():
+    """The float64 references and ours against mpmath at 40 digits, from the same float32 rows."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 40
+    a, b = embedding_pair(11, dim=10, rows=(40, 40), rank=3, noise=1e-4, cond=1.0, dtype=np.float32)
+
+    def stats(x):
+        m = mp.matrix(x.astype(np.float64).tolist())
+        n = m.rows
+        mu = [mp.fsum(m[k, j] for k in range(n)) / n for j in range(m.cols)]
+        cov = mp.matrix(m.cols, m.cols)
+        for i in range(m.cols):
+            for j in range(m.cols):
+                cov[i, j] = mp.fsum((m[k, i] - mu[i]) * (m[k, j] - mu[j]) for k in range(n)) / (n - 1)
+        return mu, cov
+
+    (mu_a, ca), (mu_b, cb) = stats(a), stats(b)
+    w, q = mp.eigsy(ca)
+    ra = q * mp.diag([mp.sqrt(max(x, 0)) for x in w]) * q.T
+    trace_sqrt = mp.fsum(mp.sqrt(max(x, 0)) for x in mp.eigsy(ra * cb * ra, eigvals_only=True))
+    truth = float(mp.fsum((x - y) ** 2 for x, y in zip(mu_a, mu_b)) + sum(ca[i, i] + cb[i, i] for i in range(10))
+                  - 2 * trace_sqrt)
+    assert exact_reference(a, b) == pytest.approx(truth, rel=1e-12)
+    assert fad.frechet_distance(a, b) == pytest.approx(truth, rel=1e-12)
+    assert fad.frechet_distance(a[:8], b[:9]) == pytest.approx(exact_data_space(a[:8].astype(float),
+                                                                                b[:9].astype(float)), rel=1e-12)
+
+
 # ------------------------------------------------------------------------------------------------ bootstrap
 def test_bootstrap_interval_contains_point_and_is_reproducible(rng):
     ref = gaussian_clips(rng, 40, 5, 6)
