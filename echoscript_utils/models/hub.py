@@ -289,14 +289,3 @@ def resolve_checkpoint(spec: str | os.PathLike | None, *, source: CheckpointSour
         raise ModelNotFoundError(f"could not download the {label} from {spec} ({reason}); download it by hand "
                                  f"to {dest} (or anywhere) and set {source.setting} to that path") from None
     return dest
-
-
-def read_state_dict(path: str | os.PathLike, *, family: str) -> dict:
-    """``torch.load`` a weights file with ``weights_only=True``; unreadable files → one-line ModelNotFoundError."""
-    import torch
-
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, pickle that needs code, not a torch file at all
-        raise ModelNotFoundError(f"{path}: not a readable PyTorch checkpoint for {family} "
-                                 f"({type(exc).__name__}); download it again") from None

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DependencyError, InputError, ModelNotFoundError
-from .hub import CheckpointSource, read_state_dict
+from .checkpoints import load_state_dict
+from .hub import CheckpointSource
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 AUDIOSET_LABELS_CSV = DATA_DIR / "audioset_labels.csv"
@@ -77,7 +78,9 @@ CNN14_SETTINGS = {"sample_rate": 32000, "window_size": 1024, "hop_size": 320, "m
 
 
 def load_cnn14(checkpoint: str | os.PathLike | None, *, classes_num: int = 527, device: str = "cpu"):
-    """Build ``Cnn14`` and load a checkpoint file (a dict with ``"model"`` or a plain state dict).
+    """Build ``Cnn14`` and load a checkpoint file in the published structure (``{"iteration", "model",
+    "sampler"}`` as PANNs' training script saves it) or a plain state dict, weights-only
+    (:func:`~echoscript_utils.models.checkpoints.load_state_dict`).
 
     ``checkpoint=None`` leaves the random initialisation (tests and shape checks only). Returns the model in
     eval mode on ``device``.
@@ -85,13 +88,11 @@ def load_cnn14(checkpoint: str | os.PathLike | None, *, classes_num: int = 527, 
 
     model = panns_cnn14_class()(classes_num=classes_num, **CNN14_SETTINGS)
     if checkpoint is not None:
-        state = read_state_dict(checkpoint, family="PANNs Cnn14")
-        if isinstance(state, dict) and "model" in state:
-            state = state["model"]
+        state = load_state_dict(checkpoint, family="PANNs Cnn14")
         try:
             model.load_state_dict(state)
         except (RuntimeError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0]
             raise ModelNotFoundError(f"{checkpoint}: weights do not fit Cnn14 with {classes_num} classes "
-                                  f"({first[:160]})") from None
+                                     f"({first[:160]})") from None
     return model.to(device).eval()

@@ -10,8 +10,10 @@ unchanged::
 Frontend (as in the AudioSet release): mono audio at 16 kHz → 25 ms periodic-Hann frames every 10 ms (no
 centring), 512-point FFT magnitude → 64 HTK-mel bands from 125 to 7500 Hz (triangles built in the mel domain, DC
 bin dropped) → ``log(mel + 0.01)`` → non-overlapping examples of 96 frames (0.96 s). One 128-d embedding per
-example. Differences from the port: resampling uses soxr (the port uses resampy), and audio shorter than one
-example is zero-padded to one example instead of failing.
+example. Resampling to 16 kHz is resampy's ``kaiser_best``, as in the port (``vggish_input.waveform_to_examples``)
+and in ``frechet_audio_distance``, so FADs compare with theirs; soxr is a named option (``resampler="soxr"``),
+which keeps the 7.2–7.5 kHz band that ``kaiser_best`` rolls off. One difference from the port: audio shorter than
+one example is zero-padded to one example instead of failing.
 
 For FAD, the common setting (Kilgour et al.; the ``frechet_audio_distance`` and ``fadtk`` packages) is the raw
 128-d output of the last linear layer — no final ReLU, no PCA/quantisation — which is our default.
@@ -27,7 +29,8 @@ from torch import nn
 
 from ..audio import resample
 from ..errors import ModelNotFoundError
-from .hub import CheckpointSource, read_state_dict, resolve_checkpoint
+from .checkpoints import load_state_dict
+from .hub import CheckpointSource, resolve_checkpoint
 
 __all__ = [
     "EMBEDDING_SIZE",
@@ -81,19 +84,19 @@ def mel_matrix(*, n_fft_bins: int = 257, sr: int = SR, n_mels: int = N_MELS, fmi
     return weights
 
 
-def log_mel_examples(wav: np.ndarray, sr: int) -> np.ndarray:
+def log_mel_examples(wav: np.ndarray, sr: int, *, resampler: str = "kaiser_best") -> np.ndarray:
     """Audio → VGGish input examples ``[N, 96, 64]`` float32 (log mel, 0.96 s each, no overlap).
 
     Args:
         wav: ``[T]`` or ``[C, T]`` float audio in [-1, 1] (channels are averaged).
         sr: its sample rate in Hz (resampled to 16 kHz).
+        resampler: :func:`echoscript_utils.audio.resample` method (``kaiser_best`` as the port, or ``soxr``).
     """
-
     x = np.asarray(wav, dtype=np.float32)
     if x.ndim == 2:
         x = x.mean(axis=0)
     if sr != SR:
-        x = resample(x[None, :], sr, SR)[0]
+        x = resample(x, sr, SR, method=resampler)
     win, hop = int(round(SR * WINDOW_S)), int(round(SR * HOP_S))
     n_fft = 1 << int(np.ceil(np.log2(win)))
     need = win + hop * (EXAMPLE_FRAMES - 1)  # samples for one full example
@@ -177,7 +180,7 @@ def load_vggish(weights: str | os.PathLike | None, *, cache_dir: str | os.PathLi
                         if p.ndim > 1 else torch.zeros(p.shape))
     else:
         path = resolve_checkpoint(weights, source=WEIGHTS_SOURCE, cache_dir=cache_dir, what="weights")
-        state = read_state_dict(path, family="VGGish")
+        state = load_state_dict(path, family="VGGish", expect=("features.0.weight", "embeddings.4.weight"))
         state = {k: v for k, v in state.items() if k.startswith(("features.", "embeddings."))}
         try:
             model.load_state_dict(state, strict=True)
@@ -185,14 +188,15 @@ def load_vggish(weights: str | os.PathLike | None, *, cache_dir: str | os.PathLi
             raise ModelNotFoundError(f"{path}: weights do not fit VGGish ({str(exc).splitlines()[0][:160]})") from None
     if pca is not None:
         ppath = resolve_checkpoint(pca, source=PCA_SOURCE, cache_dir=cache_dir, what="PCA parameters")
-        model.load_pca(torch.load(str(ppath), map_location="cpu", weights_only=False))
+        model.load_pca(load_state_dict(ppath, family="VGGish PCA", expect=("pca_eigen_vectors", "pca_means")))
     return model.to(device).eval()
 
 
 @torch.no_grad()
-def embed(wav: np.ndarray, sr: int, *, model: VGGish, batch_size: int = 64) -> np.ndarray:
+def embed(wav: np.ndarray, sr: int, *, model: VGGish, batch_size: int = 64,
+          resampler: str = "kaiser_best") -> np.ndarray:
     """VGGish embeddings of ``wav`` (``[T]`` or ``[C, T]`` at ``sr`` Hz): ``[N_examples, 128]`` float32."""
-    examples = torch.from_numpy(log_mel_examples(wav, sr))[:, None]
+    examples = torch.from_numpy(log_mel_examples(wav, sr, resampler=resampler))[:, None]
     device = next(model.parameters()).device
     out = [model(examples[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(examples), batch_size)]
     return torch.cat(out).numpy()
