@@ -202,6 +202,11 @@ class EvaluationSection(_Section):
     vggish_weights: str | None = None  # path or URL of the public torch port's weights
     panns_checkpoint: str | None = None  # None → annotation.panns_checkpoint
     clap_model: str | None = None  # None → alignment.clap_model
+    resampler: str = "reference"  # vggish/panns/clap: "reference" (resampy kaiser_best, as published FADs) or soxr
+    panns_window_s: float | None = None  # None: one PANNs row per file (as frechet_audio_distance); else windows
+    parity_clips: int = Field(4, ge=0)  # clips per set run through each embedding's reference code (0: skip)
+    min_clips: int = Field(50, ge=2)  # FAD rows with fewer clips per set (or rows < dims) are flagged
+    target_ci_width: float = Field(0.1, gt=0)  # interval width, as a share of the FAD, for the clips-needed estimate
     bootstrap: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
     fad_inf_points: int = Field(8, ge=2)

@@ -7,16 +7,24 @@
 | name      | model                                              | rate   | one row per          | D (real)      |
 |-----------|----------------------------------------------------|--------|----------------------|---------------|
 | `vggish`  | :mod:`echoscript_utils.models.vggish` (torchvggish weights)| 16 kHz | 0.96 s example      | 128           |
-| `panns`   | PANNs Cnn14 (AudioSet), ``embedding`` output        | 32 kHz | 10 s window          | 2048          |
+| `panns`   | PANNs Cnn14 (AudioSet), ``embedding`` output        | 32 kHz | file (or window)     | 2048          |
 | `clap`    | transformers ``ClapModel`` audio features           | 48 kHz | 10 s window          | 512           |
 | `encodec` | the MusicGen codec's encoder latents (pre-quantiser)| 32 kHz | codec frame (20 ms)  | 128           |
 | `musicnn` | :mod:`echoscript_utils.models.musicnn` (MTT), penultimate  | 16 kHz | 3 s patch            | 200           |
 
 **Input normalisation, identical for reference and generated audio**: files are decoded with
 :func:`echoscript_utils.audio.load` to float32 in [-1, 1] (integer PCM divided by full scale; arrays passed to
-``embed`` as integers are scaled the same way), channels are averaged to mono, and the signal is resampled with
-soxr to the embedder's rate. No loudness normalisation and no trimming. :attr:`Embedder.normalisation` states this
-in words for tables and ``metrics.json``.
+``embed`` as integers are scaled the same way), channels are averaged to mono, and the signal is resampled to
+the embedder's rate. No loudness normalisation and no trimming. :attr:`Embedder.normalisation` states this in
+words for tables and ``metrics.json``.
+
+**Comparable with published numbers.** VGGish, PANNs and CLAP follow the public tool whose FADs people quote
+(:attr:`Embedder.reference`): the same resampler (resampy ``kaiser_best``, as torchvggish and
+``frechet_audio_distance``), the same frontend and row convention, the same output layer.
+:meth:`Embedder.reference_rows` runs that tool's own code (from its registry package) on a clip with our loaded
+weights and :func:`measure_parity` reports how far the two are apart. soxr (``resampler="soxr"``) stays
+available: it keeps the band that ``kaiser_best`` rolls off, but its numbers do not compare with published ones.
+EnCodec latents and musicnn have no such tool; they are ours and resample with soxr.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .artifacts import atomic_path, ensure_dir, file_hash, text_hash
-from .audio import load, resample, windows
+from .audio import RESAMPLERS, load, resample, windows
 from .config import resolve_device
 from .errors import ConfigError, DependencyError, InputError
 from .models import codec_identity, load_musicgen, model_sample_rate, musicnn, resolve_model, vggish
@@ -39,10 +47,10 @@ from .models.clap import ClapEmbedder
 from .models.hub import resolve_checkpoint
 from .models.panns import CHECKPOINT_SOURCE, load_cnn14
 
-__all__ = ["EMBEDDERS", "Embedder", "as_float_audio", "embed_files", "get_embedder"]
+__all__ = ["EMBEDDERS", "Embedder", "as_float_audio", "embed_files", "get_embedder", "measure_parity"]
 
 #: Bump when the embedding code changes in a way that changes its output (invalidates caches).
-_CACHE_VERSION = "v2"
+_CACHE_VERSION = "v3"
 
 
 def as_float_audio(wav) -> np.ndarray:
@@ -56,38 +64,60 @@ def as_float_audio(wav) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
+#: ``resampler="reference"``: each embedding resamples as the tool whose numbers it is compared with.
+REFERENCE_RESAMPLER = "reference"
+
+
 class Embedder(abc.ABC):
     """An audio embedding model with a fixed input rate.
 
     Attributes:
         name: short name (``"vggish"``, ...).
         sample_rate: the rate (Hz) audio is resampled to before the model.
+        resampler: the :func:`echoscript_utils.audio.resample` method used to get there.
         identity: stable string naming the model, its weights and settings (part of cache keys).
         dim: embedding size D (after the first call or when known up front).
+        frame: what one row covers, in words. reference: the implementation whose frontend this one follows
+        (``"ours"`` where no public tool defines it). head: which output is taken (activation, PCA).
     """
 
     name: str = ""
     sample_rate: int = 16_000
+    resampler: str = "soxr"
+    reference_resampler: str = "soxr"
     identity: str = ""
     dim: int | None = None
     frame: str = "frame"  # what one row covers, in words
+    window: str = ""  # window / hop of one row, in words
+    reference: str = "ours"
+    head: str = ""
 
-    def embed(self, wav, sr: int) -> np.ndarray:
-        """Embed one clip: ``wav`` ``[T]`` or ``[C, T]`` at ``sr`` Hz → ``[N, D]`` float32 rows (frame level).
+    def _set_resampler(self, resampler: str) -> None:
+        choice = self.reference_resampler if resampler == REFERENCE_RESAMPLER else resampler
+        if choice not in ("soxr", *RESAMPLERS):
+            raise ConfigError(f"unknown resampler {resampler!r} for {self.name}: use {REFERENCE_RESAMPLER!r} "
+                              f"(as {self.reference}), soxr or one of {', '.join(RESAMPLERS)}")
+        self.resampler = choice
 
-        The input is normalised as the module docstring says (float, mono, resampled), then passed to the model.
-        """
-
+    def mono(self, wav, sr: int) -> np.ndarray:
+        """The model's input: float32 mono ``[T]`` at :attr:`sample_rate` (float, channels averaged, resampled)."""
         x = as_float_audio(wav)
         if x.ndim == 2:
             x = x.mean(axis=0)
         elif x.ndim != 1:
             raise InputError(f"audio must be [T] or [C, T], got shape {x.shape}")
         if int(sr) != self.sample_rate:
-            x = resample(x[None, :], int(sr), self.sample_rate)[0]
+            x = resample(x, int(sr), self.sample_rate, method=self.resampler)
         if x.size == 0:
             raise InputError("empty audio (0 samples)")
-        rows = np.asarray(self._embed(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float32)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def embed(self, wav, sr: int) -> np.ndarray:
+        """Embed one clip: ``wav`` ``[T]`` or ``[C, T]`` at ``sr`` Hz → ``[N, D]`` float32 rows (frame level).
+
+        The input is normalised as the module docstring says (float, mono, resampled), then passed to the model.
+        """
+        rows = np.asarray(self._embed(self.mono(wav, sr)), dtype=np.float32)
         if rows.ndim == 1:
             rows = rows[None, :]
         return rows
@@ -96,17 +126,72 @@ class Embedder(abc.ABC):
     def _embed(self, wav: np.ndarray) -> np.ndarray:
         """Mono float32 ``[T]`` at :attr:`sample_rate` → ``[N, D]``."""
 
+    def reference_rows(self, wav, sr: int) -> np.ndarray | None:
+        """The same clip through the reference implementation's own code (from its registry package) with this
+        embedder's loaded weights, ``[N, D]``; ``None`` where ours is the reference.
+
+        Raises:
+            DependencyError: the reference package is not installed.
+        """
+        return None
+
     @property
     def normalisation(self) -> str:
         return (f"float32 in [-1, 1] (integer PCM / full scale), channels averaged to mono, resampled to "
-                f"{self.sample_rate} Hz (soxr HQ), no loudness normalisation; one row per {self.frame}")
+                f"{self.sample_rate} Hz ({_RESAMPLER_WORDS.get(self.resampler, self.resampler)}), no loudness "
+                f"normalisation; one row per {self.frame}")
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "sample_rate": self.sample_rate, "identity": self.identity, "dim": self.dim,
-                "row": self.frame, "normalisation": self.normalisation}
+        return {"name": self.name, "sample_rate": self.sample_rate, "resampler": self.resampler,
+                "identity": self.identity, "dim": self.dim, "row": self.frame, "window": self.window,
+                "reference": self.reference, "head": self.head, "normalisation": self.normalisation}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, sample_rate={self.sample_rate}, identity={self.identity!r})"
+
+
+_RESAMPLER_WORDS = {"soxr": "soxr HQ", "soxr_hq": "soxr HQ", "soxr_vhq": "soxr VHQ",
+                    "kaiser_best": "resampy kaiser_best", "kaiser_fast": "resampy kaiser_fast"}
+
+
+def _rel_rows(ours: np.ndarray, ref: np.ndarray) -> float:
+    """Largest per-row relative difference ``‖a − b‖₂ / ‖b‖₂`` (inf when the row counts differ)."""
+    if ours.shape != ref.shape:
+        return float("inf")
+    num = np.linalg.norm(ours.astype(np.float64) - ref.astype(np.float64), axis=1)
+    den = np.maximum(np.linalg.norm(ref.astype(np.float64), axis=1), 1e-30)
+    return float((num / den).max(initial=0.0))
+
+
+def measure_parity(embedder: Embedder, set_a: Sequence[tuple[np.ndarray, int]],
+                   set_b: Sequence[tuple[np.ndarray, int]]) -> dict[str, Any]:
+    """How far this embedder is from its reference implementation on two sets of clips ``(wav, sr)``.
+
+    Returns:
+        ``{"rows_max_rel", "fad_rel", "clips", "fad"}``: the largest per-row relative difference of the
+        embeddings (:func:`_rel_rows`), and the relative difference of FAD(set_a, set_b) computed from ours and
+        from the reference's rows; ``None`` values (and ``"note"``) where ours is the reference or the reference
+        package is missing.
+    """
+    from .fad import frechet_distance
+
+    ours, refs = [], []
+    try:
+        for wav, sr in [*set_a, *set_b]:
+            ref = embedder.reference_rows(wav, sr)
+            if ref is None:
+                return {"rows_max_rel": None, "fad_rel": None, "clips": 0, "fad": None,
+                        "note": "ours is the reference"}
+            refs.append(np.asarray(ref, dtype=np.float32))
+            ours.append(embedder.embed(wav, sr))
+    except DependencyError as exc:
+        return {"rows_max_rel": None, "fad_rel": None, "clips": 0, "fad": None, "note": f"not measured: {exc}"}
+    rows = max(_rel_rows(o, r) for o, r in zip(ours, refs))
+    n = len(set_a)
+    fad_ours = frechet_distance(ours[:n], ours[n:])
+    fad_ref = frechet_distance(refs[:n], refs[n:])
+    fad_rel = abs(fad_ours - fad_ref) / max(abs(fad_ref), 1e-30)
+    return {"rows_max_rel": rows, "fad_rel": float(fad_rel), "clips": len(ours), "fad": fad_ref, "note": ""}
 
 
 @functools.lru_cache(maxsize=64)
@@ -120,46 +205,103 @@ def _file_identity(path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- vggish
+def _torchvggish():
+    """``(waveform_to_examples, VGG, make_layers)`` from the registry's ``torchvggish`` (0.2 or GitHub master)."""
+    try:
+        from torchvggish import vggish_input
+    except ImportError:
+        raise DependencyError("torchvggish (the reference VGGish) is not installed; pip install "
+                              "torchvggish==0.2, or the dev extra") from None
+    try:
+        from torchvggish.vggish import VGG, make_layers  # GitHub master (torch.hub)
+    except ImportError:
+        from torchvggish.torchvggish import VGG, make_layers  # PyPI 0.2
+    return vggish_input.waveform_to_examples, VGG, make_layers
+
+
 class VGGishEmbedder(Embedder):
     """VGGish (:mod:`echoscript_utils.models.vggish`): 16 kHz, one 128-d row per 0.96 s, raw last-layer output.
+
+    Follows the path published FADs take (``frechet_audio_distance``): torchvggish's frontend, resampled to 16 kHz
+    with resampy ``kaiser_best``, and the network without PCA and without the last ReLU.
 
     Args:
         weights: path or URL of the torchvggish weights, or ``"random"`` (tests only).
         cache_dir: downloads go to ``cache_dir/vggish/``.
+        resampler: ``"reference"`` (resampy ``kaiser_best``, as torchvggish) or any
+            :data:`echoscript_utils.audio.RESAMPLERS` / ``"soxr"`` (keeps the band above 7 kHz; not comparable
+            with published VGGish FADs).
     """
 
     name, sample_rate, dim, frame = "vggish", 16_000, 128, "0.96 s example"
+    reference_resampler = "kaiser_best"
+    window = "0.96 s examples, hop 0.96 s (25 ms / 10 ms STFT)"
+    reference = "torchvggish 0.2 vggish_input + VGG, as frechet_audio_distance runs it"
 
     def __init__(self, weights: str | None, *, cache_dir: str | os.PathLike, device: str = "cpu", seed: int = 0,
-                 pca: str | None = None):
-
+                 pca: str | None = None, resampler: str = REFERENCE_RESAMPLER):
+        self._set_resampler(resampler)
         self.model = vggish.load_vggish(weights, cache_dir=cache_dir, pca=pca, device=device, seed=seed)
+        self.pca = pca
+        self.head = "PCA + 8-bit quantisation" if pca is not None else "last linear layer, no ReLU, no PCA"
         if str(weights) == "random":
             wid = f"random-{seed}"
         else:
-            wid = _file_identity(resolve_checkpoint(weights, source=vggish.WEIGHTS_SOURCE, cache_dir=cache_dir, what="weights"))
-        self.identity = f"vggish:{wid}:pca={pca is not None}:{_CACHE_VERSION}"
+            wid = _file_identity(resolve_checkpoint(weights, source=vggish.WEIGHTS_SOURCE, cache_dir=cache_dir,
+                                                    what="weights"))
+        self.identity = f"vggish:{wid}:pca={pca is not None}:rs={self.resampler}:{_CACHE_VERSION}"
+        self._reference = None
 
     def _embed(self, wav: np.ndarray) -> np.ndarray:
+        return vggish.embed(wav, self.sample_rate, model=self.model, resampler=self.resampler)
 
-        return vggish.embed(wav, self.sample_rate, model=self.model)
+    def reference_rows(self, wav, sr: int) -> np.ndarray:
+        """torchvggish's ``waveform_to_examples`` (its resampy call included) and its ``VGG`` holding our weights,
+        last ReLU dropped as ``frechet_audio_distance`` drops it."""
+        import torch
+
+        to_examples, vgg_class, make_layers = _torchvggish()
+        if self._reference is None:
+            try:
+                net = vgg_class(make_layers())
+            except TypeError:  # 0.2: VGG(features, postprocess)
+                net = vgg_class(make_layers(), False)
+            state = {k: v for k, v in self.model.state_dict().items() if k.startswith(("features.", "embeddings."))}
+            net.load_state_dict(state)
+            net.embeddings = torch.nn.Sequential(*list(net.embeddings.children())[:-1])
+            self._reference = net.eval()
+        if self.pca is not None:
+            raise DependencyError("the PCA head's reference needs torchvggish's own download of its PCA file; "
+                                  "parity is measured without PCA")
+        x = as_float_audio(wav)
+        x = x.mean(axis=0) if x.ndim == 2 else x
+        with torch.no_grad():
+            out = self._reference(to_examples(x, int(sr)))
+        return out.float().numpy()
 
 
 # ------------------------------------------------------------------------------------------------- panns
 class PannsEmbedder(Embedder):
-    """PANNs Cnn14 (AudioSet): 32 kHz, one 2048-d ``embedding`` row per 10 s window.
+    """PANNs Cnn14 (AudioSet): 32 kHz, the 2048-d ``embedding`` output, one row per file by default.
 
-    The checkpoint is loaded into ``Cnn14`` directly (never the package's ``AudioTagging`` wrapper, whose import
-    downloads files). ``checkpoint="random"`` gives a random network (tests only).
+    Follows ``frechet_audio_distance``: the whole clip, resampled to 32 kHz with resampy ``kaiser_best``, goes
+    through ``panns_inference.models.Cnn14`` (which pools over time) and gives one row. ``window_s`` cuts the
+    clip into windows of that length instead (one row each, the last zero-padded; more rows per clip but not
+    what published PANNs FADs did). The checkpoint is loaded into ``Cnn14`` directly (never the package's
+    ``AudioTagging`` wrapper, whose import downloads files). ``checkpoint="random"`` gives a random network
+    (tests only).
     """
 
-    name, sample_rate, dim, frame = "panns", 32_000, 2048, "10 s window"
+    name, sample_rate, dim = "panns", 32_000, 2048
+    reference_resampler = "kaiser_best"
+    reference = "panns_inference Cnn14 on the whole file, as frechet_audio_distance runs it"
+    head = "embedding output (before fc_audioset), no PCA"
 
     def __init__(self, checkpoint: str | None, *, cache_dir: str | os.PathLike, device: str = "cpu",
-                 window_s: float = 10.0, seed: int = 0):
+                 window_s: float | None = None, seed: int = 0, resampler: str = REFERENCE_RESAMPLER):
         import torch
 
-
+        self._set_resampler(resampler)
         if checkpoint is None or str(checkpoint).strip() == "":
             raise DependencyError("PANNs embeddings need a Cnn14 checkpoint: set evaluation.panns_checkpoint to "
                                   "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth or a local copy")
@@ -170,35 +312,61 @@ class PannsEmbedder(Embedder):
             path = resolve_checkpoint(checkpoint, source=CHECKPOINT_SOURCE, cache_dir=cache_dir)
             self.model, wid = load_cnn14(path, device=device), _file_identity(path)
         self.device = device
-        self.window = int(round(window_s * self.sample_rate))
-        self.identity = f"panns:cnn14:{wid}:win={window_s}:{_CACHE_VERSION}"
+        self.window_samples = None if window_s is None else int(round(window_s * self.sample_rate))
+        self.frame = "file" if window_s is None else f"{window_s:g} s window"
+        self.window = ("whole file (32× time pooling inside Cnn14; 1024 / 320 STFT)" if window_s is None
+                       else f"{window_s:g} s windows, no overlap, last zero-padded")
+        self.identity = f"panns:cnn14:{wid}:win={window_s}:rs={self.resampler}:{_CACHE_VERSION}"
 
-    def _embed(self, wav: np.ndarray) -> np.ndarray:
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        batch = torch.from_numpy(np.stack(windows(wav, self.window))).to(self.device)
         with torch.inference_mode():
-            out = self.model(batch)
+            out = self.model(torch.from_numpy(batch).to(self.device))
+        return out["embedding"].float().cpu().numpy()
+
+    def _embed(self, wav: np.ndarray) -> np.ndarray:
+        if self.window_samples is None:
+            return self._forward(wav[None, :])
+        return self._forward(np.stack(windows(wav, self.window_samples)))
+
+    def reference_rows(self, wav, sr: int) -> np.ndarray:
+        """``frechet_audio_distance``'s PANNs path: mono float32, ``resampy.resample`` to 32 kHz, the whole
+        clip through this ``Cnn14`` (``model(x, None)["embedding"]``)."""
+        import resampy
+        import torch
+
+        x = as_float_audio(wav)
+        x = x.mean(axis=0) if x.ndim == 2 else x
+        if int(sr) != self.sample_rate:
+            x = resampy.resample(x, int(sr), self.sample_rate)
+        with torch.no_grad():
+            out = self.model(torch.tensor(x).float().unsqueeze(0).to(self.device), None)
         return out["embedding"].float().cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------------------- clap
 class ClapAudioEmbedder(Embedder):
-    """CLAP audio embeddings (transformers ``ClapModel.get_audio_features``): 48 kHz, one L2-normalised row per
-    10 s window (windows shorter than the model's input are repeat-padded by its feature extractor)."""
+    """CLAP audio embeddings (transformers ``ClapModel.get_audio_features`` after its ``ClapFeatureExtractor``):
+    48 kHz (resampy ``kaiser_best``, as ``frechet_audio_distance`` resamples for CLAP), one L2-normalised row per
+    10 s window (a tail under 2.5 s is dropped; a short last window is repeat-padded by the feature extractor)."""
 
     name, frame = "clap", "10 s window"
+    reference_resampler = "kaiser_best"
+    window = "10 s windows, no overlap, short last one repeat-padded"
+    reference = "transformers ClapFeatureExtractor + ClapModel.get_audio_features"
+    head = "audio projection, L2-normalised, no PCA"
 
-    def __init__(self, model: str, *, cache_dir: str | os.PathLike, device: str = "cpu", seed: int = 1234):
-
+    def __init__(self, model: str, *, cache_dir: str | os.PathLike, device: str = "cpu", seed: int = 1234,
+                 resampler: str = REFERENCE_RESAMPLER):
+        self._set_resampler(resampler)
         self.clap = ClapEmbedder(model, cache_dir=cache_dir, device=device, seed=seed)
         self.sample_rate = int(self.clap.sample_rate)
-        self.identity = f"clap:{self.clap.identity}:{_CACHE_VERSION}"
+        self.identity = f"clap:{self.clap.identity}:rs={self.resampler}:{_CACHE_VERSION}"
 
-    def _embed(self, wav: np.ndarray) -> np.ndarray:
+    def _features(self, wins: list[np.ndarray]) -> np.ndarray:
         import torch
 
-        wins = windows(wav, self.clap.window, pad=False)  # a short last window is repeat-padded below
         proc = self.clap.processor.feature_extractor
         feats = proc(wins, sampling_rate=self.sample_rate, return_tensors="pt", truncation="rand_trunc",
                      padding="repeatpad")
@@ -208,6 +376,20 @@ class ClapAudioEmbedder(Embedder):
         out = getattr(out, "pooler_output", out).float().cpu().numpy()
         self.dim = out.shape[1]
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+    def _embed(self, wav: np.ndarray) -> np.ndarray:
+        return self._features(windows(wav, self.clap.window, pad=False))
+
+    def reference_rows(self, wav, sr: int) -> np.ndarray:
+        """transformers' own path, one 10 s segment at a time: ``resampy.resample`` to 48 kHz, then the
+        feature extractor and ``get_audio_features`` on each segment alone, L2-normalised."""
+        import resampy
+
+        x = as_float_audio(wav)
+        x = x.mean(axis=0) if x.ndim == 2 else x
+        if int(sr) != self.sample_rate:
+            x = resampy.resample(x, int(sr), self.sample_rate)
+        return np.concatenate([self._features([w]) for w in windows(x, self.clap.window, pad=False)])
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """Prompts → ``[N, D]`` L2-normalised CLAP text embeddings (same model)."""
@@ -223,6 +405,8 @@ class EncodecEmbedder(Embedder):
     """
 
     name, frame = "encodec", "codec frame"
+    window = "one codec frame per hop of the encoder (20 ms for the 32 kHz codec)"
+    head = "encoder latents before the quantiser"
 
     def __init__(self, model: str, *, cache_dir: str | os.PathLike, device: str = "cpu", seed: int = 1234,
                  max_s: float = 30.0):
@@ -256,11 +440,14 @@ class MusicnnEmbedder(Embedder):
     """musicnn (:mod:`echoscript_utils.models.musicnn`, real MTT/MSD weights, offline): 16 kHz, one row per 3 s patch."""
 
     name, sample_rate, frame = "musicnn", 16_000, "3 s patch"
+    window = "3 s patches, no overlap (log mel 96 bands, 512 / 256 STFT)"
 
     def __init__(self, model: str = "MTT_musicnn", *, layer: str = "penultimate", cache_dir=None,
                  device: str = "cpu"):
 
         self.model_name, self.layer, self.device = model, layer, device
+        self.head = {"penultimate": "penultimate dense layer (200-d, after batch norm)",
+                     "taggram": "tag probabilities"}.get(layer, f"{layer} of the front/mid end")
         self.cache_dir = str(Path(cache_dir) / "models") if cache_dir is not None else None
         self.dim = 200 if layer == "penultimate" else None
         folder = Path(musicnn.weights_dir(model))
@@ -282,13 +469,15 @@ EMBEDDERS: dict[str, type[Embedder]] = {"vggish": VGGishEmbedder, "panns": Panns
 
 
 def _kwargs_from_config(name: str, cfg) -> dict[str, Any]:
-
     ev = cfg.evaluation
     common = {"cache_dir": cfg.paths.cache, "device": resolve_device(cfg.run.device)}
+    if name in ("vggish", "panns", "clap"):  # the embeddings published FADs use; ours choose their own
+        common["resampler"] = ev.resampler
     if name == "vggish":
         return {**common, "weights": ev.vggish_weights, "seed": cfg.seed}
     if name == "panns":
-        return {**common, "checkpoint": ev.panns_checkpoint or cfg.annotation.panns_checkpoint, "seed": cfg.seed}
+        return {**common, "checkpoint": ev.panns_checkpoint or cfg.annotation.panns_checkpoint, "seed": cfg.seed,
+                "window_s": ev.panns_window_s}
     if name == "clap":
         return {**common, "model": ev.clap_model or cfg.alignment.clap_model, "seed": cfg.seed}
     if name == "encodec":

@@ -139,9 +139,12 @@ def test_get_embedder_rejects_unknown_names_and_missing_checkpoints(tmp_path):
 
 
 def test_panns_random_cnn14_gives_2048_d_windows(tmp_path):
-    emb = embeddings.get_embedder("panns", {"checkpoint": "random", "cache_dir": tmp_path})
+    emb = embeddings.get_embedder("panns", {"checkpoint": "random", "cache_dir": tmp_path, "window_s": 10.0})
     rows = emb.embed(tone(440.0, 13.0, 22050), 22050)
     assert rows.shape == (2, 2048)  # 13 s → one full 10 s window + a zero-padded 3 s tail
+    per_file = embeddings.get_embedder("panns", {"checkpoint": "random", "cache_dir": tmp_path})
+    assert per_file.embed(tone(440.0, 13.0, 22050), 22050).shape == (1, 2048)  # default: one row per file
+    assert per_file.frame == "file" and per_file.identity != emb.identity
 
 
 def test_musicnn_embedder_uses_the_real_weights(tmp_path):
