@@ -44,16 +44,20 @@ from .artifacts import atomic_path
 from .errors import InputError
 
 __all__ = [
+    "RELIABILITY_FLAGS",
+    "ClipsNeeded",
     "EmbeddingStats",
     "FADInfinity",
     "FADInterval",
     "PairedDifference",
     "bootstrap_fad",
+    "clips_needed",
     "fad_infinity",
     "frechet_distance",
     "frechet_distance_from_stats",
     "paired_bootstrap_difference",
     "per_clip_contribution",
+    "reliability_flags",
 ]
 
 # ============================================================================================== statistics
@@ -372,7 +376,7 @@ class FADInterval:
     confidence: float
     n_boot: int
     method: str
-    resample: str
+    resample: str  # what was resampled: "both", or "generated" (also when the reference is fixed statistics)
     bias: float  # mean(bootstrap) - point: how much resampling with duplicates inflates the FAD
     std: float
     n_ref: int  # clips (resampling units) in the reference set
@@ -440,8 +444,9 @@ def bootstrap_fad(emb_ref, emb_gen, *, n: int = 1000, confidence: float = 0.95, 
         ref_side = ref.side(ref.draw(rng) if resample == "both" else None)
         samples[i] = _distance(ref_side, gen.side(gen.draw(rng)))
     lo, hi = _interval(point, samples, confidence, method)
+    effective = "generated" if ref.fixed is not None else resample  # fixed statistics are never resampled
     return FADInterval(point=point, ci_low=lo, ci_high=hi, confidence=confidence, n_boot=n, method=method,
-                       resample=resample, bias=float(samples.mean() - point), std=float(samples.std(ddof=1))
+                       resample=effective, bias=float(samples.mean() - point), std=float(samples.std(ddof=1))
                        if n > 1 else 0.0, n_ref=ref.n_clips, n_gen=gen.n_clips, samples=samples)
 
 
@@ -603,3 +608,78 @@ def per_clip_contribution(emb_ref, emb_gen, *, names: Sequence[str] | None = Non
     z = (delta - np.median(delta)) / mad if mad > 0 else np.zeros_like(delta)
     df = pd.DataFrame({"clip": names, "fad_without": without, "delta": delta, "z": z, "outlier": z > z_threshold})
     return df.sort_values("delta", ascending=False, ignore_index=True)
+
+
+# ============================================================================================== reliability
+#: Flag codes of :func:`reliability_flags`, with what each means for the reader.
+RELIABILITY_FLAGS = {
+    "rows<dim": "fewer embedding rows than dimensions: the covariance is singular and the FAD is dominated by its "
+                "sample-size bias (compare with FAD∞, and only with FADs from the same number of rows)",
+    "clips<min": "fewer clips than the minimum asked for: the interval rests on a handful of resampling units",
+}
+
+
+def reliability_flags(*, n_ref: int, n_gen: int, rows_ref: int, rows_gen: int, dim: int,
+                      min_clips: int) -> list[str]:
+    """Which of :data:`RELIABILITY_FLAGS` apply to one FAD: ``rows<dim`` when either set has fewer rows than the
+    embedding has dimensions, ``clips<min`` when either set has fewer than ``min_clips`` clips."""
+    flags = []
+    if min(rows_ref, rows_gen) < dim:
+        flags.append("rows<dim")
+    if min(n_ref, n_gen) < min_clips:
+        flags.append("clips<min")
+    return flags
+
+
+@dataclass
+class ClipsNeeded:
+    """How many clips a FAD needs for an interval of a chosen width (see :func:`clips_needed`)."""
+
+    width: float  # the interval width asked for (FAD units)
+    width_now: float  # the bootstrap interval's width at the current size
+    n_gen_now: int
+    n_ref_now: int
+    n_for_width: int | None  # generated clips for the width (reference grown by the same factor)
+    n_for_bias: int | None  # generated clips for the FAD∞ bias slope / N to fall to half the width
+    n_gen: int | None  # the larger of the two: the estimate
+    n_ref: int | None  # reference clips at the same growth factor (when the reference is resampled too)
+    fad_inf_r2: float | None  # quality of the FAD∞ line the bias estimate rests on
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def clips_needed(interval: FADInterval, *, width: float, fad_inf: FADInfinity | None = None) -> ClipsNeeded:
+    """Clips per set for a FAD interval ``width`` wide, from the bootstrap and the FAD∞ fit.
+
+    Two requirements, the larger wins:
+
+    - **spread**: a bootstrap interval narrows as ``1/sqrt(N)`` when both sets grow by the same factor, so the
+      width ``w`` needs ``N_gen · (w_now / w)²`` generated clips (and the reference grown alike when it was
+      resampled too);
+    - **bias**: FAD(N) ≈ FAD∞ + slope / N (:func:`fad_infinity`), so the bias falls to half the width at
+      ``N = 2 · slope / w`` (nothing needed when the fitted slope is not positive).
+
+    Both are extrapolations from the current sample (the ``1/sqrt(N)`` law and the straight line in ``1/N``
+    are asymptotic), so read them as an order of magnitude, better when ``fad_inf_r2`` is close to 1.
+    """
+    if not width > 0:
+        raise ValueError(f"width must be positive, got {width}")
+    width_now = float(interval.ci_high - interval.ci_low)
+    n_gen_now, n_ref_now = int(interval.n_gen), int(interval.n_ref)
+    n_for_width = factor = None
+    if np.isfinite(width_now) and width_now > 0:
+        factor = (width_now / width) ** 2
+        n_for_width = max(2, math.ceil(n_gen_now * factor))
+    n_for_bias = r2 = None
+    if fad_inf is not None:
+        r2 = float(fad_inf.r2)
+        n_for_bias = max(2, math.ceil(2.0 * fad_inf.slope / width)) if fad_inf.slope > 0 else 2
+    candidates = [n for n in (n_for_width, n_for_bias) if n is not None]
+    n_gen = max(candidates) if candidates else None
+    n_ref = None
+    if n_gen is not None:
+        growth = n_gen / max(n_gen_now, 1)
+        n_ref = max(n_ref_now, math.ceil(n_ref_now * growth)) if interval.resample == "both" else n_ref_now
+    return ClipsNeeded(width=float(width), width_now=width_now, n_gen_now=n_gen_now, n_ref_now=n_ref_now,
+                       n_for_width=n_for_width, n_for_bias=n_for_bias, n_gen=n_gen, n_ref=n_ref, fad_inf_r2=r2)

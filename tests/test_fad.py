@@ -434,3 +434,51 @@ def test_bootstrap_against_fixed_reference_statistics(rng):
     assert res.ci_low < res.point < res.ci_high and res.n_ref == 10**9
     diff = fad.paired_bootstrap_difference(ref, gen, gen, n=20, seed=0, paired_generated=True)
     assert diff.difference == 0
+
+
+# ------------------------------------------------------------------------------------------------ reliability
+def test_reliability_flags():
+    assert fad.reliability_flags(n_ref=100, n_gen=100, rows_ref=900, rows_gen=900, dim=128, min_clips=50) == []
+    assert fad.reliability_flags(n_ref=100, n_gen=14, rows_ref=900, rows_gen=14, dim=200,
+                                 min_clips=50) == ["rows<dim", "clips<min"]
+    assert fad.reliability_flags(n_ref=60, n_gen=60, rows_ref=60, rows_gen=600, dim=128,
+                                 min_clips=50) == ["rows<dim"]
+    assert set(fad.RELIABILITY_FLAGS) == {"rows<dim", "clips<min"}
+
+
+def test_clips_needed_predicts_the_interval_at_the_larger_size():
+    """The clips-needed estimate from a small experiment, checked by running the larger one it asks for."""
+    dim, shift = 4, 0.5
+
+    def widths(n_clips, seeds):
+        out = []
+        for s in seeds:
+            r = np.random.default_rng(s)
+            ref, gen = r.standard_normal((n_clips, dim)), r.standard_normal((n_clips, dim)) + shift
+            res = fad.bootstrap_fad(ref, gen, n=200, seed=s)
+            out.append(res)
+        return out
+
+    small = widths(40, range(6))
+    target = np.mean([r.ci_high - r.ci_low for r in small]) / 2  # half the current width
+    needed = [fad.clips_needed(r, width=target) for r in small]
+    estimate = int(np.median([c.n_gen for c in needed]))
+    assert 100 <= estimate <= 260  # ≈ 4× the clips for half the width
+    assert all(c.n_ref == c.n_gen for c in needed)  # both sets resampled: the reference grows alike
+    measured = np.mean([r.ci_high - r.ci_low for r in widths(estimate, range(10, 16))])
+    assert measured == pytest.approx(target, rel=0.35)
+
+
+def test_clips_needed_uses_the_fad_infinity_bias():
+    rng = np.random.default_rng(3)
+    dim = 8
+    ref = fad.EmbeddingStats(mu=np.zeros(dim), cov=np.eye(dim), n=10**9)
+    gen = rng.standard_normal((400, dim)) + 0.5
+    inf = fad.fad_infinity(ref, gen, n_points=8, min_n=40, repeats=5, seed=0)
+    res = fad.bootstrap_fad(ref, gen, n=100, seed=0)
+    need = fad.clips_needed(res, width=0.05, fad_inf=inf)
+    assert inf.slope > 0 and need.n_for_bias == int(np.ceil(2 * inf.slope / 0.05))
+    assert need.n_gen == max(need.n_for_width, need.n_for_bias) and need.n_ref == 10**9  # fixed reference
+    assert need.fad_inf_r2 == pytest.approx(inf.r2)
+    with pytest.raises(ValueError, match="positive"):
+        fad.clips_needed(res, width=0.0)
