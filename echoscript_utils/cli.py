@@ -280,7 +280,7 @@ def _fad(args) -> int:
     """``echoscript fad --reference DIR --generated DIR --embedding NAME [--bootstrap N]``: print the FAD."""
     from .embeddings import embed_files, get_embedder
     from .evaluation import audio_files
-    from .fad import bootstrap_fad, frechet_distance
+    from .fad import RELIABILITY_FLAGS, bootstrap_fad, frechet_distance, reliability_flags
 
     cfg = _load(args)
 
@@ -302,9 +302,9 @@ def _fad(args) -> int:
     print(f"reference: {len(ref)} files, {rows_ref} embedding rows   generated: {len(gen)} files, {rows_gen} rows   "
           f"D = {ref[0].shape[1]}")
     print(f"inputs (both sides): {embedder.normalisation}")
-    if min(rows_ref, rows_gen) <= ref[0].shape[1]:
-        print(f"note: fewer rows than dimensions on one side (N <= D = {ref[0].shape[1]}); the covariance is "
-              "singular and FAD is strongly biased upward at this size — compare systems only at equal N")
+    for flag in reliability_flags(n_ref=len(ref), n_gen=len(gen), rows_ref=rows_ref, rows_gen=rows_gen,
+                                  dim=ref[0].shape[1], min_clips=cfg.evaluation.min_clips):
+        print(f"flag {flag}: {RELIABILITY_FLAGS[flag]}")
     return 0
 
 

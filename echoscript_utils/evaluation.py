@@ -10,23 +10,27 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .artifacts import read_json, write_metrics
+from .audio import load
 from .dataset import load_metadata
-from .embeddings import MusicnnEmbedder, embed_files, get_embedder
+from .embeddings import MusicnnEmbedder, embed_files, get_embedder, measure_parity
 from .errors import DependencyError, InputError
 from .fad import (
+    RELIABILITY_FLAGS,
     FADInfinity,
     bootstrap_fad,
+    clips_needed,
     fad_infinity,
     frechet_distance,
     paired_bootstrap_difference,
     per_clip_contribution,
+    reliability_flags,
 )
 from .models import musicnn
 from .stats import clap_score, tag_kl_divergence
@@ -133,6 +137,7 @@ class EmbeddedSets:
     names: dict[str, list[str]]  # set label → clip names (file stems)
     embedders: dict[str, dict[str, Any]]  # embedding → Embedder.describe()
     skipped: dict[str, str]  # embedding → why it was not computed
+    parity: dict[str, dict[str, Any]] = field(default_factory=dict)  # embedding → measure_parity() on a probe
 
     def summary(self):
         """DataFrame ``embedding, set, clips, rows, dim, row, normalisation`` (plus skipped embeddings)."""
@@ -151,17 +156,38 @@ class EmbeddedSets:
         return pd.DataFrame(rows)
 
 
+#: Seconds of each probe clip that :func:`embed_sets` runs through an embedding's reference code.
+PARITY_PROBE_S = 10.0
+
+
+def _parity_probe(sets: EvaluationSets, n: int) -> tuple[list, list]:
+    """Up to ``n`` reference and ``n`` generated clips (first model), their first :data:`PARITY_PROBE_S` s."""
+    generated = next(iter(sets.generated.values()), [])
+    out = []
+    for files in (sets.reference[:n], generated[:n]):
+        clips = []
+        for f in files:
+            wav, sr = load(f)
+            clips.append((wav[:, : int(PARITY_PROBE_S * sr)], sr))
+        out.append(clips)
+    return out[0], out[1]
+
+
 def embed_sets(sets: EvaluationSets, cfg, *, embeddings: Sequence[str] | None = None,
                progress: bool = True) -> EmbeddedSets:
     """Embed the reference and every generated set with each of ``evaluation.embeddings`` (cached per file).
 
     An embedding whose weights are not available (e.g. VGGish offline without a local weights file) is skipped
-    and the reason recorded, so the other embeddings still produce a table.
+    and the reason recorded, so the other embeddings still produce a table. While each embedder is loaded, the
+    first ``evaluation.parity_clips`` clips of the reference and of the first model also go through the
+    embedding's reference implementation with the same weights (:func:`~echoscript_utils.embeddings.measure_parity`),
+    so the comparability table states the parity measured in this run.
     """
 
     all_sets = {"reference": sets.reference, **sets.generated}
     data: dict[str, dict[str, list[np.ndarray]]] = {}
-    described, skipped = {}, {}
+    described, skipped, parity = {}, {}, {}
+    probe = _parity_probe(sets, cfg.evaluation.parity_clips) if cfg.evaluation.parity_clips > 0 else None
     for name in embeddings or cfg.evaluation.embeddings:
         try:
             embedder = get_embedder(name, cfg)
@@ -171,9 +197,11 @@ def embed_sets(sets: EvaluationSets, cfg, *, embeddings: Sequence[str] | None = 
         data[name] = {label: list(embed_files(files, embedder, cache_dir=cfg.paths.cache, progress=progress).values())
                       for label, files in all_sets.items()}
         described[name] = embedder.describe()
+        if probe is not None and probe[0] and probe[1]:
+            parity[name] = measure_parity(embedder, *probe)
         del embedder
     names = {label: [Path(f).stem for f in files] for label, files in all_sets.items()}
-    return EmbeddedSets(data=data, names=names, embedders=described, skipped=skipped)
+    return EmbeddedSets(data=data, names=names, embedders=described, skipped=skipped, parity=parity)
 
 
 def fad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
@@ -181,7 +209,10 @@ def fad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
 
     Returns:
         DataFrame ``embedding, model, fad, ci_low, ci_high, bias, fad_inf, fad_inf_r2, n_ref, n_gen, rows_ref,
-        rows_gen, dim, inputs`` (clips counted in ``n_*``; embedding rows in ``rows_*``).
+        rows_gen, dim, flags, clips_needed, inputs`` (clips counted in ``n_*``; embedding rows in ``rows_*``).
+        ``flags`` lists the :data:`~echoscript_utils.fad.RELIABILITY_FLAGS` that apply (``rows<dim``,
+        ``clips<min`` against ``evaluation.min_clips``); ``clips_needed`` is the generated clips an interval
+        ``evaluation.target_ci_width`` × FAD wide would need (:func:`~echoscript_utils.fad.clips_needed`).
     """
     import pandas as pd
 
@@ -193,6 +224,7 @@ def fad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
             if model == "reference":
                 continue
             row: dict[str, Any] = {"embedding": emb, "model": model}
+            res = inf = None
             if ev.bootstrap > 0:
                 res = bootstrap_fad(ref, clips, n=ev.bootstrap, confidence=ev.confidence, seed=cfg.seed,
                                     progress=progress)
@@ -204,11 +236,83 @@ def fad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
                 row |= {"fad_inf": inf.fad_inf, "fad_inf_r2": inf.r2}
             except InputError:
                 row |= {"fad_inf": np.nan, "fad_inf_r2": np.nan}
-            row |= {"n_ref": len(ref), "n_gen": len(clips), "rows_ref": int(sum(c.shape[0] for c in ref)),
-                    "rows_gen": int(sum(c.shape[0] for c in clips)), "dim": int(clips[0].shape[1]),
-                    "inputs": embedded.embedders[emb]["normalisation"]}
+            counts = {"n_ref": len(ref), "n_gen": len(clips), "rows_ref": int(sum(c.shape[0] for c in ref)),
+                      "rows_gen": int(sum(c.shape[0] for c in clips)), "dim": int(clips[0].shape[1])}
+            need = None
+            if res is not None and row["fad"] > 0:
+                need = clips_needed(res, width=ev.target_ci_width * row["fad"], fad_inf=inf).n_gen
+            row |= counts | {"flags": " ".join(reliability_flags(**counts, min_clips=ev.min_clips)),
+                             "clips_needed": need, "inputs": embedded.embedders[emb]["normalisation"]}
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def comparability_table(embedded: EmbeddedSets):
+    """How each computed embedding relates to the tool its published FADs come from.
+
+    Returns:
+        DataFrame ``embedding, reference, sample_rate, resampler, window, row, pooling, head, parity_rows,
+        parity_fad, parity_note``: the reference implementation, the input rate and resampler, window / hop and
+        what one row covers, how rows become the Gaussian, which output layer is used (activation, PCA), and
+        the parity measured in this run (:func:`embed_sets`; largest per-row relative difference of the
+        embeddings and relative difference of the FAD, ours against the reference code with the same weights).
+    """
+    import pandas as pd
+
+    rows = []
+    for emb, info in embedded.embedders.items():
+        par = embedded.parity.get(emb, {})
+        note = par.get("note", "not measured (evaluation.parity_clips = 0)" if not par else "")
+        if par and not note:
+            note = f"{par['clips']} probe clips, first {PARITY_PROBE_S:g} s each"
+        rows.append({"embedding": emb, "reference": info.get("reference", "ours"),
+                     "sample_rate": info["sample_rate"], "resampler": info.get("resampler", ""),
+                     "window": info.get("window", ""), "row": info["row"],
+                     "pooling": "all rows of all clips pooled into one Gaussian per set; clips are the bootstrap "
+                                "units",
+                     "head": info.get("head", ""), "parity_rows": par.get("rows_max_rel"),
+                     "parity_fad": par.get("fad_rel"), "parity_note": note})
+    return pd.DataFrame(rows)
+
+
+def reliability_note(table, cfg) -> str:
+    """What the FAD table can support, stated from its own numbers (markdown, one bullet per flagged row).
+
+    For each flagged FAD: which flags apply and why they matter, the FAD against FAD∞, the interval's width now
+    and the clips an interval ``evaluation.target_ci_width`` × FAD wide would need.
+    """
+    ev = cfg.evaluation
+    if table is None or len(table) == 0:
+        return "No FAD was computed, so there is nothing to qualify."
+    width_pct = round(100 * ev.target_ci_width)
+    lines = []
+    for r in table.to_dict("records"):
+        flags = [f for f in str(r.get("flags") or "").split() if f]
+        if not flags:
+            continue
+        parts = []
+        if "rows<dim" in flags:
+            parts.append(f"{min(r['rows_ref'], r['rows_gen'])} rows in {r['dim']} dimensions")
+        if "clips<min" in flags:
+            parts.append(f"{min(r['n_ref'], r['n_gen'])} clips (minimum {ev.min_clips})")
+        line = f"- **{r['embedding']} / {r['model']}**: {', '.join(parts)}. "
+        line += " ".join(RELIABILITY_FLAGS[f][0].upper() + RELIABILITY_FLAGS[f][1:] + "." for f in flags)
+        if np.isfinite(r.get("fad_inf", np.nan)):
+            line += f" FAD {r['fad']:.4g} against FAD∞ {r['fad_inf']:.4g} (fit R² {r['fad_inf_r2']:.2f})."
+        if np.isfinite(r.get("ci_low", np.nan)) and r["fad"] > 0:
+            now = 100 * (r["ci_high"] - r["ci_low"]) / r["fad"]
+            line += f" The {round(100 * ev.confidence)}% interval spans {now:.0f}% of the FAD"
+            if r.get("clips_needed") is not None and np.isfinite(r["clips_needed"]):
+                line += (f"; one {width_pct}% wide needs about {int(r['clips_needed'])} generated clips "
+                         f"(now {r['n_gen']}), from the bootstrap spread and the FAD∞ bias")
+            line += "."
+        lines.append(line)
+    if not lines:
+        return (f"No FAD in this run is flagged: every set has at least {ev.min_clips} clips and more embedding "
+                "rows than dimensions.")
+    head = (f"{len(lines)} of {len(table)} FADs are flagged; read them as tests of the pipeline, not as "
+            "evidence about the models:")
+    return "\n".join([head, *lines])
 
 
 def paired_table(embedded: EmbeddedSets, cfg, *, a: str | None = None, b: str | None = None):
@@ -362,6 +466,7 @@ def stage_metrics(sets: EvaluationSets, embedded: EmbeddedSets, table, paired, f
         "generated": {m: len(f) for m, f in sets.generated.items()},
         "embedders": embedded.embedders,
         "skipped_embeddings": embedded.skipped,
+        "comparability": comparability_table(embedded).to_dict(orient="records"),
         "fad": table.to_dict(orient="records"),
         "paired_difference": paired.to_dict(orient="records") if paired is not None else [],
         "fad_infinity": {m: f.as_dict() for m, f in fits.items()},

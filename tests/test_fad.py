@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
 
@@ -397,6 +398,19 @@ def test_stage_helpers_on_a_generated_layout(fake_run):
     metrics = evaluation.stage_metrics(sets, embedded, table, paired, fits, outliers)
     json.dumps(metrics, default=str)
     assert metrics["reference"]["files"] == 3 and metrics["verdict"].startswith("vggish:")
+    # computed reliability: 8 generated rows (4 clips × 2 VGGish frames) in 128 dimensions, 3 reference clips
+    # against a minimum of 50
+    assert list(table["flags"]) == ["rows<dim clips<min"] * 2
+    assert (table["clips_needed"] > table["n_gen"]).all()
+    note = evaluation.reliability_note(table, cfg)
+    assert note.startswith("2 of 2 FADs are flagged") and "8 rows in 128 dimensions" in note
+    assert "3 clips (minimum 50)" in note and "generated clips (now 4)" in note
+    assert str(int(table["clips_needed"].iloc[0])) in note
+    comp = evaluation.comparability_table(embedded).set_index("embedding").loc["vggish"]
+    assert comp["resampler"] == "kaiser_best" and "torchvggish" in comp["reference"]
+    assert "no ReLU, no PCA" in comp["head"] and metrics["comparability"][0]["embedding"] == "vggish"
+    if importlib.util.find_spec("torchvggish") is not None:  # parity measured in the run, against torchvggish
+        assert comp["parity_rows"] <= 1e-5 and comp["parity_fad"] <= 1e-5 and "probe clips" in comp["parity_note"]
 
 
 def test_cli_prints_fad_with_interval(fake_run, capsys):

@@ -125,6 +125,11 @@ def test_demo_recorded_results(demo_run):
     # 06: every FAD point lies inside its own bootstrap interval
     for row in m["06_evaluation"]["fad"]:
         assert row["ci_low"] <= row["fad"] <= row["ci_high"], row
+        assert "rows<dim" in row["flags"], row  # demo sets are far smaller than the embeddings' dimensions
+    comparability = {r["embedding"]: r for r in m["06_evaluation"]["comparability"]}
+    assert comparability["clap"]["resampler"] == "kaiser_best"  # as frechet_audio_distance resamples for CLAP
+    assert comparability["clap"]["parity_rows"] <= 1e-5 and comparability["clap"]["parity_fad"] <= 1e-5
+    assert comparability["musicnn"]["parity_note"] == "ours is the reference"
     # 07: a simulated study says so, and the contract table has 8 questions × 2 models
     assert m["07_listening"]["simulated"] is True
     qm = pd.read_csv(cfg.paths.listening / "analysis" / "question_means.csv")
