@@ -209,10 +209,12 @@ def fad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
 
     Returns:
         DataFrame ``embedding, model, fad, ci_low, ci_high, bias, fad_inf, fad_inf_r2, n_ref, n_gen, rows_ref,
-        rows_gen, dim, flags, clips_needed, inputs`` (clips counted in ``n_*``; embedding rows in ``rows_*``).
+        rows_gen, dim, flags, clips_needed, clips_needed_ref, inputs`` (clips counted in ``n_*``; embedding rows in
+        ``rows_*``).
         ``flags`` lists the :data:`~echoscript_utils.fad.RELIABILITY_FLAGS` that apply (``rows<dim``,
-        ``clips<min`` against ``evaluation.min_clips``); ``clips_needed`` is the generated clips an interval
-        ``evaluation.target_ci_width`` × FAD wide would need (:func:`~echoscript_utils.fad.clips_needed`).
+        ``clips<min`` against ``evaluation.min_clips``); ``clips_needed`` / ``clips_needed_ref`` are the generated
+        and reference clips an interval ``evaluation.target_ci_width`` × FAD wide would need
+        (:func:`~echoscript_utils.fad.clips_needed`; the reference grows alike because it is resampled too).
     """
     import pandas as pd
 
@@ -240,9 +242,11 @@ def fad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
                       "rows_gen": int(sum(c.shape[0] for c in clips)), "dim": int(clips[0].shape[1])}
             need = None
             if res is not None and row["fad"] > 0:
-                need = clips_needed(res, width=ev.target_ci_width * row["fad"], fad_inf=inf).n_gen
+                need = clips_needed(res, width=ev.target_ci_width * row["fad"], fad_inf=inf)
             row |= counts | {"flags": " ".join(reliability_flags(**counts, min_clips=ev.min_clips)),
-                             "clips_needed": need, "inputs": embedded.embedders[emb]["normalisation"]}
+                             "clips_needed": need.n_gen if need else None,
+                             "clips_needed_ref": need.n_ref if need else None,
+                             "inputs": embedded.embedders[emb]["normalisation"]}
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -303,8 +307,11 @@ def reliability_note(table, cfg) -> str:
             now = 100 * (r["ci_high"] - r["ci_low"]) / r["fad"]
             line += f" The {round(100 * ev.confidence)}% interval spans {now:.0f}% of the FAD"
             if r.get("clips_needed") is not None and np.isfinite(r["clips_needed"]):
-                line += (f"; one {width_pct}% wide needs about {int(r['clips_needed'])} generated clips "
-                         f"(now {r['n_gen']}), from the bootstrap spread and the FAD∞ bias")
+                line += f"; one {width_pct}% wide needs about {int(r['clips_needed'])} generated clips (now {r['n_gen']})"
+                ref_need = r.get("clips_needed_ref")
+                if ref_need is not None and np.isfinite(ref_need) and ref_need > r["n_ref"]:
+                    line += f" and {int(ref_need)} reference clips (now {r['n_ref']})"
+                line += ", from the bootstrap spread and the FAD∞ bias"
             line += "."
         lines.append(line)
     if not lines:

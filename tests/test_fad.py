@@ -404,7 +404,8 @@ def test_stage_helpers_on_a_generated_layout(fake_run):
     assert (table["clips_needed"] > table["n_gen"]).all()
     note = evaluation.reliability_note(table, cfg)
     assert note.startswith("2 of 2 FADs are flagged") and "8 rows in 128 dimensions" in note
-    assert "3 clips (minimum 50)" in note and "generated clips (now 4)" in note
+    assert "3 clips (minimum 50)" in note and "generated clips (now 4)" in note and "reference clips (now 3)" in note
+    assert (table["clips_needed_ref"] > table["n_ref"]).all()
     assert str(int(table["clips_needed"].iloc[0])) in note
     comp = evaluation.comparability_table(embedded).set_index("embedding").loc["vggish"]
     assert comp["resampler"] == "kaiser_best" and "torchvggish" in comp["reference"]

@@ -125,7 +125,9 @@ def test_demo_recorded_results(demo_run):
     # 06: every FAD point lies inside its own bootstrap interval
     for row in m["06_evaluation"]["fad"]:
         assert row["ci_low"] <= row["fad"] <= row["ci_high"], row
-        assert "rows<dim" in row["flags"], row  # demo sets are far smaller than the embeddings' dimensions
+        assert "clips<min" in row["flags"], row  # demo sets are far smaller than evaluation.min_clips
+        assert ("rows<dim" in row["flags"]) == (min(row["rows_ref"], row["rows_gen"]) < row["dim"]), row
+        assert row["clips_needed"] > row["n_gen"], row
     comparability = {r["embedding"]: r for r in m["06_evaluation"]["comparability"]}
     assert comparability["clap"]["resampler"] == "kaiser_best"  # as frechet_audio_distance resamples for CLAP
     assert comparability["clap"]["parity_rows"] <= 1e-5 and comparability["clap"]["parity_fad"] <= 1e-5
