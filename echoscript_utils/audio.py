@@ -1,5 +1,5 @@
 """Audio I/O and standardisation without torchaudio: soundfile to decode/encode, soxr to resample,
-pyloudnorm for loudness (ITU-R BS.1770).
+pyloudnorm for loudness (ITU-R BS.1770), pedalboard's true-peak brick-wall limiter for the loudness policy.
 
 Convention everywhere: ``wav`` is float32 ``[C, T]`` (channels first, like audiocraft), ``sr`` in Hz.
 
@@ -7,11 +7,24 @@ Decoding goes through libsndfile (>= 1.1 reads MP3 as well as WAV, FLAC, OGG/Vor
 :func:`stream` decodes, folds channels and resamples block by block, so a file of any length is processed
 in bounded memory. Channel layouts are folded with ITU-R BS.775 coefficients (centre and surrounds at
 −3 dB, LFE dropped), so a 5.1 file does not come out with its dialogue/centre channel doubled or lost.
+
+Loudness policy (:func:`standardise_loudness`): every clip, generated file and listening-pack file is brought to
+one integrated loudness under one true-peak ceiling. Dynamic music (orchestral mixes have peak-to-loudness
+ratios of 15–24 dB) cannot reach a pop-music target such as −14 LUFS by gain alone under a −1 dBTP ceiling, so
+two parameters decide what happens:
+
+* ``policy="limit"``: gain to the target, and where the true peak would pass the ceiling a look-ahead,
+  true-peak brick-wall limiter (pedalboard's ``BrickwallLimiter``) holds the peaks; the gain is searched so the
+  limited clip lands on the target, with at most ``max_limiting_db`` of gain reduction. ``policy="gain"``:
+  gain only, lowered at the ceiling (the clip then stays quieter than the target).
+* the target itself may be chosen from the corpus (:func:`auto_target_lufs`): the highest level that a given
+  share of clips reach by gain alone, so only the remaining clips are limited, and only a little.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +33,10 @@ from .artifacts import atomic_path
 from .errors import InputError
 
 __all__ = [
+    "LOUDNESS_POLICIES",
     "AudioInfo",
+    "LoudnessRecord",
+    "auto_target_lufs",
     "downmix",
     "downmix_matrix",
     "info",
@@ -28,7 +44,9 @@ __all__ = [
     "loudness",
     "normalize_loudness",
     "peak_db",
+    "reachable_lufs",
     "resample",
+    "standardise_loudness",
     "stream",
     "to_mono",
     "to_stereo",
@@ -287,6 +305,191 @@ def loudness_gain(wav: np.ndarray, sr: int, target_lufs: float, *, peak_db: floa
     if np.isfinite(tp) and tp + gain_db > peak_db:
         gain_db = float(peak_db - tp)
     return gain_db, float(current), float(tp + gain_db)
+
+
+#: Loudness policies of :func:`standardise_loudness`.
+LOUDNESS_POLICIES: tuple[str, ...] = ("limit", "gain")
+
+#: A sample the limiter lowered by more than this (dB) counts as limited in :attr:`LoudnessRecord.limited_share`.
+_LIMITED_DB = 0.1
+
+
+@dataclass(frozen=True)
+class LoudnessRecord:
+    """What :func:`standardise_loudness` did to one signal (all levels in dB, loudness in LUFS).
+
+    Attributes:
+        policy: ``"limit"``, ``"gain"``, or ``"none"`` (no target, or silence: returned unchanged).
+        target_lufs: the target asked for (``None`` for ``"none"``).
+        loudness_in_lufs, loudness_lufs: integrated loudness before and after.
+        true_peak_in_dbtp, true_peak_dbtp: true peak (4x oversampled) before and after.
+        gain_db: the gain applied (before the limiter; a final trim is included).
+        limiter_gain_reduction_db: the largest gain reduction the limiter applied; 0 when it did not engage.
+        limited_share: share of the non-silent samples the limiter lowered by more than 0.1 dB.
+    """
+
+    policy: str
+    target_lufs: float | None
+    loudness_in_lufs: float
+    loudness_lufs: float
+    true_peak_in_dbtp: float
+    true_peak_dbtp: float
+    gain_db: float
+    limiter_gain_reduction_db: float = 0.0
+    limited_share: float = 0.0
+
+    @property
+    def reached(self) -> bool:
+        """True when the output is within 0.5 LU of the target (or there was no target)."""
+        if self.target_lufs is None:
+            return True
+        return bool(np.isfinite(self.loudness_lufs) and abs(self.loudness_lufs - self.target_lufs) <= 0.5)
+
+    def to_dict(self, *, digits: int = 3) -> dict:
+        """Plain floats rounded to ``digits`` (non-finite values become ``None``), for JSON."""
+        out = {}
+        for k, v in asdict(self).items():
+            if isinstance(v, float):
+                v = round(v, digits) if np.isfinite(v) else None
+            out[k] = v
+        return out
+
+
+def _brickwall(wav: np.ndarray, sr: int, *, ceiling_db: float, release_ms: float) -> np.ndarray:
+    """pedalboard's look-ahead brick-wall limiter with a true-peak (4x oversampled) side chain; ``[C, T]`` in and
+    out, latency compensated (the output lines up with the input sample for sample)."""
+    from pedalboard import BrickwallLimiter
+
+    limiter = BrickwallLimiter(ceiling_db=ceiling_db, release_ms=release_ms, lookahead_ms=5.0, true_peak=True)
+    return limiter(np.ascontiguousarray(wav, dtype=np.float32), sr)
+
+
+def standardise_loudness(wav: np.ndarray, sr: int, *, target_lufs: float | None, ceiling_dbtp: float = -1.0,
+                         policy: str = "limit", max_limiting_db: float = 6.0, release_ms: float = 100.0,
+                         tolerance_lu: float = 0.05, measured_lufs: float | None = None,
+                         measured_peak_dbtp: float | None = None) -> tuple[np.ndarray, LoudnessRecord]:
+    """Bring ``wav`` to ``target_lufs`` integrated loudness with its true peak at or below ``ceiling_dbtp``.
+
+    A signal that reaches the target by gain alone gets that gain and nothing else. Otherwise, with
+    ``policy="gain"``, the gain stops at the ceiling (the output stays below the target); with
+    ``policy="limit"``, the gain goes further and a true-peak brick-wall limiter (pedalboard
+    ``BrickwallLimiter``: 5 ms look-ahead, ``release_ms`` release, channels linked) holds the ceiling. Limiting
+    lowers the loudness again, so the gain is searched (safeguarded secant on the measured loudness) until the
+    limited signal lands within ``tolerance_lu`` of the target; it never asks the limiter for more than
+    ``max_limiting_db`` of gain reduction (such a signal stays below the target, and :attr:`LoudnessRecord.reached`
+    says so). A last trim keeps the true peak at or below the ceiling whatever the limiter's overshoot.
+
+    Args:
+        wav: float ``[C, T]`` or ``[T]`` at ``sr`` Hz.
+        target_lufs: integrated loudness to reach (ITU-R BS.1770); ``None`` returns the input unchanged.
+        ceiling_dbtp: true-peak ceiling (dBTP); sample peaks stay below it too.
+        policy: ``"limit"`` or ``"gain"`` (:data:`LOUDNESS_POLICIES`).
+        max_limiting_db: largest gain reduction the limiter may apply (dB).
+        measured_lufs, measured_peak_dbtp: the input's loudness / true peak when already known.
+
+    Returns:
+        ``(out, record)``: float32 ``[C, T]`` and a :class:`LoudnessRecord`. Silence is returned as is.
+    """
+    if policy not in LOUDNESS_POLICIES:
+        raise ValueError(f"unknown loudness policy {policy!r}; use one of {', '.join(LOUDNESS_POLICIES)}")
+    x = _as_2d(wav)
+    lufs_in = float(loudness(x, sr) if measured_lufs is None else measured_lufs)
+    tp_in = float(true_peak_db(x, sr) if measured_peak_dbtp is None else measured_peak_dbtp)
+    if target_lufs is None or not np.isfinite(lufs_in) or not np.isfinite(tp_in):
+        return x.copy(), LoudnessRecord("none", None, lufs_in, lufs_in, tp_in, tp_in, 0.0)
+    target = float(target_lufs)
+    g_target, g_free = target - lufs_in, ceiling_dbtp - tp_in
+
+    def scaled(g: float) -> np.ndarray:
+        return (x * np.float32(10 ** (g / 20))).astype(np.float32)
+
+    if g_target <= g_free or policy == "gain":
+        g = min(g_target, g_free)
+        return scaled(g), LoudnessRecord(policy, target, lufs_in, lufs_in + g, tp_in, tp_in + g, g)
+
+    # limit: f(g) = loudness(limit(x * g)) - target rises with g; f(g_target) <= 0 (limiting only takes away)
+    g_max = g_free + max(0.0, float(max_limiting_db))
+    cache: dict[float, tuple[np.ndarray, float]] = {}
+
+    def limited(g: float) -> tuple[np.ndarray, float]:
+        if g not in cache:
+            z = _brickwall(scaled(g), sr, ceiling_db=ceiling_dbtp - 0.02, release_ms=release_ms)
+            cache[g] = (z, float(loudness(z, sr)))
+        return cache[g]
+
+    lo, hi = (g_free, lufs_in + g_free - target), None  # bracket: (gain, f) below / above the target
+    last = lo
+    g = min(g_target, g_max)
+    for _ in range(10):
+        f = limited(g)[1] - target
+        if abs(f) <= tolerance_lu:
+            break
+        if f < 0:
+            lo = max(lo, (g, f))
+            if g >= g_max:
+                break  # the most limiting allowed still falls short
+        else:
+            hi = (g, f) if hi is None or g < hi[0] else hi
+        if hi is None:  # no overshoot yet: secant through the last two points, at least a 0.25 dB step
+            slope = (f - last[1]) / (g - last[0]) if g != last[0] else 1.0
+            g_next = min(g_max, g + max(-f / max(slope, 0.05), 0.25))
+        else:  # regula falsi inside the bracket, kept off its ends
+            t = -lo[1] / (hi[1] - lo[1])
+            g_next = lo[0] + min(max(t, 0.1), 0.9) * (hi[0] - lo[0])
+        last, g = (g, f), g_next
+    if abs(limited(g)[1] - target) > tolerance_lu:
+        # short of the target: the loudest evaluated point that does not pass it, and of (nearly) equal ones the
+        # least limited (on transient-dominated material loudness can stop rising with more gain)
+        ok = [(v, k) for k, (_, v) in cache.items() if v <= target + tolerance_lu] or [(cache[min(cache)][1], min(cache))]
+        best = max(v for v, _ in ok)
+        g = min(k for v, k in ok if v >= best - 0.1)
+    z, _ = limited(g)
+    y = scaled(g)
+    ref = np.abs(y)
+    live = ref > 1e-3 * max(float(ref.max()), 1e-12)  # ratios of near-zero samples are rounding noise
+    env = np.abs(z[live]) / ref[live]
+    reduction = float(-20 * np.log10(max(float(env.min()), 1e-12))) if env.size else 0.0
+    share = float(np.mean(env < 10 ** (-_LIMITED_DB / 20))) if env.size else 0.0
+    tp = true_peak_db(z, sr)
+    if tp > ceiling_dbtp - 0.01:  # the side chain's 4x oversampling is not a guarantee: trim the rest
+        trim = ceiling_dbtp - 0.01 - tp
+        z = (z * np.float32(10 ** (trim / 20))).astype(np.float32)
+        g, tp = g + trim, tp + trim
+    return z, LoudnessRecord(policy, target, lufs_in, float(loudness(z, sr)), tp_in, float(tp), float(g),
+                             max(reduction, 0.0), share)
+
+
+def reachable_lufs(lufs: float, true_peak_dbtp: float, *, ceiling_dbtp: float = -1.0) -> float:
+    """Loudness a signal reaches by gain alone under the ceiling: ``lufs + ceiling - true_peak`` (LUFS)."""
+    return float(lufs + ceiling_dbtp - true_peak_dbtp)
+
+
+def auto_target_lufs(lufs, true_peaks_dbtp, *, ceiling_dbtp: float = -1.0, share: float = 0.9,
+                     max_lufs: float = -14.0, min_lufs: float = -35.0) -> float:
+    """The highest loudness target that at least ``share`` of the signals reach by gain alone under the ceiling.
+
+    Args:
+        lufs, true_peaks_dbtp: per-signal integrated loudness (LUFS) and true peak (dBTP), same length;
+            non-finite pairs (silence) are ignored.
+        share: fraction of signals that must reach the target without limiting, in (0, 1].
+        max_lufs, min_lufs: the target is kept inside this range (a corpus that could go louder than
+            ``max_lufs`` is set to it, as a fixed target would).
+
+    Returns:
+        The target in LUFS, rounded down to 0.1 LU (so the share still holds); ``max_lufs`` when no signal
+        has a finite loudness.
+    """
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    lu = np.asarray(lufs, dtype=np.float64)
+    tp = np.asarray(true_peaks_dbtp, dtype=np.float64)
+    ok = np.isfinite(lu) & np.isfinite(tp)
+    if not ok.any():
+        return float(max_lufs)
+    reach = np.sort(lu[ok] + ceiling_dbtp - tp[ok])[::-1]
+    k = int(np.ceil(share * reach.size - 1e-9))
+    target = np.floor(reach[max(k, 1) - 1] * 10 + 1e-9) / 10
+    return float(min(max(target, min_lufs), max_lufs))
 
 
 class AudioInfo:

@@ -340,6 +340,8 @@ def _listening(args) -> int:
                           pairs_per_scenario=args.pairs or ls.pairs_per_scenario,
                           clip_s=args.clip_s if args.clip_s is not None else ls.clip_s,
                           target_lufs=args.target_lufs if args.target_lufs is not None else ls.target_lufs,
+                          peak_db=cfg.curation.peak_limit_db, policy=cfg.curation.loudness_policy,
+                          max_limiting_db=cfg.curation.max_limiting_db,
                           n_participants=args.participants or ls.simulated_participants,
                           seed=args.seed if args.seed is not None else cfg.seed, redo=args.redo)
         m = pack.metrics()

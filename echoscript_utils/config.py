@@ -79,8 +79,12 @@ class CurationSection(_Section):
     channels: Literal["mono", "stereo"] = "mono"
     clip_s: float = Field(30.0, gt=0)  # the paper's clip length
     hop_s: float | None = None  # None → back-to-back clips (hop = clip_s)
-    target_lufs: float | None = -14.0  # loudness target; None disables normalisation
-    peak_limit_db: float = -1.0  # true-peak ceiling after loudness normalisation
+    target_lufs: float | Literal["auto"] | None = "auto"  # loudness target (LUFS); auto: the highest that auto_target_share of the clips reach by gain alone; None disables normalisation
+    loudness_policy: Literal["limit", "gain"] = "limit"  # limit: a true-peak limiter holds the ceiling so clips reach the target; gain: gain only, clips stopped by their peaks stay quieter
+    auto_target_share: float = Field(0.9, gt=0, le=1)  # target_lufs auto: this share of clips reach it without limiting
+    auto_target_max_lufs: float = -14.0  # target_lufs auto: never louder than this (audiocraft's level for MusicGen)
+    max_limiting_db: float = Field(6.0, ge=0)  # most gain reduction the limiter may apply to a clip (dB)
+    peak_limit_db: float = -1.0  # true-peak ceiling (dBTP) of clips, generated audio and the listening pack
     min_rms_db: float = -60.0  # clips quieter than this are treated as silence
     dedupe: bool = True  # reject exact / near-exact duplicate inputs
     dedupe_similarity: float = Field(0.97, gt=0, le=1)  # fingerprint correlation above which inputs are near-duplicates

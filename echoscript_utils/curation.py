@@ -13,11 +13,14 @@ folder):
    ``sample_rate`` with soxr HQ in streaming mode;
 3. cuts whole, back-to-back clips of ``clip_s`` (or every ``hop_s``); the remainder shorter than a clip at the
    end of a track is dropped (counted in ``metrics.json``), and clips below ``min_rms_db`` are dropped as silent;
-4. normalises each clip's loudness to ``target_lufs`` (−14 LUFS, what audiocraft uses for MusicGen audio and
-   what streaming services play back at, so generated and training audio sit at one level), lowering the
-   gain when the true peak would pass ``peak_limit_db`` (−1 dBTP) rather than limiting, so no clip is
-   distorted; per clip rather than per track because clips are the training examples and a track is never
-   held in memory;
+4. brings each clip to one loudness under one true-peak ceiling (:func:`echoscript_utils.audio.standardise_loudness`,
+   recorded per clip): ``target_lufs: auto`` (the default) first measures every clip (a quick pass, cached like
+   the rest) and takes the highest target that ``auto_target_share`` of them reach by gain alone under
+   ``peak_limit_db`` (−1 dBTP), at most ``auto_target_max_lufs`` (−14 LUFS, audiocraft's level); with
+   ``loudness_policy: limit`` a true-peak limiter lets the remaining clips reach it too (at most
+   ``max_limiting_db`` of gain reduction), so dynamic orchestral material ends up at one level instead of spread
+   over 8 LU; per clip rather than per track because clips are the training examples and a track is never held
+   in memory;
 5. computes features (:mod:`echoscript_utils.features`) and writes the clip as 16-bit WAV.
 
 Then, in the main process: duplicates are resolved, tracks are split train/valid/eval (whole tracks, stratified
@@ -218,8 +221,29 @@ def _settings(section: CurationSection) -> dict[str, Any]:
         "pipeline": PIPELINE_VERSION, "features": feat.FEATURES_VERSION,
         "sample_rate": section.sample_rate, "channels": section.channels, "clip_s": section.clip_s,
         "hop_s": section.hop_s, "target_lufs": section.target_lufs, "peak_limit_db": section.peak_limit_db,
+        "loudness_policy": section.loudness_policy, "max_limiting_db": section.max_limiting_db,
         "min_rms_db": section.min_rms_db,
     }
+
+
+def _measure_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings of the loudness pass that ``target_lufs: auto`` runs first (only what shapes the clips)."""
+    keep = ("pipeline", "sample_rate", "channels", "clip_s", "hop_s", "min_rms_db")
+    return {"measure": 1, **{k: settings[k] for k in keep}}
+
+
+def _auto_target(results: list[dict[str, Any]], section: CurationSection) -> tuple[float, dict[str, Any]]:
+    """The corpus target from the loudness pass, and what ``metrics.json`` records about the choice."""
+    clips = [c for r in results if r["status"] == "kept" for c in r["clips"]]
+    lufs = [c["loudness_in_lufs"] if c["loudness_in_lufs"] is not None else math.nan for c in clips]
+    peaks = [c["true_peak_in_dbtp"] if c["true_peak_in_dbtp"] is not None else math.nan for c in clips]
+    target = audio_mod.auto_target_lufs(lufs, peaks, ceiling_dbtp=section.peak_limit_db,
+                                        share=section.auto_target_share, max_lufs=section.auto_target_max_lufs)
+    reach = np.array(lufs) + section.peak_limit_db - np.array(peaks)
+    reach = reach[np.isfinite(reach)]
+    return target, {"n_clips_measured": int(reach.size),
+                    "share_reaching_by_gain": round(float(np.mean(reach >= target - 1e-9)), 4) if reach.size else None,
+                    "reachable_lufs": _stats(list(reach))}
 
 
 def _resolve(cfg_or_section) -> tuple[CurationSection, int, int, float]:
@@ -363,7 +387,8 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
     clip_len = int(round(s["clip_s"] * sr))
     hop_len = int(round((s["hop_s"] or s["clip_s"]) * sr))
     clips_dir = Path(task["clips_dir"])
-    fpr = feat.Fingerprinter(sr)
+    measure = bool(s.get("measure"))
+    fpr = None if measure else feat.Fingerprinter(sr)
     buf = np.zeros((n_ch, 0), dtype=np.float32)
     start = 0  # sample index (at sr) of buf[:, 0]
     index = 0
@@ -378,10 +403,12 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
                 raise _Reject("non-finite", f"NaN or infinite samples from {(total + bad) / sr:.2f} s")
             total += block.shape[1]
             peak = max(peak, float(np.abs(block).max()) if block.size else 0.0)
-            fpr.update(block.mean(axis=0) if n_ch > 1 else block[0])
+            if fpr is not None:
+                fpr.update(block.mean(axis=0) if n_ch > 1 else block[0])
             buf = np.concatenate([buf, block], axis=1)
             while buf.shape[1] >= clip_len:
-                rec = _finish_clip(buf[:, :clip_len], sr, start, index, task, clips_dir, written)
+                rec = (_measure_clip(buf[:, :clip_len], sr, s) if measure else
+                       _finish_clip(buf[:, :clip_len], sr, start, index, task, clips_dir, written))
                 if rec is None:
                     n_silent += 1
                 else:
@@ -402,7 +429,7 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
         raise _Reject("silent", f"every {s['clip_s']:g} s window is below {s['min_rms_db']:g} dBFS RMS")
     return {
         "clips": clips,
-        "fingerprint_array": fpr.result(),
+        "fingerprint_array": None if fpr is None else fpr.result(),
         "n_silent_clips": n_silent,
         "tail_s": round((total - ((index - 1) * hop_len + clip_len if index else 0)) / sr, 3),
         "audio_s": info.duration_s,
@@ -411,19 +438,23 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
     }
 
 
+def _measure_clip(wav: np.ndarray, sr: int, s: dict[str, Any]) -> dict[str, Any] | None:
+    """Loudness pass: the clip's loudness and true peak, nothing written (``None`` for a silent clip)."""
+    rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64))))
+    if _db(rms) < s["min_rms_db"]:
+        return None
+    return {"loudness_in_lufs": _round(audio_mod.loudness(wav, sr)),
+            "true_peak_in_dbtp": _round(audio_mod.true_peak_db(wav, sr))}
+
+
 def _finish_clip(wav: np.ndarray, sr: int, start: int, index: int, task: dict[str, Any], clips_dir: Path,
                  written: list[Path]) -> dict[str, Any] | None:
     s = task["settings"]
     rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64))))
     if _db(rms) < s["min_rms_db"]:
         return None
-    lufs_in = audio_mod.loudness(wav, sr)
-    if s["target_lufs"] is not None and math.isfinite(lufs_in):
-        gain_db, _, tp_after = audio_mod.loudness_gain(wav, sr, s["target_lufs"], peak_db=s["peak_limit_db"],
-                                                       measured_lufs=lufs_in)
-        out = (wav * np.float32(10 ** (gain_db / 20))).astype(np.float32)
-    else:
-        gain_db, tp_after, out = 0.0, audio_mod.true_peak_db(wav, sr), wav
+    out, lr = audio_mod.standardise_loudness(wav, sr, target_lufs=s["target_lufs"], ceiling_dbtp=s["peak_limit_db"],
+                                             policy=s["loudness_policy"], max_limiting_db=s["max_limiting_db"])
     clip_id = f"{task['track_id']}-{index:03d}"
     dest = clips_dir / f"{clip_id}.wav"
     audio_mod.write(dest, out, sr)
@@ -432,8 +463,11 @@ def _finish_clip(wav: np.ndarray, sr: int, start: int, index: int, task: dict[st
     return {
         "clip_id": clip_id, "path": f"{CLIPS_DIR}/{dest.name}", "start_s": round(start / sr, 6),
         "duration_s": round(wav.shape[1] / sr, 6), "sample_rate": sr, "channels": int(wav.shape[0]),
-        "loudness_in_lufs": _round(lufs_in), "loudness_lufs": _round(lufs_in + gain_db),
-        "true_peak_dbtp": _round(tp_after), "gain_db": _round(gain_db),
+        "loudness_in_lufs": _round(lr.loudness_in_lufs), "loudness_lufs": _round(lr.loudness_lufs),
+        "true_peak_in_dbtp": _round(lr.true_peak_in_dbtp), "true_peak_dbtp": _round(lr.true_peak_dbtp),
+        "gain_db": _round(lr.gain_db), "loudness_policy": lr.policy, "target_lufs": _round(lr.target_lufs),
+        "limiter_gain_reduction_db": _round(lr.limiter_gain_reduction_db),
+        "limited_share": _round(lr.limited_share, 4),
         "peak_amplitude": _round(float(np.abs(out).max()) if out.size else 0.0, 6), "features": f,
     }
 
@@ -456,11 +490,12 @@ def _single_thread():
     return threadpool_limits(1)
 
 
-def _run_tasks(tasks: list[dict[str, Any]], *, num_workers: int, progress: bool) -> list[dict[str, Any]]:
+def _run_tasks(tasks: list[dict[str, Any]], *, num_workers: int, progress: bool,
+               desc: str = "curation") -> list[dict[str, Any]]:
     from tqdm.auto import tqdm
 
     results: list[dict[str, Any]] = []
-    bar = tqdm(total=len(tasks), desc="curation", unit="file", disable=not progress or not tasks,
+    bar = tqdm(total=len(tasks), desc=desc, unit="file", disable=not progress or not tasks,
                file=sys.stderr)
     try:
         if num_workers <= 1 or len(tasks) <= 1:
@@ -597,8 +632,15 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
     label_map = _label_map(labels, src)
 
     candidates = find_inputs(src, extensions=section.extensions, exclude=out)
-    tasks = _plan_tasks(candidates, label_map, settings=_settings(section), clips_dir=clips_dir,
-                        cache_dir=cache_dir)
+    settings = _settings(section)
+    tasks = _plan_tasks(candidates, label_map, settings=settings, clips_dir=clips_dir, cache_dir=cache_dir)
+    measured, auto_info = [], None
+    if section.target_lufs == "auto":  # a loudness pass over every clip first; the target comes from the corpus
+        measured = _run_tasks([dict(t, settings=_measure_settings(settings)) for t in tasks], num_workers=workers,
+                              progress=progress, desc="curation: loudness")
+        target, auto_info = _auto_target(measured, section)
+        settings = {**settings, "target_lufs": target}
+        tasks = [dict(t, settings=settings) for t in tasks]
     task_by_source = {t["rel"]: t for t in tasks}
     results = _run_and_dedupe(tasks, task_by_source, out=out, section=section, workers=workers, progress=progress)
 
@@ -607,7 +649,7 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
     records = _clip_records(kept, task_by_source, label_map, split_of)
     meta_path = out / "metadata.jsonl"
     changed, skipped_rows = _write_tables(results, records, meta_path=meta_path, out=out, clips_dir=clips_dir,
-                                          cache_dir=cache_dir)
+                                          cache_dir=cache_dir, keep_cached=measured)
 
     kept_df = ds.load_metadata(meta_path, validate=False)
     import pandas as pd
@@ -616,7 +658,8 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
     if exports and len(kept_df):
         _write_exports(kept_df, out, temperature=temperature)
 
-    metrics = _metrics(results, records, candidates, section, seed=seed, temperature=temperature)
+    metrics = _metrics(results, records, candidates, section, seed=seed, temperature=temperature,
+                       target_lufs=settings["target_lufs"], auto_info=auto_info)
     if write_metrics(out, metrics):
         changed.append("metrics.json")
     processed = sum(r.get("audio_s", 0.0) for r in results)
@@ -712,17 +755,22 @@ def _clip_records(kept: list[dict[str, Any]], task_by_source: dict[str, dict[str
                 "split": split_of[t["track_id"]], "source_sample_rate": si["sample_rate"],
                 "source_channels": si["channels"], "source_duration_s": si["duration_s"],
                 "source_format": si["format"], "loudness_in_lufs": c["loudness_in_lufs"],
-                "loudness_lufs": c["loudness_lufs"], "true_peak_dbtp": c["true_peak_dbtp"],
-                "gain_db": c["gain_db"], "peak_amplitude": c["peak_amplitude"], "features": c["features"],
+                "loudness_lufs": c["loudness_lufs"], "true_peak_in_dbtp": c["true_peak_in_dbtp"],
+                "true_peak_dbtp": c["true_peak_dbtp"], "gain_db": c["gain_db"],
+                "loudness_policy": c["loudness_policy"], "target_lufs": c["target_lufs"],
+                "limiter_gain_reduction_db": c["limiter_gain_reduction_db"], "limited_share": c["limited_share"],
+                "peak_amplitude": c["peak_amplitude"], "features": c["features"],
                 "truth": truth, "tags": None, "prompt": None,
             })
     return records
 
 
 def _write_tables(results: list[dict[str, Any]], records: list[dict[str, Any]], *, meta_path: Path, out: Path,
-                  clips_dir: Path, cache_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
+                  clips_dir: Path, cache_dir: Path,
+                  keep_cached: list[dict[str, Any]] = ()) -> tuple[list[str], list[tuple[str, str]]]:
     """Write ``metadata.jsonl`` and ``skipped.csv`` (when their bytes change), remove clips and cache entries no
-    longer used; returns the names of the files that changed and the skipped rows."""
+    longer used (``keep_cached``: further results whose cache entries stay, the loudness pass's); returns the names
+    of the files that changed and the skipped rows."""
     changed = []
     if ds.write_metadata(records, meta_path):
         changed.append("metadata.jsonl")
@@ -731,7 +779,7 @@ def _write_tables(results: list[dict[str, Any]], records: list[dict[str, Any]], 
         changed.append("skipped.csv")
     _prune_clips(clips_dir, {Path(rec["path"]).name for rec in records})
 
-    _prune_cache(cache_dir, {r["cache_key"] for r in results if r.get("cache_key")})
+    _prune_cache(cache_dir, {r["cache_key"] for r in [*results, *keep_cached] if r.get("cache_key")})
     return changed, skipped_rows
 
 
@@ -742,7 +790,34 @@ def _write_exports(kept_df, out: Path, *, temperature: float) -> None:
     ds.export_hf(kept_df, out / "exports" / "hf")
 
 
-def _metrics(results, records, candidates, section: CurationSection, *, seed: int, temperature: float) -> dict:
+def _loudness_metrics(records, section: CurationSection, *, target_lufs: float | None,
+                      auto_info: dict[str, Any] | None) -> dict[str, Any]:
+    """The loudness policy and what it achieved: spreads (middle 95 % of clips), limiting, peaks."""
+
+    def spread(key):
+        v = np.array([r[key] for r in records if r[key] is not None], dtype=np.float64)
+        return round(float(np.percentile(v, 97.5) - np.percentile(v, 2.5)), 3) if v.size else None
+
+    gr = [r["limiter_gain_reduction_db"] or 0.0 for r in records]
+    limited = [g for g in gr if g > 0]
+    peaks = [r["peak_amplitude"] for r in records if r["peak_amplitude"]]
+    return {
+        "policy": section.loudness_policy if target_lufs is not None else "none",
+        "target_lufs": target_lufs, "target_requested": section.target_lufs,
+        "auto_target_share": section.auto_target_share if section.target_lufs == "auto" else None,
+        "auto": auto_info, "ceiling_dbtp": section.peak_limit_db, "max_limiting_db": section.max_limiting_db,
+        "spread_in_lu_95": spread("loudness_in_lufs"), "spread_lu_95": spread("loudness_lufs"),
+        "clips_reaching_target": int(sum(1 for r in records if target_lufs is not None and r["loudness_lufs"] is not None
+                                         and abs(r["loudness_lufs"] - target_lufs) <= 0.5)),
+        "clips_limited": len(limited),
+        "limiter_gain_reduction_db": _stats(limited),
+        "max_sample_peak_dbfs": round(_db(max(peaks)), 3) if peaks else None,
+        "max_true_peak_dbtp": _stats([r["true_peak_dbtp"] for r in records])["max"],
+    }
+
+
+def _metrics(results, records, candidates, section: CurationSection, *, seed: int, temperature: float,
+             target_lufs: float | None = None, auto_info: dict[str, Any] | None = None) -> dict:
     kept_files = [r for r in results if r["status"] == "kept"]
     kinds = Counter(r["kind"] for r in results if r["status"] != "kept")
     splits = Counter(r["split"] for r in records)
@@ -771,9 +846,10 @@ def _metrics(results, records, candidates, section: CurationSection, *, seed: in
         "loudness_in_lufs": _stats([r["loudness_in_lufs"] for r in records]),
         "loudness_lufs": _stats([r["loudness_lufs"] for r in records]),
         "true_peak_dbtp": _stats([r["true_peak_dbtp"] for r in records]),
-        "clips_peak_limited": int(sum(1 for r in records if section.target_lufs is not None
+        "clips_below_target": int(sum(1 for r in records if target_lufs is not None
                                       and r["loudness_lufs"] is not None
-                                      and r["loudness_lufs"] < section.target_lufs - 0.05)),
+                                      and r["loudness_lufs"] < target_lufs - 0.05)),
+        "loudness": _loudness_metrics(records, section, target_lufs=target_lufs, auto_info=auto_info),
         "tempo": tempo,
         "key": key,
         "n_clips_with_truth": len(with_truth),

@@ -124,9 +124,18 @@ class ClipRecord(_Open):
     source_format: str | None = Field(None, description="container/codec as libsndfile names it, e.g. WAV/PCM_24")
     loudness_in_lufs: float | None = Field(None, description="integrated loudness of the clip before normalisation")
     loudness_lufs: float | None = Field(None, description="integrated loudness of the stored clip")
+    true_peak_in_dbtp: float | None = Field(None, description="true peak (4x oversampled) of the clip before "
+                                                               "normalisation, dBTP")
     true_peak_dbtp: float | None = Field(None, description="true peak (4x oversampled) of the stored clip, dBTP")
     peak_amplitude: float | None = Field(None, ge=0, description="sample peak of the stored clip (linear)")
     gain_db: float | None = Field(None, description="gain applied by loudness normalisation")
+    loudness_policy: str | None = Field(None, description="limit (gain + true-peak limiter), gain (gain only) or "
+                                                          "none")
+    target_lufs: float | None = Field(None, description="the loudness target the clip was brought to")
+    limiter_gain_reduction_db: float | None = Field(None, ge=0, description="largest gain reduction of the "
+                                                                            "true-peak limiter, dB (0: not engaged)")
+    limited_share: float | None = Field(None, ge=0, le=1, description="share of the clip's samples the limiter "
+                                                                      "lowered by more than 0.1 dB")
     features: ClipFeatures = Field(default_factory=ClipFeatures)
     truth: Truth | None = Field(None, description="ground-truth labels of the track, or null")
     tags: dict[str, Any] | None = Field(None, description="automatic tags (annotation stage): genre, moods, "

@@ -4,7 +4,8 @@ plus melody / MIDI-sketch control through MusicGen-Melody and long-form continua
 Every output is ``<run>/05_generation/<model_label>/<name>.wav`` with a JSON sidecar of the same stem that records
 the prompt, scenario, seed, model id and checkpoint identity, every generation setting, duration, loudness and
 wall time. The model's 32 kHz output is standardised exactly like the curated reference clips (sample rate,
-channels, loudness and peak ceiling from the ``curation`` section), so FAD compares like with like.
+channels, and the loudness policy: the target the curation stage used, read from its ``metrics.json`` when
+``target_lufs`` is ``auto``, the same true-peak ceiling and limiter), so FAD compares like with like.
 
 Seeds: items are generated in batches of ``generation.batch_size`` prompts; before each batch ``torch`` is seeded
 with the item seed, and every model sees the same batches in the same order, so a given seed gives the same audio
@@ -33,6 +34,7 @@ from .melody import chroma_from_audio, chroma_from_midi, demo_sketch, n_chroma_f
 from .models import load_musicgen, model_identity, model_sample_rate, resolve_model
 from .musicgen_sampling import (
     continue_long_form,
+    corpus_loudness,
     crossfade_concat,
     generate_batch,
     sidecar_matches,
@@ -146,12 +148,14 @@ def model_plan(cfg, *, require_finetuned: bool = True) -> dict[str, str]:
 def generation_settings(cfg) -> dict[str, Any]:
     """The settings every file records (and whose change makes a rerun regenerate)."""
     g, c = cfg.generation, cfg.curation
+    loud = corpus_loudness(cfg)
     return {
         "duration_s": g.duration_s, "guidance_scale": g.guidance_scale, "do_sample": g.do_sample,
         "top_k": g.top_k, "top_p": g.top_p, "temperature": g.temperature, "batch_size": g.batch_size,
         "long_form_s": g.long_form_s, "continuation_context_s": g.continuation_context_s,
         "crossfade_s": g.crossfade_s, "output_sample_rate": c.sample_rate, "output_channels": c.channels,
-        "target_lufs": c.target_lufs, "peak_limit_db": c.peak_limit_db,
+        "target_lufs": loud["target_lufs"], "peak_limit_db": c.peak_limit_db, "loudness_policy": loud["policy"],
+        "max_limiting_db": loud["max_limiting_db"],
     }
 
 
@@ -203,9 +207,10 @@ def generate_for_model(cfg, label: str, ref: str, items: list[GenerationItem], *
                                           crossfade_s=g.crossfade_s, **gen_kwargs)
             wall = (time.perf_counter() - t0) / len(batch)
             for it, key, wav in zip(batch, keys, wavs):
-                std = standardise(wav, sr_model, sample_rate=cfg.curation.sample_rate,
-                                  channels=cfg.curation.channels, target_lufs=cfg.curation.target_lufs,
-                                  peak_db=cfg.curation.peak_limit_db)
+                std, loud = standardise(wav, sr_model, sample_rate=cfg.curation.sample_rate,
+                                        channels=cfg.curation.channels, target_lufs=settings["target_lufs"],
+                                        peak_db=cfg.curation.peak_limit_db, policy=settings["loudness_policy"],
+                                        max_limiting_db=settings["max_limiting_db"], return_record=True)
                 wav_path = folder / f"{it.name}_s{seed}.wav"
                 audio.write(wav_path, std, cfg.curation.sample_rate)
                 side = {
@@ -215,6 +220,7 @@ def generate_for_model(cfg, label: str, ref: str, items: list[GenerationItem], *
                     "duration_s": std.shape[-1] / cfg.curation.sample_rate,
                     "sample_rate": cfg.curation.sample_rate, "model_sample_rate": sr_model,
                     "lufs": audio.loudness(std, cfg.curation.sample_rate), "peak_db": audio.peak_db(std),
+                    "loudness": loud.to_dict(),
                     "wall_time_s": wall, "file": wav_path.name,
                 }
                 write_json(wav_path.with_suffix(".json"), side)

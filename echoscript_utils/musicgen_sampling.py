@@ -1,6 +1,10 @@
 """MusicGen sampling shared by the stages that generate audio (05 generation, 08 scoring): one batch of prompts,
 long-form continuation past the model window, equal-power joins, the curated clips' output format, and the
 sidecar check that lets reruns skip finished files.
+
+Output loudness follows the curated clips' policy (:func:`corpus_loudness`): the same target — the one the
+curation stage chose and recorded when ``curation.target_lufs`` is ``auto`` — the same true-peak ceiling and
+the same limiter.
 """
 
 from __future__ import annotations
@@ -9,22 +13,62 @@ from pathlib import Path
 
 import numpy as np
 
+from typing import Any
+
 from . import audio
 from .artifacts import read_json
+from .errors import InputError
 from .models import frame_rate, model_sample_rate
 
-__all__ = ["continue_long_form", "crossfade_concat", "fit_length", "generate_batch", "sidecar_matches", "standardise"]
+__all__ = ["continue_long_form", "corpus_loudness", "crossfade_concat", "fit_length", "generate_batch",
+           "sidecar_matches", "standardise"]
+
+
+def corpus_loudness(cfg, *, require_corpus: bool = True) -> dict[str, Any]:
+    """The loudness policy of the curated clips: ``target_lufs`` (resolved: the curation stage's ``metrics.json``
+    records the target ``auto`` chose), ``ceiling_dbtp``, ``policy``, ``max_limiting_db`` (keywords of
+    :func:`echoscript_utils.audio.standardise_loudness`).
+
+    Args:
+        require_corpus: with ``target_lufs: auto`` and no curated corpus, raise (generation, whose files are
+            compared with the corpus); ``False`` takes ``auto_target_max_lufs`` instead (scoring a script alone).
+
+    Raises:
+        InputError: ``target_lufs`` is ``auto``, the curation stage has not run and ``require_corpus`` is set.
+    """
+    c = cfg.curation
+    target = c.target_lufs
+    if target == "auto":
+        path = cfg.paths.metrics("01_curation")
+        try:
+            target = read_json(path)["loudness"]["target_lufs"]
+        except (OSError, ValueError, KeyError, TypeError):
+            if not require_corpus:
+                target = c.auto_target_max_lufs
+            else:
+                raise InputError(f"{path}: no loudness target recorded; curation.target_lufs is auto, so run "
+                                 f"stage 01_curation first (echoscript run <params> --stages 01)") from None
+    return {"target_lufs": None if target is None else float(target), "ceiling_dbtp": c.peak_limit_db,
+            "policy": c.loudness_policy, "max_limiting_db": c.max_limiting_db}
 
 
 def standardise(wav: np.ndarray, sr: int, *, sample_rate: int, channels: str = "mono",
-                target_lufs: float | None = -14.0, peak_db: float = -1.0) -> np.ndarray:
+                target_lufs: float | None = -14.0, peak_db: float = -1.0, policy: str = "limit",
+                max_limiting_db: float = 6.0, return_record: bool = False):
     """Bring model output ``[C, T]`` at ``sr`` to the curated clips' format: resample (soxr HQ) to
-    ``sample_rate``, mono or stereo, loudness-normalise to ``target_lufs`` under a ``peak_db`` ceiling."""
+    ``sample_rate``, mono or stereo, and the curated clips' loudness policy
+    (:func:`echoscript_utils.audio.standardise_loudness`: ``target_lufs`` under a ``peak_db`` dBTP ceiling, with
+    the true-peak limiter when ``policy="limit"``; :func:`corpus_loudness` gives a run's values).
+
+    Returns:
+        float32 ``[C, T]`` at ``sample_rate``; with ``return_record=True`` also the
+        :class:`~echoscript_utils.audio.LoudnessRecord`.
+    """
     x = audio.resample(np.asarray(wav, np.float32), sr, sample_rate)
     x = audio.to_mono(x) if channels == "mono" else (x if x.shape[0] == 2 else np.repeat(audio.to_mono(x), 2, 0))
-    if target_lufs is not None:
-        x = audio.normalize_loudness(x, sample_rate, target_lufs, peak_db=peak_db)
-    return x
+    x, rec = audio.standardise_loudness(x, sample_rate, target_lufs=target_lufs, ceiling_dbtp=peak_db,
+                                        policy=policy, max_limiting_db=max_limiting_db)
+    return (x, rec) if return_record else x
 
 
 def fit_length(wav: np.ndarray, n: int) -> np.ndarray:

@@ -120,3 +120,109 @@ def test_loudness_matches_pyloudnorm(sr, channels):
     ref = pyln.Meter(sr).integrated_loudness(x.T.astype(np.float64))
     assert audio.loudness(x, sr) == pytest.approx(ref, abs=0.01)
     assert audio.loudness(np.zeros((1, sr), np.float32), sr) == float("-inf")
+
+
+def dynamic_passage(sr: int = SR, *, seconds: float = 30.0, seed: int = 0) -> np.ndarray:
+    """Orchestral-like stereo material: a quiet string pad, a tutti in the second half and short percussive hits
+    (timpani-like, 30 ms decay) that peak near full scale: a peak-to-loudness ratio of about 18 dB, where the
+    loudness comes from the sustained music and the peaks from the hits."""
+    from scipy.signal import butter, sosfilt
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    pad = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in (196.0, 246.9, 293.7, 392.0, 523.3)) / 5
+    level = np.where(t < seconds / 2, 0.04, 0.4) * (1 + 0.2 * np.sin(2 * np.pi * t / 5))
+    hits = np.zeros_like(t)
+    band = butter(4, [60, 2000], "bandpass", fs=sr, output="sos")
+    for start in np.arange(1.5, seconds - 1, 3.7):
+        i, m = int(start * sr), int(0.3 * sr)
+        tt = np.arange(m) / sr
+        noise = sosfilt(band, rng.standard_normal(m))
+        hits[i:i + m] += np.exp(-tt / 0.03) * (0.9 * np.sin(2 * np.pi * 90 * tt) + 0.4 * noise / np.abs(noise).max())
+    music = pad * level
+    return np.stack([music + hits, 0.9 * music + 0.95 * hits]).astype(np.float32)
+
+
+def test_limit_policy_reaches_the_target_under_the_ceiling_and_records_the_reduction():
+    x = dynamic_passage()
+    lufs, tp = audio.loudness(x, SR), audio.true_peak_db(x, SR)
+    assert tp - lufs > 15  # dynamic: gain alone stops well below -14 LUFS
+    target = -16.0
+    assert audio.reachable_lufs(lufs, tp) < target - 2
+    out, rec = audio.standardise_loudness(x, SR, target_lufs=target, ceiling_dbtp=-1.0, policy="limit")
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert audio.loudness(out, SR) == pytest.approx(target, abs=0.1) and rec.reached
+    assert audio.true_peak_db(out, SR) <= -1.0 + 1e-3 and audio.peak_db(out) <= -1.0
+    # the recorded gain reduction is the limiter's: the gain beyond what the ceiling allowed, within a dB
+    assert rec.policy == "limit" and rec.limiter_gain_reduction_db > 1.0
+    assert rec.limiter_gain_reduction_db == pytest.approx(rec.gain_db - (-1.0 - tp), abs=1.0)
+    assert 0 < rec.limited_share < 0.5  # only around the hits
+    assert rec.loudness_in_lufs == pytest.approx(lufs) and rec.true_peak_dbtp == pytest.approx(
+        audio.true_peak_db(out, SR), abs=1e-3)
+    # the quiet passage is left as it was, only louder: away from the hits the output is the input times the gain
+    quiet = slice(int(0.2 * SR), int(1.4 * SR))
+    g = 10 ** (rec.gain_db / 20)
+    assert np.allclose(out[:, quiet], x[:, quiet] * g, atol=1e-4)
+
+
+def test_gain_policy_stops_at_the_ceiling_and_reachable_targets_take_gain_only():
+    x = dynamic_passage()
+    out, rec = audio.standardise_loudness(x, SR, target_lufs=-16.0, policy="gain")
+    assert rec.limiter_gain_reduction_db == 0 and not rec.reached
+    assert audio.true_peak_db(out, SR) == pytest.approx(-1.0, abs=0.01)
+    assert audio.loudness(out, SR) < -17.0
+    # a target gain reaches: exactly the input times one gain, limiter untouched
+    low = audio.reachable_lufs(audio.loudness(x, SR), audio.true_peak_db(x, SR)) - 3
+    out, rec = audio.standardise_loudness(x, SR, target_lufs=low, policy="limit")
+    assert rec.limiter_gain_reduction_db == 0 and rec.limited_share == 0
+    np.testing.assert_allclose(out, x * np.float32(10 ** (rec.gain_db / 20)), rtol=1e-6)
+    assert audio.loudness(out, SR) == pytest.approx(low, abs=0.01)
+    silent = np.zeros((1, SR), np.float32)
+    out, rec = audio.standardise_loudness(silent, SR, target_lufs=-14.0)
+    assert rec.policy == "none" and not out.any()
+
+
+def test_limiting_is_capped_by_max_limiting_db():
+    x = dynamic_passage()
+    out, rec = audio.standardise_loudness(x, SR, target_lufs=-8.0, max_limiting_db=3.0)
+    assert rec.limiter_gain_reduction_db <= 3.0 + 0.3
+    assert not rec.reached and audio.loudness(out, SR) < -9
+    assert audio.true_peak_db(out, SR) <= -1.0 + 1e-3
+
+
+def test_auto_target_is_the_highest_level_the_share_reaches_by_gain():
+    rng = np.random.default_rng(1)
+    lufs = rng.uniform(-30, -15, 200)
+    plr = rng.uniform(12, 24, 200)
+    peaks = lufs + plr
+    reach = lufs - 1.0 - peaks
+    target = audio.auto_target_lufs(lufs, peaks, ceiling_dbtp=-1.0, share=0.9)
+    assert np.mean(reach >= target) >= 0.9
+    assert np.mean(reach >= target + 0.2) < 0.9  # rounded down by at most 0.1 LU: a bit higher loses the share
+    assert audio.auto_target_lufs(lufs, peaks, share=0.5) > target
+    # a corpus that could go louder is capped; silence (non-finite) is ignored; nothing finite gives the cap
+    assert audio.auto_target_lufs([-20.0, -21.0], [-10.0, -10.0], max_lufs=-14.0) == -14.0
+    assert audio.auto_target_lufs([-20.0, float("-inf")], [-3.0, float("-inf")], share=1.0) == pytest.approx(-18.0)
+    assert audio.auto_target_lufs([], [], max_lufs=-14.0) == -14.0
+    with pytest.raises(ValueError):
+        audio.auto_target_lufs(lufs, peaks, share=0)
+
+
+def test_auto_target_and_limiter_hold_a_dynamic_corpus_within_one_lu():
+    """The defaults on orchestral-like clips of different dynamics: middle 95 % within 1 LU, no sample above
+    -1 dBFS."""
+    clips = []
+    for seed in range(12):
+        x = dynamic_passage(seconds=8.0, seed=seed)
+        scale = 10 ** (np.random.default_rng(seed).uniform(-12, 0) / 20)
+        hits = 1.0 + 0.15 * (seed % 4)
+        clips.append((x * scale * np.array([[1.0], [hits]])).astype(np.float32))
+    lufs = [audio.loudness(c, SR) for c in clips]
+    peaks = [audio.true_peak_db(c, SR) for c in clips]
+    target = audio.auto_target_lufs(lufs, peaks, share=0.9)
+    outs = [audio.standardise_loudness(c, SR, target_lufs=target) for c in clips]
+    after = np.array([audio.loudness(o, SR) for o, _ in outs])
+    assert np.percentile(lufs, 97.5) - np.percentile(lufs, 2.5) > 8
+    assert np.percentile(after, 97.5) - np.percentile(after, 2.5) <= 1.0
+    assert max(audio.peak_db(o) for o, _ in outs) <= -1.0
+    assert sum(r.limiter_gain_reduction_db > 0 for _, r in outs) >= 1  # the last 10 % needed the limiter

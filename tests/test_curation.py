@@ -367,7 +367,7 @@ def test_memory_stays_bounded_on_a_long_file(tmp_path):
     from echoscript_utils.curation import _process, _settings
 
     (tmp_path / "cache").mkdir()
-    settings = _settings(CurationSection(clip_s=10.0))
+    settings = _settings(CurationSection(clip_s=10.0, target_lufs=-14.0))  # a fixed target: one pass
 
     piece = music(100, 10.0, channels=2).T
 
@@ -391,3 +391,47 @@ def test_memory_stays_bounded_on_a_long_file(tmp_path):
     decoded = 240 * SR * 2 * 4  # the 4-minute file as float32
     assert long < 0.25 * decoded, f"peak {long / 2**20:.0f} MiB for a {decoded / 2**20:.0f} MiB file"
     assert long < 1.3 * short + 2**20, (short, long)
+
+
+def dynamic_track(seed: int, dur: float, *, level: float, hits: float) -> np.ndarray:
+    """Sustained 'music' at ``level`` with one short percussive hit (10 ms decay) per 4 s peaking at ``hits``: a
+    dynamic, orchestral-like mix whose peak-to-loudness ratio grows as ``level`` falls."""
+    y = music(seed, dur, level=level)[0].astype(np.float64)
+    t = np.arange(int(0.1 * SR)) / SR
+    hit = hits * np.exp(-t / 0.01) * np.sin(2 * np.pi * 80 * t)
+    for start in np.arange(0.7, dur - 0.5, 4.0):
+        i = int(start * SR)
+        y[i:i + hit.size] += hit[: y.size - i]
+    return y[None].astype(np.float32)
+
+
+def test_auto_target_and_limiter_hold_a_dynamic_corpus(tmp_path):
+    for k, level in enumerate((0.5, 0.4, 0.32, 0.25, 0.2, 0.16)):
+        _write(tmp_path / "in" / f"cue{k}.wav", dynamic_track(40 + k, 8.5, level=level, hits=0.97), subtype="FLOAT")
+    section = {**SECTION, "auto_target_share": 0.5}
+    r = curate(tmp_path / "in", tmp_path / "out", cfg_or_section=section, num_workers=0, progress=False,
+               exports=False)
+    loud = r.metrics["loudness"]
+    df = r.kept
+    assert len(df) == 12 and loud["policy"] == "limit" and loud["target_requested"] == "auto"
+    # the target is the corpus's own: half the clips reach it by gain alone, the other half are limited to it
+    target = loud["target_lufs"]
+    assert -35 < target < -14 and loud["auto"]["share_reaching_by_gain"] >= 0.5
+    assert loud["spread_in_lu_95"] > 5 and loud["spread_lu_95"] <= 1.0
+    assert np.allclose(df["loudness_lufs"], target, rtol=0, atol=0.15) and (df["target_lufs"] == target).all()
+    assert loud["max_sample_peak_dbfs"] <= -1.0 and (df["true_peak_dbtp"] <= -1.0 + 1e-3).all()
+    limited = df["limiter_gain_reduction_db"] > 0
+    assert 0 < limited.sum() < len(df) and loud["clips_limited"] == limited.sum()
+    assert (df.loc[limited, "limited_share"] > 0).all() and (df.loc[~limited, "limited_share"] == 0).all()
+    assert (df["loudness_policy"] == "limit").all()
+    # the stored clips are what the metadata says
+    for row in df.itertuples():
+        wav, sr = sf.read(row.path, always_2d=True)
+        assert 20 * np.log10(np.abs(wav).max()) <= -1.0 + 1e-3
+    # a rerun decodes nothing (both passes cached) and gain-only leaves the spread in place
+    again = curate(tmp_path / "in", tmp_path / "out", cfg_or_section=section, num_workers=0, progress=False,
+                   exports=False)
+    assert again.audio_seconds_processed == 0 and again.metrics["loudness"] == loud
+    gain = curate(tmp_path / "in", tmp_path / "gain", cfg_or_section={**section, "loudness_policy": "gain"},
+                  num_workers=0, progress=False, exports=False)
+    assert gain.metrics["loudness"]["spread_lu_95"] > 3 and gain.metrics["loudness"]["clips_limited"] == 0

@@ -23,7 +23,8 @@ def model_cache(tmp_path_factory):
 
 def _cfg(tmp_path, model_cache, **over):
     base = {"run.cache_dir": str(model_cache), "generation.duration_s": 1.0, "generation.seeds": [0, 1],
-            "generation.use_eval_prompts": False, "generation.batch_size": 3, "generation.top_k": 20}
+            "generation.use_eval_prompts": False, "generation.batch_size": 3, "generation.top_k": 20,
+            "curation.target_lufs": -14.0}  # no curation stage here: a fixed target instead of the corpus's
     base.update(over)
     cfg = load_config(REPO / "params" / "demo.yaml", base, output_root=tmp_path)
     cfg.paths.ensure()
@@ -154,6 +155,27 @@ def test_standardise_matches_curation_format():
     out = generation.standardise(wav, sr, sample_rate=44100, channels="stereo", target_lufs=-14.0, peak_db=-1.0)
     assert out.shape == (2, 88200)
     assert audio.loudness(out, 44100) == pytest.approx(-14.0, abs=0.3) or audio.peak_db(out) <= -0.99
+
+
+def test_standardise_uses_the_curated_loudness_policy(tmp_path, model_cache):
+    from echoscript_utils.artifacts import write_metrics
+
+    cfg = _cfg(tmp_path, model_cache, **{"curation.target_lufs": "auto"})
+    with pytest.raises(InputError, match="01_curation"):
+        generation.corpus_loudness(cfg)
+    write_metrics(cfg.paths.curation, {"loudness": {"target_lufs": -21.3}})
+    loud = generation.corpus_loudness(cfg)
+    assert loud == {"target_lufs": -21.3, "ceiling_dbtp": -1.0, "policy": "limit", "max_limiting_db": 6.0}
+    assert generation.generation_settings(cfg)["target_lufs"] == -21.3
+    # a peaky generation (a quiet tone, one click at full scale) reaches the target through the limiter, under
+    # the ceiling; gain alone would stop about 5 dB short
+    sr = 32000
+    wav = (0.1 * np.sin(2 * np.pi * 220 * np.arange(sr * 4) / sr))[None].astype(np.float32)
+    wav[0, sr] = 0.99
+    out, rec = generation.standardise(wav, sr, sample_rate=44100, channels="mono", target_lufs=-19.0,
+                                      peak_db=-1.0, return_record=True)
+    assert audio.loudness(out, 44100) == pytest.approx(-19.0, abs=0.1)
+    assert audio.true_peak_db(out, 44100) <= -1.0 + 1e-3 and rec.limiter_gain_reduction_db > 0
 
 
 def test_crossfade_is_equal_power_and_length_preserving():

@@ -63,6 +63,28 @@ def built(tmp_path_factory):
     return gen, pack
 
 
+def test_pack_limits_a_peaky_clip_instead_of_lowering_every_clip(tmp_path):
+    """One clip with a loud click: with the limit policy every clip still reaches the target under the
+    ceiling; with gain only, all clips are matched at the level the peaky one allowed."""
+    gen = _make_generation(tmp_path, scenarios=SCENARIOS[:2], seeds=(0,))
+    path = gen / "musicgen" / "musicgen_suspense_seed0.wav"
+    wav, sr = audio.load(path)
+    burst = np.arange(int(0.005 * sr))  # the quiet model needs +10 dB: that takes this 5 ms burst to +3 dBFS
+    wav[:, sr + burst] += 0.45 * np.sin(2 * np.pi * 400 * burst / sr)
+    audio.write(path, wav, sr)
+    limited = L.build_pack(gen, tmp_path / "limit", n_participants=2, seed=1, target_lufs=-20.0, progress=False)
+    files = sorted((limited.pack_dir / "audio").glob("*.wav"))
+    lufs = [audio.loudness(*audio.load(f)) for f in files]
+    assert np.allclose(lufs, -20.0, atol=0.15) and not limited.notes
+    assert max(audio.true_peak_db(*audio.load(f)) for f in files) <= -1.0 + 0.01
+    sources = pd.read_csv(tmp_path / "limit" / "pack_sources.csv")
+    assert (sources["limiter_gain_reduction_db"] > 0).sum() == 1
+    gain = L.build_pack(gen, tmp_path / "gain", n_participants=2, seed=1, target_lufs=-20.0, policy="gain",
+                        progress=False)
+    lufs = [audio.loudness(*audio.load(f)) for f in sorted((gain.pack_dir / "audio").glob("*.wav"))]
+    assert max(lufs) - min(lufs) < 0.1 and max(lufs) < -21.0 and gain.notes
+
+
 def _random_study(folder: Path, *, n_participants=12, scenarios=("a", "b", "c"), seed=3, shift=0.6) -> Path:
     """A study written straight to CSV (not through simulate_study), with ties and zero differences."""
     rng = np.random.default_rng(seed)

@@ -81,7 +81,9 @@ def build_pack_from_config(cfg, *, progress: bool = True) -> Pack:
     ls = cfg.listening
     return build_pack(cfg.paths.generation, cfg.paths.listening, baseline=ls.baseline_label,
                       system=ls.system_label, pairs_per_scenario=ls.pairs_per_scenario, clip_s=ls.clip_s,
-                      target_lufs=ls.target_lufs, n_participants=ls.simulated_participants, seed=cfg.seed,
+                      target_lufs=ls.target_lufs, peak_db=cfg.curation.peak_limit_db,
+                      policy=cfg.curation.loudness_policy, max_limiting_db=cfg.curation.max_limiting_db,
+                      n_participants=ls.simulated_participants, seed=cfg.seed,
                       progress=progress)
 
 

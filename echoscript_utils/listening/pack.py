@@ -19,7 +19,8 @@ Layout written by :func:`build_pack` under ``out_dir``::
 
 Nothing inside ``pack/`` depends on the model labels: clip ids come from a seeded random generator, every file is
 cut to the same length, resampled to the same rate, matched to the same integrated loudness (ITU-R BS.1770,
-pyloudnorm) and written by the same encoder with the same modification time.
+with the curated clips' loudness policy: a true-peak limiter holds the ceiling rather than lowering every clip
+to the level of the most peaky one) and written by the same encoder with the same modification time.
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ def _fade(wav: np.ndarray, sr: int, *, fade_in_s: float = 0.01, fade_out_s: floa
 def build_pack(generation_dir: str | os.PathLike, out_dir: str | os.PathLike, *, baseline: str = "musicgen",
                system: str | list[str] = "echoscript", pairs_per_scenario: int = 1, scenarios=None,
                clip_s: float | None = None, target_lufs: float = -23.0, peak_db: float = -1.0,
-               sr: int | None = None, n_participants: int = 20, seed: int = 1234,
+               policy: str = "limit", max_limiting_db: float = 6.0, sr: int | None = None,
+               n_participants: int = 20, seed: int = 1234,
                audio_prefix: str = "configs/resources/audio/listening_test", redo: bool = False,
                progress: bool = True) -> Pack:
     """Build a blinded, loudness-matched listening pack from ``<generation_dir>/<label>/*.wav`` + sidecars.
@@ -200,8 +202,9 @@ def build_pack(generation_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         scenarios: only these scenarios, in this order (default: every scenario all models generated).
         clip_s: cut every clip to this many seconds (default: the shortest selected clip); never longer than
             the shortest clip, so all files have the same length.
-        target_lufs: integrated loudness of every clip (LUFS); if a clip would pass ``peak_db`` dBFS, all clips
-            are lowered together so they stay matched.
+        target_lufs: integrated loudness of every clip (LUFS), reached under a ``peak_db`` dBTP ceiling with
+            :func:`echoscript_utils.audio.standardise_loudness` (``policy``, ``max_limiting_db``: the curated
+            clips' policy); a clip that still falls short lowers all clips together so they stay matched.
         sr: sample rate of the pack (default: the lowest rate among the clips, so no clip keeps a bandwidth the
             others lack).
         n_participants: rows of ``playlist.csv`` / the response sheets (participants ``P01`` ...).
@@ -220,6 +223,7 @@ def build_pack(generation_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     settings = {"labels": labels, "pairs_per_scenario": pairs_per_scenario, "scenarios": scenarios,
                 "clip_s": clip_s, "target_lufs": target_lufs, "peak_db": peak_db, "sr": sr,
+                "policy": policy, "max_limiting_db": max_limiting_db,
                 "n_participants": n_participants, "seed": seed, "audio_prefix": audio_prefix, "version": 3}
     inputs = [(str(r.model), str(r.scenario), file_hash(r.wav), file_hash(r.sidecar)) for r in chosen.itertuples()]
     digest = text_hash(settings, inputs)
@@ -228,9 +232,10 @@ def build_pack(generation_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         return load_pack(out, cached=True)
 
     wavs, pack_sr, pack_ch, n = _load_clips(chosen, sr=sr, clip_s=clip_s, notes=notes, progress=progress)
-    wavs, lufs_in, floor = _match_loudness(chosen, wavs, pack_sr, target_lufs=target_lufs, peak_db=peak_db,
-                                           notes=notes)
-    chosen, order, key, sources, wav_by_clip = _blind(chosen, wavs, lufs_in, pack_sr, seed=seed)
+    wavs, lufs_in, limiting, floor = _match_loudness(chosen, wavs, pack_sr, target_lufs=target_lufs,
+                                                     peak_db=peak_db, policy=policy,
+                                                     max_limiting_db=max_limiting_db, notes=notes)
+    chosen, order, key, sources, wav_by_clip = _blind(chosen, wavs, lufs_in, limiting, pack_sr, seed=seed)
     lufs_out = _write_pack_folder(out, wav_by_clip=wav_by_clip, chosen=chosen, key=key, order=order,
                                   pack_sr=pack_sr, n=n, floor=floor, n_participants=n_participants, seed=seed,
                                   audio_prefix=audio_prefix, digest=digest)
@@ -286,39 +291,49 @@ def _load_clips(chosen: pd.DataFrame, *, sr: int | None, clip_s: float | None, n
 
 
 def _match_loudness(chosen: pd.DataFrame, wavs: list[np.ndarray], pack_sr: int, *, target_lufs: float,
-                    peak_db: float, notes: list[str]) -> tuple[list[np.ndarray], list[float], float]:
-    """Match every clip to ``target_lufs`` (all lowered together if one would pass ``peak_db``).
+                    peak_db: float, policy: str, max_limiting_db: float,
+                    notes: list[str]) -> tuple[list[np.ndarray], list[float], list[float], float]:
+    """Match every clip to ``target_lufs`` under the ``peak_db`` dBTP ceiling with the loudness policy (all
+    lowered together if one still falls short).
 
-    Returns the matched clips, each clip's loudness before (LUFS) and the loudness they were matched at;
-    appends to ``notes`` when the peak ceiling lowered them.
+    Returns the matched clips, each clip's loudness before (LUFS), the limiter's largest gain reduction per clip
+    (dB) and the loudness they were matched at; appends to ``notes`` when a clip fell short.
     """
     lufs_in = [audio.loudness(w, pack_sr) for w in wavs]
     for r, v in zip(chosen.itertuples(), lufs_in, strict=True):
         if not np.isfinite(v):
             raise InputError(f"{r.wav}: silent (no measurable loudness); regenerate this clip")
-    wavs = [audio.normalize_loudness(w, pack_sr, target_lufs, peak_db=peak_db) for w in wavs]
-    measured = [audio.loudness(w, pack_sr) for w in wavs]
+    std = [audio.standardise_loudness(w, pack_sr, target_lufs=target_lufs, ceiling_dbtp=peak_db, policy=policy,
+                                      max_limiting_db=max_limiting_db, measured_lufs=v)
+           for w, v in zip(wavs, lufs_in, strict=True)]
+    wavs = [w for w, _ in std]
+    limiting = [rec.limiter_gain_reduction_db for _, rec in std]
+    measured = [rec.loudness_lufs for _, rec in std]
     floor = min(measured)
     if floor < target_lufs - 0.05:
-        notes.append(f"a clip hit the {peak_db} dBFS peak ceiling; every clip was matched at {floor:.2f} LUFS "
+        notes.append(f"a clip could not reach {target_lufs} LUFS under the {peak_db} dBTP ceiling (policy {policy}); "
+                     f"every clip was matched at {floor:.2f} LUFS "
                      f"instead of {target_lufs}")
     wavs = [w * np.float32(10 ** ((floor - m) / 20)) if m - floor > 0.01 else w
             for w, m in zip(wavs, measured, strict=True)]
-    return wavs, lufs_in, floor
+    return wavs, lufs_in, limiting, floor
 
 
-def _blind(chosen: pd.DataFrame, wavs: list[np.ndarray], lufs_in: list[float], pack_sr: int, *, seed: int):
+def _blind(chosen: pd.DataFrame, wavs: list[np.ndarray], lufs_in: list[float], limiting: list[float], pack_sr: int,
+           *, seed: int):
     """Give every clip a random id; returns the chosen rows in scenario / id order, the scenario order, the
     key, the sources table and the clips by id."""
     rng = np.random.default_rng(seed)
     ids = _random_ids(len(chosen), rng)
     chosen = chosen.assign(clip=ids, lufs_in=lufs_in, gain_db=[
-        audio.loudness(w, pack_sr) - v for w, v in zip(wavs, lufs_in, strict=True)])
+        audio.loudness(w, pack_sr) - v for w, v in zip(wavs, lufs_in, strict=True)],
+        limiter_gain_reduction_db=np.round(limiting, 3))
     order = list(dict.fromkeys(chosen["scenario"]))
     chosen["_s"] = chosen["scenario"].map({s: i for i, s in enumerate(order)})
     chosen = chosen.sort_values(["_s", "clip"]).drop(columns="_s").reset_index(drop=True)
     key = chosen[["clip", "model", "scenario"]]
-    sources = chosen[["clip", "model", "scenario", "pair", "seed", "prompt", "wav", "lufs_in", "gain_db"]].copy()
+    sources = chosen[["clip", "model", "scenario", "pair", "seed", "prompt", "wav", "lufs_in", "gain_db",
+                      "limiter_gain_reduction_db"]].copy()
     sources["wav"] = sources["wav"].map(str)
     wav_by_clip = dict(zip(ids, wavs, strict=True))
     return chosen, order, key, sources, wav_by_clip

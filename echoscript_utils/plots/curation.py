@@ -10,6 +10,7 @@ __all__ = [
     "clip_spectrogram",
     "key_scores",
     "label_counts",
+    "limiter_gain_reduction",
     "loudness_before_after",
     "skipped_reasons",
     "source_durations",
@@ -36,22 +37,53 @@ def source_durations(kept, *, clip_s: float = 30.0, ax=None):
     return ax
 
 
-def loudness_before_after(kept, *, target_lufs: float | None = -14.0, ax=None):
-    """Per-clip integrated loudness before and after normalisation (LUFS), paired points joined by lines."""
+def loudness_before_after(kept, *, target_lufs: float | None = None, ax=None):
+    """Per-clip integrated loudness before and after the loudness policy (LUFS), paired points joined by lines;
+    clips the limiter touched are drawn in orange. ``target_lufs`` defaults to the ``target_lufs`` the clips
+    record (the corpus target when curation chose it with ``auto``)."""
     ax = get_ax(ax)
     before = kept["loudness_in_lufs"].astype(float).to_numpy()
     after = kept["loudness_lufs"].astype(float).to_numpy()
-    for b, a in zip(before, after, strict=True):
-        ax.plot([0, 1], [b, a], color="#999999", lw=0.6, alpha=0.6)
+    gr = (kept["limiter_gain_reduction_db"].astype(float).fillna(0.0).to_numpy()
+          if "limiter_gain_reduction_db" in kept else np.zeros_like(after))
+    if target_lufs is None and "target_lufs" in kept and kept["target_lufs"].notna().any():
+        target_lufs = float(kept["target_lufs"].dropna().iloc[0])
+    for b, a, g in zip(before, after, gr, strict=True):
+        ax.plot([0, 1], [b, a], color="#dd8452" if g > 0 else "#999999", lw=0.6, alpha=0.6)
     ax.scatter(np.zeros_like(before), before, color="#4c72b0", s=14, label="before", zorder=3)
     ax.scatter(np.ones_like(after), after, color="#d62728", s=14, label="after", zorder=3)
+    if (gr > 0).any():
+        ax.plot([], [], color="#dd8452", lw=1, label=f"limited ({int((gr > 0).sum())} clips)")
     if target_lufs is not None:
         ax.axhline(target_lufs, color="#d62728", ls="--", lw=1, label=f"target {target_lufs:g} LUFS")
-    ax.set_xticks([0, 1], ["source clip", "stored clip"])
+
+    def spread(v):
+        v = v[np.isfinite(v)]
+        return np.percentile(v, 97.5) - np.percentile(v, 2.5) if v.size else float("nan")
+
+    ax.set_xticks([0, 1], [f"source clip\n(middle 95 %: {spread(before):.1f} LU)",
+                           f"stored clip\n(middle 95 %: {spread(after):.1f} LU)"])
     ax.set_xlim(-0.4, 1.4)
     ax.set_ylabel("integrated loudness (LUFS)")
-    ax.set_title("Loudness normalisation (below target: held by the −1 dBTP ceiling)")
+    ax.set_title("Loudness before and after the loudness policy")
     ax.legend(loc="lower center", fontsize=8)
+    return ax
+
+
+def limiter_gain_reduction(kept, *, ax=None):
+    """Histogram of the true-peak limiter's largest gain reduction per clip (dB); clips it left alone are counted
+    in the title."""
+    ax = get_ax(ax)
+    if "limiter_gain_reduction_db" not in kept:
+        return empty_axes(ax, "no limiter data (curated before the loudness policy was recorded)")
+    gr = kept["limiter_gain_reduction_db"].astype(float).fillna(0.0).to_numpy()
+    touched = gr[gr > 0]
+    if not touched.size:
+        return empty_axes(ax, f"the limiter left all {len(gr)} clips alone (gain alone reached the target)")
+    ax.hist(touched, bins=min(20, max(5, touched.size)), color="#dd8452", alpha=0.9)
+    ax.set_xlabel("largest gain reduction of the limiter (dB)")
+    ax.set_ylabel("clips")
+    ax.set_title(f"Limiter: {touched.size} of {len(gr)} clips limited, at most {touched.max():.1f} dB")
     return ax
 
 

@@ -30,6 +30,7 @@ from ..melody import CHROMA_FRAME_RATE, chroma_from_midi, demo_sketch, n_chroma_
 from ..models import load_musicgen, model_identity, model_sample_rate, resolve_model
 from ..musicgen_sampling import (
     continue_long_form,
+    corpus_loudness,
     crossfade_concat,
     generate_batch,
     sidecar_matches,
@@ -47,10 +48,13 @@ LEITMOTIF_LABEL = "leitmotif"
 def cue_settings(cfg) -> dict[str, Any]:
     """What every cue records (and whose change makes a rerun regenerate it)."""
     g, c, s = cfg.generation, cfg.curation, cfg.scoring
+    loud = corpus_loudness(cfg, require_corpus=False)  # the corpus's level when curated, else the auto cap
     return {"guidance_scale": g.guidance_scale, "do_sample": g.do_sample, "top_k": g.top_k, "top_p": g.top_p,
             "temperature": g.temperature, "window_s": s.window_s,
             "continuation_context_s": g.continuation_context_s, "join_crossfade_s": g.crossfade_s,
-            "output_sample_rate": c.sample_rate, "output_channels": c.channels, "target_lufs": c.target_lufs, "peak_limit_db": c.peak_limit_db}
+            "output_sample_rate": c.sample_rate, "output_channels": c.channels, "target_lufs": loud["target_lufs"],
+            "peak_limit_db": c.peak_limit_db, "loudness_policy": loud["policy"],
+            "max_limiting_db": loud["max_limiting_db"]}
 
 
 def model_label(ref: str, cfg) -> str:
@@ -199,7 +203,8 @@ def generate_cues(cfg, label: str, ref: str, cues: list[dict[str, Any]], *, out_
             wall = time.perf_counter() - t0
             sr_model = model_sample_rate(model)
             std = standardise(wav, sr_model, sample_rate=sr_out, channels=cfg.curation.channels,
-                              target_lufs=cfg.curation.target_lufs, peak_db=cfg.curation.peak_limit_db)
+                              target_lufs=settings["target_lufs"], peak_db=cfg.curation.peak_limit_db,
+                              policy=settings["loudness_policy"], max_limiting_db=settings["max_limiting_db"])
             std = std[..., : int(round(float(cue["cue_s"]) * sr_out))]
             wav_path = folder / f"{stem}.wav"
             audio.write(wav_path, std, sr_out)
