@@ -473,10 +473,12 @@ def _kwargs_from_config(name: str, cfg) -> dict[str, Any]:
     common = {"cache_dir": cfg.paths.cache, "device": resolve_device(cfg.run.device)}
     if name in ("vggish", "panns", "clap"):  # the embeddings published FADs use; ours choose their own
         common["resampler"] = ev.resampler
+    # weight downloads go to the models cache, where annotation's PANNs tagger keeps the same checkpoint
     if name == "vggish":
-        return {**common, "weights": ev.vggish_weights, "seed": cfg.seed}
+        return {**common, "cache_dir": cfg.paths.models, "weights": ev.vggish_weights, "seed": cfg.seed}
     if name == "panns":
-        return {**common, "checkpoint": ev.panns_checkpoint or cfg.annotation.panns_checkpoint, "seed": cfg.seed,
+        return {**common, "cache_dir": cfg.paths.models,
+                "checkpoint": ev.panns_checkpoint or cfg.annotation.panns_checkpoint, "seed": cfg.seed,
                 "window_s": ev.panns_window_s}
     if name == "clap":
         return {**common, "model": ev.clap_model or cfg.alignment.clap_model, "seed": cfg.seed}
