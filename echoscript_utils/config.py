@@ -52,6 +52,9 @@ class RunSection(_Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     num_workers: int = Field(2, ge=0)  # worker processes for audio work (0 = in-process)
     torch_threads: int | None = Field(None, ge=1)  # torch CPU threads; None keeps torch's default (tiny models: 1 is fastest)
+    hub_cache: Path | None = None  # Hugging Face hub cache to load hub ids from (HF_HUB_CACHE for every stage); None keeps the environment's
+    hub_offline: bool = False  # never contact the hub (HF_HUB_OFFLINE=1): hub ids must already be in the cache
+    fullsize_mirror: bool = False  # dry run: first fill hub_cache and the models cache with random-weight models at their published sizes (echoscript_utils.fullsize)
 
     @field_validator("name")
     @classmethod

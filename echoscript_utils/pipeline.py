@@ -98,6 +98,17 @@ def stage_complete(cfg: Config, stage: str) -> bool:
         return False
 
 
+def apply_hub_environment(cfg: Config) -> dict[str, str]:
+    """Export ``run.hub_cache`` / ``run.hub_offline`` as ``HF_HUB_CACHE`` / ``HF_HUB_OFFLINE`` into this process's
+    environment, which every stage's kernel inherits (huggingface_hub reads them when it is imported). Returns
+    what was set."""
+    from .fullsize import hub_environment
+
+    env = hub_environment(cfg)
+    os.environ.update(env)
+    return env
+
+
 def notebook_setup(params_path: str | os.PathLike | None = None, *, overrides: dict[str, Any] | None = None,
                    output_root: str | os.PathLike | None = None, stage: str | None = None) -> Config:
     """What the second cell of every notebook calls: validate parameters, seed everything, make the folders.
@@ -110,6 +121,7 @@ def notebook_setup(params_path: str | os.PathLike | None = None, *, overrides: d
     """
     cfg = load_config(params_path or None, overrides or None, output_root=output_root or None)
     cfg.paths.ensure()
+    apply_hub_environment(cfg)  # effective here only if no hub library was imported yet; the runner sets it first
     set_seed(cfg.seed)
     if cfg.run.torch_threads:
         import torch
@@ -158,6 +170,13 @@ def run_workbook(params: str | os.PathLike, *, stages=None, from_stage=None, red
             if s < stage_name(from_stage) and not stage_complete(cfg, s):
                 raise StageError(f"--from {from_stage}: earlier stage {s} is not complete for these parameters; "
                                  f"run it first (echoscript run {params} --stages {s})")
+    apply_hub_environment(cfg)
+    if cfg.run.fullsize_mirror:
+        from .fullsize import ensure_mirror
+
+        t0 = time.perf_counter()
+        ensure_mirror(cfg, log=log)
+        log(f"full-size mirror ready in {time.perf_counter() - t0:.1f} s ({cfg.run.hub_cache})")
     parameters = {
         "params_path": str(Path(params).resolve()),
         "output_root": str(cfg.params.run.output_root),
