@@ -387,7 +387,7 @@ def ensure_mirror(cfg, *, log=print) -> dict[str, Any]:
     hub = Path(hub)
     from huggingface_hub import constants
 
-    if hub.resolve() == Path(constants.HF_HUB_CACHE).resolve():
+    if hub.resolve() == Path(constants.default_cache_path).resolve():  # HF_HOME/hub, where downloads land
         raise ConfigError(f"run.hub_cache {hub} is the default Hugging Face cache; random-weight models must go to "
                           "a folder of their own")
     ensure_dir(hub)

@@ -165,9 +165,31 @@ def test_mirror_needs_a_cache_of_its_own(tmp_path):
         fs.ensure_mirror(cfg)
     from huggingface_hub import constants
 
-    cfg = load_config(None, {"run.hub_cache": constants.HF_HUB_CACHE}, output_root=tmp_path)
+    cfg = load_config(None, {"run.hub_cache": constants.default_cache_path}, output_root=tmp_path)
     with pytest.raises(ConfigError, match="default Hugging Face cache"):
         fs.ensure_mirror(cfg)
     cfg = load_config(None, {"run.hub_cache": str(tmp_path / "hub"), "run.hub_offline": True}, output_root=tmp_path)
     assert fs.hub_environment(cfg) == {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1",
                                        "TRANSFORMERS_OFFLINE": "1"}
+
+
+def test_musicgen_without_a_decoder_start_id_in_its_decoder_config_trains(tmp_path):
+    """Like the hub's musicgen-small/-melody configs (their decoder sections carry no decoder_start_token_id; it
+    lives in generation_config.json), which transformers 5 needs for a forward pass with labels."""
+    import torch
+
+    from echoscript_utils.models import load_musicgen, resolve_model
+
+    src = resolve_model("tiny-musicgen", cache_dir=tmp_path / "models")
+    cfg_path = tmp_path / "hub_like"
+    import shutil
+
+    shutil.copytree(src, cfg_path)
+    data = json.loads((cfg_path / "config.json").read_text())
+    data["decoder"].pop("decoder_start_token_id", None)
+    (cfg_path / "config.json").write_text(json.dumps(data))
+    model, _ = load_musicgen(str(cfg_path), cache_dir=tmp_path / "models")
+    assert model.config.decoder.decoder_start_token_id == model.generation_config.decoder_start_token_id == 64
+    labels = torch.randint(0, 64, (1, 10, 4))
+    out = model(input_ids=torch.tensor([[5, 6, 1]]), labels=labels)
+    assert torch.isfinite(out.loss)
