@@ -168,8 +168,18 @@ def load_pretrained(ref: str, *, family: str, cache_dir, device, dtype, attn_imp
         if Path(path).is_dir():
             raise ModelNotFoundError(f"{path}: cannot load the model folder ({str(exc).splitlines()[0][:200]})") from None
         raise _hub_error(path, exc) from None
+    if model_type in ("musicgen", "musicgen_melody"):
+        _fill_decoder_start(model)
     model.eval()
     return model.to(device), processor
+
+
+def _fill_decoder_start(model) -> None:
+    """The hub's MusicGen configs leave the decoder start id to ``generation_config.json`` (2048), but
+    transformers 5 reads it from ``config.decoder`` when a forward pass gets ``labels``: copy it there."""
+    dec = model.config.decoder
+    if getattr(dec, "decoder_start_token_id", None) is None:
+        dec.decoder_start_token_id = model.generation_config.decoder_start_token_id
 
 
 def _load_processor(path: str, *, model_type: str):
