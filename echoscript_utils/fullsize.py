@@ -65,6 +65,8 @@ __all__ = [
 FULLSIZE_VERSION = 1
 _MANIFEST = "echoscript_fullsize.json"
 _HF_KINDS = ("musicgen", "musicgen_melody", "t5", "encodec", "clap")
+#: Weight-file kinds → the folder of the models cache their URL resolver downloads into.
+_WEIGHT_DIRS = {"panns_cnn14": "panns", "vggish": "vggish"}
 
 
 # ------------------------------------------------------------------------------------------- published
@@ -315,25 +317,32 @@ def _has_weights(folder: Path) -> bool:
     return any(folder.glob("*.safetensors"))
 
 
+def _checkpoint_paths(url: str, models_dir: str | os.PathLike) -> tuple[Path, Path]:
+    import urllib.parse
+
+    dest = Path(models_dir) / _WEIGHT_DIRS[published(url)["kind"]] / urllib.parse.unquote(Path(urllib.parse.urlparse(url).path).name)
+    return dest, dest.with_name(dest.name + ".echoscript_fullsize")
+
+
+def _checkpoint_current(url: str, models_dir: str | os.PathLike, seed: int) -> bool:
+    dest, marker = _checkpoint_paths(url, models_dir)
+    return dest.is_file() and marker.is_file() and marker.read_text().strip() == _revision(url, seed)
+
+
 def write_checkpoint(url: str, models_dir: str | os.PathLike, *, seed: int = 1234) -> Path:
     """Write a random-weight PANNs Cnn14 or VGGish checkpoint where the URL resolver looks for ``url``'s download
     (``<models_dir>/panns/<name>`` or ``<models_dir>/vggish/<name>``), in the published file's format."""
-    import urllib.parse
-
     import torch
 
-    entry = published(url)
-    sub = {"panns_cnn14": "panns", "vggish": "vggish"}.get(entry["kind"])
-    if sub is None:
+    kind = published(url)["kind"]
+    if kind not in _WEIGHT_DIRS:
         raise InputError(f"{url}: not a weight file; use write_hub_model for hub models")
-    name = urllib.parse.unquote(Path(urllib.parse.urlparse(url).path).name)
-    dest = Path(models_dir) / sub / name
-    marker = dest.with_name(dest.name + ".echoscript_fullsize")
-    if dest.is_file() and marker.is_file() and marker.read_text().strip() == _revision(url, seed):
+    dest, marker = _checkpoint_paths(url, models_dir)
+    if _checkpoint_current(url, models_dir, seed):
         return dest
     model = build_model(url, seed=seed)
     state = model.state_dict()
-    payload = {"model": state} if sub == "panns" else {k: v for k, v in state.items()
+    payload = {"model": state} if kind == "panns_cnn14" else {k: v for k, v in state.items()
                                                         if k.startswith(("features.", "embeddings."))}
     from .artifacts import atomic_path
 
@@ -397,8 +406,9 @@ def ensure_mirror(cfg, *, log=print) -> dict[str, Any]:
     for model_id in mirror_targets(cfg):
         kind = published(model_id)["kind"]
         rev = _revision(model_id, cfg.seed)
-        if kind in _HF_KINDS and models.get(model_id, {}).get("revision") == rev \
-                and hub_snapshot(hub, model_id) is not None and _has_weights(hub_snapshot(hub, model_id)):
+        snap = hub_snapshot(hub, model_id) if kind in _HF_KINDS else None
+        if (snap is not None and models.get(model_id, {}).get("revision") == rev and _has_weights(snap)) or \
+                (kind not in _HF_KINDS and _checkpoint_current(model_id, cfg.paths.models, cfg.seed)):
             continue
         t0 = time.perf_counter()
         log(f"full-size mirror: building {model_id} ({kind}, random weights) …")
