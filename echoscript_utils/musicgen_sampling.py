@@ -10,10 +10,9 @@ the same limiter.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
-from typing import Any
 
 from . import audio
 from .artifacts import read_json

@@ -102,7 +102,7 @@ def apply_hub_environment(cfg: Config) -> dict[str, str]:
     """Export ``run.hub_cache`` / ``run.hub_offline`` as ``HF_HUB_CACHE`` / ``HF_HUB_OFFLINE`` into this process's
     environment, which every stage's kernel inherits (huggingface_hub reads them when it is imported). Returns
     what was set."""
-    from .fullsize import hub_environment
+    from .models.fullsize import hub_environment
 
     env = hub_environment(cfg)
     os.environ.update(env)
@@ -172,7 +172,7 @@ def run_workbook(params: str | os.PathLike, *, stages=None, from_stage=None, red
                                  f"run it first (echoscript run {params} --stages {s})")
     apply_hub_environment(cfg)
     if cfg.run.fullsize_mirror:
-        from .fullsize import ensure_mirror
+        from .models.fullsize import ensure_mirror
 
         t0 = time.perf_counter()
         ensure_mirror(cfg, log=log)

@@ -10,10 +10,11 @@ import sys
 
 import pytest
 
-from echoscript_utils import fullsize as fs
-from echoscript_utils import tagging, vggish
 from echoscript_utils.config import load_config
 from echoscript_utils.errors import ConfigError
+from echoscript_utils.models import fullsize as fs
+from echoscript_utils.models import panns, vggish
+from echoscript_utils.models.hub import resolve_checkpoint
 
 HF_IDS = ["facebook/musicgen-small", "facebook/musicgen-melody", "google-t5/t5-base", "facebook/encodec_32khz",
           "laion/larger_clap_music_and_speech"]
@@ -51,8 +52,7 @@ def test_musicgen_interfaces_follow_from_the_published_configs():
 
 
 def test_panns_and_vggish_settings_are_the_published_ones():
-    panns = fs.build_config(PANNS_URL)
-    assert {**tagging.CNN14_SETTINGS, "classes_num": 527} == panns
+    assert {**panns.CNN14_SETTINGS, "classes_num": 527} == fs.build_config(PANNS_URL)
     v = fs.build_config(vggish.WEIGHTS_URL)
     ours = {"sample_rate": vggish.SR, "stft_window_length_seconds": vggish.WINDOW_S,
             "stft_hop_length_seconds": vggish.HOP_S, "num_mel_bins": vggish.N_MELS, "mel_min_hz": vggish.MEL_MIN_HZ,
@@ -149,12 +149,13 @@ def test_weights_round_trip_through_the_hub_id(tmp_path):
 
 def test_weight_urls_resolve_to_the_mirror_files_without_a_download(tmp_path):
     path = fs.write_checkpoint(PANNS_URL, tmp_path, seed=3)
-    assert path == tagging.resolve_checkpoint(PANNS_URL, cache_dir=tmp_path)  # the URL code path, no network
+    # the URL code path, no network
+    assert path == resolve_checkpoint(PANNS_URL, source=panns.CHECKPOINT_SOURCE, cache_dir=tmp_path)
     assert path.name == "Cnn14_mAP=0.431.pth"
-    model = tagging.load_cnn14(path)  # {"model": state_dict}, as published
+    model = panns.load_cnn14(path)  # {"model": state_dict}, as published
     assert sum(p.numel() for p in model.parameters()) > 80e6
     vpath = fs.write_checkpoint(vggish.WEIGHTS_URL, tmp_path, seed=3)
-    assert vpath == vggish.resolve_weights(vggish.WEIGHTS_URL, cache_dir=tmp_path)
+    assert vpath == resolve_checkpoint(vggish.WEIGHTS_URL, source=vggish.WEIGHTS_SOURCE, cache_dir=tmp_path)
     net = vggish.load_vggish(vggish.WEIGHTS_URL, cache_dir=tmp_path)
     assert net.embeddings[4].out_features == 128
 

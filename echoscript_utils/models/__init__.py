@@ -9,6 +9,7 @@
 | :mod:`.panns` | PANNs Cnn14 and the AudioSet label list | tagging, FAD |
 | :mod:`.vggish` | VGGish (torchvggish layout) | FAD |
 | :mod:`.musicnn` | musicnn ported to PyTorch (real pretrained weights, read by :mod:`.tfbundle`) | tagging, FAD |
+| :mod:`.fullsize` | every hub checkpoint at its published size, random weights, in the hub's layouts | dry run |
 """
 
 from .clap import CLAP_SAMPLE_RATE, ClapEmbedder, load_clap

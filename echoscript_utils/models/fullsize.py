@@ -12,8 +12,7 @@ where the real download would land:
   preprocessor_config.json, model.safetensors, tokenizer files``), so ``from_pretrained("facebook/musicgen-small")``
   itself resolves it with ``HF_HUB_OFFLINE=1``;
 * weight URLs → ``<models cache>/panns/Cnn14_mAP=0.431.pth`` and ``<models cache>/vggish/vggish-10086976.pth``,
-  the files :func:`echoscript_utils.tagging.resolve_checkpoint` and :func:`echoscript_utils.vggish.resolve_weights`
-  look for before downloading.
+  the files :func:`echoscript_utils.models.hub.resolve_checkpoint` looks for before downloading.
 
 The stages then load every model through exactly the code path a hub id or URL takes. Tokenizers are stand-ins
 (the real vocabularies are not shipped): the workbook's offline tokenizers padded to the real vocabulary size with
@@ -26,7 +25,6 @@ that every stage runs at the real sizes. Keep such a cache apart from real downl
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import gc
 import hashlib
@@ -42,8 +40,9 @@ from typing import Any
 
 import yaml
 
-from .artifacts import ensure_dir, read_json, text_hash, write_json
-from .errors import ConfigError, InputError
+from ..artifacts import ensure_dir, read_json, text_hash, write_json
+from ..errors import ConfigError, InputError
+from .tiny import quiet_transformers
 
 __all__ = [
     "FULLSIZE_VERSION",
@@ -150,30 +149,18 @@ def build_config(model_id: str):
         return dict(entry["files"]["config"])
     classes = {"musicgen": tf.MusicgenConfig, "musicgen_melody": tf.MusicgenMelodyConfig, "t5": tf.T5Config,
                "encodec": tf.EncodecConfig, "clap": tf.ClapConfig}
-    with _quiet():
+    with quiet_transformers():
         return classes[kind].from_dict(copy.deepcopy(cfg))
-
-
-@contextlib.contextmanager
-def _quiet():
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
 
 
 # ----------------------------------------------------------------------------------------- tokenizers
 def standin_tokenizer(model_id: str):
     """A tokenizer with the published vocabulary size and special ids, trained offline on the workbook's text
-    corpus (:func:`echoscript_utils.models.build_tiny_tokenizer`) and padded with unused pieces.
+    corpus (:func:`echoscript_utils.models.tiny.build_tiny_tokenizer`) and padded with unused pieces.
 
     T5 (MusicGen's text side): 32000 Unigram pieces + 100 ``<extra_id_*>``; RoBERTa (CLAP's): 50265 byte-level BPE
     entries with ``<mask>`` last."""
-    from .models import build_tiny_tokenizer
+    from .tiny import build_tiny_tokenizer
 
     spec = published(model_id)["tokenizer"]
     if spec["kind"] == "t5":
@@ -207,17 +194,18 @@ def build_model(model_id: str, *, seed: int = 1234):
     """The model at its published size with random weights (seeded; the caller's RNG is left alone).
 
     MusicGen's and EnCodec's codecs get the tiny models' usable initialisation (fan-in scaled convolutions,
-    codebooks drawn from encoder frames, see :mod:`echoscript_utils.models`), so random codes decode to audible,
-    varied audio instead of silence; everything else keeps the library's initialisation.
+    codebooks drawn from encoder frames), so random codes decode to audible,
+    varied audio instead of silence (:mod:`echoscript_utils.models.tiny`); everything else keeps the library's
+    initialisation.
     """
     import torch
     import transformers as tf
 
-    from .models import _init_codebooks, _scale_decoder_output, _variance_preserving_init
+    from .tiny import _init_codebooks, _scale_decoder_output, _variance_preserving_init
 
     kind = published(model_id)["kind"]
     cfg = build_config(model_id)
-    with torch.random.fork_rng(devices=[]), _quiet():
+    with torch.random.fork_rng(devices=[]), quiet_transformers():
         torch.manual_seed(seed)
         if kind in ("musicgen", "musicgen_melody"):
             cls = tf.MusicgenForConditionalGeneration if kind == "musicgen" else tf.MusicgenMelodyForConditionalGeneration
@@ -230,7 +218,7 @@ def build_model(model_id: str, *, seed: int = 1234):
         elif kind == "clap":
             model, codec = tf.ClapModel(cfg), None
         elif kind == "panns_cnn14":
-            from .tagging import panns_cnn14_class
+            from .panns import panns_cnn14_class
 
             return panns_cnn14_class()(**cfg).eval()
         elif kind == "vggish":
@@ -290,7 +278,7 @@ def write_hub_model(model_id: str, hub_cache: str | os.PathLike, *, seed: int = 
         ensure_dir(final.parent)
         tmp = Path(tempfile.mkdtemp(prefix=f".{rev[:8]}-", dir=final.parent))
         try:
-            with _quiet():
+            with quiet_transformers():
                 if weights:
                     model = build_model(model_id, seed=seed)
                     model.save_pretrained(tmp, max_shard_size="5GB")
@@ -344,7 +332,7 @@ def write_checkpoint(url: str, models_dir: str | os.PathLike, *, seed: int = 123
     state = model.state_dict()
     payload = {"model": state} if kind == "panns_cnn14" else {k: v for k, v in state.items()
                                                         if k.startswith(("features.", "embeddings."))}
-    from .artifacts import atomic_path
+    from ..artifacts import atomic_path
 
     with atomic_path(dest) as tmp:
         torch.save(payload, str(tmp))
@@ -433,7 +421,7 @@ def check_hub_loading(hub_cache: str | os.PathLike, model_ids: list[str]) -> Non
 
     for model_id in model_ids:
         entry = published(model_id)
-        with _quiet():
+        with quiet_transformers():
             cfg = tf.AutoConfig.from_pretrained(model_id, cache_dir=str(hub_cache), local_files_only=True)
             bad = compare_config(cfg.to_dict(), entry["files"]["config.json"])
             if bad:
