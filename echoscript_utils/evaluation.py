@@ -382,6 +382,21 @@ def outlier_table(embedded: EmbeddedSets, *, embedding: str | None = None, top: 
     return df.head(top) if top else df
 
 
+def play_most_influential(outliers, generation_dir: str | os.PathLike) -> None:
+    """Show a player for the generated clip whose removal moves FAD most (the first row of
+    :func:`outlier_table`), or say why there is none (the table needs at least three clips per model)."""
+    from IPython.display import Markdown, display
+
+    from .notebook import display_audio
+
+    if outliers is None or len(outliers) == 0:
+        display(Markdown("_No leave-one-out table: every model has fewer than three generated clips._"))
+        return
+    top = outliers.iloc[0]
+    display_audio(Path(generation_dir) / str(top["model"]) / f"{top['clip']}.wav",
+                  titles=[f"most influential clip: {top['model']}/{top['clip']}"])
+
+
 def clap_scores(sets: EvaluationSets, cfg, *, progress: bool = True):
     """CLAP score of every model: cosine of each clip's CLAP audio embedding (mean over 10 s windows) with the
     CLAP text embedding of its own prompt (from the sidecar). Clips without a prompt are left out."""
