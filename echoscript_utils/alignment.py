@@ -24,7 +24,7 @@ import pandas as pd
 from .artifacts import atomic_path, ensure_dir, write_metrics
 from .captions import build_caption, caption_fields
 from .config import resolve_device
-from .dataset import load_metadata, write_metadata
+from .dataset import load_metadata, real_duration, write_metadata
 from .errors import EchoScriptError, InputError
 from .models.clap import ClapEmbedder
 from .prompts import offline_prompts, read_prompts
@@ -242,7 +242,9 @@ def run_alignment(cfg, *, progress: bool = True) -> AlignmentResult:
     meta = load_metadata(_upstream_metadata(cfg))
     emb = ClapEmbedder(a.clap_model, cache_dir=cfg.paths.cache, device=resolve_device(cfg.run.device),
                        batch_size=a.batch_size, seed=cfg.seed)
-    audio_emb = emb.embed_audio_files(list(meta["path"]), progress=progress)
+    rows = meta.to_dict("records")  # short cues padded with silence: their music only
+    music = [real_duration(r) if real_duration(r) < float(r["duration_s"]) - 1e-6 else None for r in rows]
+    audio_emb = emb.embed_audio_files(list(meta["path"]), progress=progress, durations=music)
 
     fields = [caption_fields({**row, "prompt": ""}) for row in meta.to_dict("records")]
     tag_captions = [build_caption(f) or "music" for f in fields]

@@ -89,6 +89,7 @@ class CurationSection(_Section):
     max_limiting_db: float = Field(6.0, ge=0)  # most gain reduction the limiter may apply to a clip (dB)
     peak_limit_db: float = -1.0  # true-peak ceiling (dBTP) of clips, generated audio and the listening pack
     min_rms_db: float = -60.0  # clips quieter than this are treated as silence
+    short_cue_share: float = Field(0.5, ge=0, le=1)  # an input shorter than clip_s but at least this share of it becomes one clip padded with silence (1 = drop every input shorter than a clip)
     dedupe: bool = True  # reject exact / near-exact duplicate inputs
     dedupe_similarity: float = Field(0.97, gt=0, le=1)  # fingerprint correlation above which inputs are near-duplicates
     splits: dict[str, float] = {"train": 0.8, "valid": 0.1, "eval": 0.1}

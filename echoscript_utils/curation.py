@@ -13,6 +13,9 @@ folder):
    ``sample_rate`` with soxr HQ in streaming mode;
 3. cuts whole, back-to-back clips of ``clip_s`` (or every ``hop_s``); the remainder shorter than a clip at the
    end of a track is dropped (counted in ``metrics.json``), and clips below ``min_rms_db`` are dropped as silent;
+   a whole input shorter than one clip but at least ``short_cue_share`` of it (film cues and stingers) becomes
+   one clip padded with silence to ``clip_s``; its ``real_duration_s`` says how much of it is music, and
+   loudness, features, tags and the training loss use that part only;
 4. brings each clip to one loudness under one true-peak ceiling (:func:`echoscript_utils.audio.standardise_loudness`,
    recorded per clip): ``target_lufs: auto`` (the default) first measures every clip (a quick pass, cached like
    the rest) and takes the highest target that ``auto_target_share`` of them reach by gain alone under
@@ -74,7 +77,7 @@ __all__ = [
 ]
 
 #: Bump when the per-file processing changes, so cached results are recomputed.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 CACHE_DIR = ".cache/curation"
 CLIPS_DIR = "clips"
 SKIPPED_COLUMNS = ("source", "reason")
@@ -222,13 +225,13 @@ def _settings(section: CurationSection) -> dict[str, Any]:
         "sample_rate": section.sample_rate, "channels": section.channels, "clip_s": section.clip_s,
         "hop_s": section.hop_s, "target_lufs": section.target_lufs, "peak_limit_db": section.peak_limit_db,
         "loudness_policy": section.loudness_policy, "max_limiting_db": section.max_limiting_db,
-        "min_rms_db": section.min_rms_db,
+        "min_rms_db": section.min_rms_db, "short_cue_share": section.short_cue_share,
     }
 
 
 def _measure_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """Settings of the loudness pass that ``target_lufs: auto`` runs first (only what shapes the clips)."""
-    keep = ("pipeline", "sample_rate", "channels", "clip_s", "hop_s", "min_rms_db")
+    keep = ("pipeline", "sample_rate", "channels", "clip_s", "hop_s", "min_rms_db", "short_cue_share")
     return {"measure": 1, **{k: settings[k] for k in keep}}
 
 
@@ -380,8 +383,10 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
     why = _truncation(info, path)
     if why:
         raise _Reject("truncated", why)
-    if info.duration_s < s["clip_s"]:
-        raise _Reject("too short", f"{info.duration_s:.1f} s, shorter than one {s['clip_s']:g} s clip")
+    min_s = s["clip_s"] * min(1.0, s["short_cue_share"])
+    if info.duration_s < min_s:
+        raise _Reject("too short", f"{info.duration_s:.1f} s, shorter than {min_s:g} s "
+                                   f"({s['short_cue_share']:g} of a {s['clip_s']:g} s clip)")
     sr = s["sample_rate"]
     n_ch = 1 if s["channels"] == "mono" else 2
     clip_len = int(round(s["clip_s"] * sr))
@@ -416,6 +421,16 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
                 index += 1
                 buf = buf[:, hop_len:]
                 start += hop_len
+        if index == 0 and buf.shape[1] and buf.shape[1] >= s["short_cue_share"] * clip_len:  # a short cue
+            padded = np.pad(buf, ((0, 0), (0, clip_len - buf.shape[1])))
+            rec = (_measure_clip(padded, sr, s, real_len=buf.shape[1]) if measure else
+                   _finish_clip(padded, sr, start, index, task, clips_dir, written, real_len=buf.shape[1]))
+            if rec is None:
+                n_silent += 1
+            else:
+                clips.append(rec)
+            index = 1
+            buf = buf[:, :0]
     except InputError as exc:
         raise _Reject("truncated", str(exc).split(": ", 1)[-1]) from None
     expected = info.frames * sr / info.sr
@@ -431,15 +446,17 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
         "clips": clips,
         "fingerprint_array": None if fpr is None else fpr.result(),
         "n_silent_clips": n_silent,
-        "tail_s": round((total - ((index - 1) * hop_len + clip_len if index else 0)) / sr, 3),
+        "tail_s": round(max(0, total - ((index - 1) * hop_len + clip_len if index else 0)) / sr, 3),
         "audio_s": info.duration_s,
         "source_info": {"sample_rate": info.sr, "channels": info.channels,
                         "duration_s": round(info.duration_s, 3), "format": f"{info.format}/{info.subtype}"},
     }
 
 
-def _measure_clip(wav: np.ndarray, sr: int, s: dict[str, Any]) -> dict[str, Any] | None:
-    """Loudness pass: the clip's loudness and true peak, nothing written (``None`` for a silent clip)."""
+def _measure_clip(wav: np.ndarray, sr: int, s: dict[str, Any], *, real_len: int | None = None) -> dict[str, Any] | None:
+    """Loudness pass: the clip's loudness and true peak, nothing written (``None`` for a silent clip); a padded
+    short cue is measured on its first ``real_len`` samples."""
+    wav = wav[:, :real_len]
     rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64))))
     if _db(rms) < s["min_rms_db"]:
         return None
@@ -448,21 +465,27 @@ def _measure_clip(wav: np.ndarray, sr: int, s: dict[str, Any]) -> dict[str, Any]
 
 
 def _finish_clip(wav: np.ndarray, sr: int, start: int, index: int, task: dict[str, Any], clips_dir: Path,
-                 written: list[Path]) -> dict[str, Any] | None:
+                 written: list[Path], *, real_len: int | None = None) -> dict[str, Any] | None:
+    """Standardise, analyse and write one clip ``[C, clip_len]``; ``real_len`` samples of it are music (a padded
+    short cue: the rest is silence), and loudness and features are measured on those only."""
     s = task["settings"]
-    rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64))))
+    n_real = wav.shape[1] if real_len is None else int(real_len)
+    real = wav[:, :n_real]
+    rms = float(np.sqrt(np.mean(np.square(real, dtype=np.float64))))
     if _db(rms) < s["min_rms_db"]:
         return None
-    out, lr = audio_mod.standardise_loudness(wav, sr, target_lufs=s["target_lufs"], ceiling_dbtp=s["peak_limit_db"],
+    std, lr = audio_mod.standardise_loudness(real, sr, target_lufs=s["target_lufs"], ceiling_dbtp=s["peak_limit_db"],
                                              policy=s["loudness_policy"], max_limiting_db=s["max_limiting_db"])
+    out = np.pad(std, ((0, 0), (0, wav.shape[1] - n_real)))
     clip_id = f"{task['track_id']}-{index:03d}"
     dest = clips_dir / f"{clip_id}.wav"
     audio_mod.write(dest, out, sr)
     written.append(dest)
-    f = feat.clip_features(out, sr)
+    f = feat.clip_features(std, sr)
     return {
         "clip_id": clip_id, "path": f"{CLIPS_DIR}/{dest.name}", "start_s": round(start / sr, 6),
-        "duration_s": round(wav.shape[1] / sr, 6), "sample_rate": sr, "channels": int(wav.shape[0]),
+        "duration_s": round(wav.shape[1] / sr, 6), "real_duration_s": round(n_real / sr, 6),
+        "sample_rate": sr, "channels": int(wav.shape[0]),
         "loudness_in_lufs": _round(lr.loudness_in_lufs), "loudness_lufs": _round(lr.loudness_lufs),
         "true_peak_in_dbtp": _round(lr.true_peak_in_dbtp), "true_peak_dbtp": _round(lr.true_peak_dbtp),
         "gain_db": _round(lr.gain_db), "loudness_policy": lr.policy, "target_lufs": _round(lr.target_lufs),
@@ -751,7 +774,8 @@ def _clip_records(kept: list[dict[str, Any]], task_by_source: dict[str, dict[str
             records.append({
                 "schema_version": ds.SCHEMA_VERSION, "clip_id": c["clip_id"], "track_id": t["track_id"],
                 "source": r["source"], "source_sha256": r["sha256"], "path": c["path"], "start_s": c["start_s"],
-                "duration_s": c["duration_s"], "sample_rate": c["sample_rate"], "channels": c["channels"],
+                "duration_s": c["duration_s"], "real_duration_s": c["real_duration_s"],
+                "sample_rate": c["sample_rate"], "channels": c["channels"],
                 "split": split_of[t["track_id"]], "source_sample_rate": si["sample_rate"],
                 "source_channels": si["channels"], "source_duration_s": si["duration_s"],
                 "source_format": si["format"], "loudness_in_lufs": c["loudness_in_lufs"],
@@ -843,6 +867,8 @@ def _metrics(results, records, candidates, section: CurationSection, *, seed: in
         "clip_hours": round(len(records) * clip_s / 3600, 4),
         "silent_clips_dropped": int(sum(r.get("n_silent_clips", 0) for r in kept_files)),
         "tail_seconds_dropped": round(sum(r.get("tail_s", 0.0) for r in kept_files), 3),
+        "short_cues_padded": int(sum(1 for r in records if r["real_duration_s"] < r["duration_s"] - 1e-6)),
+        "padding_seconds": round(sum(r["duration_s"] - r["real_duration_s"] for r in records), 3),
         "loudness_in_lufs": _stats([r["loudness_in_lufs"] for r in records]),
         "loudness_lufs": _stats([r["loudness_lufs"] for r in records]),
         "true_peak_dbtp": _stats([r["true_peak_dbtp"] for r in records]),

@@ -51,6 +51,7 @@ __all__ = [
     "json_schema",
     "load_metadata",
     "read_records",
+    "real_duration",
     "write_json_schema",
     "write_metadata",
 ]
@@ -115,6 +116,9 @@ class ClipRecord(_Open):
     path: str = Field(..., description="clip audio file, relative to the metadata file's folder")
     start_s: float = Field(..., ge=0, description="clip start in the source, seconds")
     duration_s: float = Field(..., gt=0, description="clip length in seconds (exactly curation.clip_s)")
+    real_duration_s: float | None = Field(None, gt=0, description="seconds of music at the start of the clip; "
+                                                                  "less than duration_s for a short cue padded "
+                                                                  "with silence")
     sample_rate: int = Field(..., gt=0, description="clip sample rate in Hz")
     channels: int = Field(..., ge=1, description="clip channel count")
     split: str = Field(..., description="train / valid / eval")
@@ -318,6 +322,25 @@ def genre_weights(genres: Sequence[str | None], *, temperature: float = 1.0) -> 
 
 
 # ------------------------------------------------------------------------------------------------ exports
+def _write_trimmed(src: Path, dst: Path, *, seconds: float) -> None:
+    """Write the first ``seconds`` of ``src`` to ``dst`` in the same format (only when the bytes change)."""
+    import io
+
+    import soundfile as sf
+
+    info = sf.info(str(src))
+    data, sr = sf.read(str(src), frames=int(round(seconds * info.samplerate)), dtype="int16"
+                       if info.subtype == "PCM_16" else "float32", always_2d=True)
+    buf = io.BytesIO()
+    sf.write(buf, data, sr, format=info.format, subtype=info.subtype)
+    if dst.is_file() and dst.read_bytes() == buf.getvalue():
+        return
+    from .artifacts import atomic_path
+
+    with atomic_path(dst) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link ``src`` to ``dst`` (copy across file systems); leave ``dst`` alone if it is already the same."""
     if dst.exists():
@@ -378,6 +401,9 @@ def export_audiocraft(df, out_dir: str | os.PathLike, *, weights: Sequence[float
     ``<clip_id>.json`` music info, because ``MusicDataset`` looks for the info at
     ``Path(meta.path).with_suffix('.json')``. ``path`` is absolute (audiocraft resolves nothing without dora).
     ``amplitude`` is the clip's sample peak, ``weight`` the genre sampling weight, ``info_path`` null.
+    ``duration`` is the clip's music (:func:`real_duration`), and a short cue padded with silence is exported
+    without its padding, so audiocraft reads only the cue, pads it itself and masks the padded frames out of
+    its loss.
 
     Args:
         df: metadata from :func:`load_metadata` (absolute ``path``), with ``true_peak_dbtp`` when known.
@@ -401,13 +427,16 @@ def export_audiocraft(df, out_dir: str | os.PathLike, *, weights: Sequence[float
         for r, w in sorted(by_split[split], key=lambda t: t[0]["clip_id"]):
             src = Path(r["path"])
             audio = folder / f"{r['clip_id']}{src.suffix}"
-            _link_or_copy(src, audio)
+            if real_duration(r) < float(r["duration_s"]) - 1e-6:
+                _write_trimmed(src, audio, seconds=real_duration(r))
+            else:
+                _link_or_copy(src, audio)
             write_if_changed(audio.with_suffix(".json"),
                              json.dumps(music_info(r), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
             keep.update({audio.name, audio.with_suffix(".json").name})
             peak = r.get("peak_amplitude")
             lines.append(json.dumps({
-                "path": str(audio), "duration": float(r["duration_s"]), "sample_rate": int(r["sample_rate"]),
+                "path": str(audio), "duration": real_duration(r), "sample_rate": int(r["sample_rate"]),
                 "amplitude": None if peak is None or (isinstance(peak, float) and math.isnan(peak)) else float(peak),
                 "weight": round(w, 6), "info_path": None,
             }))
@@ -418,6 +447,14 @@ def export_audiocraft(df, out_dir: str | os.PathLike, *, weights: Sequence[float
         if stale.is_dir() and stale.name not in by_split:
             shutil.rmtree(stale)
     return written
+
+
+def real_duration(row: Mapping[str, Any]) -> float:
+    """Seconds of music in a clip: ``real_duration_s`` (a padded short cue), else ``duration_s``."""
+    v = row.get("real_duration_s")
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return float(row["duration_s"])
+    return float(v)
 
 
 def _d(value: Any) -> dict:
@@ -445,7 +482,8 @@ def hf_rows(df) -> list[dict[str, Any]]:
     for r in sorted(df.to_dict("records"), key=lambda t: t["clip_id"]):
         feats, truth = _d(r.get("features")), _d(r.get("truth"))
         rows.append({
-            "audio": str(r["path"]), **{c: r.get(c) for c in HF_COLUMNS}, "split": r["split"],
+            "audio": str(r["path"]), **{c: r.get(c) for c in HF_COLUMNS}, "real_duration_s": real_duration(r),
+            "split": r["split"],
             "bpm": feats.get("bpm"), "bpm_confidence": feats.get("bpm_confidence"), "key": feats.get("key"),
             "mode": feats.get("mode"), "key_confidence": feats.get("key_confidence"),
             "genre": truth.get("genre") or clip_genre(r) or "", "moods": list(truth.get("moods") or []),

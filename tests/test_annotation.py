@@ -320,3 +320,25 @@ def test_calibrated_fallback_picks_the_label_that_stands_out_for_the_clip():
     hi = outputs.assign(probability=np.where(outputs["label"] == "calming", 0.5, outputs["probability"]))
     kept = choose_all(hi, threshold=0.2, top_k=3, min_labels=1, calibrate=["moods"])["moods"]
     assert all(m == ["calming"] for m in kept)
+
+
+def test_a_padded_short_cue_is_tagged_on_its_music_only(tmp_path):
+    """A 0.6 s tone padded with silence to 1 s: the tagger sees 0.6 s, and the cache keeps cue and clip apart."""
+    seen = []
+
+    class Recorder(FakeTagger):
+        def tag(self, wav, sr):
+            seen.append(wav.shape[-1])
+            return super().tag(wav, sr)
+
+    t = np.arange(int(0.6 * SR)) / SR
+    tone = np.pad((0.5 * np.sin(2 * np.pi * 220 * t))[None], ((0, 0), (0, SR - t.size))).astype(np.float32)
+    path = write(tmp_path / "cue.wav", tone, SR)
+    import pandas as pd
+
+    clips = pd.DataFrame([{"clip_id": "cue", "path": str(path), "duration_s": 1.0, "real_duration_s": 0.6},
+                          {"clip_id": "whole", "path": str(path), "duration_s": 1.0, "real_duration_s": 1.0}])
+    tagger = Recorder()
+    out = annotation.run_taggers(clips, {"musicnn": tagger}, cache_dir=tmp_path / "cache", progress=False)
+    assert seen == [int(0.6 * SR), SR]  # the cue's music only; the same file taken whole is tagged apart
+    assert set(out["clip_id"]) == {"cue", "whole"}

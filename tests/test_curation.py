@@ -60,6 +60,7 @@ GOOD = {
     "vorbis.ogg": 1,
     "mpeg.mp3": 1,
     "surround 5.1.wav": 1,
+    "cue.wav": 1,  # 3 s: shorter than a 4 s clip but more than half of one, kept padded with silence
 }
 
 #: bad inputs: relative path → kind (prefix of the reason)
@@ -109,7 +110,8 @@ def build_folder(root: Path) -> Path:
     _write(root / "zeros.wav", np.zeros((1, SR * 6), np.float32), subtype="PCM_16")
     _write(root / "whisper.wav", (1e-4 * np.random.default_rng(1).standard_normal((1, SR * 6))).astype(np.float32),
            subtype="FLOAT")
-    _write(root / "short.wav", music(13, 2.5))
+    _write(root / "short.wav", music(13, 1.5))  # less than half a clip
+    _write(root / "cue.wav", music(14, 3.0, level=0.2))
     shutil.copyfile(root / "lossless.flac", root / "lossless_copy.flac")
     import soxr
 
@@ -169,6 +171,38 @@ def test_good_files_become_exact_clips(run):
     assert (df["loudness_lufs"] <= -14.0 + 0.05).all()
     assert (df["true_peak_dbtp"] <= -1.0 + 0.05).all()
     assert (df["loudness_lufs"] > -40).all()
+
+
+def test_short_cue_is_one_padded_clip_measured_on_its_music_only(run):
+    from echoscript_utils import audio
+    from echoscript_utils import features as feat
+
+    rows = run.kept[run.kept["source"] == "cue.wav"]
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert row["duration_s"] == CLIP_S and row["real_duration_s"] == pytest.approx(3.0, abs=1e-3)
+    wav, sr = audio.load(row["path"])
+    n = int(round(3.0 * SR))
+    assert wav.shape[1] == int(CLIP_S * SR) and not wav[:, n:].any() and np.abs(wav[:, :n]).max() > 0.01
+    assert audio.loudness(wav[:, :n], sr) == pytest.approx(row["loudness_lufs"], abs=0.05)  # the music's loudness
+    ref = feat.clip_features(wav[:, :n], sr)
+    assert row["features"]["rms_db"] == pytest.approx(ref["rms_db"], abs=0.01)  # features of the music only
+    assert row["features"]["rms_db"] > feat.clip_features(wav, sr)["rms_db"] + 1  # (the padding would lower it)
+    full = run.kept[run.kept["source"] != "cue.wav"]
+    assert (full["real_duration_s"] == full["duration_s"]).all()
+    assert run.metrics["short_cues_padded"] == 1
+    assert run.metrics["padding_seconds"] == pytest.approx(CLIP_S - 3.0, abs=1e-3)
+    datasets = pytest.importorskip("datasets")
+    hf = datasets.load_from_disk(str(run.output_dir / "exports" / "hf"))
+    reals = {r["clip_id"]: r["real_duration_s"] for split in hf.values() for r in split.remove_columns("audio")}
+    assert reals[row["clip_id"]] == pytest.approx(3.0, abs=1e-3)
+
+
+def test_short_cue_share_one_drops_every_input_shorter_than_a_clip(tmp_path):
+    _write(tmp_path / "in" / "cue.wav", music(14, 3.0, level=0.2))
+    r = curate(tmp_path / "in", tmp_path / "out", cfg_or_section={**SECTION, "short_cue_share": 1.0},
+               num_workers=0, progress=False, exports=False)
+    assert r.kept.empty and r.skipped["reason"].iloc[0].startswith("too short")
 
 
 def test_surround_fold_keeps_centre_and_drops_lfe(run):
@@ -236,7 +270,9 @@ def test_audiocraft_export_matches_audio_meta_and_music_info(run):
             row = json.loads(line)
             assert list(row) == ["path", "duration", "sample_rate", "amplitude", "weight", "info_path"]
             assert Path(row["path"]).is_absolute() and Path(row["path"]).is_file()
-            assert row["duration"] == CLIP_S and row["sample_rate"] == SR and row["info_path"] is None
+            real = float(run.kept.set_index("clip_id").loc[Path(row["path"]).stem, "real_duration_s"])
+            assert row["duration"] == real and row["sample_rate"] == SR and row["info_path"] is None
+            assert sf.info(row["path"]).frames == int(round(real * SR))  # a padded cue is exported without padding
             assert 0 < row["amplitude"] <= 1 and row["weight"] > 0
             info = json.loads(Path(row["path"]).with_suffix(".json").read_text(encoding="utf-8"))
             assert music_info_fields <= set(info)

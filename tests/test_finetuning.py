@@ -154,6 +154,46 @@ def test_cfg_dropout_gives_null_condition_and_attribute_dropout_changes_captions
     assert all("80 bpm" in c and "D minor" in c for c in kept)  # validation keeps every attribute
 
 
+def test_padding_of_a_short_cue_is_masked_out_of_the_loss(tiny):
+    """A cue of 60 music frames padded to 100: its padded frames are -100 in the labels, crops stay inside the
+    music, and whatever codes the padding holds, the loss is the same."""
+    model, processor = tiny
+    cue = _items(1)[0]
+    cue.n_frames = 60
+    full = _items(2)[1]
+    spec = finetuning.BatchSpec(pad_id=64, segment_frames=None, cfg_dropout=0.0, melody_dropout=0.0,
+                                caption_dropout={})
+    batch = finetuning.make_batch([cue, full], spec, np.random.default_rng(0), train=False)
+    lab = batch["labels"]
+    assert lab.shape == (2, 100 + 3, 4)
+    assert (lab[0, 60 + 3:] == -100).all()  # every codebook's padded frames (delay pattern: K - 1 more rows)
+    for k in range(4):  # codebook k holds frame f at row f + k: music rows are real codes, then pad, then -100
+        assert torch.equal(lab[0, k:60 + k, k], torch.from_numpy(cue.codes[k, :60].astype(np.int64)))
+        after = lab[0, 60 + k:, k]
+        assert ((after == 64) | (after == -100)).all()  # the pad id (masked by MusicGen's forward) or -100
+    assert (lab[1] != -100).all()
+
+    def loss(items):
+        b = finetuning.make_batch(items, spec, np.random.default_rng(0), train=False)
+        with torch.no_grad():
+            return float(model(**finetuning.model_inputs(b, processor, "cpu")).loss)
+
+    noisy = finetuning.ClipTokens(clip_id="0", codes=cue.codes.copy(), genre=cue.genre, fields=cue.fields,
+                                  n_frames=60)
+    noisy.codes[:, 60:] = np.random.default_rng(5).integers(0, 64, (4, 40))
+    assert loss([cue, full]) == pytest.approx(loss([noisy, full]), rel=1e-6)
+    unmasked = finetuning.ClipTokens(clip_id="0", codes=noisy.codes, genre=cue.genre, fields=cue.fields)
+    assert loss([unmasked, full]) != pytest.approx(loss([noisy, full]), rel=1e-6)  # without the mask it would differ
+    # training crops of the cue start and end inside its music
+    spec.segment_frames = 50
+    for seed in range(20):
+        b = finetuning.make_batch([cue], spec, np.random.default_rng(seed))
+        assert b["labels"].shape[1] == 50 + 3
+        rows = b["labels"][0, :50, 0]
+        starts = [s for s in range(0, 11) if torch.equal(rows, torch.from_numpy(cue.codes[0, s:s + 50].astype(np.int64)))]
+        assert starts, seed
+
+
 def test_melody_dropout_uses_the_null_chroma():
     spec = finetuning.BatchSpec(pad_id=64, segment_frames=50, cfg_dropout=0.0, melody_dropout=1.0,
                               caption_dropout={}, chroma_per_frame=7.8125 / 50)

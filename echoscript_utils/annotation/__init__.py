@@ -48,7 +48,7 @@ from ..artifacts import (
     write_metrics,
 )
 from ..audio import load
-from ..dataset import ClipRecord, find_metadata, load_metadata, read_records
+from ..dataset import ClipRecord, find_metadata, load_metadata, read_records, real_duration
 from ..errors import DependencyError, EchoScriptError, InputError
 from ..prompts import diversity, generate_prompts, mood_counts, resolve_provider, write_prompts
 from ..tagging import FIELDS, VOCAB, Tagger, choose_labels, combine_tags, get_tagger
@@ -233,7 +233,10 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
         path = Path(row.path)
         if not path.is_file():
             raise InputError(f"{path}: clip audio of {row.clip_id} is missing; rerun the curation stage")
-        audio_hash = file_hash(path)
+        # a short cue padded with silence is tagged on its music only (the cache key says how much of it)
+        real_s = real_duration(row._asdict()) if hasattr(row, "duration_s") else None
+        padded = real_s is not None and real_s < float(row.duration_s) - 1e-6
+        audio_hash = text_hash(file_hash(path), real_s) if padded else file_hash(path)
         wav = sr = None
         per: dict[str, dict] = {}
         for name in names:
@@ -248,6 +251,8 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
             if tags is None:
                 if wav is None:
                     wav, sr = load(path)
+                    if padded:
+                        wav = wav[:, : int(round(real_s * sr))]
                 with torch_threads(threads):
                     tags = tg.tag(wav, sr)
                 write_json(cf, {"tagger": name, "version": tg.version, "audio_sha256": audio_hash, "tags": tags})

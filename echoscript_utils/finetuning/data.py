@@ -17,8 +17,9 @@ import numpy as np
 
 from ..artifacts import file_hash
 from ..captions import build_caption, caption_fields
-from ..dataset import genre_weights, load_metadata
+from ..dataset import genre_weights, load_metadata, real_duration
 from ..errors import InputError
+from ..models import frame_rate
 from ..models.hub import unwrap
 from .token_cache import chroma_for_clips, encode_clips
 
@@ -45,6 +46,8 @@ class ClipTokens:
         fields: caption attributes (``scene``, ``genre``, ``moods``, ``instruments``, ``bpm``, ``key``).
         caption: the stage's own caption when it has one (used when no attribute is dropped).
         chroma: ``float32 [N, 12]`` melody chroma at 7.8125 Hz (MusicGen-Melody only).
+        n_frames: frames of music when the clip is a short cue padded with silence (``None``: all ``T``); the
+            frames after it never reach the loss.
     """
 
     clip_id: str
@@ -53,6 +56,7 @@ class ClipTokens:
     fields: dict[str, Any]
     caption: str | None = None
     chroma: np.ndarray | None = None
+    n_frames: int | None = None
 
 
 def _clean(value: Any) -> Any:
@@ -97,12 +101,16 @@ def load_training_clips(cfg, model, *, device: str = "cpu", progress: bool = Tru
     if not is_main:
         codes, chroma = compute()  # every clip is a cache hit now
     out: dict[str, list[ClipTokens]] = {"train": [], "valid": []}
+    fps = frame_rate(model)
     for i, row in enumerate(df.to_dict("records")):
+        music = real_duration(row)
+        n_frames = int(math.ceil(music * fps)) if music < float(row["duration_s"]) - 1e-6 else None
         stored = row.get("caption_fields")
         fields = stored if isinstance(stored, dict) and stored else caption_fields(row)
         out[row["split"]].append(ClipTokens(
             clip_id=str(row["clip_id"]), codes=codes[i], genre=str(fields.get("genre") or ""), fields=fields,
-            caption=_clean(row.get("caption")) or None, chroma=chroma[i] if chroma is not None else None))
+            caption=_clean(row.get("caption")) or None, chroma=chroma[i] if chroma is not None else None,
+            n_frames=n_frames))
     return out
 
 
@@ -214,13 +222,17 @@ def make_batch(items: Sequence[ClipTokens], spec: BatchSpec, rng: np.random.Gene
 
     Returns ``{"captions": [B] str, "null_text": bool [B], "labels": long [B, T + K - 1, K], "chroma":
     float [B, N, 12] or None, "genres": [B], "frames": int}``; clips shorter than the segment are padded with
-    ``-100`` (ignored by the loss). All randomness comes from ``rng`` (crops, caption and condition dropout).
+    ``-100`` (ignored by the loss). A short cue padded with silence counts as only its ``n_frames`` of music: crops
+    start inside them and stop at their end, so its padding is laid out as ``-100`` too and is never learned.
+    All randomness comes from ``rng`` (crops, caption and condition dropout).
     """
     import torch
 
     crops, chromas, captions, null_text = [], [], [], []
     for item in items:
         k, t = item.codes.shape
+        if item.n_frames is not None:
+            t = max(1, min(t, int(item.n_frames)))
         seg = t if spec.segment_frames is None else min(spec.segment_frames, t)
         start = int(rng.integers(0, t - seg + 1)) if train and t > seg else 0
         crops.append(item.codes[:, start : start + seg])

@@ -77,18 +77,24 @@ class ClapEmbedder:
         e = np.concatenate(embs).mean(axis=0)
         return (e / max(np.linalg.norm(e), 1e-12)).astype(np.float32)
 
-    def embed_audio_files(self, paths: list[str | os.PathLike], *, progress: bool = True) -> np.ndarray:
+    def embed_audio_files(self, paths: list[str | os.PathLike], *, progress: bool = True,
+                          durations: list[float | None] | None = None) -> np.ndarray:
         """Audio files → ``[N, D]``; each file's embedding is cached under ``cache_dir/clap`` by its content
-        hash and the model identity, so reruns load instead of recomputing."""
+        hash and the model identity, so reruns load instead of recomputing. ``durations`` (seconds, one per
+        file, ``None`` = all of it): embed only the start of each file (a short cue without its padding)."""
         cache = ensure_dir(self.cache_dir / "clap")
         rows = []
-        for p in tqdm(list(paths), desc="CLAP audio", disable=not progress, leave=False):
-            key = text_hash(file_hash(p), self.identity, "audio-v1")
+        durations = list(durations) if durations is not None else [None] * len(paths)
+        for p, dur in tqdm(list(zip(paths, durations, strict=True)), desc="CLAP audio", disable=not progress,
+                           leave=False):
+            key = text_hash(file_hash(p), self.identity, "audio-v1", *([] if dur is None else [round(dur, 6)]))
             f = cache / f"{key}.npy"
             if f.is_file():
                 rows.append(np.load(f))
                 continue
             wav, sr = load(p)
+            if dur is not None:
+                wav = wav[:, : int(round(dur * sr))]
             e = self.embed_audio_array(wav, sr)
             with atomic_path(f, suffix=".npy") as tmp:
                 np.save(tmp, e)
