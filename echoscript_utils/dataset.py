@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .artifacts import atomic_write_text, ensure_dir, json_default, text_hash, write_if_changed
+from .artifacts import atomic_path, atomic_write_text, ensure_dir, json_default, text_hash, write_if_changed
 from .errors import InputError
 
 __all__ = [
@@ -335,7 +335,6 @@ def _write_trimmed(src: Path, dst: Path, *, seconds: float) -> None:
     sf.write(buf, data, sr, format=info.format, subtype=info.subtype)
     if dst.is_file() and dst.read_bytes() == buf.getvalue():
         return
-    from .artifacts import atomic_path
 
     with atomic_path(dst) as tmp:
         tmp.write_bytes(buf.getvalue())

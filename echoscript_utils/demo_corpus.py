@@ -471,7 +471,6 @@ def _render_track(spec: TrackSpec, seed: int, *, sr: int):
     """Compose and render one track; returns ``(midi, wav)`` with ``wav`` float32 ``[2, T]`` at ``sr``."""
     from scipy.signal import butter, sosfilt
 
-
     midi = compose_track(spec, seed=seed)
     wav = render_midi(midi, sr=sr, duration_s=spec.duration_s)
     # Some soundfont samples carry a DC offset and sub-audio rumble; a 20 Hz high-pass removes both.
@@ -508,7 +507,6 @@ def build_corpus(out_dir: str | os.PathLike, *, n_tracks: int = 12, seed: int = 
     """
     import pandas as pd
     from tqdm.auto import tqdm
-
 
     plan = plan_corpus(n_tracks, seed=seed, min_duration_s=min_duration_s, max_duration_s=max_duration_s, sr=sr)
     out = ensure_dir(out_dir)

@@ -42,6 +42,7 @@ from .artifacts import atomic_path, ensure_dir, file_hash, text_hash
 from .audio import RESAMPLERS, load, resample, windows
 from .config import resolve_device
 from .errors import ConfigError, DependencyError, InputError
+from .fad import frechet_distance
 from .models import codec_identity, load_musicgen, model_sample_rate, musicnn, resolve_model, vggish
 from .models.clap import ClapEmbedder
 from .models.hub import resolve_checkpoint
@@ -173,7 +174,6 @@ def measure_parity(embedder: Embedder, set_a: Sequence[tuple[np.ndarray, int]],
         from the reference's rows; ``None`` values (and ``"note"``) where ours is the reference or the reference
         package is missing.
     """
-    from .fad import frechet_distance
 
     ours, refs = [], []
     try:
@@ -525,7 +525,6 @@ def embed_files(paths: Sequence[str | os.PathLike], embedder: Embedder, *, cache
         ``{str(path): rows}`` in the order of ``paths``.
     """
     from tqdm.auto import tqdm
-
 
     folder = ensure_dir(Path(cache_dir) / "embeddings" / embedder.name) if cache_dir is not None else None
     out: dict[str, np.ndarray] = {}

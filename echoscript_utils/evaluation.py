@@ -33,6 +33,7 @@ from .fad import (
     reliability_flags,
 )
 from .models import musicnn
+from .notebook import display_audio
 from .stats import clap_score, tag_kl_divergence
 
 
@@ -387,8 +388,6 @@ def play_most_influential(outliers, generation_dir: str | os.PathLike) -> None:
     :func:`outlier_table`), or say why there is none (the table needs at least three clips per model)."""
     from IPython.display import Markdown, display
 
-    from .notebook import display_audio
-
     if outliers is None or len(outliers) == 0:
         display(Markdown("_No leave-one-out table: every model has fewer than three generated clips._"))
         return
@@ -401,7 +400,6 @@ def clap_scores(sets: EvaluationSets, cfg, *, progress: bool = True):
     """CLAP score of every model: cosine of each clip's CLAP audio embedding (mean over 10 s windows) with the
     CLAP text embedding of its own prompt (from the sidecar). Clips without a prompt are left out."""
     import pandas as pd
-
 
     empty = pd.DataFrame(columns=["model", "score", "ci_low", "ci_high", "confidence", "n", "clap_model"])
     if not cfg.evaluation.relevance:
@@ -428,7 +426,6 @@ def clap_scores(sets: EvaluationSets, cfg, *, progress: bool = True):
 def tag_distributions(sets: EvaluationSets, cfg, *, progress: bool = True):
     """musicnn clip-level tag probabilities (mean over 3 s patches) of every set: ``{label: DataFrame [clips, tags]}``."""
     import pandas as pd
-
 
     if not cfg.evaluation.relevance:
         return {}

@@ -184,7 +184,6 @@ def clip_features(wav: np.ndarray, sr: int, *, n_mfcc: int = N_MFCC, n_mels: int
     """
     import librosa
 
-
     y = to_mono(wav)[0]
     if sr != ANALYSIS_SR:
         y = resample(y, sr, ANALYSIS_SR)

@@ -171,7 +171,6 @@ def generate_for_model(cfg, label: str, ref: str, items: list[GenerationItem], *
     records the same model identity, prompt, seed and settings. Returns one row per file."""
     from tqdm.auto import tqdm
 
-
     g = cfg.generation
     folder = ensure_dir(out_dir / label)
     path = resolve_model(ref, cache_dir=cfg.paths.models, seed=cfg.seed)

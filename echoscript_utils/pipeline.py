@@ -18,6 +18,7 @@ from typing import Any
 from .artifacts import ensure_dir, read_json, text_hash, write_json
 from .config import STAGES, Config, load_config, set_seed, stage_name
 from .errors import ConfigError, InputError, StageError
+from .models.fullsize import ensure_mirror, hub_environment
 from .report import write_report
 
 #: The parameter sections each stage depends on (cumulative: a stage also depends on everything before it).
@@ -102,7 +103,6 @@ def apply_hub_environment(cfg: Config) -> dict[str, str]:
     """Export ``run.hub_cache`` / ``run.hub_offline`` as ``HF_HUB_CACHE`` / ``HF_HUB_OFFLINE`` into this process's
     environment, which every stage's kernel inherits (huggingface_hub reads them when it is imported). Returns
     what was set."""
-    from .models.fullsize import hub_environment
 
     env = hub_environment(cfg)
     os.environ.update(env)
@@ -172,7 +172,6 @@ def run_workbook(params: str | os.PathLike, *, stages=None, from_stage=None, red
                                  f"run it first (echoscript run {params} --stages {s})")
     apply_hub_environment(cfg)
     if cfg.run.fullsize_mirror:
-        from .models.fullsize import ensure_mirror
 
         t0 = time.perf_counter()
         ensure_mirror(cfg, log=log)

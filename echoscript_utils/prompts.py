@@ -326,7 +326,6 @@ def openai_prompts(n: int = 170, *, model: str = "gpt-4o-mini", temperature: flo
     """
     import pandas as pd
 
-
     cache = Path(cache_dir) / "prompts"
     requests = []
     for mood, batch, count in _batches(n, batch_size):

@@ -224,7 +224,6 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
     """
     from tqdm.auto import tqdm
 
-
     cache_dir = Path(cache_dir)
     names = list(taggers)
     chosen = [n for n in (combine or names) if n in taggers] or names
@@ -694,7 +693,6 @@ def build_records(clips: pd.DataFrame, outputs: pd.DataFrame, final: pd.DataFram
 def write_annotated_metadata(records: Sequence[AnnotatedClipRecord], path: str | os.PathLike) -> bool:
     """Write ``metadata.jsonl`` (v2 rows) atomically; False when the file already held these bytes."""
     import json
-
 
     lines = [json.dumps(r.model_dump(mode="json"), ensure_ascii=False, default=json_default, allow_nan=False)
              for r in records]

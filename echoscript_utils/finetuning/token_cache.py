@@ -83,7 +83,6 @@ def encode_clips(model, paths: Sequence[str | os.PathLike], *, cache_dir: str | 
     import torch
     from tqdm.auto import tqdm
 
-
     cache = ArrayCache(Path(cache_dir) / "tokens" / codec_identity(model))
     keys = list(hashes) if hashes is not None else [file_hash(p) for p in paths]
     missing = [i for i, k in enumerate(keys) if k not in cache]
@@ -132,7 +131,6 @@ def chroma_for_clips(paths: Sequence[str | os.PathLike], *, cache_dir: str | os.
     (MusicGen-Melody's 7.8125 frames per second: 30 s → 235 frames), one-hot on the strongest pitch class.
     """
     from tqdm.auto import tqdm
-
 
     cache = ArrayCache(Path(cache_dir) / "chroma" / text_hash("chroma-v1", CHROMA_FRAME_RATE))
     keys = list(hashes) if hashes is not None else [file_hash(p) for p in paths]

@@ -40,9 +40,17 @@ from typing import Any
 
 import yaml
 
-from ..artifacts import ensure_dir, read_json, text_hash, write_json
+from ..artifacts import atomic_path, ensure_dir, read_json, text_hash, write_json
 from ..errors import ConfigError, InputError
-from .tiny import quiet_transformers
+from .panns import panns_cnn14_class
+from .tiny import (
+    build_tiny_tokenizer,
+    init_codebooks,
+    quiet_transformers,
+    scale_decoder_output,
+    variance_preserving_init,
+)
+from .vggish import VGGish
 
 __all__ = [
     "FULLSIZE_VERSION",
@@ -160,7 +168,6 @@ def standin_tokenizer(model_id: str):
 
     T5 (MusicGen's text side): 32000 Unigram pieces + 100 ``<extra_id_*>``; RoBERTa (CLAP's): 50265 byte-level BPE
     entries with ``<mask>`` last."""
-    from .tiny import build_tiny_tokenizer
 
     spec = published(model_id)["tokenizer"]
     if spec["kind"] == "t5":
@@ -201,8 +208,6 @@ def build_model(model_id: str, *, seed: int = 1234):
     import torch
     import transformers as tf
 
-    from .tiny import _init_codebooks, _scale_decoder_output, _variance_preserving_init
-
     kind = published(model_id)["kind"]
     cfg = build_config(model_id)
     with torch.random.fork_rng(devices=[]), quiet_transformers():
@@ -218,20 +223,18 @@ def build_model(model_id: str, *, seed: int = 1234):
         elif kind == "clap":
             model, codec = tf.ClapModel(cfg), None
         elif kind == "panns_cnn14":
-            from .panns import panns_cnn14_class
 
             return panns_cnn14_class()(**cfg).eval()
         elif kind == "vggish":
-            from .vggish import VGGish
 
             return VGGish().eval()
         else:  # pragma: no cover
             raise ValueError(kind)
         if codec is not None:
-            _variance_preserving_init(codec.encoder, seed=seed + 1)
-            _variance_preserving_init(codec.decoder, seed=seed + 2)
-            _init_codebooks(codec, seed=seed)
-            _scale_decoder_output(codec, seed=seed)
+            variance_preserving_init(codec.encoder, seed=seed + 1)
+            variance_preserving_init(codec.decoder, seed=seed + 2)
+            init_codebooks(codec, seed=seed)
+            scale_decoder_output(codec, seed=seed)
     if kind in ("musicgen", "musicgen_melody"):
         gen = model.generation_config
         for key, value in published(model_id)["files"]["generation_config.json"].items():
@@ -332,7 +335,6 @@ def write_checkpoint(url: str, models_dir: str | os.PathLike, *, seed: int = 123
     state = model.state_dict()
     payload = {"model": state} if kind == "panns_cnn14" else {k: v for k, v in state.items()
                                                         if k.startswith(("features.", "embeddings."))}
-    from ..artifacts import atomic_path
 
     with atomic_path(dest) as tmp:
         torch.save(payload, str(tmp))

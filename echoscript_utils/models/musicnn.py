@@ -308,7 +308,6 @@ def log_mel(wav: np.ndarray, sr: int) -> np.ndarray:
     """
     import librosa
 
-
     x = np.asarray(wav, dtype=np.float32)
     if x.ndim not in (1, 2) or x.size == 0:
         raise InputError(f"musicnn expects audio of shape [T] or [C, T] with samples, got shape {x.shape}")

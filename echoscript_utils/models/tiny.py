@@ -181,7 +181,7 @@ def build_tiny_tokenizer(*, kind: str = "t5", vocab_size: int | None = None):
     raise ValueError(f"unknown tokenizer kind {kind!r}; use 't5' or 'roberta'")
 
 
-def _variance_preserving_init(module, *, seed: int, gain: float = 2.0 ** 0.5) -> None:
+def variance_preserving_init(module, *, seed: int, gain: float = 2.0 ** 0.5) -> None:
     """Re-initialise every (weight-normed) convolution and LSTM of ``module`` with fan-in scaled weights and zero
     biases.
 
@@ -223,7 +223,7 @@ def _variance_preserving_init(module, *, seed: int, gain: float = 2.0 ** 0.5) ->
                 conv.weight.normal_(0.0, std, generator=g)
 
 
-def _scale_decoder_output(codec, *, seed: int, target_rms: float = 0.1) -> None:
+def scale_decoder_output(codec, *, seed: int, target_rms: float = 0.1) -> None:
     """Centre and scale the codec's last convolution so that decoding random codes gives zero-mean audio of about
     ``target_rms``."""
     import torch
@@ -245,7 +245,7 @@ def _scale_decoder_output(codec, *, seed: int, target_rms: float = 0.1) -> None:
             last.bias.mul_(target_rms / max(rms, 1e-12))
 
 
-def _init_codebooks(codec, *, seed: int) -> None:
+def init_codebooks(codec, *, seed: int) -> None:
     """Give a random EnCodec usable codebooks (transformers initialises them to zeros, so every code is 0).
 
     Like EnCodec's k-means initialisation, each residual quantizer takes its entries from encoder frames of a
@@ -312,10 +312,10 @@ def build_tiny_musicgen(*, seed: int = 1234, melody: bool = False):
             setattr(cfg, key, value)
         with _seeded(seed):
             model = model_cls(cfg)
-            _variance_preserving_init(model.audio_encoder.encoder, seed=seed + 1)
-            _variance_preserving_init(model.audio_encoder.decoder, seed=seed + 2)
-            _init_codebooks(model.audio_encoder, seed=seed)
-            _scale_decoder_output(model.audio_encoder, seed=seed)
+            variance_preserving_init(model.audio_encoder.encoder, seed=seed + 1)
+            variance_preserving_init(model.audio_encoder.decoder, seed=seed + 2)
+            init_codebooks(model.audio_encoder, seed=seed)
+            scale_decoder_output(model.audio_encoder, seed=seed)
         gen = model.generation_config
         for key, value in {**special, **_TINY_GENERATION}.items():
             setattr(gen, key, value)

@@ -30,7 +30,6 @@ def spectrogram_grid(table: pd.DataFrame, *, row: str, columns, width: float = 4
     """Spectrograms in a grid: one row per ``table[row]`` value, one column per path column; returns the Figure."""
     import matplotlib.pyplot as plt
 
-
     columns = list(columns)
     fig, axes = plt.subplots(len(table), len(columns), figsize=(width * len(columns), height * len(table)),
                              sharex=True, sharey=True, squeeze=False, layout="constrained")

@@ -174,7 +174,6 @@ def generate_cues(cfg, label: str, ref: str, cues: list[dict[str, Any]], *, out_
     """
     from tqdm.auto import tqdm
 
-
     folder = ensure_dir(out_dir / label)
     path = resolve_model(ref, cache_dir=cfg.paths.models, seed=cfg.seed)
     identity = model_identity(path, seed=cfg.seed)

@@ -428,7 +428,6 @@ def openai_plan(scenes: Sequence[Any], *, model: str = "gpt-4o-mini", temperatur
 
     from tqdm.auto import tqdm
 
-
     cache = Path(cache_dir) / "scoring_plans"
     requests = []
     for i in range(0, len(scenes), batch_size):

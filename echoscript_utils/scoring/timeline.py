@@ -123,7 +123,6 @@ def assemble_score(cues: list[tuple[CueTiming, str | os.PathLike]], path: str | 
     import soundfile as sf
     from tqdm.auto import tqdm
 
-
     total = int(round(total_s * sr))
     block = max(int(block_s * sr), 1)
     placed = []
@@ -183,7 +182,6 @@ def write_players(path: str | os.PathLike, rows: list[dict[str, Any]], *, title:
     """A small HTML page of ``<audio>`` players with links relative to ``path``'s folder (the CLI's players):
     ``rows`` hold ``label`` and ``file`` (relative path)."""
     import html
-
 
     items = "".join(f"<tr><td>{html.escape(str(r['label']))}</td><td><audio controls preload='none' "
                     f"src='{html.escape(str(r['file']))}'></audio></td></tr>" for r in rows)
