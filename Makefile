@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PARAMS ?= params/demo.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint notebooks-clean bench clean
+.PHONY: setup demo test smoke-fullsize lint notebooks-clean bench clean
 
 $(BIN)/.installed: pyproject.toml requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ demo: setup  ## run the seven notebooks on the demo profile into outputs/demo/
 
 test: setup  ## unit tests + every notebook executed through papermill
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+smoke-fullsize: setup  ## every stage with hub-sized random models in the hub's folder layouts, offline, on a CPU
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/echoscript run params/smoke_fullsize.yaml
 
 lint: setup
 	$(BIN)/ruff check echoscript_utils tests benchmarks scripts
