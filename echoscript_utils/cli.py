@@ -31,8 +31,12 @@ def _load(args) -> object:
     from .config import load_config, parse_override
 
     overrides = dict(parse_override(o) for o in getattr(args, "overrides", []) or [])
-    return load_config(getattr(args, "params", None), overrides,
-                       output_root=getattr(args, "output_root", None))
+    cfg = load_config(getattr(args, "params", None), overrides, output_root=getattr(args, "output_root", None))
+    if cfg.run.torch_threads:  # every command, as the notebooks do (tiny models run fastest on one thread)
+        import torch
+
+        torch.set_num_threads(cfg.run.torch_threads)
+    return cfg
 
 
 # ------------------------------------------------------------------------------------------------ run
@@ -260,10 +264,6 @@ def _score(args) -> int:
 
     cfg = _load(args)
     set_seed(cfg.seed)
-    if cfg.run.torch_threads:  # as the notebooks do (tiny models run fastest on one thread)
-        import torch
-
-        torch.set_num_threads(cfg.run.torch_threads)
     res = scoring.score(args.script, cfg, output_dir=args.output, models=args.model)
     m = res.metrics
     print(f"{m['title']}: {m['n_scenes']} scenes, {m['pages']:.1f} pages ≈ {m['screen_time_s']:.0f} s of screen time; "
