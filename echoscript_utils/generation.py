@@ -35,7 +35,6 @@ from .models import load_musicgen, model_identity, model_sample_rate, resolve_mo
 from .musicgen_sampling import (
     continue_long_form,
     corpus_loudness,
-    crossfade_concat,
     generate_batch,
     sidecar_matches,
     standardise,
@@ -54,10 +53,6 @@ __all__ = [
     "run_sketch",
     "standardise",
 ]
-
-#: Old private names, kept for callers of this module (the helpers live in ``musicgen_sampling`` now).
-_crossfade_concat = crossfade_concat
-_sidecar_matches = sidecar_matches
 
 BASELINE_LABEL = "musicgen"
 FINETUNED_LABEL = "echoscript"

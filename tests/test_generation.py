@@ -7,7 +7,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from echoscript_utils import audio, generation, melody
+from echoscript_utils import audio, generation, melody, musicgen_sampling
 from echoscript_utils.artifacts import read_json
 from echoscript_utils.config import load_config
 from echoscript_utils.errors import InputError
@@ -181,6 +181,6 @@ def test_standardise_uses_the_curated_loudness_policy(tmp_path, model_cache):
 def test_crossfade_is_equal_power_and_length_preserving():
     a = np.ones((1, 100), np.float32)
     b = np.ones((1, 100), np.float32)
-    out = generation._crossfade_concat(a, b, 20)
+    out = musicgen_sampling.crossfade_concat(a, b, 20)
     assert out.shape == (1, 180)
     assert out.max() <= np.sqrt(2) + 1e-6 and out.min() >= 1.0 - 1e-6
