@@ -23,7 +23,7 @@ from ..artifacts import text_hash
 from ..errors import InputError
 
 #: Names that :func:`resolve_model` builds locally instead of downloading.
-TINY_MODELS: tuple[str, ...] = ("tiny-musicgen", "tiny-musicgen-melody", "tiny-clap")
+TINY_MODELS: tuple[str, ...] = ("tiny-musicgen", "tiny-musicgen-melody", "tiny-clap", "tiny-instruct")
 
 
 #: Bump when the tiny architectures, their initialisation or their tokenizers change: new cache folders follow.
@@ -77,6 +77,20 @@ _T5_SPECIALS = ["<pad>", "</s>", "<unk>"]
 _ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
 
+# Tiny instruction LM (the local cue planner's test model): Qwen2-shaped, ChatML chat template.
+_TINY_INSTRUCT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=1, max_position_embeddings=1024, tie_word_embeddings=True)
+
+
+_CHATML_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+_CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
 def is_tiny(name_or_path: str | os.PathLike) -> bool:
     """True for the names in :data:`TINY_MODELS`."""
     return str(name_or_path) in TINY_MODELS
@@ -100,7 +114,7 @@ def tiny_spec(name: str, seed: int) -> dict[str, Any]:
     return {"name": name, "seed": int(seed), "version": _TINY_SPEC_VERSION, "corpus": text_hash(_corpus_text()),
             "codec": _TINY_CODEC, "t5": _TINY_T5, "decoder": _TINY_DECODER, "generation": _TINY_GENERATION,
             "melody": _TINY_MELODY, "clap_audio": _TINY_CLAP_AUDIO, "clap_text": _TINY_CLAP_TEXT,
-            "clap_projection": _TINY_CLAP_PROJECTION}
+            "clap_projection": _TINY_CLAP_PROJECTION, **({"instruct": _TINY_INSTRUCT} if name == "tiny-instruct" else {})}
 
 
 def tiny_folder_name(name: str, seed: int) -> str:
@@ -383,4 +397,40 @@ def build_tiny(name: str, seed: int):
         return build_tiny_musicgen(seed=seed, melody=True)
     if name == "tiny-clap":
         return build_tiny_clap(seed=seed)
+    if name == "tiny-instruct":
+        return build_tiny_instruct(seed=seed)
     raise InputError(f"{name}: not a tiny model; use one of {', '.join(TINY_MODELS)}")
+
+
+def build_tiny_instruct(*, seed: int = 1234):
+    """Build a tiny random instruction LM (Qwen2 architecture, ChatML chat template, byte-level BPE).
+
+    It stands in for an open chat model (``Qwen/Qwen2.5-1.5B-Instruct`` and the like) in tests and the demo: the
+    local planner loads it through ``AutoModelForCausalLM`` / ``AutoTokenizer`` exactly as a hub model. Its
+    answers are random; the planner's schema-guided decoding still turns them into valid cue plans.
+
+    Returns
+    -------
+    (model, tokenizer) : ``Qwen2ForCausalLM`` (eval mode) + ``PreTrainedTokenizerFast`` with ``chat_template``.
+    """
+    import transformers as tf
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=800, special_tokens=_CHATML_SPECIALS, min_frequency=2,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_corpus_lines(), trainer=trainer)
+    limit = _TINY_INSTRUCT["max_position_embeddings"]
+    tokenizer = tf.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                           model_max_length=limit)
+    tokenizer.chat_template = _CHATML_TEMPLATE
+    with quiet_transformers():
+        cfg = tf.Qwen2Config(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
+                             pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+                             architectures=["Qwen2ForCausalLM"], **_TINY_INSTRUCT)
+        with _seeded(seed):
+            model = tf.Qwen2ForCausalLM(cfg)
+    model.eval()
+    return model, tokenizer

@@ -71,6 +71,7 @@ class CuePlan:
     planner: str = "offline"
     spotted: bool = True
     prompt: str = ""  # the MusicGen caption (training template)
+    confidence: float | None = None  # the planner's probability of its mood (0: no evidence in the scene); None: not given
 
     def as_row(self) -> dict[str, Any]:
         d = asdict(self)
