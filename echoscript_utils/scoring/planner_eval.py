@@ -1,0 +1,126 @@
+"""How well a cue planner reads real scenes: independently labelled scenes of real screenplays.
+
+``data/screenplay_scene_labels.csv`` holds mood and intensity labels for scenes of real screenplays written by
+other people, labelled blind (the readers saw only the scene text and a labelling guide, never the planner or its
+resources) by two independent readers (``mood`` / ``intensity`` from reader A, ``mood_b`` / ``intensity_b`` from
+reader B). Scripts are assigned whole to ``dev`` (what the offline planner is fitted and tuned on) or ``test``
+(never used for fitting or tuning). *Big Fish* is in neither: it is kept for an outside check.
+
+The file holds no scene text. Scenes of the shared screenplay corpus are read from the script files themselves
+(:func:`labelled_scenes`) and matched to the labels by heading, in script order, so the evaluation runs the same
+parser as a user does. Scenes of the other scripts (public repositories without an open licence) are listed with
+their source for provenance; their text is not redistributed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..taxonomy import MOODS
+
+__all__ = ["label_agreement", "labelled_scenes", "load_scene_labels", "normalise_heading", "planner_scores"]
+
+
+def load_scene_labels():
+    """The shipped labels as a DataFrame (one row per labelled scene)."""
+    import pandas as pd
+
+    text = resources.files("echoscript_utils").joinpath("data/screenplay_scene_labels.csv").read_text(encoding="utf-8")
+    df = pd.read_csv(io.StringIO(text), keep_default_na=False)
+    bad = df[~df["mood"].isin(MOODS)]
+    if len(bad):
+        raise InputError(f"screenplay_scene_labels.csv: row {bad.index[0] + 2}: mood {bad['mood'].iloc[0]!r} is not "
+                         f"one of {', '.join(MOODS)}")
+    return df
+
+
+def normalise_heading(heading: str) -> str:
+    """Upper case, no scene numbers (``#12#``), no leading forcing dot, single spaces, no trailing punctuation."""
+    h = re.sub(r"#[^#]*#", " ", heading or "")
+    h = re.sub(r"\s+", " ", h).strip().lstrip(".").strip().upper()
+    return h.rstrip(" .:-–—")
+
+
+def labelled_scenes(screenplay_dir: str | os.PathLike, *, split: str | None = None):
+    """The labelled scenes whose script is in ``screenplay_dir``, matched to the parser's scenes.
+
+    Returns a DataFrame with the label columns plus ``index``, ``heading_parsed``, ``action``, ``dialogue`` (from
+    :func:`~echoscript_utils.scoring.parse.read_script`) and ``matched`` (False where no parsed scene with that
+    heading was found after the previous match; those rows have empty text).
+    """
+    import pandas as pd
+
+    from .parse import read_script
+
+    labels = load_scene_labels()
+    if split is not None:
+        labels = labels[labels["split"] == split]
+    rows: list[dict[str, Any]] = []
+    for file, group in labels.groupby("file", sort=False):
+        path = Path(screenplay_dir) / file
+        if not path.is_file():
+            continue
+        scenes = read_script(path).scenes
+        keys = [normalise_heading(s.heading) for s in scenes]
+        pos = 0
+        for rec in group.sort_values("order").to_dict("records"):
+            want = normalise_heading(rec["heading"])
+            hit = next((i for i in range(pos, len(scenes)) if keys[i] == want), None)
+            if hit is None:
+                rows.append({**rec, "matched": False, "index": None, "heading_parsed": "", "action": "",
+                             "dialogue": ""})
+                continue
+            s = scenes[hit]
+            rows.append({**rec, "matched": True, "index": s.index, "heading_parsed": s.heading,
+                         "action": s.action_text, "dialogue": " ".join(s.dialogue)})
+            pos = hit + 1
+    return pd.DataFrame(rows)
+
+
+def planner_scores(truth_mood, pred_mood, truth_intensity=None, pred_intensity=None, *, n_boot: int = 1000,
+                   confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Mood accuracy with a bootstrap interval, the majority-class baseline, macro-F1 and the confusion; intensity
+    Spearman ρ and mean absolute error against always predicting the mean."""
+    from scipy.stats import bootstrap, spearmanr
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    y = np.asarray(truth_mood, dtype=object)
+    yhat = np.asarray(pred_mood, dtype=object)
+    correct = (y == yhat).astype(float)
+    out: dict[str, Any] = {"n": int(len(y)), "accuracy": float(correct.mean())}
+    if len(y) > 1 and correct.std() > 0:
+        ci = bootstrap((correct,), np.mean, n_resamples=n_boot, confidence_level=confidence, method="percentile",
+                       rng=np.random.default_rng(seed)).confidence_interval
+        out["accuracy_ci"] = [float(ci.low), float(ci.high)]
+    else:
+        out["accuracy_ci"] = [out["accuracy"], out["accuracy"]]
+    values, counts = np.unique(y, return_counts=True)
+    out["majority_baseline"] = float(counts.max() / len(y)) if len(y) else 0.0
+    out["macro_f1"] = float(f1_score(y, yhat, labels=list(MOODS), average="macro", zero_division=0))
+    cm = confusion_matrix(y, yhat, labels=list(MOODS))
+    out["confusion"] = {m: {p: int(cm[i, j]) for j, p in enumerate(MOODS)} for i, m in enumerate(MOODS)}
+    if truth_intensity is not None and pred_intensity is not None:
+        yi = np.asarray(truth_intensity, dtype=float)
+        pi = np.asarray(pred_intensity, dtype=float)
+        out.update(intensity_spearman=float(spearmanr(yi, pi).statistic), intensity_mae=float(np.abs(yi - pi).mean()),
+                   intensity_mae_mean_baseline=float(np.abs(yi - yi.mean()).mean()))
+    return out
+
+
+def label_agreement(df) -> dict[str, Any]:
+    """Agreement of the two readers: mood agreement, Cohen's κ and intensity Spearman ρ."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import cohen_kappa_score
+
+    both = df[df["mood_b"].isin(MOODS)]
+    return {"n": int(len(both)), "mood_agreement": float((both["mood"] == both["mood_b"]).mean()),
+            "mood_kappa": float(cohen_kappa_score(both["mood"], both["mood_b"])),
+            "intensity_spearman": float(spearmanr(both["intensity"], both["intensity_b"]).statistic)}

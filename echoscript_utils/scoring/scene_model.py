@@ -1,0 +1,235 @@
+"""The offline planner's scene reader: published text resources turned into features, and a linear model over them.
+
+Features of one scene (:func:`scene_features`), all from maintained, openly licensed resources that work offline:
+
+- **WordLlama** (``wordllama``, MIT; its 256-d embedding and tokenizer ship inside the wheel): the cosine
+  similarity of the scene's action, dialogue and heading to a short description of each mood (the definitions
+  the labelling guide gives the readers, :data:`MOOD_DESCRIPTIONS`), and to a loud and a quiet description
+  (arousal).
+- **Empath** (Fast et al., 2016; MIT): the share of tokens in its categories, summed per mood over the categories
+  that name that mood's situations (:data:`EMPATH_GROUPS`: ``death``, ``medical_emergency`` and ``sadness`` for
+  melancholic, ``violence``, ``weapon`` and ``fear`` for suspenseful …). Action counts fully, dialogue half, and
+  the heading twice, so a HOSPITAL or a CEMETERY is heard.
+- **VADER** (Hutto & Gilbert, 2014; MIT): compound, positive and negative valence of action and of dialogue
+  (VADER handles negation, intensifiers and capitals itself).
+- **Form**: exclamation and question rates, mean sentence length, the share of words in capitals (sound effects,
+  shouted lines), the share of dialogue, length, and whether the scene is at night or outside.
+
+The model (``data/scene_planner.json``) is a multinomial logistic regression for the mood and a ridge regression
+for the intensity over the standardised features, fitted by ``scripts/train_scene_planner.py`` on the ``dev``
+split of independently labelled real screenplay scenes only (:mod:`echoscript_utils.scoring.planner_eval`). Its
+mood probabilities are smoothed with the neighbouring scenes' (a story's arc), and a scene with no text evidence
+is flagged, not guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DependencyError
+
+__all__ = ["EMPATH_GROUPS", "MOOD_DESCRIPTIONS", "SceneModel", "feature_names", "load_scene_model",
+           "scene_features"]
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z']*")
+_SENTENCE = re.compile(r"[.!?]+")
+_MOODS = ("uplifting", "suspenseful", "melancholic", "calming")
+
+#: What each mood covers: the labelling guide's definitions, split into phrases (each embedded on its own; a
+#: scene's similarity to a mood is its best match among that mood's phrases).
+MOOD_DESCRIPTIONS: dict[str, tuple[str, ...]] = {
+    "uplifting": ("hopeful, joyful, triumphant, happy", "playful, funny, a comic moment, laughing",
+                  "romantic and warm, a kiss, love", "celebrating, cheering, winning, a victory"),
+    "suspenseful": ("tense, threatening, dangerous, mysterious, anxious", "a chase, a fight, guns, shooting, violence",
+                    "fear, a threat, a crime, a body, blood", "conflict, an angry confrontation, shouting"),
+    "melancholic": ("sad, grieving, lonely, regretful", "bittersweet, defeated, loss",
+                    "illness, a hospital, death, a funeral", "crying, tears, heartbreak"),
+    "calming": ("peaceful, quiet, still, relaxed", "ordinary everyday conversation, small talk",
+                "contemplative, tender, gentle", "a calm morning at home, breakfast, reading"),
+}
+#: Loud and quiet: the two ends of the intensity scale in the labelling guide's words.
+AROUSAL_DESCRIPTIONS: tuple[str, str] = (
+    "a chase, a battle, an explosion, screaming, running, shooting, a huge climax",
+    "a quiet room, silence, sitting still, soft talk, asleep")
+#: Empath categories that name each mood's situations (summed into one share per mood).
+EMPATH_GROUPS: dict[str, tuple[str, ...]] = {
+    "uplifting": ("joy", "celebration", "party", "wedding", "achievement", "optimism", "cheerfulness", "fun", "love",
+                  "affection", "positive_emotion", "friends", "dance", "music", "play", "heroic", "zest", "sports",
+                  "vacation", "giving", "beauty"),
+    "suspenseful": ("violence", "crime", "weapon", "kill", "fight", "fear", "horror", "terrorism", "war",
+                    "aggression", "injury", "prison", "dispute", "anger", "rage", "stealing", "deception",
+                    "nervousness", "pain", "monster", "fire", "military", "hate", "swearing_terms", "breaking"),
+    "melancholic": ("sadness", "death", "suffering", "disappointment", "shame", "neglect", "torment",
+                    "negative_emotion", "weakness", "medical_emergency", "health", "poor"),
+    "calming": ("leisure", "sleep", "home", "family", "cooking", "eating", "restaurant", "reading", "water", "beach",
+                "plant", "contentment", "morning", "domestic_work", "office", "meeting", "communication", "listen",
+                "speaking", "work"),
+}
+
+
+@lru_cache(maxsize=1)
+def _wordllama():
+    try:
+        import wordllama
+        from wordllama import WordLlama
+    except ImportError as exc:  # pragma: no cover - declared dependency
+        raise DependencyError("the offline planner needs the 'wordllama' package: pip install wordllama") from exc
+    # The wheel ships the 256-d weights and the tokenizer; point the loader at them and never download.
+    return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+
+
+@lru_cache(maxsize=1)
+def _prototypes() -> tuple[list[np.ndarray], np.ndarray]:
+    wl = _wordllama()
+    moods = [wl.embed(list(MOOD_DESCRIPTIONS[m]), norm=True) for m in _MOODS]
+    return moods, wl.embed(list(AROUSAL_DESCRIPTIONS), norm=True)
+
+
+@lru_cache(maxsize=1)
+def _empath():
+    try:
+        from empath import Empath
+    except ImportError as exc:  # pragma: no cover - declared dependency
+        raise DependencyError("the offline planner needs the 'empath' package: pip install empath") from exc
+    return Empath()
+
+
+@lru_cache(maxsize=1)
+def _vader():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def _form(action: str, dialogue: str) -> list[float]:
+    text = f"{action} {dialogue}".strip()
+    words = _WORD.findall(text)
+    n = max(len(words), 1)
+    sentences = [s for s in _SENTENCE.split(text) if s.strip()] or [text]
+    caps = sum(1 for w in words if len(w) > 1 and w.isupper())
+    return [min(text.count("!") / len(sentences), 2.0), min(text.count("?") / len(sentences), 2.0),
+            math.log1p(n / len(sentences)), caps / n, len(_WORD.findall(dialogue)) / n, math.log1p(n)]
+
+
+def feature_names() -> list[str]:
+    """The names of the features :func:`scene_features` returns, in order."""
+    parts = ("action", "dialogue", "heading")
+    names = [f"describes:{p}:{m}" for p in parts for m in _MOODS]
+    names += [f"arousal:{p}:{end}" for p in ("action", "dialogue") for end in ("loud", "quiet")]
+    names += [f"empath:{m}" for m in _MOODS]
+    names += [f"vader:{p}:{k}" for p in ("action", "dialogue") for k in ("compound", "pos", "neg")]
+    names += ["form:exclaim", "form:question", "form:sentence_len", "form:caps", "form:dialogue_share",
+              "form:length", "heading:night", "heading:ext"]
+    return names
+
+
+def scene_features(heading: str, action: str, dialogue: str = "") -> tuple[np.ndarray, int]:
+    """Features of one scene ``[F]`` (order of :func:`feature_names`) and its evidence: the number of its words
+    that the lexicons (Empath's categories, VADER's valence list) know. A scene with none is one the planner cannot
+    read."""
+    wl = _wordllama()
+    moods, arousal = _prototypes()
+    texts = {"action": action, "dialogue": dialogue, "heading": heading}
+    emb = {k: (wl.embed([v], norm=True)[0] if v.strip() else None) for k, v in texts.items()}
+    vec: list[float] = []
+    for part in ("action", "dialogue", "heading"):
+        e = emb[part]
+        vec += [float((p @ e).max()) if e is not None else 0.0 for p in moods]
+    for part in ("action", "dialogue"):
+        e = emb[part]
+        vec += [float(arousal[0] @ e), float(arousal[1] @ e)] if e is not None else [0.0, 0.0]
+    emp = _empath()
+    shares = dict.fromkeys(_MOODS, 0.0)
+    total, hits = 0.0, 0
+    for text, w in ((heading, 2.0), (action, 1.0), (dialogue, 0.5)):
+        if not text.strip():
+            continue
+        counts = emp.analyze(text.lower(), normalize=False) or {}
+        total += w * len(_WORD.findall(text))
+        for m in _MOODS:
+            shares[m] += w * sum(counts.get(c, 0.0) for c in EMPATH_GROUPS[m])
+        hits += int(sum(1 for v in counts.values() if v))
+    vec += [shares[m] / max(total, 1.0) for m in _MOODS]
+    lexicon = _vader().lexicon
+    hits += sum(1 for w in _WORD.findall(f"{heading} {action} {dialogue}".lower()) if w in lexicon)
+    for text in (action, dialogue):
+        s = _vader().polarity_scores(text) if text.strip() else {"compound": 0.0, "pos": 0.0, "neg": 0.0}
+        vec += [s["compound"], s["pos"], s["neg"]]
+    vec += _form(action, dialogue)
+    head = heading.upper()
+    vec += [float(bool(re.search(r"\bNIGHT\b", head))), float(bool(re.search(r"\bEXT\b|\bEXTERIOR\b", head)))]
+    return np.asarray(vec, dtype=np.float64), hits
+
+
+class SceneModel:
+    """A fitted mood classifier and intensity regressor over :func:`scene_features` (see the module docstring)."""
+
+    def __init__(self, spec: dict[str, Any]):
+        self.spec = spec
+        self.moods: list[str] = list(spec["moods"])
+        self.names: list[str] = list(spec["features"])
+        self.mean = np.asarray(spec["mean"], dtype=np.float64)
+        self.scale = np.asarray(spec["scale"], dtype=np.float64)
+        self.mood_coef = np.asarray(spec["mood_coef"], dtype=np.float64)  # [M, F]
+        self.mood_intercept = np.asarray(spec["mood_intercept"], dtype=np.float64)  # [M]
+        self.int_coef = np.asarray(spec["intensity_coef"], dtype=np.float64)  # [F]
+        self.int_intercept = float(spec["intensity_intercept"])
+        self.smoothing = float(spec.get("smoothing", 0.0))
+        if self.names != feature_names():
+            raise DependencyError("data/scene_planner.json was fitted on other features than this version "
+                                  "computes; refit it with scripts/train_scene_planner.py")
+
+    def _z(self, x: np.ndarray) -> np.ndarray:
+        return (np.atleast_2d(x) - self.mean) / self.scale
+
+    def mood_probabilities(self, x: np.ndarray) -> np.ndarray:
+        """``[N, M]`` mood probabilities (order :attr:`moods`) for features ``[N, F]``, before smoothing."""
+        logits = self._z(x) @ self.mood_coef.T + self.mood_intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def intensity(self, x: np.ndarray) -> np.ndarray:
+        """``[N]`` intensities in [0, 1]."""
+        return np.clip(self._z(x) @ self.int_coef + self.int_intercept, 0.0, 1.0)
+
+    def smooth(self, probs: np.ndarray) -> np.ndarray:
+        """Blend each scene's mood probabilities with its neighbours' (weight :attr:`smoothing` each side)."""
+        if self.smoothing <= 0 or len(probs) < 2:
+            return probs
+        w = self.smoothing
+        padded = np.vstack([probs[:1], probs, probs[-1:]])
+        out = (1 - 2 * w) * probs + w * padded[:-2] + w * padded[2:]
+        return out / out.sum(axis=1, keepdims=True)
+
+    def predict(self, scenes: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
+        """Mood, probability, intensity and evidence for a run of consecutive scenes ``(heading, action,
+        dialogue)``."""
+        if not scenes:
+            return []
+        feats = [scene_features(h, a, d) for h, a, d in scenes]
+        x = np.vstack([f for f, _ in feats])
+        probs = self.smooth(self.mood_probabilities(x))
+        inten = self.intensity(x)
+        out = []
+        for p, i, (_, hits) in zip(probs, inten, feats):
+            k = int(np.argmax(p))
+            out.append({"mood": self.moods[k], "probability": float(p[k]), "intensity": float(i),
+                        "evidence": int(hits), "probabilities": dict(zip(self.moods, map(float, p)))})
+        return out
+
+
+@lru_cache(maxsize=1)
+def load_scene_model() -> SceneModel:
+    """The shipped model (``echoscript_utils/data/scene_planner.json``)."""
+    text = resources.files("echoscript_utils").joinpath("data/scene_planner.json").read_text(encoding="utf-8")
+    return SceneModel(json.loads(text))
