@@ -1,7 +1,9 @@
-"""Writing run products safely: atomic files, JSON, tables (CSV + LaTeX), stage metrics, content hashes.
+"""Writing run products safely: atomic files, JSON, tables (CSV + LaTeX), stage metrics, content hashes and the
+content-hashed cache.
 
 Every product is written to a temporary file in the same folder and renamed into place, so a crash or a kill
-never leaves a half-written file behind. Content hashes key every cache in the workbook.
+never leaves a half-written file behind. Content hashes key every cache in the workbook, and every cache entry is
+read, computed and written by :func:`cached` (JSON or ``.npy`` files).
 """
 
 from __future__ import annotations
@@ -12,21 +14,24 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import OutputError
 
 __all__ = [
     "atomic_path",
     "atomic_write_text",
+    "cached",
     "ensure_dir",
     "file_hash",
     "json_default",
+    "read_cached",
     "read_json",
     "read_metrics",
     "text_hash",
+    "write_cached",
     "write_json",
     "write_metrics",
     "write_table",
@@ -165,3 +170,75 @@ def text_hash(*parts: Any, length: int = 16) -> str:
     """Short SHA-256 of the JSON form of ``parts`` (cache keys for settings, prompts, model ids)."""
     blob = json.dumps(parts, sort_keys=True, default=json_default).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+# ----------------------------------------------------------------------------------------- content-hashed cache
+CacheFormat = Literal["json", "npy"]
+
+
+def read_cached(path: str | os.PathLike, *, fmt: CacheFormat = "json",
+                valid: Callable[[Any], bool] | None = None) -> Any:
+    """The value cached at ``path``, or ``None`` when the file is absent, unreadable, cut short or fails ``valid``
+    (a damaged entry is a miss, never an error: the caller computes it again).
+
+    Args:
+        path: the cache file, named by a content hash.
+        fmt: ``"json"`` (any JSON value) or ``"npy"`` (one numpy array, read without pickles).
+        valid: optional check of the value read; ``False`` (or an exception it raises) makes it a miss.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        value = read_json(p) if fmt == "json" else _load_npy(p)
+        if valid is not None and not valid(value):
+            return None
+    except (OSError, ValueError, EOFError, KeyError, TypeError):
+        return None
+    return value
+
+
+def write_cached(path: str | os.PathLike, value: Any, *, fmt: CacheFormat = "json",
+                 indent: int | None = 2) -> Path:
+    """Write one cache entry atomically: JSON by :func:`write_json` (``indent`` as given), or an array as
+    ``.npy`` (no pickles). Returns ``path``."""
+    if fmt == "json":
+        return write_json(path, value, indent=indent)
+    import numpy as np
+
+    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, value, allow_pickle=False)
+    return Path(path)
+
+
+def cached(path: str | os.PathLike | None, compute: Callable[[], Any], *, fmt: CacheFormat = "json",
+           refresh: bool = False, valid: Callable[[Any], bool] | None = None, indent: int | None = 2) -> Any:
+    """The workbook's content-hashed cache: read the result cached at ``path`` when it is there and readable,
+    else ``compute()`` it and write it atomically (:func:`write_cached`), then return it.
+
+    >>> tags = cached(cache_dir / f"{text_hash(file_hash(clip), version)}.json",   # doctest: +SKIP
+    ...               lambda: tagger.tag(wav, sr))
+
+    Args:
+        path: the cache file, named by a content hash of everything the result depends on; ``None`` computes
+            without caching.
+        compute: makes the result on a miss (a JSON-able value, or an array for ``fmt="npy"``).
+        fmt: ``"json"`` or ``"npy"``.
+        refresh: compute and overwrite even when an entry exists.
+        valid: check of an entry read back (see :func:`read_cached`).
+        indent: JSON indentation of the written entry (``None``: one line).
+    """
+    if path is not None and not refresh:
+        value = read_cached(path, fmt=fmt, valid=valid)
+        if value is not None:
+            return value
+    value = compute()
+    if path is not None:
+        write_cached(path, value, fmt=fmt, indent=indent)
+    return value
+
+
+def _load_npy(path: Path):
+    import numpy as np
+
+    return np.load(path, allow_pickle=False)

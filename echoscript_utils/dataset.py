@@ -42,6 +42,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ClipFeatures",
     "ClipRecord",
+    "OpenModel",
     "Truth",
     "assign_splits",
     "export_audiocraft",
@@ -65,11 +66,13 @@ METADATA_STAGES = ("03_alignment", "02_annotation", "01_curation")
 
 
 # ------------------------------------------------------------------------------------------------ schema
-class _Open(BaseModel):
+class OpenModel(BaseModel):
+    """A schema model that keeps keys it does not name (later stages add fields to the same rows)."""
+
     model_config = ConfigDict(extra="allow")
 
 
-class ClipFeatures(_Open):
+class ClipFeatures(OpenModel):
     """librosa features of one clip (analysis at 22.05 kHz mono; see :mod:`echoscript_utils.features`)."""
 
     bpm: float | None = Field(None, description="global tempo estimate in beats per minute")
@@ -89,7 +92,7 @@ class ClipFeatures(_Open):
     onset_rate: float | None = Field(None, description="detected onsets per second")
 
 
-class Truth(_Open):
+class Truth(OpenModel):
     """Ground-truth labels of the clip's track (from ``labels.csv``), when the user has them."""
 
     title: str | None = None
@@ -101,7 +104,7 @@ class Truth(_Open):
     mode: str | None = None
 
 
-class ClipRecord(_Open):
+class ClipRecord(OpenModel):
     """One clip: a whole window of ``duration_s`` seconds cut from one source file (schema v1).
 
     Paths are stored relative to the folder of the ``metadata.jsonl`` that holds the row;

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import atomic_write_text, ensure_dir, read_json, text_hash, write_json
-from .audio import loudness, write
+from .audio import load, loudness, write
 from .errors import ConfigError, OutputError
 from .synth import render_midi, write_midi
 from .taxonomy import GENRES, INSTRUMENTS, MOODS, PITCH_CLASSES, join_list
@@ -44,6 +44,7 @@ __all__ = [
     "build_corpus",
     "compose_track",
     "ensure_demo_corpus",
+    "make_messy_folder",
     "plan_corpus",
 ]
 
@@ -588,3 +589,45 @@ def _is_complete(folder: Path, settings_hash: str) -> bool:
     if meta.get("settings_hash") != settings_hash:
         return False
     return all((folder / t["file"]).is_file() for t in meta.get("tracks", []))
+
+
+# ---------------------------------------------------------------------------------------- robustness
+def make_messy_folder(source: str | os.PathLike, out_dir: str | os.PathLike, *, clip_s: float = 30.0,
+                      seed: int = 0) -> Path:
+    """Build a small folder that exercises every rejection rule from one real track (a robustness check).
+
+    Writes ``keep/`` (the track as 24-bit 48 kHz stereo, and as a 5.1 FLAC with the music in the centre channel)
+    and ``reject/`` (sorted after ``keep/``, so the copies there are the later ones): an empty file, text named
+    ``.mp3``, a truncated WAV, a folder named ``.wav``, a float WAV with a NaN, digital silence, a file shorter
+    than one clip, a byte-identical copy and a quieter MP3 re-encode of the good WAV. Only the first
+    ``clip_s + 5`` seconds of ``source`` are used. The curation stage's tests and notebook run it.
+
+    Returns:
+        ``out_dir``.
+    """
+    import soundfile as sf
+
+    wav, sr = load(source, sr=48000, mono=True)
+    wav = wav[:, : int((clip_s + 5) * sr)]
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    good, bad = ensure_dir(out / "keep"), ensure_dir(out / "reject")
+    stereo = np.concatenate([wav, 0.8 * wav])
+    sf.write(str(good / "stereo 48k 24-bit.wav"), stereo.T, sr, subtype="PCM_24")
+    surround = np.zeros((6, wav.shape[1]), np.float32)
+    surround[2] = np.roll(wav[0], int(0.37 * sr))  # other content than the stereo file: not a duplicate
+    sf.write(str(good / "surround 5.1.flac"), surround.T, sr, subtype="PCM_24")
+    (bad / "empty.wav").write_bytes(b"")
+    (bad / "notes.mp3").write_text("shopping list: strings, timpani, rosin\n" * 40, encoding="utf-8")
+    full = (good / "stereo 48k 24-bit.wav").read_bytes()
+    (bad / "truncated.wav").write_bytes(full[: len(full) // 3])
+    (bad / "album.wav").mkdir()
+    nan = wav.copy()
+    nan[0, sr] = np.nan
+    sf.write(str(bad / "nan.wav"), nan.T, sr, subtype="FLOAT")
+    sf.write(str(bad / "silence.wav"), np.zeros((wav.shape[1], 1), np.float32), sr, subtype="PCM_16")
+    sf.write(str(bad / "jingle.wav"), wav[:, : int(min(clip_s / 3, 10) * sr)].T, sr, subtype="PCM_16")
+    shutil.copyfile(good / "stereo 48k 24-bit.wav", bad / "stereo copy.wav")
+    sf.write(str(bad / "re-encoded.mp3"), (0.5 * stereo).T, sr)
+    return out

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import atomic_path, ensure_dir, file_hash, text_hash
+from .artifacts import cached, ensure_dir, file_hash, text_hash
 from .audio import RESAMPLERS, load, resample, windows
 from .config import resolve_device
 from .errors import ConfigError, DependencyError, InputError
@@ -513,6 +513,11 @@ def get_embedder(name: str, cfg_or_kwargs: Any = None) -> Embedder:
     return EMBEDDERS[key](**kwargs)
 
 
+def _embed_file(embedder: Embedder, path: Path) -> np.ndarray:
+    wav, sr = load(path)
+    return embedder.embed(wav, sr)
+
+
 def embed_files(paths: Sequence[str | os.PathLike], embedder: Embedder, *, cache_dir: str | os.PathLike | None,
                 progress: bool = True) -> dict[str, np.ndarray]:
     """Embed audio files, one ``[N_i, D]`` array each, reusing cached results.
@@ -532,14 +537,6 @@ def embed_files(paths: Sequence[str | os.PathLike], embedder: Embedder, *, cache
         p = Path(p)
         if not p.is_file():
             raise InputError(f"{p}: no such audio file")
-        cached = folder / f"{text_hash(file_hash(p), embedder.identity, length=24)}.npy" if folder else None
-        if cached is not None and cached.is_file():
-            out[str(p)] = np.load(cached)
-            continue
-        wav, sr = load(p)
-        rows = embedder.embed(wav, sr)
-        if cached is not None:
-            with atomic_path(cached, suffix=".npy") as tmp:
-                np.save(tmp, rows)
-        out[str(p)] = rows
+        entry = folder / f"{text_hash(file_hash(p), embedder.identity, length=24)}.npy" if folder else None
+        out[str(p)] = cached(entry, functools.partial(_embed_file, embedder, p), fmt="npy")
     return out

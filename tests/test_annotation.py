@@ -342,3 +342,106 @@ def test_a_padded_short_cue_is_tagged_on_its_music_only(tmp_path):
     out = annotation.run_taggers(clips, {"musicnn": tagger}, cache_dir=tmp_path / "cache", progress=False)
     assert seen == [int(0.6 * SR), SR]  # the cue's music only; the same file taken whole is tagged apart
     assert set(out["clip_id"]) == {"cue", "whole"}
+
+
+# ----------------------------------------------------------------------------------------- parity with sklearn
+def _reference_prf(tp, fp, fn):
+    """The hand-written formulas the accuracy module used before it called sklearn.metrics."""
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def _reference_auc(scores, positive):
+    """ROC AUC by the rank-sum (Mann–Whitney) formula with ties counted half; NaN without both classes."""
+    from scipy.stats import rankdata
+
+    pos = int(positive.sum())
+    neg = len(positive) - pos
+    if pos == 0 or neg == 0:
+        return float("nan")
+    return float((rankdata(scores)[positive].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def _random_tagging(seed: int, n_clips: int = 40):
+    """Two taggers' outputs and a truth table with every awkward case: probabilities on a coarse grid (ties), a
+    true genre outside the vocabulary, clips without truth for a field, labels never chosen or never true."""
+    rng = np.random.default_rng(seed)
+    clips = [f"k{i:02d}" for i in range(n_clips)]
+    rows = []
+    for tagger in ("a", "b"):
+        for clip in clips:
+            for f in tagging.FIELDS:
+                for lab in tagging.VOCAB[f][:-1]:  # the last label of every field is never chosen
+                    rows.append((clip, tagger, f, lab, float(rng.integers(0, 6)) / 5))
+    outputs = pd.DataFrame(rows, columns=annotation.OUTPUT_COLUMNS)
+    truth = []
+    for i, clip in enumerate(clips):
+        genre = None if i % 7 == 0 else ("no-such-genre" if i % 11 == 0 else str(rng.choice(tagging.VOCAB["genre"][1:])))
+        moods = [] if i % 5 == 0 else sorted(rng.choice(tagging.VOCAB["moods"][1:], size=2, replace=False).tolist())
+        insts = sorted(rng.choice(tagging.VOCAB["instruments"][:3], size=int(rng.integers(1, 3)), replace=False).tolist())
+        truth.append({"clip_id": clip, "genre": genre, "moods": moods, "instruments": insts})
+    return outputs, pd.DataFrame(truth)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sklearn_metrics_equal_the_hand_written_formulas(seed):
+    """Precision, recall, F1 (per label and micro), the genre confusion and ROC AUC now come from sklearn.metrics;
+    on random taggings with ties, unknown genres, missing truth and zero denominators they equal the formulas the
+    module used before. Counts, precision and recall are the same divisions, so they match exactly. F1 and AUC
+    are the same quantities computed in another algebraic form (sklearn: 2·tp / (2·tp + fp + fn) and the
+    trapezoidal ROC area; before: 2·p·r / (p + r) and the rank sum), so they may differ in the last bits of a
+    double: compared to 1e-12. Zero denominators give 0 in both (``zero_division=0``); AUC is NaN in both when a
+    label is always or never true (sklearn would raise, the module answers NaN first)."""
+    outputs, truth = _random_tagging(seed)
+    chosen = annotation.choose_all(outputs, threshold=0.5, top_k=2, min_labels=1)
+    per = annotation.label_metrics(chosen, truth)
+    merged = chosen.merge(truth, on="clip_id", suffixes=("", "_true"))
+    n_zero_division = 0
+    for r in per.itertuples():
+        grp = merged[merged["tagger"] == r.tagger]
+        if r.field == "genre":
+            ok = grp["genre_true"].notna()
+            sets = [({p}, {t}) for p, t in zip(grp.loc[ok, "genre"], grp.loc[ok, "genre_true"], strict=True)]
+        else:
+            sets = [(set(p), set(t)) for p, t in zip(grp[r.field], grp[f"{r.field}_true"], strict=True) if len(t)]
+        tp = sum(r.label in p and r.label in t for p, t in sets)
+        fp = sum(r.label in p and r.label not in t for p, t in sets)
+        fn = sum(r.label not in p and r.label in t for p, t in sets)
+        assert (r.tp, r.fp, r.fn, r.support) == (tp, fp, fn, tp + fn), r
+        prec, rec, f1 = _reference_prf(tp, fp, fn)
+        assert (r.precision, r.recall) == (prec, rec), r
+        assert r.f1 == pytest.approx(f1, rel=1e-12, abs=1e-15), r
+        n_zero_division += (tp + fp == 0) or (tp + fn == 0)
+    assert n_zero_division > 0  # the zero-division convention was exercised
+
+    report = annotation.evaluate(outputs, truth, threshold=0.5, top_k=2, min_labels=1)
+    for tagger, grp in per.groupby("tagger"):
+        for f in ("moods", "instruments"):
+            sub = grp[grp["field"] == f]
+            micro = _reference_prf(int(sub["tp"].sum()), int(sub["fp"].sum()), int(sub["fn"].sum()))[2]
+            assert report.summary.set_index("tagger").loc[tagger, f"{f}_micro_f1"] == pytest.approx(micro, rel=1e-12)
+        cm = annotation.genre_confusion(chosen, truth, tagger=tagger)
+        ref = pd.DataFrame(0, index=cm.index, columns=cm.columns)
+        m = merged[(merged["tagger"] == tagger) & merged["genre_true"].notna()]
+        for t, p in zip(m["genre_true"], m["genre"], strict=True):
+            if t in ref.index and p in ref.columns:
+                ref.loc[t, p] += 1
+        pd.testing.assert_frame_equal(cm, ref)
+        assert cm.to_numpy().sum() < len(m)  # the clip whose true genre is unknown is left out
+
+    auc = annotation.label_auc(outputs, truth)
+    t = truth.set_index("clip_id")
+    n_nan = 0
+    for r in auc.itertuples():
+        grp = outputs[(outputs["tagger"] == r.tagger) & (outputs["field"] == r.field) & (outputs["label"] == r.label)]
+        true = t.loc[grp["clip_id"], r.field]
+        keep = (true.notna() if r.field == "genre" else true.map(len) > 0).to_numpy()
+        positive = (true == r.label if r.field == "genre" else true.map(lambda v, lab=r.label: lab in v)).to_numpy()
+        ref = _reference_auc(grp["probability"].to_numpy()[keep], positive[keep].astype(bool))
+        if np.isnan(ref):
+            n_nan += 1
+            assert np.isnan(r.auc), r
+        else:
+            assert r.auc == pytest.approx(ref, rel=1e-12), r
+    assert 0 < n_nan < len(auc)

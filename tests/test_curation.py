@@ -348,7 +348,7 @@ def test_cli_curate_prints_summary(tmp_path, capsys):
 
 
 def test_messy_folder_demonstrates_every_rule(tmp_path):
-    from echoscript_utils.curation import make_messy_folder
+    from echoscript_utils.demo_corpus import make_messy_folder
 
     src = _write(tmp_path / "src.wav", music(40, 12.0))
     messy = make_messy_folder(src, tmp_path / "messy", clip_s=CLIP_S)
@@ -400,7 +400,7 @@ def test_memory_stays_bounded_on_a_long_file(tmp_path):
     """Peak memory of one input depends on the clip length, not on the file's length."""
     import tracemalloc
 
-    from echoscript_utils.curation import _process, _settings
+    from echoscript_utils.curation.clips import _process, _settings
 
     (tmp_path / "cache").mkdir()
     settings = _settings(CurationSection(clip_s=10.0, target_lufs=-14.0))  # a fixed target: one pass

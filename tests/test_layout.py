@@ -84,3 +84,57 @@ def test_every_stage_has_one_entry_function(stage):
     module = importlib.import_module(f"echoscript_utils.{stage}")
     params = inspect.signature(module.run).parameters
     assert list(params)[0] == "cfg" and params["progress"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+# ----------------------------------------------------------------------------------------- package faces
+#: ``__init__.py`` files that still hold logic, with what is left in them. Strict: once one is cleaned up its
+#: test passes, fails as XPASS, and the entry must go.
+LOGIC_LEFT = {
+    "listening": "build_pack_from_config, prepare_study and analyze_folder beside run",
+    "plots": "the style, get_ax, empty_axes and save_figure",
+}
+
+
+def _logic_in(source: str) -> list[str]:
+    """Top-level statements of an ``__init__.py`` that are more than its face: anything but the docstring,
+    imports, ``__all__`` / ``__version__`` and one stage entry ``def run``."""
+    found, runs = [], 0
+    for i, node in enumerate(ast.parse(source).body):
+        if i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # the docstring
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if all(isinstance(t, ast.Name) and t.id in ("__all__", "__version__") for t in targets):
+                continue
+        if isinstance(node, ast.FunctionDef) and node.name == "run" and not runs:
+            runs += 1
+            continue
+        found.append(f"line {node.lineno}: {ast.unparse(node).splitlines()[0][:60]}")
+    return found
+
+
+@pytest.mark.parametrize("source, ok", [
+    ('"""Doc."""\nfrom .stage import run, score\n__all__ = ["run", "score"]\n__version__ = "1"\n', True),
+    ("from . import stage\n\ndef run(cfg, *, progress=True):\n    return stage.go(cfg)\n", True),
+    ("def run(cfg):\n    pass\n\ndef run(cfg):\n    pass\n", False),  # a second entry
+    ("def score(script, cfg):\n    pass\n", False),
+    ("class Result:\n    pass\n", False),
+    ("COLUMNS = ['a']\n", False),
+    ("import matplotlib\nmatplotlib.rcParams.update({})\n", False),  # work done at import time
+], ids=["re-exports", "stage-entry", "second-entry", "function", "class", "constant", "import-time-work"])
+def test_the_face_rule_accepts_re_exports_only(source, ok):
+    assert (not _logic_in(source)) is ok
+
+
+@pytest.mark.parametrize("package", [
+    pytest.param(name, id=name or "echoscript_utils",
+                 marks=[pytest.mark.xfail(strict=True, reason=f"still holds {LOGIC_LEFT[name]}")] if name in LOGIC_LEFT
+                 else [])
+    for name in sorted(m for m, p in MODS.items() if p.name == "__init__.py")
+])
+def test_package_faces_only_re_export(package):
+    """audiocraft's way: a package's ``__init__.py`` re-exports what its modules define (and may hold the stage
+    entry ``run``); the logic lives in modules named by their job."""
+    assert not _logic_in(MODS[package].read_text(encoding="utf-8")), f"{MODS[package]} holds logic"

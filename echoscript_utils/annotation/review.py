@@ -17,7 +17,8 @@ from typing import Any
 
 from ..notebook import player as audio_player
 from ..tagging import FIELDS, VOCAB
-from . import append_overrides, load_annotated, overrides_path
+from .overrides import append_overrides, overrides_path
+from .records import load_annotated
 
 __all__ = ["review_widget", "tags_html"]
 

@@ -12,14 +12,15 @@ EnCodec); chroma is ``float32 [N, 12]`` at MusicGen-Melody's 7.8125 frames per s
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .. import audio
-from ..artifacts import atomic_path, ensure_dir, file_hash, text_hash
+from ..artifacts import cached, file_hash, read_cached, text_hash, write_cached
 from ..melody import CHROMA_FRAME_RATE, chroma_from_audio
 from ..models.musicgen import codec_identity, encode_audio, model_sample_rate
 
@@ -27,10 +28,11 @@ __all__ = ["ArrayCache", "chroma_for_clips", "encode_clips"]
 
 
 class ArrayCache:
-    """A folder of ``.npy`` arrays keyed by a content hash (two-level fan-out, atomic writes).
+    """A folder of ``.npy`` arrays keyed by a content hash (two-level fan-out), read and written through the
+    workbook's cache helpers (:func:`echoscript_utils.artifacts.cached`: atomic writes, a damaged entry is a miss).
 
     >>> cache = ArrayCache("cache/tokens/abc123")      # doctest: +SKIP
-    >>> cache.save(clip_hash, codes); cache.load(clip_hash)   # doctest: +SKIP
+    >>> cache.get(clip_hash, lambda: encode(clip))     # doctest: +SKIP
     """
 
     def __init__(self, root: str | os.PathLike):
@@ -42,15 +44,19 @@ class ArrayCache:
     def __contains__(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def read(self, key: str) -> np.ndarray | None:
+        """The array stored under ``key``, or ``None`` when it is absent or unreadable."""
+        return read_cached(self.path(key), fmt="npy")
+
     def load(self, key: str) -> np.ndarray:
         return np.load(self.path(key), allow_pickle=False)
 
     def save(self, key: str, array: np.ndarray) -> Path:
-        final = self.path(key)
-        ensure_dir(final.parent)
-        with atomic_path(final, suffix=".npy") as tmp, open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-        return final
+        return write_cached(self.path(key), np.ascontiguousarray(array), fmt="npy")
+
+    def get(self, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The array under ``key``, computed by ``compute()`` and stored when absent."""
+        return cached(self.path(key), lambda: np.ascontiguousarray(compute()), fmt="npy")
 
 
 def _load_mono(path: str | os.PathLike, sr: int) -> np.ndarray:
@@ -85,7 +91,8 @@ def encode_clips(model, paths: Sequence[str | os.PathLike], *, cache_dir: str | 
 
     cache = ArrayCache(Path(cache_dir) / "tokens" / codec_identity(model))
     keys = list(hashes) if hashes is not None else [file_hash(p) for p in paths]
-    missing = [i for i, k in enumerate(keys) if k not in cache]
+    codes = [cache.read(k) for k in keys]
+    missing = [i for i, c in enumerate(codes) if c is None]
     if missing:
         encoder = model.audio_encoder
         sr = model_sample_rate(model)
@@ -99,28 +106,31 @@ def encode_clips(model, paths: Sequence[str | os.PathLike], *, cache_dir: str | 
                 by_length.setdefault(len(wav), []).append((i, wav))
                 group = by_length[len(wav)]
                 if len(group) >= batch_size:
-                    _encode_group(model, group, cache, keys)
+                    _encode_group(model, group, cache, keys, codes)
                     bar.update(len(group))
                     by_length[len(wav)] = []
             for group in by_length.values():
                 if group:
-                    _encode_group(model, group, cache, keys)
+                    _encode_group(model, group, cache, keys, codes)
                     bar.update(len(group))
         finally:
             bar.close()
             encoder.to(prev_device)
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
-    return [cache.load(k) for k in keys]
+    return codes
 
 
-def _encode_group(model, group: list[tuple[int, np.ndarray]], cache: ArrayCache, keys: list[str]) -> None:
-
-    codes = encode_audio(model, np.stack([w for _, w in group])[:, None, :]).to("cpu").numpy()  # [B, K, T]
-    if codes.max(initial=0) > np.iinfo(np.int16).max:
+def _encode_group(model, group: list[tuple[int, np.ndarray]], cache: ArrayCache, keys: list[str],
+                  codes: list[np.ndarray | None]) -> None:
+    """Encode one batch of equal-length clips, store each clip's ``int16 [K, T]`` codes and put them in
+    ``codes``."""
+    batch = encode_audio(model, np.stack([w for _, w in group])[:, None, :]).to("cpu").numpy()  # [B, K, T]
+    if batch.max(initial=0) > np.iinfo(np.int16).max:
         raise ValueError("codebook larger than int16; cannot cache these codes")
-    for (i, _), c in zip(group, codes, strict=True):
+    for (i, _), c in zip(group, batch, strict=True):
         cache.save(keys[i], c.astype(np.int16))
+        codes[i] = cache.load(keys[i])
 
 
 def chroma_for_clips(paths: Sequence[str | os.PathLike], *, cache_dir: str | os.PathLike,
@@ -134,8 +144,10 @@ def chroma_for_clips(paths: Sequence[str | os.PathLike], *, cache_dir: str | os.
 
     cache = ArrayCache(Path(cache_dir) / "chroma" / text_hash("chroma-v1", CHROMA_FRAME_RATE))
     keys = list(hashes) if hashes is not None else [file_hash(p) for p in paths]
-    for i, key in enumerate(tqdm(keys, desc="chroma", disable=not progress, unit="clip")):
-        if key not in cache:
-            wav, sr = audio.load(paths[i], mono=True)
-            cache.save(key, np.asarray(chroma_from_audio(wav, sr), dtype=np.float32))
-    return [cache.load(k) for k in keys]
+    return [cache.get(key, functools.partial(_chroma, paths[i]))
+            for i, key in enumerate(tqdm(keys, desc="chroma", disable=not progress, unit="clip"))]
+
+
+def _chroma(path: str | os.PathLike) -> np.ndarray:
+    wav, sr = audio.load(path, mono=True)
+    return np.asarray(chroma_from_audio(wav, sr), dtype=np.float32)

@@ -1,0 +1,217 @@
+"""Tagging the clips: build the taggers, run them with a content-hashed cache, write and read their outputs,
+and choose each clip's labels from the probabilities."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping, Sequence
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..artifacts import atomic_write_text, cached, file_hash, text_hash, write_json
+from ..audio import load
+from ..dataset import real_duration
+from ..errors import DependencyError, EchoScriptError, InputError
+from ..tagging import FIELDS, VOCAB, Tagger, choose_labels, combine_tags, get_tagger
+from .schema import COMBINED
+
+__all__ = ["OUTPUT_COLUMNS", "build_taggers", "choose_all", "corpus_scores", "read_tagger_outputs", "run_taggers",
+           "tag_distribution", "torch_threads", "write_settings", "write_tagger_outputs"]
+
+#: Columns of ``tagger_outputs.csv``.
+OUTPUT_COLUMNS = ["clip_id", "tagger", "field", "label", "probability"]
+
+
+def build_taggers(cfg, *, names: Sequence[str] | None = None) -> tuple[dict[str, Tagger], pd.DataFrame]:
+    """Build every tagger in ``annotation.taggers`` that can run here.
+
+    Returns ``({name: Tagger}, availability)`` where ``availability`` has one row per requested tagger:
+    ``tagger, available, version, reason``. Raises :class:`DependencyError` when none can run.
+    """
+
+    taggers: dict[str, Tagger] = {}
+    rows = []
+    for name in names or cfg.annotation.taggers:
+        try:
+            with torch_threads(cfg.run.torch_threads):
+                tg = get_tagger(name, cfg)
+        except EchoScriptError as exc:
+            rows.append({"tagger": name, "available": False, "version": "", "reason": str(exc)})
+            continue
+        taggers[name] = tg
+        rows.append({"tagger": name, "available": True, "version": tg.version, "reason": ""})
+    table = pd.DataFrame(rows, columns=["tagger", "available", "version", "reason"])
+    if not taggers:
+        raise DependencyError("no tagger in annotation.taggers can run here: "
+                              + "; ".join(f"{r['tagger']}: {r['reason']}" for r in rows))
+    return taggers, table
+
+
+def _cache_file(cache_dir: Path, tagger: Tagger, audio_hash: str) -> Path:
+    return cache_dir / "tags" / tagger.name / f"{text_hash(audio_hash, tagger.name, tagger.version)}.json"
+
+
+def _tag_entry(tagger: Tagger, name: str, audio_hash: str, audio: list, path: Path, real_s: float | None,
+               threads: int | None) -> dict:
+    """One tag-cache entry: ``tagger``'s tags of the clip at ``path``. ``audio`` keeps the decoded ``[wav, sr]``
+    for the clip's other taggers; a padded short cue is cut to its first ``real_s`` seconds of music."""
+    if not audio:
+        wav, sr = load(path)
+        audio[:] = [wav if real_s is None else wav[:, : int(round(real_s * sr))], sr]
+    with torch_threads(threads):
+        tags = tagger.tag(*audio)
+    return {"tagger": name, "version": tagger.version, "audio_sha256": audio_hash, "tags": tags}
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Temporarily limit torch's CPU threads (``None`` leaves them as they are)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir: str | os.PathLike,
+                combine: Sequence[str] | None = None, progress: bool = True,
+                threads: int | None = None) -> pd.DataFrame:
+    """Tag every clip with every tagger (cached by audio hash × tagger version) and add the combined rows.
+
+    Args:
+        clips: rows with ``clip_id`` and absolute ``path``.
+        taggers: ``{name: Tagger}``.
+        cache_dir: shared cache folder; results go to ``<cache_dir>/tags/<tagger>/<hash>.json``.
+        combine: taggers averaged into :data:`COMBINED` (``None`` = all of them; unavailable ones are skipped).
+        threads: torch CPU threads while tagging (``None`` = unchanged).
+
+    Returns:
+        Long DataFrame :data:`OUTPUT_COLUMNS`, one row per clip × tagger × field × label.
+    """
+    from tqdm.auto import tqdm
+
+    cache_dir = Path(cache_dir)
+    names = list(taggers)
+    chosen = [n for n in (combine or names) if n in taggers] or names
+    records = []
+    for row in tqdm(list(clips.itertuples(index=False)), desc="tagging", disable=not progress, leave=False):
+        path = Path(row.path)
+        if not path.is_file():
+            raise InputError(f"{path}: clip audio of {row.clip_id} is missing; rerun the curation stage")
+        # a short cue padded with silence is tagged on its music only (the cache key says how much of it)
+        real_s = real_duration(row._asdict()) if hasattr(row, "duration_s") else None
+        padded = real_s is not None and real_s < float(row.duration_s) - 1e-6
+        audio_hash = text_hash(file_hash(path), real_s) if padded else file_hash(path)
+        audio: list = []  # the clip as [wav, sr], decoded on the first cache miss only
+        per: dict[str, dict] = {}
+        for name in names:
+            tg = taggers[name]
+            entry = cached(_cache_file(cache_dir, tg, audio_hash),
+                           partial(_tag_entry, tg, name, audio_hash, audio, path, real_s if padded else None,
+                                   threads),
+                           valid=lambda e: isinstance(e, dict) and "tags" in e)
+            per[name] = entry["tags"]
+        per[COMBINED] = combine_tags(per[n] for n in chosen)
+        for name, tags in per.items():
+            for f in FIELDS:
+                for label in VOCAB[f]:
+                    records.append((row.clip_id, name, f, label, float(tags[f].get(label, 0.0))))
+    return pd.DataFrame(records, columns=OUTPUT_COLUMNS)
+
+
+def write_tagger_outputs(outputs: pd.DataFrame, stage_dir: str | os.PathLike) -> Path:
+    """``<stage_dir>/tagger_outputs.csv`` (probabilities to 6 decimals)."""
+    path = Path(stage_dir) / "tagger_outputs.csv"
+    atomic_write_text(path, outputs[OUTPUT_COLUMNS].to_csv(index=False, float_format="%.6f", lineterminator="\n"))
+    return path
+
+
+def read_tagger_outputs(stage_dir: str | os.PathLike) -> pd.DataFrame:
+    path = Path(stage_dir) / "tagger_outputs.csv"
+    if not path.is_file():
+        raise InputError(f"{path}: not found; run the annotation stage first")
+    df = pd.read_csv(path, dtype={"clip_id": str, "tagger": str, "field": str, "label": str})
+    missing = [c for c in OUTPUT_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing columns {missing}")
+    return df
+
+
+def write_settings(stage_dir: str | os.PathLike, *, taggers: Mapping[str, Tagger] | Mapping[str, str],
+                   combine: Sequence[str] | None, threshold: float, top_k: int, min_labels: int,
+                   calibrate: Sequence[str] = ()) -> Path:
+    """``<stage_dir>/settings.json``: what :func:`recompute_accuracy` needs besides the outputs."""
+    versions = {n: (t if isinstance(t, str) else t.version) for n, t in taggers.items()}
+    combined = [n for n in (combine or list(versions)) if n in versions] or list(versions)
+    return write_json(Path(stage_dir) / "settings.json", {
+        "taggers": versions, "combined": combined, "threshold": threshold, "top_k": top_k,
+        "min_labels": min_labels, "calibrate": list(calibrate)})
+
+
+
+def _probs_by_clip(outputs: pd.DataFrame) -> dict[tuple[str, str], dict[str, dict[str, float]]]:
+    out: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+    for (clip, tagger, f), grp in outputs.groupby(["clip_id", "tagger", "field"], sort=False):
+        out.setdefault((clip, tagger), {})[f] = dict(zip(grp["label"], grp["probability"].astype(float),
+                                                         strict=True))
+    return out
+
+
+def corpus_scores(outputs: pd.DataFrame) -> pd.DataFrame:
+    """Each probability as a z-score against the same tagger, field and label over all clips of the corpus.
+
+    A tagger whose raw probability for one label is high on every clip (musicnn's "calming": its mood proxies
+    are quiet and slow tags) would otherwise give that label to nearly every clip; the z-score says how much a
+    label stands out *for this clip*. Labels that never vary (std 0) get ``-inf``: they carry no information.
+    Uses no ground truth.
+    """
+    out = outputs.copy()
+    grp = out.groupby(["tagger", "field", "label"])["probability"]
+    mean, std = grp.transform("mean"), grp.transform("std", ddof=0)
+    out["probability"] = np.where(std > 0, (out["probability"] - mean) / std.where(std > 0, 1.0), -np.inf)
+    return out
+
+
+def choose_all(outputs: pd.DataFrame, *, threshold: float = 0.2, top_k: int = 3,
+               min_labels: int = 1, calibrate: Sequence[str] = ()) -> pd.DataFrame:
+    """Chosen labels for every clip × tagger: DataFrame ``clip_id, tagger, genre, moods, instruments``
+    (lists), by :func:`~echoscript_utils.tagging.choose_labels`. For the fields named in ``calibrate``
+    (``"moods"``, ``"instruments"``), the labels that fill up to ``min_labels`` are the ones that stand out most
+    for the clip relative to the corpus (:func:`corpus_scores`), not the ones with the highest raw probability."""
+    calibrate = [f for f in calibrate if f in ("moods", "instruments")]
+    scores = _probs_by_clip(corpus_scores(outputs[outputs["field"].isin(calibrate)])) if calibrate else {}
+    rows = []
+    for (clip, tagger), tags in _probs_by_clip(outputs).items():
+        full = {f: tags.get(f, {}) for f in FIELDS}
+        rows.append({"clip_id": clip, "tagger": tagger,
+                     **choose_labels(full, threshold=threshold, top_k=top_k, min_labels=min_labels,
+                                     fallback=scores.get((clip, tagger)))})
+    return pd.DataFrame(rows, columns=["clip_id", "tagger", *FIELDS])
+
+
+
+def tag_distribution(final: pd.DataFrame, clips: pd.DataFrame) -> pd.DataFrame:
+    """Counts of chosen labels per split: DataFrame ``split, field, label, n`` (every label listed)."""
+    split = dict(zip(clips["clip_id"], clips["split"], strict=True))
+    counts: dict[tuple[str, str, str], int] = {}
+    for row in final.itertuples(index=False):
+        s = split.get(row.clip_id, "?")
+        for f in FIELDS:
+            labels = [getattr(row, f)] if f == "genre" else list(getattr(row, f))
+            for lab in labels:
+                counts[(s, f, lab)] = counts.get((s, f, lab), 0) + 1
+    order = ["train", "valid", "eval"]
+    splits = sorted(set(split.values()), key=lambda s: (order.index(s) if s in order else len(order), s))
+    rows = [{"split": s, "field": f, "label": lab, "n": counts.get((s, f, lab), 0)}
+            for s in splits for f in FIELDS for lab in VOCAB[f]]
+    return pd.DataFrame(rows, columns=["split", "field", "label", "n"])

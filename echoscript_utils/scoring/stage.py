@@ -1,0 +1,271 @@
+"""Stage 08 in code: :func:`score` (a screenplay to a cue sheet and scored timelines) and the stage entry
+:func:`run`; :mod:`echoscript_utils.scoring` describes the products."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..artifacts import atomic_path, ensure_dir, file_hash, write_json, write_metrics, write_table
+from ..config import resolve_device
+from ..embeddings import get_embedder
+from ..errors import ConfigError, DependencyError
+from ..plots import save_figure
+from ..plots import scoring as splots
+from ..prompts import resolve_provider
+from .generate import LEITMOTIF_LABEL, generate_cues, leitmotif_chroma, scoring_models
+from .parse import Screenplay, read_script, scenes_table
+from .plan import CuePlan, load_labelled_scenes, plan_cues, planner_accuracy
+from .relevance import score_relevance
+from .timeline import CueTiming, assemble_score, cue_timings, write_players
+
+__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_script", "plan_screenplay", "read_screenplay", "run",
+           "score"]
+
+#: The cue sheet's columns (the first nine are the contract).
+CUE_SHEET_COLUMNS = ["scene", "heading", "start_s", "duration_s", "mood", "intensity", "bpm", "prompt", "file",
+                     "model", "seed", "cue_s", "end_s", "fade_in_s", "fade_out_s", "kind", "instruments", "genre",
+                     "key", "direction", "planner", "lufs"]
+
+
+def demo_script() -> Path:
+    """The bundled demo screenplay (six scenes covering the study's five scenario moods)."""
+    return Path(str(resources.files("echoscript_utils").joinpath("data/demo_screenplay.fountain")))
+
+
+@dataclass
+class ScoringResult:
+    screenplay: Screenplay
+    cues: list[CuePlan]
+    timings: list[CueTiming]
+    cue_sheet: pd.DataFrame  # one row per model × seed × spotted cue
+    scenes: pd.DataFrame  # one row per scene, with its plan
+    relevance: pd.DataFrame  # one row per model × seed
+    plan: dict[str, str]  # {label: model reference}
+    scores: dict[str, Path]  # {"<label>_s<seed>": score wav}
+    out_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def score_path(self) -> Path:
+        return self.out_dir / "score.wav"
+
+    def players(self, *, seed: int | None = None) -> pd.DataFrame:
+        """One row per scored scene (``scene`` label) plus a last ``full score`` row, one column of file paths
+        per model (first seed by default): the table ``notebook.audio_grid`` shows side by side."""
+        d = self.cue_sheet
+        seed = int(d["seed"].min()) if seed is None else seed
+        d = d[d["seed"] == seed]
+        wide = (d.assign(path=[str(self.out_dir / f) for f in d["file"]],
+                         label=[f"{sc} · {h} ({m}, {i:.2f})" for sc, h, m, i in
+                                zip(d["scene"], d["heading"], d["mood"], d["intensity"])])
+                .pivot(index="label", columns="model", values="path"))
+        order = list(dict.fromkeys(f"{sc} · {h} ({m}, {i:.2f})" for sc, h, m, i in
+                                   zip(d["scene"], d["heading"], d["mood"], d["intensity"])))
+        wide = wide.reindex(order)[[m for m in self.plan if m in wide.columns]]
+        full = {m: str(self.out_dir / m / f"score_s{seed}.wav") for m in wide.columns}
+        wide.loc["full score"] = full
+        return wide.reset_index().rename(columns={"label": "scene"})
+
+
+def read_screenplay(cfg, script: str | os.PathLike | None = None) -> Screenplay:
+    """Parse ``script`` (default ``scoring.script``, else the demo) with the run's screen-time estimate."""
+    s = cfg.scoring
+    return read_script(script or s.script or demo_script(), seconds_per_page=s.seconds_per_page,
+                       words_per_minute=s.words_per_minute, min_scene_s=s.min_scene_s)
+
+
+def plan_screenplay(cfg, screenplay: Screenplay, *, progress: bool = True) -> list[CuePlan]:
+    """Plan every scene's cue with ``scoring.planner`` and apply ``scoring.spotting``."""
+
+    s, p = cfg.scoring, cfg.annotation.prompts
+    planner = resolve_provider(s.planner)
+    llm = {"model": s.llm_model or p.model, "temperature": s.llm_temperature, "seed": cfg.seed,
+           "cache_dir": cfg.paths.cache, "base_url": p.base_url, "timeout_s": p.timeout_s,
+           "max_retries": p.max_retries, "backoff_s": p.backoff_s, "batch_size": s.llm_batch_size}
+    return plan_cues(screenplay.scenes, planner=planner, spotting=s.spotting, min_intensity=s.spot_min_intensity,
+                     llm=llm, progress=progress)
+
+
+def _relevance(cfg, sheet: pd.DataFrame, scenes_by_index, out_dir: Path, *, progress: bool) -> pd.DataFrame:
+
+    cols = ["model", "seed", "n", "own", "own_ci_low", "own_ci_high", "other", "other_ci_low", "other_ci_high",
+            "margin", "margin_ci_low", "margin_ci_high", "top1", "chance_top1", "confidence", "clap_model"]
+    if not cfg.scoring.relevance or sheet["scene"].nunique() < 2:
+        return pd.DataFrame(columns=cols)
+
+    model = cfg.scoring.clap_model or cfg.evaluation.clap_model or cfg.alignment.clap_model
+    try:
+        embedder = get_embedder("clap", {"model": model, "cache_dir": cfg.paths.cache,
+                                         "device": resolve_device(cfg.run.device), "seed": cfg.seed})
+    except DependencyError as exc:
+        print(f"CLAP relevance skipped: {exc}")
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for (label, seed), d in sheet.groupby(["model", "seed"], sort=False):
+        d = d.sort_values("scene")
+        summary, _sim = score_relevance([str(out_dir / f) for f in d["file"]],
+                                        [scenes_by_index[i].text for i in d["scene"]], embedder=embedder,
+                                        cache_dir=cfg.paths.cache, n_boot=max(cfg.scoring.bootstrap, 1),
+                                        confidence=cfg.scoring.confidence, seed=cfg.seed, progress=progress)
+        rows.append({"model": label, "seed": int(seed), **summary, "clap_model": embedder.identity})
+    return pd.DataFrame(rows)[cols]
+
+
+def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLike, models: list[str] | None = None,
+          progress: bool = True) -> ScoringResult:
+    """Score a screenplay: parse, plan, generate every spotted cue per model and seed, assemble the timelines,
+    write the cue sheet, figure, players, relevance and metrics under ``output_dir``.
+
+    Args:
+        script: a ``.fountain`` / ``.fdx`` file; ``None`` → ``scoring.script`` or the demo screenplay.
+        cfg: the run's :class:`~echoscript_utils.config.Config` (sections ``scoring``, ``generation`` for the
+            sampling settings, ``curation`` for the output format and loudness).
+        output_dir: the products' folder (created only after the script parsed).
+        models: model references (as generation takes them); ``None`` → :func:`.generate.scoring_models`.
+    """
+
+    t_start = time.perf_counter()
+    sp = read_screenplay(cfg, script)  # raises before anything is written
+    cues = plan_screenplay(cfg, sp, progress=progress)
+    s = cfg.scoring
+    timings = cue_timings(sp.scenes, {c.scene for c in cues if c.spotted}, crossfade_s=s.crossfade_s,
+                          max_cue_s=s.max_cue_s)
+    models_plan = scoring_models(cfg, models)
+    melody_ref = (s.leitmotif_model or cfg.generation.melody_model) if s.leitmotif else None
+    if s.leitmotif and not melody_ref:
+        raise ConfigError("scoring.leitmotif is on but no melody model is set; set scoring.leitmotif_model or "
+                          "generation.melody_model (e.g. facebook/musicgen-melody)")
+    out_dir = ensure_dir(output_dir)  # only now: a bad script or setting has written nothing
+    script_path = Path(script or s.script or demo_script())
+    script_hash = file_hash(script_path)
+
+    jobs = _cue_jobs(cues, timings)
+    models_plan, rows, leitmotif = _generate(cfg, models_plan, melody_ref, jobs, out_dir=out_dir,
+                                             script_hash=script_hash, progress=progress)
+    plan_df = pd.DataFrame([c.as_row() for c in cues])
+    files, sheet = _cue_sheet(rows, jobs, plan_df)
+    scores, assembled = _assemble(cfg, sheet, timings, out_dir, total_s=sp.duration_s, progress=progress)
+    scenes_df = _write_sheets(sp, sheet, plan_df, out_dir)
+    relevance = _relevance(cfg, sheet, {sc.index: sc for sc in sp.scenes}, out_dir, progress=progress)
+    write_table(relevance, out_dir, "relevance")
+    metrics = {
+        "script": script_path.name, "script_hash": script_hash, "format": sp.format, "title": sp.title,
+        "n_scenes": len(sp.scenes), "n_spotted": len(timings), "screen_time_s": sp.duration_s,
+        "pages": round(sum(x.pages for x in sp.scenes), 3), "planner": cues[0].planner if cues else None,
+        "models": models_plan, "seeds": list(s.seeds), "n_cues": int(len(sheet)),
+        "n_generated": int(files["generated"].sum()) if len(files) else 0,
+        "moods": plan_df["mood"].value_counts().to_dict(), "kinds": plan_df["kind"].value_counts().to_dict(),
+        "scores": {k: {**v, "file": os.path.relpath(scores[k], out_dir)} for k, v in assembled.items()},
+        "relevance": relevance.drop(columns=["clap_model"]).to_dict("records") if len(relevance) else [],
+        "leitmotif": leitmotif, "seconds": round(time.perf_counter() - t_start, 2),
+    }
+    write_metrics(out_dir, metrics)
+    write_json(out_dir / "screenplay.json", {"title_page": sp.title_page, "source": script_path.name})
+    return ScoringResult(screenplay=sp, cues=cues, timings=timings, cue_sheet=sheet, scenes=scenes_df,
+                         relevance=relevance, plan=models_plan, scores=scores, out_dir=out_dir, metrics=metrics)
+
+
+def _cue_jobs(cues: list[CuePlan], timings: list[CueTiming]) -> list[dict[str, Any]]:
+    """One generation job per spotted cue: its plan and its place on the timeline."""
+    by_scene = {c.scene: c for c in cues}
+    jobs = []
+    for t in timings:
+        c = by_scene[t.scene]
+        jobs.append({"scene": t.scene, "heading": c.heading, "prompt": c.prompt, "mood": c.mood,
+                     "intensity": c.intensity, "bpm": c.bpm, "instruments": c.instruments, "genre": c.genre,
+                     "key": c.key, "direction": c.direction, "planner": c.planner, **t.as_dict()})
+    return jobs
+
+
+def _generate(cfg, models_plan: dict[str, str], melody_ref: str | None, jobs: list[dict[str, Any]], *,
+              out_dir: Path, script_hash: str, progress: bool) -> tuple[dict[str, str], list[dict[str, Any]], Any]:
+    """Every job with every model and seed, then with the leitmotif model when it is on.
+
+    Returns ``(models_plan, rows, leitmotif)``: the plan with the leitmotif label added when it ran, one row per
+    written cue, and what :func:`.generate.leitmotif_chroma` said about the theme (``None`` without one).
+    """
+    s = cfg.scoring
+    theme = leitmotif = None
+    if s.leitmotif and jobs:
+        theme, leitmotif = leitmotif_chroma(cfg, out_dir)
+    rows = []
+    for label, ref in models_plan.items():
+        rows += generate_cues(cfg, label, ref, jobs, out_dir=out_dir, seeds=list(s.seeds), script=script_hash,
+                              progress=progress)
+    if s.leitmotif:
+        models_plan = {**models_plan, LEITMOTIF_LABEL: melody_ref}
+        rows += generate_cues(cfg, LEITMOTIF_LABEL, melody_ref, jobs, out_dir=out_dir, seeds=list(s.seeds),
+                              theme=theme, leitmotif=leitmotif, script=script_hash, progress=progress)
+    return models_plan, rows, leitmotif
+
+
+def _cue_sheet(rows: list[dict[str, Any]], jobs: list[dict[str, Any]],
+               plan_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(files, sheet)``: the generated files, and the cue sheet (:data:`CUE_SHEET_COLUMNS`, one row per
+    model × seed × cue; empty when nothing was spotted)."""
+    if not rows:  # nothing spotted: an empty cue sheet and a silent timeline
+        return pd.DataFrame(columns=["generated"]), pd.DataFrame(columns=CUE_SHEET_COLUMNS)
+    files = pd.DataFrame(rows)
+    job_df = pd.DataFrame(jobs).drop(columns=["prompt"])
+    sheet = files.merge(plan_df[["scene", "prompt", "kind"]], on="scene").merge(job_df, on="scene")
+    sheet["instruments"] = sheet["instruments"].map(lambda v: ";".join(v) if isinstance(v, list) else v)
+    return files, sheet[[c for c in CUE_SHEET_COLUMNS if c in sheet.columns]]
+
+
+def _assemble(cfg, sheet: pd.DataFrame, timings: list[CueTiming], out_dir: Path, *, total_s: float,
+              progress: bool) -> tuple[dict[str, Path], dict[str, Any]]:
+    """One score per model × seed on the screen-time timeline, and ``score.wav`` (the first model's first seed,
+    or a silent timeline when nothing was spotted). Returns ``({"<label>_s<seed>": path}, {same: info})``."""
+    sr, ch = cfg.curation.sample_rate, (1 if cfg.curation.channels == "mono" else 2)
+    scores: dict[str, Path] = {}
+    assembled: dict[str, Any] = {}
+    tmap = {t.scene: t for t in timings}
+    for (label, seed), d in sheet.groupby(["model", "seed"], sort=False):
+        path = out_dir / label / f"score_s{seed}.wav"
+        info = assemble_score([(tmap[int(r.scene)], out_dir / r.file) for r in d.itertuples()], path,
+                              total_s=total_s, sr=sr, channels=ch, peak_db=cfg.curation.peak_limit_db,
+                              progress=progress)
+        scores[f"{label}_s{seed}"] = path
+        assembled[f"{label}_s{seed}"] = info
+    if scores:
+        first = next(iter(scores.values()))
+        with atomic_path(out_dir / "score.wav", suffix=".wav") as tmp:
+            shutil.copyfile(first, tmp)
+    else:  # nothing spotted: a silent timeline
+        assemble_score([], out_dir / "score.wav", total_s=total_s, sr=sr, channels=ch)
+    return scores, assembled
+
+
+def _write_sheets(sp: Screenplay, sheet: pd.DataFrame, plan_df: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    """``cue_sheet`` and ``scenes`` tables, the timeline figure and ``players.html``; returns the scenes table."""
+    scenes_df = scenes_table(sp).merge(plan_df.drop(columns=["heading"]), on="scene")
+    write_table(sheet, out_dir, "cue_sheet", caption=f"Cue sheet of {sp.title}")
+    write_table(scenes_df, out_dir, "scenes", caption=f"Scenes of {sp.title}")
+    ax = splots.timeline(scenes_df)
+    ax.set_title(f"{sp.title}: cues along screen time")
+    save_figure(ax, "timeline", out_dir)
+    write_players(out_dir / "players.html",
+                  [{"label": "score.wav", "file": "score.wav"}]
+                  + [{"label": f"{r.model} · seed {r.seed} · scene {r.scene} ({r.mood}, {r.intensity:.2f})",
+                      "file": r.file} for r in sheet.itertuples()], title=sp.title)
+    return scenes_df
+
+
+def run(cfg, *, progress: bool = True) -> ScoringResult:
+    """The 08_scoring stage: ``scoring.script`` (or the demo screenplay) scored into ``<run>/08_scoring/``; its
+    ``metrics.json`` also records the offline planner's accuracy on the held-out labelled scenes."""
+
+    result = score(None, cfg, output_dir=cfg.paths.scoring, progress=progress)
+    labelled = load_labelled_scenes()
+    acc = planner_accuracy(labelled[labelled["split"] == "test"], seed=cfg.seed)
+    result.metrics["planner_accuracy"] = {k: v for k, v in acc.items() if k != "confusion"}
+    write_metrics(cfg.paths.scoring, result.metrics)
+    return result
