@@ -17,7 +17,7 @@ import numpy as np
 from . import audio
 from .artifacts import read_json
 from .errors import InputError
-from .models import frame_rate, model_sample_rate
+from .models import frame_rate, model_sample_rate, text_token_limit
 
 __all__ = ["continue_long_form", "corpus_loudness", "crossfade_concat", "fit_length", "generate_batch",
            "sidecar_matches", "standardise"]
@@ -91,7 +91,9 @@ def generate_batch(model, processor, prompts: list[str], *, seed: int, duration_
                    temperature: float = 1.0, chroma: np.ndarray | None = None,
                    audio_prompt: np.ndarray | None = None) -> np.ndarray:
     """Generate one batch; returns float32 ``[B, C, T]`` at the model's sample rate, exactly
-    ``duration_s`` long (the continuation only, when ``audio_prompt`` is given).
+    ``duration_s`` long (the continuation only, when ``audio_prompt`` is given). A prompt longer than the text
+    encoder's limit (512 tokens for t5-base and the tiny models, :func:`~echoscript_utils.models.text_token_limit`)
+    is cut to it.
 
     Args:
         prompts: ``B`` texts.
@@ -105,11 +107,14 @@ def generate_batch(model, processor, prompts: list[str], *, seed: int, duration_
     n_tokens = int(np.ceil(duration_s * frame_rate(model))) + 4
     is_melody = "Melody" in type(getattr(model, "get_base_model", lambda: model)()).__name__
     tokenizer = getattr(processor, "tokenizer", processor)
+    # a prompt longer than the text encoder's limit is cut to it (512 tokens for t5-base and the tiny models)
+    limit = text_token_limit(tokenizer, getattr(getattr(model, "config", None), "text_encoder", None))
     if audio_prompt is not None:
+        # truncation goes to the text side only: flat, it would reach the feature extractor and cut the audio
         inputs = processor(text=list(prompts), audio=[a for a in audio_prompt], sampling_rate=sr, padding=True,
-                           return_tensors="pt")
+                           text_kwargs={"truncation": True, "max_length": limit}, return_tensors="pt")
     else:
-        inputs = tokenizer(list(prompts), padding=True, return_tensors="pt")
+        inputs = tokenizer(list(prompts), padding=True, truncation=True, max_length=limit, return_tensors="pt")
     device = next(model.parameters()).device
     inputs = {k: v.to(device) for k, v in inputs.items()}
     if is_melody and chroma is not None:

@@ -269,8 +269,9 @@ def tokenizer_of(processor):
 
 
 def model_inputs(batch: dict[str, Any], processor, device) -> dict[str, Any]:
-    """Tokenise the captions and move a batch to ``device``: keyword arguments for the model's forward."""
-    tok = tokenizer_of(processor)(batch["captions"], padding=True, return_tensors="pt")
+    """Tokenise the captions (cut at the tokenizer's ``model_max_length``, 512 for T5) and move a batch to
+    ``device``: keyword arguments for the model's forward."""
+    tok = tokenizer_of(processor)(batch["captions"], padding=True, truncation=True, return_tensors="pt")
     mask = tok["attention_mask"].clone()
     mask[batch["null_text"]] = 0  # the null condition: zero text states, fully masked
     kwargs = {"input_ids": tok["input_ids"].to(device), "attention_mask": mask.to(device),

@@ -434,7 +434,8 @@ class TrainingRun:
         model = unwrap(self.accelerator.unwrap_model(self.model))
         model.eval()
         torch.manual_seed(seed)
-        tok = tokenizer_of(self.processor)([self.t.sample_prompt], return_tensors="pt").to(self.accelerator.device)
+        tok = tokenizer_of(self.processor)([self.t.sample_prompt], truncation=True,
+                                           return_tensors="pt").to(self.accelerator.device)
         n = max(4, int(round(self.t.sample_duration_s * self.frame_rate)))
         with torch.no_grad(), self.accelerator.autocast():
             wav = model.generate(**tok, max_new_tokens=n, do_sample=True, guidance_scale=3.0)

@@ -3,7 +3,7 @@
 | module | model | used by |
 |---|---|---|
 | :mod:`.hub` | the resolver (hub id / folder / adapter / tiny name / checkpoint URL), identities | all |
-| :mod:`.tiny` | tiny MusicGen, MusicGen-Melody and CLAP built from configs; offline tokenizers | tests, demo |
+| :mod:`.tiny` | tiny MusicGen, MusicGen-Melody and CLAP built from configs; offline tokenizers; text length limits | tests, demo, all text |
 | :mod:`.musicgen` | MusicGen / MusicGen-Melody loading, EnCodec encode / decode | fine-tuning, generation, FAD (EnCodec) |
 | :mod:`.clap` | CLAP loading and :class:`~.clap.ClapEmbedder` | alignment, tagging, FAD, scoring |
 | :mod:`.panns` | PANNs Cnn14 and the AudioSet label list | tagging, FAD |
@@ -22,6 +22,8 @@ from .tiny import (
     build_tiny_tokenizer,
     count_parameters,
     is_tiny,
+    text_position_limit,
+    text_token_limit,
 )
 
 __all__ = [
@@ -43,4 +45,6 @@ __all__ = [
     "model_sample_rate",
     "resolve_checkpoint",
     "resolve_model",
+    "text_position_limit",
+    "text_token_limit",
 ]

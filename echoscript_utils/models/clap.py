@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from ..artifacts import atomic_path, ensure_dir, file_hash, text_hash
 from ..audio import load, resample, windows
 from .hub import load_pretrained, model_identity, resolve_model
+from .tiny import text_token_limit
 
 #: Sample rate (Hz) that CLAP's feature extractor expects (LAION checkpoints and the tiny model).
 CLAP_SAMPLE_RATE = 48_000
@@ -55,6 +56,8 @@ class ClapEmbedder:
         fe = self.processor.feature_extractor
         self.sample_rate = int(fe.sampling_rate)
         self.window = int(round(getattr(fe, "nb_max_samples", 10 * self.sample_rate)))
+        #: Most tokens a text may take (512 for LAION CLAP and the tiny CLAP); longer texts are cut to it.
+        self.max_text_tokens = text_token_limit(self.processor.tokenizer, self.model.config.text_config)
 
     # audio ------------------------------------------------------------------------------------------------
     def embed_audio_array(self, wav: np.ndarray, sr: int) -> np.ndarray:
@@ -103,13 +106,15 @@ class ClapEmbedder:
 
     # text -------------------------------------------------------------------------------------------------
     def embed_text(self, texts: list[str]) -> np.ndarray:
-        """Texts → ``[N, D]`` unit rows."""
+        """Texts → ``[N, D]`` unit rows. A text longer than :attr:`max_text_tokens` is cut to its first tokens
+        (a long scene: the text tower's position table has no room for more)."""
         import torch
 
         out = []
         for i in range(0, len(texts), max(self.batch_size, 16)):
             batch = list(texts[i:i + max(self.batch_size, 16)])
-            enc = self.processor.tokenizer(batch, padding=True, truncation=True, return_tensors="pt")
+            enc = self.processor.tokenizer(batch, padding=True, truncation=True, max_length=self.max_text_tokens,
+                                           return_tensors="pt")
             enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
             with torch.inference_mode():
                 e = self.model.get_text_features(**enc)

@@ -48,6 +48,7 @@ from .tiny import (
     init_codebooks,
     quiet_transformers,
     scale_decoder_output,
+    text_position_limit,
     variance_preserving_init,
 )
 from .vggish import VGGish
@@ -418,7 +419,8 @@ def ensure_mirror(cfg, *, log=print) -> dict[str, Any]:
 
 def check_hub_loading(hub_cache: str | os.PathLike, model_ids: list[str]) -> None:
     """Load each model's configuration, generation config and processor/tokenizer through its hub id from
-    ``hub_cache`` (offline), and check the configuration against the published one."""
+    ``hub_cache`` (offline), and check the configuration against the published one, and the tokenizer's size and
+    ``model_max_length`` against the published ones and the text tower's position limit."""
     import transformers as tf
 
     for model_id in model_ids:
@@ -438,6 +440,13 @@ def check_hub_loading(hub_cache: str | os.PathLike, model_ids: list[str]) -> Non
                 if len(tok) != entry["tokenizer"]["size"]:
                     raise AssertionError(f"{model_id}: tokenizer has {len(tok)} tokens, published "
                                          f"{entry['tokenizer']['size']}")
+                # texts are cut at the tokenizer's limit, which must fit the text tower's position table
+                text_cfg = next((c for c in (getattr(cfg, "text_config", None), getattr(cfg, "text_encoder", None))
+                                 if c is not None), cfg)
+                limit = text_position_limit(text_cfg)
+                if tok.model_max_length != entry["tokenizer"]["model_max_length"] or tok.model_max_length > limit:
+                    raise AssertionError(f"{model_id}: tokenizer model_max_length {tok.model_max_length}, published "
+                                         f"{entry['tokenizer']['model_max_length']}, text tower takes {limit}")
 
 
 def spec_hash(cfg) -> str:

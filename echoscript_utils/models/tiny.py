@@ -27,7 +27,7 @@ TINY_MODELS: tuple[str, ...] = ("tiny-musicgen", "tiny-musicgen-melody", "tiny-c
 
 
 #: Bump when the tiny architectures, their initialisation or their tokenizers change: new cache folders follow.
-_TINY_SPEC_VERSION = 3
+_TINY_SPEC_VERSION = 4  # 4: tokenizers carry their model's position limit (model_max_length)
 
 
 # Tiny MusicGen shapes. The codec matches musicgen-small's interface (32 kHz, hop 8*5*4*4 = 640 → 50 Hz,
@@ -146,6 +146,44 @@ def quiet_transformers():
         hf_logging.set_verbosity(level)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+#: Text towers whose absolute positions start after the padding id (RoBERTa's layout; CLAP's text tower is one).
+_PADDING_OFFSET_TYPES = ("clap_text_model", "roberta", "xlm-roberta", "camembert")
+
+
+def text_position_limit(text_config) -> int | None:
+    """Most tokens (special tokens included) a text tower of this configuration can take.
+
+    RoBERTa-style towers (CLAP's text side) number positions from ``pad_token_id + 1``, so the limit is
+    ``max_position_embeddings − pad_token_id − 1`` (514 − 1 − 1 = 512 for LAION CLAP and the tiny CLAP); a longer
+    input indexes past the position table (``index 514 is out of bounds``). T5 (MusicGen's text encoder) has
+    relative attention and no table: its ``n_positions`` (512) is the length the checkpoints were trained at.
+    Other towers: ``max_position_embeddings``; ``None`` when the configuration names no limit.
+    """
+    model_type = getattr(text_config, "model_type", "")
+    if model_type == "t5":
+        return int(getattr(text_config, "n_positions", 512))
+    n = getattr(text_config, "max_position_embeddings", None)
+    if n is None:
+        return None
+    if model_type in _PADDING_OFFSET_TYPES:
+        return int(n) - int(getattr(text_config, "pad_token_id", 1) or 0) - 1
+    return int(n)
+
+
+def text_token_limit(tokenizer, text_config=None) -> int | None:
+    """The ``max_length`` to truncate text to for this tokenizer and text tower: the smaller of the tokenizer's
+    ``model_max_length`` (when it names one) and :func:`text_position_limit` of ``text_config``; ``None`` when
+    neither gives a limit. Pass it with ``truncation=True`` to every tokenizer call on free text (scene texts,
+    prompts, captions), so a long scene is cut instead of overflowing the model."""
+    limits = []
+    n = getattr(tokenizer, "model_max_length", None)
+    if n is not None and n < 1_000_000:  # transformers' "no limit" is 1e30
+        limits.append(int(n))
+    if text_config is not None and (m := text_position_limit(text_config)) is not None:
+        limits.append(m)
+    return min(limits) if limits else None
 
 
 def build_tiny_tokenizer(*, kind: str = "t5", vocab_size: int | None = None):
@@ -295,7 +333,8 @@ def build_tiny_musicgen(*, seed: int = 1234, melody: bool = False):
 
     32 kHz mono EnCodec, hop 640 samples (50 Hz frames), 4 codebooks of 64 entries; T5 text encoder and
     decoder 64 wide x 2 layers; about 0.4 M parameters. Pad/BOS/decoder-start id = 64 (the codebook size) on the
-    config and the generation config; generation defaults as musicgen-small (sampling, CFG 3, 1500 tokens).
+    config and the generation config; generation defaults as musicgen-small (sampling, CFG 3, 1500 tokens). The
+    tokenizer's ``model_max_length`` is 512, as t5-base's (:func:`text_position_limit`).
 
     Returns
     -------
@@ -312,6 +351,7 @@ def build_tiny_musicgen(*, seed: int = 1234, melody: bool = False):
     text_cfg = tf.T5Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                            eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
                            **_TINY_T5)
+    tokenizer.model_max_length = text_position_limit(text_cfg)  # 512, as t5-base's tokenizer
     with quiet_transformers():
         if melody:
             dec_cfg = tf.MusicgenMelodyDecoderConfig(vocab_size=codebook, **_TINY_DECODER, **special)
@@ -346,7 +386,8 @@ def build_tiny_clap(*, seed: int = 1234):
 
     Audio: 10 s windows (longer input is cut at a random offset, ``truncation="rand_trunc"``, shorter input is
     repeated), 64 mel bins, spec size 256, Swin depths (1, 1), width 16 → 32. Text: 32 wide x 2 layers over a
-    byte-level BPE vocabulary. Joint projection 32-d.
+    byte-level BPE vocabulary, 512 tokens at most (the tokenizer's ``model_max_length``, from the position table:
+    :func:`text_position_limit`). Joint projection 32-d.
 
     Returns
     -------
@@ -361,6 +402,7 @@ def build_tiny_clap(*, seed: int = 1234):
         text_cfg = tf.ClapTextConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                      projection_dim=_TINY_CLAP_PROJECTION, **_TINY_CLAP_TEXT)
+        tokenizer.model_max_length = text_position_limit(text_cfg)  # 512 = 514 positions − padding offset 2
         audio_cfg = tf.ClapAudioConfig(projection_dim=_TINY_CLAP_PROJECTION, **audio)
         cfg = tf.ClapConfig(text_config=text_cfg, audio_config=audio_cfg, projection_dim=_TINY_CLAP_PROJECTION)
         with _seeded(seed):

@@ -5,16 +5,25 @@ time.
 
 Fountain
     Parsed by ``fountain.FountainParser`` (fountain-py), chosen over screenplain, jouvence and screenplay-tools
-    because it alone got every case below right except one, and it keeps source line numbers: title page,
-    forced headings (``.FLASHBACK``), transitions (``CUT TO:``, ``> BURN TO PINK.``), centred text
-    (``>THE END<``), dual dialogue (``^``), notes ``[[ ]]`` (dropped), boneyard ``/* */`` (dropped), sections,
-    synopses, lyrics and page breaks. The miss: a heading followed directly by action, with no blank line
-    between them, is read as action (the spec asks for the blank line; real scripts often lack it). That case is
-    handled *around* the parser: :func:`_separate_headings` inserts the blank line before parsing (outside
-    notes and boneyard, using the parser's own heading pattern) and maps line numbers back.
+    because it got most of the format right and keeps source line numbers: forced headings (``.FLASHBACK``),
+    transitions (``CUT TO:``, ``> BURN TO PINK.``), centred text (``>THE END<``), dual dialogue (``^``), notes
+    ``[[ ]]`` (dropped), boneyard ``/* */`` (dropped), sections, synopses, lyrics and page breaks. Where it
+    departs from the spec (https://fountain.io/syntax) or from what real scripts need, the fix sits *around* it:
+
+    * :func:`_spec_parser` (a subclass that swaps only two class constants and the title-page pass):
+      ``I./E.`` is a heading prefix, as in the spec authors' own parser and tests (fountain-py knows ``I/E`` only);
+      a forced heading is a ``.`` followed by any letter or digit, Polish or Cyrillic too (fountain-py: ASCII
+      only); the title page is read as :func:`_title_page` says.
+    * :func:`_separate_headings` rewrites the text before parsing (and maps line numbers back): a heading
+      followed directly by action gets the blank line the spec asks for (real scripts often lack it), unless the
+      next line is itself a heading (two heading lines in a row are action, as the spec authors' tests say); a
+      heading on the line right after a boneyard's ``*/`` gets a blank line before it (the boneyard leaves one
+      behind: screenplain's and fountain-tools' tests read that line as a heading).
 Final Draft
     ``<FinalDraft><Content><Paragraph Type="Scene Heading|Action|Character|Dialogue|...">`` with ``<Text>`` runs;
-    ``<DualDialogue>`` paragraphs nest their own; the title page lives under ``<TitlePage>``.
+    ``<DualDialogue>`` paragraphs nest their own; the title page lives under ``<TitlePage>``. Only a paragraph's
+    own ``<Text>`` children are read: script notes (``<ScriptNote>``) and scene properties nested in a heading
+    stay out of the text, except the scene's ``<Summary>``, read as its synopsis.
 
 Page count: a screenplay page holds about :data:`LINES_PER_PAGE` (55) printed lines of 12 pt Courier. Each
 element is wrapped at its printed width (action 61 characters, dialogue 35, parenthetical 25, cue and heading
@@ -28,8 +37,10 @@ from __future__ import annotations
 import os
 import re
 import textwrap
+import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +50,7 @@ __all__ = [
     "LINES_PER_PAGE",
     "Scene",
     "Screenplay",
+    "alphabet",
     "parse_fdx",
     "parse_fountain",
     "read_script",
@@ -174,32 +186,138 @@ class _SceneBuilder:
 
 
 # --------------------------------------------------------------------------------------------- Fountain
-def _separate_headings(text: str) -> tuple[str, list[int]]:
-    """Insert a blank line after every scene heading that is followed directly by another line.
+#: Scene-heading prefixes (spec: INT, EXT, EST, INT./EXT, INT/EXT, I/E, each followed by a dot or a space; case
+#: insensitive), plus ``I./E.``, which the spec authors' reference parser and its tests (SceneHeaders.fountain)
+#: accept. fountain-py's own pattern, with ``I./E`` added.
+HEADING_PATTERN = re.compile(r"^(?:INT|EXT|EST|I/E|I\./E|INT/EXT|INT\./EXT)(?:\s*\.|\s)", re.IGNORECASE)
+#: A forced heading: one ``.`` and then a letter or digit of any script (``.WNĘTRZE.``, ``.ИНТ.``); ``...`` is not.
+FORCED_HEADING_PATTERN = re.compile(r"^\.(?!\.)(?=[^\W_])")
+#: A title-page key: a word that starts with a letter, then letters, digits, spaces and a little punctuation,
+#: then a colon (``Title:``, ``Draft date:``, ``e-mail:``); the value may be empty. See :func:`_title_key`.
+_TITLE_KEY = re.compile(r"^([^\W\d_][\w '&/()\-]{0,39}?)\s*:(.*)$")
+#: Keys the spec and common tools write; any other key must look like a label (capitalised, three words at most).
+_TITLE_FIELDS = frozenset({"title", "credit", "author", "authors", "source", "draft date", "date", "contact",
+                           "notes", "copyright", "revision", "format", "font"})
 
-    Only lines that stand after a blank line (or open the body), match the parser's own heading pattern, and lie
-    outside boneyard and notes are touched. Returns the new text and, for each of its lines, the 1-based line of
-    the original text it came from.
+
+def _title_key(line: str) -> re.Match | None:
+    """The ``key: value`` match of a title-page line, or ``None``. The spec allows any key; a lowercase phrase of
+    several words (``he opens the card: a threat.``) is read as a line of action instead, as fountain-py does."""
+    m = _TITLE_KEY.match(line.strip())
+    if m is None or _is_heading_line(line):
+        return None
+    key = m.group(1).strip()
+    if key.lower() in _TITLE_FIELDS or (key[0].isupper() and len(key.split()) <= 3):
+        return m
+    return None
+
+
+def _is_heading_line(line: str) -> bool:
+    s = line.strip()
+    return bool(HEADING_PATTERN.match(s) or FORCED_HEADING_PATTERN.match(s))
+
+
+def _title_page(lines: list[str]) -> tuple[dict[str, str], int]:
+    """Read the title page at the start of a Fountain text: ``(fields, index of the first body line)``.
+
+    The spec: the title page is the first thing in the document, ``key: value`` pairs, values inline or on
+    indented lines below the key (3+ spaces or a tab), ending where the writer "drops down" to a blank line. What
+    real files add, read here too: a key with an empty value (``Credit:``), continuation lines that are not
+    indented (the way Beat writes ``Contact:``), and notes or boneyard before the title page (skipped). A title
+    page that runs straight into a scene heading ends at the heading. Without a ``key:`` line first there is no
+    title page: ``({}, 0)``. Keys are lowercased; multi-line values are joined with newlines.
     """
+    i, n = 0, len(lines)
+    while i < n:  # blank lines, notes and boneyard before the title page
+        s = lines[i].strip()
+        closer = "]]" if s.startswith("[[") else "*/" if s.startswith("/*") else None
+        if not s:
+            i += 1
+        elif closer:
+            j = i
+            while j < n and closer not in lines[j][(2 if j == i else 0):]:
+                j += 1
+            i = j + 1
+        else:
+            break
+    if i >= n or lines[i][:1].isspace() or not _title_key(lines[i]):
+        return {}, 0
+    fields: dict[str, list[str]] = {}
+    key = None
+    while i < n and lines[i].strip():
+        raw, s = lines[i], lines[i].strip()
+        indented = raw.startswith("\t") or len(raw) - len(raw.lstrip(" ")) >= 3
+        m = None if indented else _title_key(s)
+        if s.startswith("[[") and s.endswith("]]"):
+            pass  # a note inside the title page
+        elif m:
+            key = m.group(1).strip().lower()
+            fields.setdefault(key, [])
+            if m.group(2).strip():
+                fields[key].append(m.group(2).strip())
+        elif not indented and _is_heading_line(s):
+            break  # no blank line between the title page and the first scene
+        else:  # a continuation line, indented (spec) or not (Beat)
+            fields[key].append(s)
+        i += 1
+    return {k: "\n".join(v) for k, v in fields.items()}, i
+
+
+@lru_cache(maxsize=1)
+def _spec_parser():
+    """fountain-py's parser with the spec's heading prefixes, Unicode forced headings and :func:`_title_page`."""
     from fountain import FountainParser
 
-    pattern = FountainParser.SCENE_HEADING_PATTERN
+    swap = {id(FountainParser.SCENE_HEADING_PATTERN): HEADING_PATTERN,
+            id(FountainParser.FORCED_SCENE_HEADING_PATTERN): FORCED_HEADING_PATTERN}
+
+    class _SpecParser(FountainParser):
+        SCENE_HEADING_PATTERN = HEADING_PATTERN
+        FORCED_SCENE_HEADING_PATTERN = FORCED_HEADING_PATTERN
+        HARD_STRUCTURAL_PATTERNS = tuple(swap.get(id(p), p) for p in FountainParser.HARD_STRUCTURAL_PATTERNS)
+
+        def _parse_title_page(self) -> dict[str, str]:
+            fields, self.current_line = _title_page(self.lines)
+            return fields
+
+    return _SpecParser
+
+
+def _separate_headings(text: str) -> tuple[str, list[int]]:
+    """Give natural scene headings the blank lines around them that the parser needs.
+
+    * A heading followed directly by another line gets a blank line after it (the lenient reading real scripts
+      need), unless that line is itself a heading line: two heading lines in a row are action.
+    * A heading on the line right after a boneyard's closing ``*/`` (nothing after it on that line) gets a blank
+      line before it: the boneyard leaves an empty line behind.
+
+    Only lines that stand after a blank line (or open the body, or follow such a ``*/``), match
+    :data:`HEADING_PATTERN`, and lie outside boneyard and notes are touched. Returns the new text and, for each of
+    its lines, the 1-based line of the original text it came from.
+    """
     lines = text.split("\n")
     out: list[str] = []
     origin: list[int] = []
     in_boneyard = in_note = False
+    after_boneyard = False  # the previous line closed a boneyard and held nothing after the */
     for i, line in enumerate(lines):
+        stripped = line.strip()
+        prev_blank = i == 0 or not lines[i - 1].strip() or after_boneyard
+        nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        is_heading = (not in_boneyard and not in_note and prev_blank and HEADING_PATTERN.match(stripped)
+                      and not stripped.endswith(":"))
+        if is_heading and after_boneyard:
+            out.append("")
+            origin.append(i + 1)
         out.append(line)
         origin.append(i + 1)
-        stripped = line.strip()
-        prev_blank = i == 0 or not lines[i - 1].strip()
-        next_text = i + 1 < len(lines) and lines[i + 1].strip()
-        if (not in_boneyard and not in_note and prev_blank and next_text and pattern.match(stripped)
-                and not stripped.endswith(":")):
+        if is_heading and nxt and not _is_heading_line(nxt):
             out.append("")
             origin.append(i + 1)
         # state after this line (the last opener or closer on the line wins)
-        for token in re.findall(r"/\*|\*/|\[\[|\]\]", line):
+        was_in_boneyard = in_boneyard
+        tokens = re.findall(r"/\*|\*/|\[\[|\]\]", line)
+        for token in tokens:
             if token == "/*":
                 in_boneyard = True
             elif token == "*/":
@@ -208,21 +326,37 @@ def _separate_headings(text: str) -> tuple[str, list[int]]:
                 in_note = True
             else:
                 in_note = False
+        after_boneyard = (was_in_boneyard and not in_boneyard and tokens[-1] == "*/"
+                          and not line[line.rindex("*/") + 2:].strip())
     return "\n".join(out), origin
+
+
+def alphabet(text: str) -> str:
+    """The writing system most letters of ``text`` belong to, from their Unicode names: ``"Latin"`` (English,
+    Polish, …), ``"Cyrillic"``, ``"Greek"``, ``"Arabic"``, ``"CJK"``, …; ``"none"`` when there is no letter."""
+    counts: dict[str, int] = {}
+    for c in text:
+        if c.isalpha():
+            name = unicodedata.name(c, "UNKNOWN").split(" ")[0]
+            counts[name] = counts.get(name, 0) + 1
+    if not counts:
+        return "none"
+    top = max(counts, key=counts.get)
+    return top if top == "CJK" else top.capitalize()
 
 
 def parse_fountain(text: str, *, source: str = "<text>") -> Screenplay:
     """Parse Fountain text into scenes (see the module notes for the edge cases handled).
 
     Raises:
-        InputError: no scene heading at all (the message names ``source``).
+        InputError: no scene heading at all (the message names ``source``; for a script not written in Latin
+            letters it says how to force its headings).
     """
     from fountain import ElementType as E
-    from fountain import FountainParser
 
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
     fixed, origin = _separate_headings(text)
-    doc = FountainParser().parse(fixed)
+    doc = _spec_parser()().parse(fixed)
 
     def src(el) -> int | None:
         n = getattr(el, "line_number", None)
@@ -270,6 +404,12 @@ def parse_fountain(text: str, *, source: str = "<text>") -> Screenplay:
         s.index = i
     real = [s for s in scenes if s.heading != "OPENING"]
     if not real:
+        script = alphabet(text)
+        if script not in ("Latin", "none"):
+            raise InputError(f"{source}: no scene heading found in this {script} script (Fountain headings start "
+                             f"with INT, EXT, EST, INT./EXT, INT/EXT or I/E); put a '.' before each heading to force "
+                             f"it, and plan its cues with planner: openai or local (the offline planner reads only "
+                             f"Latin-script words)")
         raise InputError(f"{source}: no scene found (no scene heading such as 'INT. KITCHEN - NIGHT' or a forced "
                          f"'.HEADING'); pass a Fountain or Final Draft screenplay")
     return Screenplay(source=source, format="fountain", title_page=meta, scenes=scenes)
@@ -310,6 +450,9 @@ def parse_fdx(data: bytes | str, *, source: str = "<fdx>") -> Screenplay:
             nxt = (pars[k + 1].get("Type") or "").lower() if k + 1 < len(pars) else ""
             if kind == "scene heading":
                 b.heading(text, line=None, number=par.get("Number"))
+                summary = " ".join(" ".join(t.itertext()) for t in par.findall("SceneProperties/Summary//Text"))
+                if summary.strip():  # Final Draft's scene summary: the Fountain synopsis's counterpart
+                    b.synopsis(" ".join(summary.split()), line=None)
             elif kind in ("action", "general", "shot"):
                 b.action(text, line=None)
             elif kind == "character":
@@ -325,7 +468,9 @@ def parse_fdx(data: bytes | str, *, source: str = "<fdx>") -> Screenplay:
     for par in root.findall("TitlePage/Content/Paragraph"):
         text = " ".join(_fdx_text(par).split())
         if text:
-            key = (par.get("Type") or "").strip().lower() or ("title" if not title else f"line{len(title)}")
+            key = (par.get("Type") or "").strip().lower()
+            if key in ("", "general"):  # untyped lines (Final Draft, Fade In): the first is the title
+                key = "title" if not title else f"line{len(title)}"
             title.setdefault(key, text)
     scenes = [s for s in b.scenes if s.heading != "OPENING" or s.action or s.dialogue]
     for i, s in enumerate(scenes, 1):
@@ -341,17 +486,21 @@ def _first_bad_utf8_line(data: bytes, exc: UnicodeDecodeError) -> int:
 
 
 def read_script(path: str | os.PathLike, *, seconds_per_page: float = 60.0, words_per_minute: float | None = None,
-                min_scene_s: float = 0.0) -> Screenplay:
+                min_scene_s: float = 0.0, latin_only: bool = False) -> Screenplay:
     """Read a screenplay file (Fountain or ``.fdx``), parse its scenes and give each its screen time.
 
     Args:
         path: ``.fountain`` / ``.spmd`` / ``.txt`` (Fountain) or ``.fdx`` (Final Draft XML; also recognised by
             content).
         seconds_per_page, words_per_minute, min_scene_s: the screen-time estimate (:func:`screen_times`).
+        latin_only: refuse a script whose scenes are not written mostly in Latin letters (:func:`alphabet`):
+            the offline cue planner reads English words only, so a Cyrillic or Greek script would get cues planned
+            from nothing. Pass it when the offline planner will read the scenes.
 
     Raises:
         InputError: missing, empty or binary file, text that is not UTF-8 (with its line), a malformed Final
-            Draft file, or a script without any scene; the one-line message names the file.
+            Draft file, a script without any scene, or (``latin_only``) a script in another alphabet; the
+            one-line message names the file.
     """
     p = Path(path)
     if not p.is_file():
@@ -374,6 +523,11 @@ def read_script(path: str | os.PathLike, *, seconds_per_page: float = 60.0, word
         if sum(not (c.isprintable() or c in "\n\r\t") for c in text[:65536]) > 0.05 * min(len(text), 65536):
             raise InputError(f"{p}: mostly control characters, not a screenplay; pass a Fountain or .fdx file")
         sp = parse_fountain(text, source=str(p))
+    if latin_only:
+        script = alphabet(" ".join(f"{s.heading} {s.action_text} {' '.join(s.dialogue)}" for s in sp.scenes))
+        if script not in ("Latin", "none"):
+            raise InputError(f"{p}: the script is written in {script} letters, not in the Latin alphabet the offline "
+                             f"planner reads; use scoring.planner: openai or local")
     screen_times(sp, seconds_per_page=seconds_per_page, words_per_minute=words_per_minute, min_scene_s=min_scene_s)
     return sp
 
