@@ -65,15 +65,40 @@ def _add_run(sub) -> None:
 
 
 def _add_report(sub) -> None:
-    p = sub.add_parser("report", help="(re)write outputs/<run>/report.html from a run's products")
+    p = sub.add_parser("report", help="(re)write outputs/<run>/report.html and the model and dataset cards")
     p.add_argument("params", help="parameter file of the run")
     p.add_argument("--output-root", default=None)
 
     def run(args) -> int:
+        from .cards import write_cards
         from .config import load_config
         from .report import write_report
 
-        print(write_report(load_config(args.params, output_root=args.output_root)))
+        cfg = load_config(args.params, output_root=args.output_root)
+        write_cards(cfg)
+        print(write_report(cfg))
+        return 0
+
+    p.set_defaults(func=run)
+
+
+# -------------------------------------------------------------------------------------------- publish
+def _add_publish(sub) -> None:
+    p = sub.add_parser("publish", help="push a run's fine-tuned model and/or curated dataset to the hub, each with "
+                                       "its card")
+    p.add_argument("run", help="the run folder (outputs/<run>) or its parameter file (the cards are rewritten first)")
+    p.add_argument("--model", default=None, metavar="OWNER/NAME", help="hub repo for 04_finetuning/final/")
+    p.add_argument("--dataset", default=None, metavar="OWNER/NAME", help="hub dataset repo for 01_curation/exports/hf/")
+    p.add_argument("--allow-demo", action="store_true",
+                   help="push even a demo's model or data (tiny random model, random-weight dry run, demo corpus)")
+    p.add_argument("--private", action="store_true", default=None, help="create new repos private")
+    p.add_argument("--output-root", default=None, help="with a parameter file: where its run folder lives")
+
+    def run(args) -> int:
+        from .cards import publish
+
+        publish(args.run, model_repo=args.model, dataset_repo=args.dataset, allow_demo=args.allow_demo,
+                private=args.private, output_root=args.output_root)
         return 0
 
     p.set_defaults(func=run)
@@ -399,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="echoscript", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_run, _add_report, _add_demo_data, _add_curate, _add_fad, _add_score, _add_listening,
+    for add in (_add_run, _add_report, _add_publish, _add_demo_data, _add_curate, _add_fad, _add_score, _add_listening,
                 _add_models, _add_train):
         add(sub)
     return parser

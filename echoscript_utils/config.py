@@ -74,6 +74,7 @@ class DemoCorpusSection(_Section):
 class DataSection(_Section):
     input_dir: Path | None = None  # the user's music folder; None → the generated demo corpus
     labels: Path | None = None  # optional ground-truth labels (CSV/JSONL, one row per track)
+    licences: Path | None = None  # optional CSV: track_id (or file), licence, url, attribution; the dataset card lists them
     demo: DemoCorpusSection = DemoCorpusSection()
 
 
@@ -174,7 +175,7 @@ class TrainingSection(_Section):
     max_steps: int | None = None  # cut an epoch short (tests, smoke runs)
     segment_s: float | None = None  # train on random crops of this length; None = whole clips
     lora: LoraSection = LoraSection()
-    push_to_hub: str | None = None  # repo id; off by default
+    push_to_hub: str | None = None  # hub repo id: final/ is pushed with its model card after training; off by default
     sample_prompt: str | None = "a calm cinematic scene, slow piano and strings"  # sample after each epoch; None: off
     sample_duration_s: float = Field(4.0, gt=0)  # length of that per-epoch sample
     tensorboard: bool = True  # also log to TensorBoard (<run>/04_finetuning/tensorboard)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import ensure_dir, read_json, text_hash, write_json
+from .cards import write_cards
 from .config import STAGES, Config, load_config, set_seed, stage_name
 from .errors import ConfigError, InputError, StageError
 from .models.fullsize import ensure_mirror, hub_environment
@@ -79,6 +80,7 @@ def stage_params_hash(cfg: Config, stage: str) -> str:
         if s == stage:
             break
     data = cfg.to_dict()
+    data["data"].pop("licences", None)  # read by the cards only: no stage's products depend on it
     payload = {"seed": data["run"]["seed"], **{k: data[k] for k in sections}}
 
     return text_hash(payload)
@@ -220,6 +222,8 @@ def run_workbook(params: str | os.PathLike, *, stages=None, from_stage=None, red
         upstream_ran = True
         results[stage] = {"status": "ran", "seconds": seconds}
         log(f"{prefix}: done in {seconds:.1f} s")
+    for kind, card in write_cards(cfg).items():
+        log(f"{kind} card: {card}")
     report = write_report(cfg)
     log(f"report: {report}")
     return results

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import atomic_write_text, ensure_dir, read_json
+from .cards import cards_html
 from .config import STAGES, Config
 
 
@@ -34,7 +35,7 @@ def write_report(cfg: Config) -> Path:
     """Gather every stage's figures, tables and metrics into ``outputs/<run>/report.html``.
 
     Layout: a contents table (stage, run time, metrics file), then per stage its figures first, its tables and
-    its full ``metrics.json`` in collapsible sections underneath.
+    its full ``metrics.json`` in collapsible sections underneath; last, the run's model and dataset cards.
     """
     import pandas as pd
 
@@ -97,6 +98,7 @@ def write_report(cfg: Config) -> Path:
             parts.append("<table><tr><th>metric</th><th>value</th></tr>")
             parts.extend(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in rows)
             parts.append("</table></details>")
+    parts.append(cards_html(root))  # the model and dataset cards, as the hub would show them
     parts.append("</body></html>")
     out = root / "report.html"
 

@@ -71,6 +71,7 @@ from ..artifacts import (
     write_json,
     write_metrics,
 )
+from ..cards import demo_reasons, preflight, publish
 from ..config import resolve_device
 from ..errors import ConfigError, InputError
 from ..melody import CHROMA_FRAME_RATE
@@ -235,6 +236,8 @@ class TrainingRun:
     def _setup(self) -> None:
 
         t = self.t
+        if t.push_to_hub:  # refused now rather than after training: bad repo name, demo model, offline, no token
+            preflight(demo_reasons(self.cfg), model_repo=t.push_to_hub)
         self._start_accelerator()
         model, processor = load_musicgen(t.model, cache_dir=self.cfg.paths.models, device="cpu",
                                          attn_implementation=_attn_implementation(t.attn_implementation, self.log),
@@ -703,6 +706,8 @@ class TrainingRun:
         if self.accelerator.is_main_process:
             write_json(self.stage_dir / "summary.json", summary)
             write_metrics(self.stage_dir, summary)
+            if self.t.push_to_hub:  # final/ with its model card (written from the run's metrics so far)
+                publish(self.cfg, model_repo=self.t.push_to_hub, log=self.log)
         self.accelerator.wait_for_everyone()
         return summary
 
@@ -745,9 +750,6 @@ class TrainingRun:
         model.save_pretrained(str(tmp))
         self.processor.save_pretrained(str(tmp))
         _replace_dir(tmp, final)
-        if self.t.push_to_hub:
-            model.push_to_hub(self.t.push_to_hub)
-            self.processor.push_to_hub(self.t.push_to_hub)
         return final
 
     def _summary(self, final: Path, resumed: Path | None, seconds: float, tokens: int,
