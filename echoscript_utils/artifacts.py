@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from .errors import OutputError
 __all__ = [
     "atomic_path",
     "atomic_write_text",
+    "staged_dir",
     "cached",
     "ensure_dir",
     "file_hash",
@@ -68,6 +70,63 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def staged_dir(path: str | os.PathLike, *, reuse: Callable[[Path], bool] | None = None,
+               owned: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Build a whole folder of products beside ``path`` and swap it in only when every product is written.
+
+    Yields a fresh staging folder next to ``path``. On success the old ``path`` (if any) is moved aside, the staging
+    folder renamed onto ``path``, and the old one removed; its hidden entries (``.*``, e.g. a pipeline stamp) that
+    the new folder lacks are carried over. On any error the staging folder is removed and ``path`` is left exactly
+    as it was: a complete earlier product set, or nothing.
+
+    Parameters
+    ----------
+    reuse : entries of the old folder (paths relative to it, files only) for which this returns True are
+        hard-linked into the staging folder first, so content-keyed work (cue WAVs and their sidecars) is not redone.
+        Safe because every writer here replaces files atomically instead of writing into them.
+    owned : called on an existing non-empty ``path``; if it returns False the folder is refused with an
+        :class:`~echoscript_utils.errors.OutputError` (it holds something else; nothing is replaced).
+    """
+    final = Path(path)
+    if final.exists() and not final.is_dir():
+        raise OutputError(f"{final}: exists and is not a folder; choose another output folder")
+    if final.is_dir() and owned is not None and any(final.iterdir()) and not owned(final):
+        raise OutputError(f"{final}: holds files this command did not write; choose a new or empty output folder")
+    ensure_dir(final.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    try:
+        if final.is_dir() and reuse is not None:
+            for src in final.rglob("*"):
+                rel = src.relative_to(final)
+                if src.is_file() and reuse(rel):
+                    ensure_dir((staging / rel).parent)
+                    try:
+                        os.link(src, staging / rel)
+                    except OSError:
+                        shutil.copy2(src, staging / rel)
+        yield staging
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            old.rmdir()
+            final.rename(old)
+            for hidden in old.glob(".*"):
+                if not (staging / hidden.name).exists():
+                    hidden.rename(staging / hidden.name)
+        try:
+            staging.rename(final)
+        except OSError:
+            if old is not None:
+                old.rename(final)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

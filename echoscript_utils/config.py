@@ -242,7 +242,8 @@ class ScoringSection(_Section):
     seconds_per_page: float = Field(60.0, gt=0)  # screen time of one page (the one-page-one-minute rule)
     words_per_minute: float | None = Field(None, gt=0)  # set to time scenes by words instead of pages
     min_scene_s: float = Field(0.0, ge=0)  # no scene is timed shorter than this
-    planner: Literal["auto", "offline", "openai"] = "auto"  # auto: openai when OPENAI_API_KEY is set, else the lexicon
+    planner: Literal["auto", "offline", "openai", "local"] = "auto"  # auto: openai with OPENAI_API_KEY, else offline
+    local_model: str = "Qwen/Qwen2.5-1.5B-Instruct"  # planner local: an instruction model (hub id, folder, tiny-instruct)
     llm_model: str | None = None  # chat model for the openai planner; None → annotation.prompts.model
     llm_temperature: float = Field(0.2, ge=0)
     llm_batch_size: int = Field(8, ge=1)  # scenes per request

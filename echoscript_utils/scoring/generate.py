@@ -160,7 +160,7 @@ def _render_cue(model, processor, prompt: str, *, seed: int, cue_s: float, cfg, 
 
 def generate_cues(cfg, label: str, ref: str, cues: list[dict[str, Any]], *, out_dir: Path, seeds: list[int],
                   theme: np.ndarray | None = None, leitmotif: str | None = None, script: str = "",
-                  progress: bool = True) -> list[dict[str, Any]]:
+                  progress: bool = True, step: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Generate every cue × seed for one model into ``out_dir/<label>/`` and return one row per file.
 
     Args:
@@ -171,6 +171,7 @@ def generate_cues(cfg, label: str, ref: str, cues: list[dict[str, Any]], *, out_
         theme: leitmotif chroma (:func:`leitmotif_chroma`) for a melody model; ignored by plain MusicGen.
         script: the screenplay's content hash (recorded, not part of the skip key: the cue's prompt and length
             are).
+        step: updated with the ``scene`` being rendered, so a failure can name it.
     """
     from tqdm.auto import tqdm
 
@@ -184,6 +185,8 @@ def generate_cues(cfg, label: str, ref: str, cues: list[dict[str, Any]], *, out_
     jobs = [(seed, cue) for seed in seeds for cue in cues]
     bar = tqdm(total=len(jobs), desc=f"cues {label}", disable=not progress, leave=False)
     for seed, cue in jobs:
+        if step is not None:
+            step["scene"] = int(cue["scene"])
         stem = f"cue{int(cue['scene']):03d}_s{seed}"
         side_path = folder / f"{stem}.json"
         cue_seed = 1000 * int(seed) + int(cue["scene"])

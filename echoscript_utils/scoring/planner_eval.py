@@ -124,3 +124,38 @@ def label_agreement(df) -> dict[str, Any]:
     return {"n": int(len(both)), "mood_agreement": float((both["mood"] == both["mood_b"]).mean()),
             "mood_kappa": float(cohen_kappa_score(both["mood"], both["mood_b"])),
             "intensity_spearman": float(spearmanr(both["intensity"], both["intensity_b"]).statistic)}
+
+
+def evaluate_planner(screenplay_dir: str | os.PathLike, *, split: str = "test", plan=None, n_boot: int = 1000,
+                     seed: int = 0) -> tuple[dict[str, Any], Any]:
+    """Plan every script of ``split`` found in ``screenplay_dir`` as a user would (the whole script, so the
+    neighbour smoothing sees every scene) and score the labelled scenes against reader A.
+
+    ``plan`` maps a list of parsed scenes to cue plans (default: the offline planner). Returns ``(scores, table)``:
+    :func:`planner_scores` plus ``scripts`` and, where reader B labelled the scenes, ``accuracy_vs_b``; and one row
+    per labelled scene with the prediction.
+    """
+    import pandas as pd
+
+    from .parse import read_script
+    from .plan import offline_plan
+
+    plan = plan or offline_plan
+    df = labelled_scenes(screenplay_dir, split=split)
+    if df.empty:
+        raise InputError(f"{screenplay_dir}: none of the labelled {split} scripts is there")
+    df = df[df["matched"]].copy()
+    preds: dict[tuple[str, int], Any] = {}
+    for file in df["file"].unique():
+        for cue in plan(read_script(Path(screenplay_dir) / file).scenes):
+            preds[(file, cue.scene)] = cue
+    df["pred_mood"] = [preds[(f, int(i))].mood for f, i in zip(df["file"], df["index"])]
+    df["pred_intensity"] = [preds[(f, int(i))].intensity for f, i in zip(df["file"], df["index"])]
+    df["confidence"] = [preds[(f, int(i))].confidence for f, i in zip(df["file"], df["index"])]
+    scores = planner_scores(df["mood"], df["pred_mood"], df["intensity"], df["pred_intensity"], n_boot=n_boot,
+                            seed=seed)
+    scores["scripts"] = sorted(df["script"].unique().tolist())
+    both = df[df["mood_b"].isin(MOODS)]
+    if len(both):
+        scores["accuracy_vs_b"] = float((both["mood_b"] == both["pred_mood"]).mean())
+    return scores, pd.DataFrame(df)

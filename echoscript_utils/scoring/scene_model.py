@@ -184,6 +184,8 @@ class SceneModel:
         self.int_coef = np.asarray(spec["intensity_coef"], dtype=np.float64)  # [F]
         self.int_intercept = float(spec["intensity_intercept"])
         self.smoothing = float(spec.get("smoothing", 0.0))
+        q = spec.get("intensity_quantiles")
+        self.int_map = (np.asarray(q["predicted"]), np.asarray(q["labels"])) if q else None
         if self.names != feature_names():
             raise DependencyError("data/scene_planner.json was fitted on other features than this version "
                                   "computes; refit it with scripts/train_scene_planner.py")
@@ -199,8 +201,11 @@ class SceneModel:
         return p / p.sum(axis=1, keepdims=True)
 
     def intensity(self, x: np.ndarray) -> np.ndarray:
-        """``[N]`` intensities in [0, 1]."""
-        return np.clip(self._z(x) @ self.int_coef + self.int_intercept, 0.0, 1.0)
+        """``[N]`` intensities in [0, 1] (the ridge prediction mapped onto the labels' distribution by quantiles)."""
+        raw = self._z(x) @ self.int_coef + self.int_intercept
+        if self.int_map is not None:
+            raw = np.interp(raw, *self.int_map)
+        return np.clip(raw, 0.0, 1.0)
 
     def smooth(self, probs: np.ndarray) -> np.ndarray:
         """Blend each scene's mood probabilities with its neighbours' (weight :attr:`smoothing` each side)."""

@@ -13,10 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..artifacts import atomic_path, ensure_dir, file_hash, write_json, write_metrics, write_table
+from ..artifacts import atomic_path, file_hash, staged_dir, write_json, write_metrics, write_table
 from ..config import resolve_device
 from ..embeddings import get_embedder
-from ..errors import ConfigError, DependencyError
+from ..errors import ConfigError, DependencyError, EchoScriptError, StageError
 from ..plots import save_figure
 from ..plots import scoring as splots
 from ..prompts import resolve_provider
@@ -32,7 +32,7 @@ __all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_script", "plan_screenplay
 #: The cue sheet's columns (the first nine are the contract).
 CUE_SHEET_COLUMNS = ["scene", "heading", "start_s", "duration_s", "mood", "intensity", "bpm", "prompt", "file",
                      "model", "seed", "cue_s", "end_s", "fade_in_s", "fade_out_s", "kind", "instruments", "genre",
-                     "key", "direction", "planner", "lufs"]
+                     "key", "direction", "planner", "planner_confidence", "lufs"]
 
 
 def demo_script() -> Path:
@@ -78,18 +78,23 @@ class ScoringResult:
 def read_screenplay(cfg, script: str | os.PathLike | None = None) -> Screenplay:
     """Parse ``script`` (default ``scoring.script``, else the demo) with the run's screen-time estimate."""
     s = cfg.scoring
+    offline = s.planner == "offline" or (s.planner == "auto" and resolve_provider("auto") == "offline")
     return read_script(script or s.script or demo_script(), seconds_per_page=s.seconds_per_page,
-                       words_per_minute=s.words_per_minute, min_scene_s=s.min_scene_s)
+                       words_per_minute=s.words_per_minute, min_scene_s=s.min_scene_s, latin_only=offline)
 
 
 def plan_screenplay(cfg, screenplay: Screenplay, *, progress: bool = True) -> list[CuePlan]:
     """Plan every scene's cue with ``scoring.planner`` and apply ``scoring.spotting``."""
 
     s, p = cfg.scoring, cfg.annotation.prompts
-    planner = resolve_provider(s.planner)
-    llm = {"model": s.llm_model or p.model, "temperature": s.llm_temperature, "seed": cfg.seed,
-           "cache_dir": cfg.paths.cache, "base_url": p.base_url, "timeout_s": p.timeout_s,
-           "max_retries": p.max_retries, "backoff_s": p.backoff_s, "batch_size": s.llm_batch_size}
+    planner = s.planner if s.planner == "local" else resolve_provider(s.planner)
+    if planner == "local":
+        llm = {"model": s.local_model, "cache_dir": cfg.paths.cache, "device": resolve_device(cfg.run.device),
+               "seed": cfg.seed}
+    else:
+        llm = {"model": s.llm_model or p.model, "temperature": s.llm_temperature, "seed": cfg.seed,
+               "cache_dir": cfg.paths.cache, "base_url": p.base_url, "timeout_s": p.timeout_s,
+               "max_retries": p.max_retries, "backoff_s": p.backoff_s, "batch_size": s.llm_batch_size}
     return plan_cues(screenplay.scenes, planner=planner, spotting=s.spotting, min_intensity=s.spot_min_intensity,
                      llm=llm, progress=progress)
 
@@ -143,34 +148,69 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
     if s.leitmotif and not melody_ref:
         raise ConfigError("scoring.leitmotif is on but no melody model is set; set scoring.leitmotif_model or "
                           "generation.melody_model (e.g. facebook/musicgen-melody)")
-    out_dir = ensure_dir(output_dir)  # only now: a bad script or setting has written nothing
     script_path = Path(script or s.script or demo_script())
     script_hash = file_hash(script_path)
-
-    jobs = _cue_jobs(cues, timings)
-    models_plan, rows, leitmotif = _generate(cfg, models_plan, melody_ref, jobs, out_dir=out_dir,
-                                             script_hash=script_hash, progress=progress)
-    plan_df = pd.DataFrame([c.as_row() for c in cues])
-    files, sheet = _cue_sheet(rows, jobs, plan_df)
-    scores, assembled = _assemble(cfg, sheet, timings, out_dir, total_s=sp.duration_s, progress=progress)
-    scenes_df = _write_sheets(sp, sheet, plan_df, out_dir)
-    relevance = _relevance(cfg, sheet, {sc.index: sc for sc in sp.scenes}, out_dir, progress=progress)
-    write_table(relevance, out_dir, "relevance")
-    metrics = {
-        "script": script_path.name, "script_hash": script_hash, "format": sp.format, "title": sp.title,
-        "n_scenes": len(sp.scenes), "n_spotted": len(timings), "screen_time_s": sp.duration_s,
-        "pages": round(sum(x.pages for x in sp.scenes), 3), "planner": cues[0].planner if cues else None,
-        "models": models_plan, "seeds": list(s.seeds), "n_cues": int(len(sheet)),
-        "n_generated": int(files["generated"].sum()) if len(files) else 0,
-        "moods": plan_df["mood"].value_counts().to_dict(), "kinds": plan_df["kind"].value_counts().to_dict(),
-        "scores": {k: {**v, "file": os.path.relpath(scores[k], out_dir)} for k, v in assembled.items()},
-        "relevance": relevance.drop(columns=["clap_model"]).to_dict("records") if len(relevance) else [],
-        "leitmotif": leitmotif, "seconds": round(time.perf_counter() - t_start, 2),
-    }
-    write_metrics(out_dir, metrics)
-    write_json(out_dir / "screenplay.json", {"title_page": sp.title_page, "source": script_path.name})
+    final_dir = Path(output_dir)
+    step = {"name": "preparing the output folder"}
+    try:
+        # Everything is written into a staging folder beside output_dir and swapped in at the end: a failure
+        # leaves output_dir as it was (a complete earlier product set, or nothing). Earlier cues are reused.
+        with staged_dir(final_dir, reuse=_reusable, owned=_is_score_folder) as out_dir:
+            step["name"] = "generating the cues"
+            jobs = _cue_jobs(cues, timings)
+            models_plan, rows, leitmotif = _generate(cfg, models_plan, melody_ref, jobs, out_dir=out_dir,
+                                                     script_hash=script_hash, progress=progress, step=step)
+            step["name"] = "writing the cue sheet"
+            plan_df = pd.DataFrame([c.as_row() for c in cues])
+            files, sheet = _cue_sheet(rows, jobs, plan_df)
+            step["name"] = "assembling the score"
+            scores, assembled = _assemble(cfg, sheet, timings, out_dir, total_s=sp.duration_s, progress=progress)
+            step["name"] = "writing the scene table and timeline"
+            scenes_df = _write_sheets(sp, sheet, plan_df, out_dir)
+            step["name"] = "measuring CLAP relevance"
+            relevance = _relevance(cfg, sheet, {sc.index: sc for sc in sp.scenes}, out_dir, progress=progress)
+            write_table(relevance, out_dir, "relevance")
+            step["name"] = "writing the metrics"
+            metrics = {
+                "script": script_path.name, "script_hash": script_hash, "format": sp.format, "title": sp.title,
+                "n_scenes": len(sp.scenes), "n_spotted": len(timings), "screen_time_s": sp.duration_s,
+                "pages": round(sum(x.pages for x in sp.scenes), 3), "planner": cues[0].planner if cues else None,
+                "models": models_plan, "seeds": list(s.seeds), "n_cues": int(len(sheet)),
+                "n_generated": int(files["generated"].sum()) if len(files) else 0,
+                "moods": plan_df["mood"].value_counts().to_dict(), "kinds": plan_df["kind"].value_counts().to_dict(),
+                "planner_no_evidence": int(sum(1 for c in cues if c.confidence == 0)),
+                "scores": {k: {**v, "file": os.path.relpath(scores[k], out_dir)} for k, v in assembled.items()},
+                "relevance": relevance.drop(columns=["clap_model"]).to_dict("records") if len(relevance) else [],
+                "leitmotif": leitmotif, "seconds": round(time.perf_counter() - t_start, 2),
+            }
+            write_metrics(out_dir, metrics)
+            write_json(out_dir / "screenplay.json", {"title_page": sp.title_page, "source": script_path.name})
+            step["name"] = "swapping the products in"
+    except EchoScriptError as exc:
+        raise type(exc)(f"{script_path.name}: scoring failed while {_where(step)} ({exc}); {final_dir} was left "
+                        f"as it was") from None
+    except (RuntimeError, ValueError, OSError, KeyError, IndexError, MemoryError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise StageError(f"{script_path.name}: scoring failed while {_where(step)} ({type(exc).__name__}: "
+                         f"{reason}); {final_dir} was left as it was") from exc
+    out_dir = final_dir
+    scores = {k: final_dir / Path(v).relative_to(v.parents[1]) for k, v in scores.items()}
     return ScoringResult(screenplay=sp, cues=cues, timings=timings, cue_sheet=sheet, scenes=scenes_df,
                          relevance=relevance, plan=models_plan, scores=scores, out_dir=out_dir, metrics=metrics)
+
+
+def _reusable(rel: Path) -> bool:
+    """Earlier cues (``<model>/cue*.wav`` and their sidecars) are reused when their content key still matches."""
+    return len(rel.parts) == 2 and rel.name.startswith("cue") and rel.suffix in (".wav", ".json")
+
+
+def _is_score_folder(folder: Path) -> bool:
+    """An earlier score's folder (which a rerun may replace), not someone's other files."""
+    return (folder / "cue_sheet.csv").is_file() or (folder / "metrics.json").is_file()
+
+
+def _where(step: dict[str, Any]) -> str:
+    return step["name"] + (f" (scene {step['scene']}, {step['model']})" if step.get("scene") is not None else "")
 
 
 def _cue_jobs(cues: list[CuePlan], timings: list[CueTiming]) -> list[dict[str, Any]]:
@@ -181,12 +221,14 @@ def _cue_jobs(cues: list[CuePlan], timings: list[CueTiming]) -> list[dict[str, A
         c = by_scene[t.scene]
         jobs.append({"scene": t.scene, "heading": c.heading, "prompt": c.prompt, "mood": c.mood,
                      "intensity": c.intensity, "bpm": c.bpm, "instruments": c.instruments, "genre": c.genre,
-                     "key": c.key, "direction": c.direction, "planner": c.planner, **t.as_dict()})
+                     "key": c.key, "direction": c.direction, "planner": c.planner,
+                     "planner_confidence": c.confidence, **t.as_dict()})
     return jobs
 
 
 def _generate(cfg, models_plan: dict[str, str], melody_ref: str | None, jobs: list[dict[str, Any]], *,
-              out_dir: Path, script_hash: str, progress: bool) -> tuple[dict[str, str], list[dict[str, Any]], Any]:
+              out_dir: Path, script_hash: str, progress: bool,
+              step: dict[str, Any] | None = None) -> tuple[dict[str, str], list[dict[str, Any]], Any]:
     """Every job with every model and seed, then with the leitmotif model when it is on.
 
     Returns ``(models_plan, rows, leitmotif)``: the plan with the leitmotif label added when it ran, one row per
@@ -197,13 +239,17 @@ def _generate(cfg, models_plan: dict[str, str], melody_ref: str | None, jobs: li
     if s.leitmotif and jobs:
         theme, leitmotif = leitmotif_chroma(cfg, out_dir)
     rows = []
+    step = step if step is not None else {}
     for label, ref in models_plan.items():
+        step["model"] = label
         rows += generate_cues(cfg, label, ref, jobs, out_dir=out_dir, seeds=list(s.seeds), script=script_hash,
-                              progress=progress)
+                              progress=progress, step=step)
     if s.leitmotif:
         models_plan = {**models_plan, LEITMOTIF_LABEL: melody_ref}
+        step["model"] = LEITMOTIF_LABEL
         rows += generate_cues(cfg, LEITMOTIF_LABEL, melody_ref, jobs, out_dir=out_dir, seeds=list(s.seeds),
-                              theme=theme, leitmotif=leitmotif, script=script_hash, progress=progress)
+                              theme=theme, leitmotif=leitmotif, script=script_hash, progress=progress, step=step)
+    step["scene"] = None
     return models_plan, rows, leitmotif
 
 
