@@ -244,6 +244,7 @@ class ScoringSection(_Section):
     min_scene_s: float = Field(0.0, ge=0)  # no scene is timed shorter than this
     planner: Literal["auto", "offline", "openai", "local"] = "auto"  # auto: openai with OPENAI_API_KEY, else offline
     local_model: str = "Qwen/Qwen2.5-1.5B-Instruct"  # planner local: an instruction model (hub id, folder, tiny-instruct)
+    labelled_screenplays: Path | None = None  # folder of the labelled real screenplays; None → $ECHOSCRIPT_SCREENPLAYS
     llm_model: str | None = None  # chat model for the openai planner; None → annotation.prompts.model
     llm_temperature: float = Field(0.2, ge=0)
     llm_batch_size: int = Field(8, ge=1)  # scenes per request

@@ -10,6 +10,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 for _k in ("OPENAI_API_KEY",):
     os.environ.pop(_k, None)
+# The real screenplays beside the checkout (as CI lays them out): the planner is measured on their labelled scenes.
+_SHARED_SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
+                               "screenplays")
+if os.path.isfile(os.path.join(_SHARED_SCRIPTS, "MANIFEST.tsv")):
+    os.environ.setdefault("ECHOSCRIPT_SCREENPLAYS", os.path.normpath(_SHARED_SCRIPTS))
 
 import pytest  # noqa: E402
 

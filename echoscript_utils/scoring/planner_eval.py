@@ -26,7 +26,10 @@ import numpy as np
 from ..errors import InputError
 from ..taxonomy import MOODS
 
-__all__ = ["label_agreement", "labelled_scenes", "load_scene_labels", "normalise_heading", "planner_scores"]
+#: Environment variable naming a folder with the labelled screenplays (the shared corpus, and others fetched).
+SCREENPLAYS_ENV = "ECHOSCRIPT_SCREENPLAYS"
+
+__all__ = ["SCREENPLAYS_ENV", "evaluate_planner", "label_agreement", "labelled_scenes", "load_scene_labels", "normalise_heading", "planner_scores"]
 
 
 def load_scene_labels():

@@ -133,9 +133,8 @@ def feature_names() -> list[str]:
 
 
 def scene_features(heading: str, action: str, dialogue: str = "") -> tuple[np.ndarray, int]:
-    """Features of one scene ``[F]`` (order of :func:`feature_names`) and its evidence: the number of its words
-    that the lexicons (Empath's categories, VADER's valence list) know. A scene with none is one the planner cannot
-    read."""
+    """Features of one scene ``[F]`` (order of :func:`feature_names`) and its evidence: how many Empath categories
+    and VADER valence words its action and dialogue hit. A scene with none is one the planner cannot read."""
     wl = _wordllama()
     moods, arousal = _prototypes()
     texts = {"action": action, "dialogue": dialogue, "heading": heading}
@@ -157,10 +156,11 @@ def scene_features(heading: str, action: str, dialogue: str = "") -> tuple[np.nd
         total += w * len(_WORD.findall(text))
         for m in _MOODS:
             shares[m] += w * sum(counts.get(c, 0.0) for c in EMPATH_GROUPS[m])
-        hits += int(sum(1 for v in counts.values() if v))
+        if text is not heading:  # evidence is what the scene's action and dialogue say, not its place
+            hits += int(sum(1 for v in counts.values() if v))
     vec += [shares[m] / max(total, 1.0) for m in _MOODS]
     lexicon = _vader().lexicon
-    hits += sum(1 for w in _WORD.findall(f"{heading} {action} {dialogue}".lower()) if w in lexicon)
+    hits += sum(1 for w in _WORD.findall(f"{action} {dialogue}".lower()) if w in lexicon)
     for text in (action, dialogue):
         s = _vader().polarity_scores(text) if text.strip() else {"compound": 0.0, "pos": 0.0, "neg": 0.0}
         vec += [s["compound"], s["pos"], s["neg"]]

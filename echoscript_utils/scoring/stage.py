@@ -23,11 +23,12 @@ from ..prompts import resolve_provider
 from .generate import LEITMOTIF_LABEL, generate_cues, leitmotif_chroma, scoring_models
 from .parse import Screenplay, read_script, scenes_table
 from .plan import CuePlan, load_labelled_scenes, plan_cues, planner_accuracy
+from .planner_eval import SCREENPLAYS_ENV, evaluate_planner
 from .relevance import score_relevance
 from .timeline import CueTiming, assemble_score, cue_timings, write_players
 
-__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_script", "plan_screenplay", "read_screenplay", "run",
-           "score"]
+__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_script", "labelled_screenplays", "plan_screenplay",
+           "planner_report", "read_screenplay", "run", "score"]
 
 #: The cue sheet's columns (the first nine are the contract).
 CUE_SHEET_COLUMNS = ["scene", "heading", "start_s", "duration_s", "mood", "intensity", "bpm", "prompt", "file",
@@ -305,13 +306,35 @@ def _write_sheets(sp: Screenplay, sheet: pd.DataFrame, plan_df: pd.DataFrame, ou
     return scenes_df
 
 
+def labelled_screenplays(cfg) -> Path | None:
+    """Where the labelled real screenplays are: ``scoring.labelled_screenplays``, else ``$ECHOSCRIPT_SCREENPLAYS``."""
+    folder = cfg.scoring.labelled_screenplays or os.environ.get(SCREENPLAYS_ENV)
+    return Path(folder) if folder and Path(folder).is_dir() else None
+
+
+def planner_report(cfg) -> dict[str, Any]:
+    """The offline planner measured on the independently labelled real scenes of the test split (when their scripts
+    are at hand, see :func:`labelled_screenplays`), with the cross-validated figure recorded when it was fitted and
+    its accuracy on the project's own hand-written scenes."""
+    from .scene_model import load_scene_model
+
+    out: dict[str, Any] = {"fit": load_scene_model().spec["fit"]}
+    folder = labelled_screenplays(cfg)
+    if folder is not None:
+        scores, _ = evaluate_planner(folder, split="test", seed=cfg.seed)
+        out["real_test"] = {k: v for k, v in scores.items() if k != "confusion"}
+        out["real_test"]["confusion"] = scores["confusion"]
+    own = load_labelled_scenes()
+    acc = planner_accuracy(own[own["split"] == "test"], seed=cfg.seed)
+    out["own_scenes_test"] = {k: v for k, v in acc.items() if k != "confusion"}
+    return out
+
+
 def run(cfg, *, progress: bool = True) -> ScoringResult:
     """The 08_scoring stage: ``scoring.script`` (or the demo screenplay) scored into ``<run>/08_scoring/``; its
-    ``metrics.json`` also records the offline planner's accuracy on the held-out labelled scenes."""
+    ``metrics.json`` also records the offline planner's accuracy (:func:`planner_report`)."""
 
     result = score(None, cfg, output_dir=cfg.paths.scoring, progress=progress)
-    labelled = load_labelled_scenes()
-    acc = planner_accuracy(labelled[labelled["split"] == "test"], seed=cfg.seed)
-    result.metrics["planner_accuracy"] = {k: v for k, v in acc.items() if k != "confusion"}
+    result.metrics["planner_accuracy"] = planner_report(cfg)
     write_metrics(cfg.paths.scoring, result.metrics)
     return result
