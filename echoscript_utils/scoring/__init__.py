@@ -13,13 +13,25 @@ boundaries (:mod:`.timeline`). Products under ``DIR``:
 - ``relevance.csv``: CLAP relevance of each cue to its own scene text vs the other scenes', with intervals;
 - ``metrics.json``.
 
-A bad script (missing, empty, binary, not UTF-8, no scene) raises :class:`~echoscript_utils.errors.InputError`
-before anything is written.
+A bad script (missing, empty, binary, not UTF-8, no scene; for the offline planner, not in Latin letters) raises
+:class:`~echoscript_utils.errors.InputError` before anything is written. Everything after planning is written into
+a staging folder beside ``DIR`` and swapped in at the end; a failure names the step (and the scene) in one line and
+leaves ``DIR`` as it was: a complete earlier product set, or nothing.
 """
 
 from __future__ import annotations
 
-from .stage import CUE_SHEET_COLUMNS, ScoringResult, demo_script, plan_screenplay, read_screenplay, run, score
+from .stage import (
+    CUE_SHEET_COLUMNS,
+    ScoringResult,
+    demo_script,
+    labelled_screenplays,
+    plan_screenplay,
+    planner_report,
+    read_screenplay,
+    run,
+    score,
+)
 
-__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_script", "plan_screenplay", "read_screenplay", "run",
-           "score"]
+__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_script", "labelled_screenplays", "plan_screenplay",
+           "planner_report", "read_screenplay", "run", "score"]
