@@ -119,3 +119,24 @@ def test_a_non_causal_model_is_refused(tmp_path):
     folder = resolve_model("tiny-clap", cache_dir=tmp_path)
     with pytest.raises(ModelNotFoundError, match="not a causal language model"):
         load_instruct(folder, cache_dir=tmp_path)
+
+
+def test_score_command_with_the_local_planner(tmp_path, cache, capsys):
+    """``echoscript score`` end to end with ``scoring.planner: local`` and the tiny random instruction model."""
+    import pandas as pd
+
+    from echoscript_utils.cli import main
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    script = tmp_path / "s.fountain"
+    script.write_text("INT. KITCHEN - DAY\n\nAnna pours tea.\n\nEXT. STREET - NIGHT\n\nSirens. Ben runs!\n")
+    out = tmp_path / "scored"
+    sets = ["--set", f"run.cache_dir={cache}", "--set", "scoring.planner=local", "--set",
+            "scoring.local_model=tiny-instruct", "--set", "scoring.leitmotif=false", "--set",
+            "scoring.max_cue_s=0.4", "--set", "scoring.window_s=1", "--set", "scoring.relevance=false",
+            "--set", f"run.output_root={tmp_path / 'runs'}"]
+    assert main(["score", str(script), "--params", str(repo / "params" / "demo.yaml"), "--output", str(out),
+                 *sets]) == 0
+    sheet = pd.read_csv(out / "cue_sheet.csv")
+    assert list(sheet["scene"]) == [1, 2] and set(sheet["planner"]) == {"local:tiny-instruct"}
+    assert sheet["planner_confidence"].between(0.25, 1).all() and set(sheet["mood"]) <= set(MOODS)

@@ -28,15 +28,7 @@ from echoscript_utils.taxonomy import MOODS
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _screenplays() -> Path | None:
-    env = os.environ.get(SCREENPLAYS_ENV)
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "screenplays"]:
-        if (cand / "MANIFEST.tsv").is_file():
-            return cand
-    return None
-
-
-SHARED = _screenplays()
+SHARED = Path(os.environ[SCREENPLAYS_ENV]) if os.environ.get(SCREENPLAYS_ENV) else None  # set by conftest
 needs_shared = pytest.mark.skipif(SHARED is None, reason="the shared screenplay corpus (../shared/screenplays or "
                                                          f"${SCREENPLAYS_ENV}) is not beside this checkout")
 

@@ -54,6 +54,7 @@ __all__ = [
     "load_labelled_scenes",
     "offline_cue",
     "offline_plan",
+    "finish_cues",
     "openai_plan",
     "plan_cues",
     "planner_accuracy",
@@ -334,12 +335,15 @@ def plan_cues(scenes: Sequence[Any], *, planner: str = "offline", spotting: str 
         cues = offline_plan(scenes)
     elif planner == "openai":
         cues = openai_plan(scenes, progress=progress, **(llm or {}))
-    elif planner == "local":
-        from .local_plan import local_plan
-
-        cues = local_plan(scenes, progress=progress, **(llm or {}))
     else:
-        raise ConfigError(f"scoring.planner must be auto, offline, openai or local, got {planner!r}")
+        raise ConfigError(f"plan_cues takes planner offline or openai, got {planner!r} (the local planner is "
+                          f"scoring.local_plan.local_plan; finish its cues with finish_cues)")
+    return finish_cues(cues, scenes, spotting=spotting, min_intensity=min_intensity)
+
+
+def finish_cues(cues: Sequence[CuePlan], scenes: Sequence[Any], *, spotting: str = "all",
+                min_intensity: float = 0.0) -> list[CuePlan]:
+    """Compose each planned cue's MusicGen caption from its scene and apply the spotting rule (any planner)."""
     for cue, s in zip(cues, scenes):
         cue.prompt = _caption(cue, s)
     return spot(cues, spotting=spotting, min_intensity=min_intensity)

@@ -21,8 +21,9 @@ from ..plots import save_figure
 from ..plots import scoring as splots
 from ..prompts import resolve_provider
 from .generate import LEITMOTIF_LABEL, generate_cues, leitmotif_chroma, scoring_models
+from .local_plan import local_plan
 from .parse import Screenplay, read_script, scenes_table
-from .plan import CuePlan, load_labelled_scenes, plan_cues, planner_accuracy
+from .plan import CuePlan, finish_cues, load_labelled_scenes, plan_cues, planner_accuracy
 from .planner_eval import SCREENPLAYS_ENV, evaluate_planner
 from .relevance import score_relevance
 from .timeline import CueTiming, assemble_score, cue_timings, write_players
@@ -90,12 +91,12 @@ def plan_screenplay(cfg, screenplay: Screenplay, *, progress: bool = True) -> li
     s, p = cfg.scoring, cfg.annotation.prompts
     planner = s.planner if s.planner == "local" else resolve_provider(s.planner)
     if planner == "local":
-        llm = {"model": s.local_model, "cache_dir": cfg.paths.cache, "device": resolve_device(cfg.run.device),
-               "seed": cfg.seed}
-    else:
-        llm = {"model": s.llm_model or p.model, "temperature": s.llm_temperature, "seed": cfg.seed,
-               "cache_dir": cfg.paths.cache, "base_url": p.base_url, "timeout_s": p.timeout_s,
-               "max_retries": p.max_retries, "backoff_s": p.backoff_s, "batch_size": s.llm_batch_size}
+        cues = local_plan(screenplay.scenes, model=s.local_model, cache_dir=cfg.paths.cache,
+                          device=resolve_device(cfg.run.device), seed=cfg.seed, progress=progress)
+        return finish_cues(cues, screenplay.scenes, spotting=s.spotting, min_intensity=s.spot_min_intensity)
+    llm = {"model": s.llm_model or p.model, "temperature": s.llm_temperature, "seed": cfg.seed,
+           "cache_dir": cfg.paths.cache, "base_url": p.base_url, "timeout_s": p.timeout_s,
+           "max_retries": p.max_retries, "backoff_s": p.backoff_s, "batch_size": s.llm_batch_size}
     return plan_cues(screenplay.scenes, planner=planner, spotting=s.spotting, min_intensity=s.spot_min_intensity,
                      llm=llm, progress=progress)
 
