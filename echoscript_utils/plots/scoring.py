@@ -17,12 +17,14 @@ def timeline(scenes: pd.DataFrame, *, ax=None, label_scenes: bool = True):
     cue (``spotted`` false) are hatched outlines.
 
     ``scenes`` needs ``scene, start_s, duration_s, mood, intensity`` (``spotted`` optional), e.g.
-    ``ScoringResult.scenes``.
+    ``ScoringResult.scenes``. With ``label_scenes``, each scene wide enough to hold its number is numbered.
     """
     from matplotlib.patches import Patch
 
     ax = get_ax(ax, figsize=(8.0, 3.2))
     spotted = scenes["spotted"] if "spotted" in scenes else pd.Series(True, index=scenes.index)
+    span = float((scenes["start_s"] + scenes["duration_s"]).max()) if len(scenes) else 1.0
+    min_label_s = span / 70  # a number needs about 1/70 of the axis: narrower scenes (a feature's) go unlabelled
     for rec, on in zip(scenes.to_dict("records"), spotted):
         color = MOOD_COLORS.get(rec["mood"], "#777")
         ax.bar(rec["start_s"], rec["intensity"], width=rec["duration_s"], align="edge",
@@ -30,7 +32,7 @@ def timeline(scenes: pd.DataFrame, *, ax=None, label_scenes: bool = True):
                hatch=None if on else "//")
         ax.bar(rec["start_s"], 0.06, bottom=-0.08, width=rec["duration_s"], align="edge", color=color,
                edgecolor="white", linewidth=0.8)  # the mood band under every scene
-        if label_scenes:
+        if label_scenes and rec["duration_s"] >= min_label_s * len(str(rec["scene"])) / 2:
             ax.text(rec["start_s"] + rec["duration_s"] / 2, min(rec["intensity"] + 0.03, 1.02), str(rec["scene"]),
                     ha="center", va="bottom", fontsize=8)
     end = float((scenes["start_s"] + scenes["duration_s"]).max()) if len(scenes) else 1.0
