@@ -23,7 +23,9 @@ two parameters decide what happens:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,6 +119,28 @@ def _as_2d(wav: np.ndarray) -> np.ndarray:
     return wav
 
 
+@contextlib.contextmanager
+def _decoder_notes_muted():
+    """Mute file descriptor 2 while libsndfile decodes: its MP3 decoder (libmpg123) prints resync notes
+    ("Note: Illegal Audio-MPEG-Header … Trying to resync …") straight to it, for files it then decodes
+    correctly. They are not errors (libsndfile reports those through its return codes, which become
+    InputErrors here), and libsndfile offers no switch for them."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (a detached process): nothing to mute
+        yield
+        return
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def load(path: str | os.PathLike, *, sr: int | None = None, mono: bool = False) -> tuple[np.ndarray, int]:
     """Decode an audio file to float32 ``[C, T]``.
 
@@ -137,7 +161,8 @@ def load(path: str | os.PathLike, *, sr: int | None = None, mono: bool = False) 
     if not p.is_file():
         raise InputError(f"{p}: no such audio file")
     try:
-        data, file_sr = sf.read(str(p), dtype="float32", always_2d=True)
+        with _decoder_notes_muted():
+            data, file_sr = sf.read(str(p), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         raise InputError(f"{p}: cannot decode audio ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     wav = np.ascontiguousarray(data.T)
@@ -498,7 +523,7 @@ def info(path: str | os.PathLike) -> AudioInfo:
     if not p.is_file():
         raise InputError(f"{p}: no such audio file")
     try:
-        with sf.SoundFile(str(p)) as f:
+        with _decoder_notes_muted(), sf.SoundFile(str(p)) as f:
             return AudioInfo(f.samplerate, f.channels, f.frames, f.format, f.subtype, f.extra_info)
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -523,7 +548,8 @@ def stream(path: str | os.PathLike, *, sr: int | None = None, channels: int | No
 
     p = Path(path)
     try:
-        f = sf.SoundFile(str(p))
+        with _decoder_notes_muted():
+            f = sf.SoundFile(str(p))
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{p}: cannot decode audio ({msg})") from None
@@ -537,7 +563,8 @@ def stream(path: str | os.PathLike, *, sr: int | None = None, channels: int | No
         done = 0
         while True:
             try:
-                block = f.read(blocksize, dtype="float32", always_2d=True)
+                with _decoder_notes_muted():
+                    block = f.read(blocksize, dtype="float32", always_2d=True)
             except Exception as exc:
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise InputError(f"{p}: decoding failed after {done / sr_in:.1f} s ({msg or 'corrupt data'}); "

@@ -132,6 +132,17 @@ def notebook_setup(params_path: str | os.PathLike | None = None, *, overrides: d
     return cfg
 
 
+def kernel_config():
+    """Settings of the kernels that run the notebooks: they talk to papermill over Unix sockets (IPC transport,
+    in Jupyter's runtime folder), so no TCP port is opened for a local kernel and ipykernel has no reason to print
+    its warning about unencrypted TCP into every stage's log."""
+    from traitlets.config import Config as TraitletsConfig
+
+    c = TraitletsConfig()
+    c.KernelManager.transport = "ipc"
+    return c
+
+
 def _select_stages(available: dict[str, Path], stages, from_stage) -> list[str]:
     chosen = list(available)
     if stages:
@@ -202,6 +213,7 @@ def run_workbook(params: str | os.PathLike, *, stages=None, from_stage=None, red
             pm.execute_notebook(
                 str(available[stage]), str(out_nb), parameters=parameters, cwd=str(available[stage].parent),
                 kernel_name=kernel_name, progress_bar=False, log_output=False, report_mode=False,
+                config=kernel_config(),
             )
         except pm.PapermillExecutionError as exc:
             raise StageError(f"stage {stage} failed: {exc.ename}: {exc.evalue.splitlines()[0] if exc.evalue else ''} "

@@ -259,3 +259,25 @@ def test_model_input_is_the_channel_mean_resampled():
         audio.model_input(np.zeros((1, 2, 3), np.float32), SR, sr_out=SR, what="vggish embedding")
     with pytest.raises(InputError, match="empty"):
         audio.model_input(np.zeros((2, 0), np.float32), SR, sr_out=16000)
+
+
+def test_mp3_resync_notes_stay_out_of_the_log(tmp_path):
+    """libmpg123 prints "Note: … Trying to resync" to file descriptor 2 for a stream it then decodes fine; the
+    decoder calls mute it (the notes reached every curation log), and errors still raise."""
+    import subprocess
+    import sys
+
+    t = np.arange(SR * 4) / SR
+    sf.write(str(tmp_path / "clean.mp3"), 0.25 * np.stack([np.sin(2 * np.pi * 220 * t)] * 2, axis=1), SR)
+    data = (tmp_path / "clean.mp3").read_bytes()
+    (tmp_path / "gap.mp3").write_bytes(data[: len(data) // 2] + bytes(700) + data[len(data) // 2:])
+    code = ("import sys; from echoscript_utils import audio; p = sys.argv[1]\n"
+            "info = audio.info(p); n = sum(b.shape[1] for b in audio.stream(p)); wav, sr = audio.load(p)\n"
+            "assert n == wav.shape[1] == info.frames > 0, (n, wav.shape, info)\n"
+            "print('decoded', file=sys.stderr)\n")
+    raw = subprocess.run([sys.executable, "-c", "import soundfile as sf, sys; sf.read(sys.argv[1])",
+                          str(tmp_path / "gap.mp3")], capture_output=True, text=True, check=True)
+    assert "resync" in raw.stderr  # the file does make the decoder talk
+    ours = subprocess.run([sys.executable, "-c", code, str(tmp_path / "gap.mp3")], capture_output=True, text=True,
+                          check=True)
+    assert ours.stderr.strip() == "decoded"  # muted while decoding, and stderr works again afterwards
