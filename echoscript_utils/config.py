@@ -106,8 +106,9 @@ class PromptSection(_Section):
     temperature: float = Field(0.9, ge=0)
     base_url: str | None = None  # an OpenAI-compatible endpoint; None → the client's default
     timeout_s: float = 60.0
-    max_retries: int = Field(5, ge=0)  # retries after 429 / timeout / 5xx / malformed reply
-    backoff_s: float = Field(1.0, ge=0)  # first retry waits this long, doubling each time (max 60 s)
+    max_retries: int = Field(5, ge=0)  # retries after 429 / timeout / 5xx (the openai client's) / malformed reply
+    backoff_s: float = Field(1.0, ge=0)  # wait before asking again after a malformed reply, doubling (max 60 s);
+    #                                      429 / 5xx waits are the client's: Retry-After, else 0.5 s doubling
     batch_size: int = Field(20, ge=1)  # prompts asked for per request (one mood per request)
 
 

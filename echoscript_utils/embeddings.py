@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .artifacts import cached, ensure_dir, file_hash, text_hash
-from .audio import RESAMPLERS, load, resample, windows
+from .audio import RESAMPLERS, as_float, load, model_input, windows
 from .config import resolve_device
 from .errors import ConfigError, DependencyError, InputError
 from .fad import frechet_distance
@@ -54,15 +54,8 @@ __all__ = ["EMBEDDERS", "Embedder", "as_float_audio", "embed_files", "get_embedd
 _CACHE_VERSION = "v3"
 
 
-def as_float_audio(wav) -> np.ndarray:
-    """Any PCM array → float32 in [-1, 1]: integers are divided by their full scale, floats pass unchanged."""
-    x = np.asarray(wav)
-    if np.issubdtype(x.dtype, np.unsignedinteger):
-        half = float(np.iinfo(x.dtype).max + 1) / 2.0
-        return ((x.astype(np.float64) - half) / half).astype(np.float32)
-    if np.issubdtype(x.dtype, np.integer):
-        return (x.astype(np.float64) / float(-np.iinfo(x.dtype).min)).astype(np.float32)
-    return x.astype(np.float32, copy=False)
+#: Any PCM array → float32 in [-1, 1] (:func:`echoscript_utils.audio.as_float`).
+as_float_audio = as_float
 
 
 #: ``resampler="reference"``: each embedding resamples as the tool whose numbers it is compared with.
@@ -101,17 +94,9 @@ class Embedder(abc.ABC):
         self.resampler = choice
 
     def mono(self, wav, sr: int) -> np.ndarray:
-        """The model's input: float32 mono ``[T]`` at :attr:`sample_rate` (float, channels averaged, resampled)."""
-        x = as_float_audio(wav)
-        if x.ndim == 2:
-            x = x.mean(axis=0)
-        elif x.ndim != 1:
-            raise InputError(f"audio must be [T] or [C, T], got shape {x.shape}")
-        if int(sr) != self.sample_rate:
-            x = resample(x, int(sr), self.sample_rate, method=self.resampler)
-        if x.size == 0:
-            raise InputError("empty audio (0 samples)")
-        return np.ascontiguousarray(x, dtype=np.float32)
+        """The model's input: float32 mono ``[T]`` at :attr:`sample_rate` (:func:`echoscript_utils.audio.model_input`
+        with this embedding's resampler)."""
+        return model_input(wav, sr, sr_out=self.sample_rate, method=self.resampler, what=f"{self.name} embedding")
 
     def embed(self, wav, sr: int) -> np.ndarray:
         """Embed one clip: ``wav`` ``[T]`` or ``[C, T]`` at ``sr`` Hz → ``[N, D]`` float32 rows (frame level).

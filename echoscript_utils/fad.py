@@ -549,7 +549,7 @@ def fad_infinity(emb_ref, emb_gen, *, n_points: int = 8, min_n: int | None = Non
         repeats: subsets averaged per size (the full set is used once).
 
     Returns:
-        :class:`FADInfinity` with the fit points for :func:`echoscript_utils.plots.evaluation.plot_fad_infinity`.
+        :class:`FADInfinity` with the fit points for :func:`echoscript_utils.plots.evaluation.fad_infinity`.
     """
     import pandas as pd
 

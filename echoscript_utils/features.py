@@ -135,15 +135,15 @@ def estimate_tempo(onset_env: np.ndarray, *, sr: int = ANALYSIS_SR, hop_length: 
     return float(60.0 * fps / lag), float(np.clip(ac[k], 0.0, 1.0))
 
 
-def spectral_frames(y: np.ndarray, *, n_fft: int = N_FFT, hop_length: int = HOP) -> np.ndarray:
-    """Power spectrogram ``[1 + n_fft/2, frames]`` of mono ``y`` (periodic Hann window, frames centred with zero
-    padding: the same frames as ``librosa.stft(y, center=True)``, without its first-call JIT cost)."""
-    y = np.asarray(y, dtype=np.float32)
+def spectral_frames(wav: np.ndarray, *, n_fft: int = N_FFT, hop_length: int = HOP) -> np.ndarray:
+    """Power spectrogram ``[1 + n_fft/2, frames]`` of mono ``wav`` ``[T]`` (periodic Hann window, frames centred
+    with zero padding: the same frames as ``librosa.stft(wav, center=True)``, without its first-call JIT cost)."""
+    x = np.asarray(wav, dtype=np.float32)
     pad = n_fft // 2
-    y = np.pad(y, (pad, pad))
-    if y.size < n_fft:
-        y = np.pad(y, (0, n_fft - y.size))
-    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop_length]
+    x = np.pad(x, (pad, pad))
+    if x.size < n_fft:
+        x = np.pad(x, (0, n_fft - x.size))
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop_length]
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
     spec = scipy.fft.rfft(frames * window, axis=1)  # single precision, several times faster than numpy.fft
     return (spec.real ** 2 + spec.imag ** 2).astype(np.float32).T
@@ -184,10 +184,10 @@ def clip_features(wav: np.ndarray, sr: int, *, n_mfcc: int = N_MFCC, n_mels: int
     """
     import librosa
 
-    y = to_mono(wav)[0]
+    mono = to_mono(wav)[0]
     if sr != ANALYSIS_SR:
-        y = resample(y, sr, ANALYSIS_SR)
-    power = spectral_frames(y)
+        mono = resample(mono, sr, ANALYSIS_SR)
+    power = spectral_frames(mono)
     mel = _filters("mel", ANALYSIS_SR, N_FFT, n_mels) @ power
     mel_db = librosa.power_to_db(mel, ref=1.0, top_db=None)
     mel_db = np.maximum(mel_db, mel_db.max() - 80.0)
@@ -199,12 +199,12 @@ def clip_features(wav: np.ndarray, sr: int, *, n_mfcc: int = N_MFCC, n_mels: int
     onsets = librosa.onset.onset_detect(onset_envelope=onset_env, sr=ANALYSIS_SR, hop_length=HOP)
     # key from a long-window chroma (2.7 Hz bins resolve semitones down to the bass register), energy-weighted
     # so loud frames count more than near-silent ones
-    key_power = spectral_frames(y, n_fft=KEY_N_FFT, hop_length=KEY_N_FFT // 2)
+    key_power = spectral_frames(mono, n_fft=KEY_N_FFT, hop_length=KEY_N_FFT // 2)
     key, mode, key_conf = estimate_key((_filters("chroma", ANALYSIS_SR, KEY_N_FFT, 12) @ key_power).sum(axis=1))
     freqs = librosa.fft_frequencies(sr=ANALYSIS_SR, n_fft=N_FFT)
     total = power.sum(axis=0)
     centroid = float(np.sum(freqs[:, None] * power) / max(total.sum(), 1e-20))
-    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
+    rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) if mono.size else 0.0
     r4 = lambda a: [round(float(v), 4) for v in a]  # noqa: E731
     out: dict[str, Any] = {
         "bpm": None if bpm is None else round(bpm, 2),
@@ -219,7 +219,7 @@ def clip_features(wav: np.ndarray, sr: int, *, n_mfcc: int = N_MFCC, n_mels: int
         "chroma_std": r4(chroma.std(axis=1)),
         "spectral_centroid_hz": round(centroid, 2),
         "rms_db": round(20 * np.log10(rms), 3) if rms > 0 else None,
-        "onset_rate": round(len(onsets) / (y.size / ANALYSIS_SR), 4) if y.size else 0.0,
+        "onset_rate": round(len(onsets) / (mono.size / ANALYSIS_SR), 4) if mono.size else 0.0,
     }
     if return_frames:
         out["_frames"] = {"mel_db": mel_db, "chroma": chroma, "sr": ANALYSIS_SR, "hop_length": HOP}

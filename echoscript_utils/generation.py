@@ -15,7 +15,6 @@ on CPU for a given model, and the baseline and fine-tuned models are compared on
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,18 +24,17 @@ import numpy as np
 import pandas as pd
 
 from . import audio
-from .artifacts import ensure_dir, read_json, text_hash, write_json, write_metrics
+from .artifacts import ensure_dir, write_metrics
 from .captions import build_caption
-from .config import resolve_device
 from .dataset import load_metadata
 from .errors import InputError
 from .melody import chroma_from_audio, chroma_from_midi, demo_sketch, n_chroma_frames
-from .models import load_musicgen, model_identity, model_sample_rate, resolve_model
 from .musicgen_sampling import (
+    RenderJob,
     continue_long_form,
     corpus_loudness,
     generate_batch,
-    sidecar_matches,
+    render_files,
     standardise,
 )
 
@@ -164,67 +162,33 @@ def generate_for_model(cfg, label: str, ref: str, items: list[GenerationItem], *
                        melody_source: str | None = None) -> pd.DataFrame:
     """Generate every item × seed for one model into ``out_dir/<label>/``; skips files whose sidecar already
     records the same model identity, prompt, seed and settings. Returns one row per file."""
-    from tqdm.auto import tqdm
-
     g = cfg.generation
-    folder = ensure_dir(out_dir / label)
-    path = resolve_model(ref, cache_dir=cfg.paths.models, seed=cfg.seed)
-    identity = model_identity(path, seed=cfg.seed)
     settings = generation_settings(cfg)
-    jobs = []  # (seed, batch of items)
-    for seed in g.seeds:
-        for batch in _chunks(items, g.batch_size):
-            keys = [text_hash(identity, it.prompt, seed, settings, melody_source) for it in batch]
-            todo = not all(sidecar_matches(folder / f"{it.name}_s{seed}.json", k) for it, k in zip(batch, keys))
-            jobs.append((seed, batch, keys, todo))
-    model = processor = None
-    rows = []
-    bar = tqdm(total=sum(len(b) for _, b, _, _ in jobs), desc=f"generate {label}", disable=not progress,
-               leave=False)
-    for seed, batch, keys, todo in jobs:
-        if todo:
-            if model is None:
-                model, processor = load_musicgen(path, cache_dir=cfg.paths.models,
-                                                 device=resolve_device(cfg.run.device), seed=cfg.seed)
-            sr_model = model_sample_rate(model)
-            prompts = [it.prompt for it in batch]
-            window = min(g.duration_s, 30.0) if g.long_form_s else g.duration_s
-            gen_kwargs = dict(guidance_scale=g.guidance_scale, do_sample=g.do_sample, top_k=g.top_k, top_p=g.top_p,
-                              temperature=g.temperature)
-            batch_chroma = None if chroma is None else np.repeat(chroma[None], len(batch), axis=0)
-            t0 = time.perf_counter()
-            wavs = generate_batch(model, processor, prompts, seed=seed, duration_s=window, chroma=batch_chroma,
-                                  **gen_kwargs)
-            if g.long_form_s and g.long_form_s > window:
-                wavs = continue_long_form(model, processor, prompts, wavs, seed=seed, total_s=g.long_form_s,
-                                          window_s=window, context_s=g.continuation_context_s,
-                                          crossfade_s=g.crossfade_s, **gen_kwargs)
-            wall = (time.perf_counter() - t0) / len(batch)
-            for it, key, wav in zip(batch, keys, wavs):
-                std, loud = standardise(wav, sr_model, sample_rate=cfg.curation.sample_rate,
-                                        channels=cfg.curation.channels, target_lufs=settings["target_lufs"],
-                                        peak_db=cfg.curation.peak_limit_db, policy=settings["loudness_policy"],
-                                        max_limiting_db=settings["max_limiting_db"], return_record=True)
-                wav_path = folder / f"{it.name}_s{seed}.wav"
-                audio.write(wav_path, std, cfg.curation.sample_rate)
-                side = {
-                    "prompt": it.prompt, "scenario": it.scenario, "source": it.source, "seed": seed,
-                    "model": label, "model_id": ref, "checkpoint": identity, "settings": settings,
-                    "settings_hash": key, "melody": melody_source,
-                    "duration_s": std.shape[-1] / cfg.curation.sample_rate,
-                    "sample_rate": cfg.curation.sample_rate, "model_sample_rate": sr_model,
-                    "lufs": audio.loudness(std, cfg.curation.sample_rate), "peak_db": audio.peak_db(std),
-                    "loudness": loud.to_dict(),
-                    "wall_time_s": wall, "file": wav_path.name,
-                }
-                write_json(wav_path.with_suffix(".json"), side)
-        for it in batch:
-            side = read_json(folder / f"{it.name}_s{seed}.json")
-            rows.append({k: side.get(k) for k in ("model", "scenario", "seed", "file", "duration_s", "lufs",
-                                                  "wall_time_s", "prompt")} | {"generated": todo})
-        bar.update(len(batch))
-    bar.close()
-    return pd.DataFrame(rows)
+    window = min(g.duration_s, 30.0) if g.long_form_s else g.duration_s
+    gen_kwargs = dict(guidance_scale=g.guidance_scale, do_sample=g.do_sample, top_k=g.top_k, top_p=g.top_p,
+                      temperature=g.temperature)
+
+    def render(model, processor, job: RenderJob) -> np.ndarray:
+        batch_chroma = None if chroma is None else np.repeat(chroma[None], len(job.prompts), axis=0)
+        wavs = generate_batch(model, processor, job.prompts, seed=job.seed, duration_s=window, chroma=batch_chroma,
+                              **gen_kwargs)
+        if g.long_form_s and g.long_form_s > window:
+            wavs = continue_long_form(model, processor, job.prompts, wavs, seed=job.seed, total_s=g.long_form_s,
+                                      window_s=window, context_s=g.continuation_context_s,
+                                      crossfade_s=g.crossfade_s, **gen_kwargs)
+        return wavs
+
+    jobs = [RenderJob(prompts=[it.prompt for it in batch], seed=seed,
+                      stems=[f"{it.name}_s{seed}" for it in batch],
+                      key_parts=[(it.prompt, seed, settings, melody_source) for it in batch],
+                      records=[{"prompt": it.prompt, "scenario": it.scenario, "source": it.source, "seed": seed,
+                                "melody": melody_source} for it in batch])
+            for seed in g.seeds for batch in _chunks(items, g.batch_size)]
+    files = render_files(cfg, label, ref, jobs, out_dir=out_dir, settings=settings, render=render,
+                         desc=f"generate {label}", progress=progress)
+    return pd.DataFrame([{k: side.get(k) for k in ("model", "scenario", "seed", "file", "duration_s", "lufs",
+                                                   "wall_time_s", "prompt")} | {"generated": generated}
+                         for side, generated in files])
 
 
 # --------------------------------------------------------------------------------------------- sketch

@@ -1,6 +1,8 @@
 """MusicGen sampling shared by the stages that generate audio (05 generation, 08 scoring): one batch of prompts,
-long-form continuation past the model window, equal-power joins, the curated clips' output format, and the
-sidecar check that lets reruns skip finished files.
+long-form continuation past the model window, equal-power joins, the curated clips' output format, and the one
+rendering job (:func:`render_files`) that both stages run: resolve the model, take its identity, skip files whose
+sidecar records the same settings, load the model only when a file is missing, generate, standardise, and write
+each WAV with its JSON sidecar.
 
 Output loudness follows the curated clips' policy (:func:`corpus_loudness`): the same target — the one the
 curation stage chose and recorded when ``curation.target_lufs`` is ``auto`` — the same true-peak ceiling and
@@ -9,18 +11,30 @@ the same limiter.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import audio
-from .artifacts import read_json
+from .artifacts import ensure_dir, read_json, text_hash, write_json
+from .config import resolve_device
 from .errors import InputError
-from .models import frame_rate, model_sample_rate, text_token_limit
+from .models import (
+    frame_rate,
+    is_melody,
+    load_musicgen,
+    model_identity,
+    model_sample_rate,
+    resolve_model,
+    text_token_limit,
+)
 
-__all__ = ["continue_long_form", "corpus_loudness", "crossfade_concat", "fit_length", "generate_batch",
-           "sidecar_matches", "standardise"]
+__all__ = ["RenderJob", "continue_long_form", "corpus_loudness", "crossfade_concat", "fit_length", "generate_batch",
+           "render_files", "sidecar_matches", "standardise"]
 
 
 def corpus_loudness(cfg, *, require_corpus: bool = True) -> dict[str, Any]:
@@ -51,21 +65,21 @@ def corpus_loudness(cfg, *, require_corpus: bool = True) -> dict[str, Any]:
             "policy": c.loudness_policy, "max_limiting_db": c.max_limiting_db}
 
 
-def standardise(wav: np.ndarray, sr: int, *, sample_rate: int, channels: str = "mono",
+def standardise(wav: np.ndarray, sr: int, *, sr_out: int, channels: str = "mono",
                 target_lufs: float | None = -14.0, peak_db: float = -1.0, policy: str = "limit",
                 max_limiting_db: float = 6.0, return_record: bool = False):
-    """Bring model output ``[C, T]`` at ``sr`` to the curated clips' format: resample (soxr HQ) to
-    ``sample_rate``, mono or stereo, and the curated clips' loudness policy
+    """Bring model output ``[C, T]`` at ``sr`` Hz to the curated clips' format: resample (soxr HQ) to
+    ``sr_out`` Hz, mono or stereo, and the curated clips' loudness policy
     (:func:`echoscript_utils.audio.standardise_loudness`: ``target_lufs`` under a ``peak_db`` dBTP ceiling, with
     the true-peak limiter when ``policy="limit"``; :func:`corpus_loudness` gives a run's values).
 
     Returns:
-        float32 ``[C, T]`` at ``sample_rate``; with ``return_record=True`` also the
+        float32 ``[C, T]`` at ``sr_out``; with ``return_record=True`` also the
         :class:`~echoscript_utils.audio.LoudnessRecord`.
     """
-    x = audio.resample(np.asarray(wav, np.float32), sr, sample_rate)
+    x = audio.resample(np.asarray(wav, np.float32), sr, sr_out)
     x = audio.to_mono(x) if channels == "mono" else (x if x.shape[0] == 2 else np.repeat(audio.to_mono(x), 2, 0))
-    x, rec = audio.standardise_loudness(x, sample_rate, target_lufs=target_lufs, ceiling_dbtp=peak_db,
+    x, rec = audio.standardise_loudness(x, sr_out, target_lufs=target_lufs, ceiling_dbtp=peak_db,
                                         policy=policy, max_limiting_db=max_limiting_db)
     return (x, rec) if return_record else x
 
@@ -105,7 +119,6 @@ def generate_batch(model, processor, prompts: list[str], *, seed: int, duration_
 
     sr = model_sample_rate(model)
     n_tokens = int(np.ceil(duration_s * frame_rate(model))) + 4
-    is_melody = "Melody" in type(getattr(model, "get_base_model", lambda: model)()).__name__
     tokenizer = getattr(processor, "tokenizer", processor)
     # a prompt longer than the text encoder's limit is cut to it (512 tokens for t5-base and the tiny models)
     limit = text_token_limit(tokenizer, getattr(getattr(model, "config", None), "text_encoder", None))
@@ -117,7 +130,7 @@ def generate_batch(model, processor, prompts: list[str], *, seed: int, duration_
         inputs = tokenizer(list(prompts), padding=True, truncation=True, max_length=limit, return_tensors="pt")
     device = next(model.parameters()).device
     inputs = {k: v.to(device) for k, v in inputs.items()}
-    if is_melody and chroma is not None:
+    if chroma is not None and is_melody(model):
         inputs["input_features"] = torch.as_tensor(chroma, dtype=torch.float32, device=device)
     kwargs = dict(do_sample=do_sample, guidance_scale=guidance_scale, max_new_tokens=n_tokens)
     if do_sample:
@@ -154,10 +167,100 @@ def continue_long_form(model, processor, prompts: list[str], first: np.ndarray, 
 
 
 def sidecar_matches(path: Path, key: str) -> bool:
-    """True when ``path`` (a JSON sidecar) and its WAV exist and the sidecar records ``settings_hash == key``."""
+    """True when ``path`` (a JSON sidecar) and its WAV exist and the sidecar records ``settings_hash == key``;
+    an unreadable or damaged sidecar counts as missing (the file is rendered again)."""
     if not path.with_suffix(".wav").is_file() or not path.is_file():
         return False
     try:
-        return read_json(path).get("settings_hash") == key
-    except Exception:
+        side = read_json(path)
+    except (OSError, ValueError):  # unreadable, or not JSON (a ValueError): render the file again
         return False
+    return isinstance(side, dict) and side.get("settings_hash") == key
+
+
+# --------------------------------------------------------------------------------------------- rendering
+@dataclass
+class RenderJob:
+    """One sampling call and the files it makes.
+
+    Attributes:
+        prompts: ``B`` texts, one per file.
+        seed: the torch seed of the call.
+        stems: ``B`` file stems (``<stem>.wav`` + ``<stem>.json``).
+        key_parts: per file, what its skip key hashes besides the model identity (prompt, seed, settings …).
+        records: per file, what its sidecar records besides the fields every sidecar has.
+        length_s: cut the standardised audio to this many seconds (``None``: keep the rendered length).
+    """
+
+    prompts: list[str]
+    seed: int
+    stems: list[str]
+    key_parts: list[tuple]
+    records: list[dict[str, Any]]
+    length_s: float | None = None
+
+
+#: ``render(model, processor, job) -> [B, C, T]`` float audio at the model's rate, one row per file of ``job``.
+Renderer = Callable[[Any, Any, RenderJob], np.ndarray]
+
+
+def render_files(cfg, label: str, ref: str, jobs: list[RenderJob], *, out_dir: Path, settings: dict[str, Any],
+                 render: Renderer, duration_field: str = "duration_s", loudness_record: bool = True,
+                 desc: str | None = None, progress: bool = True) -> list[tuple[dict[str, Any], bool]]:
+    """Render every job's files for one model into ``out_dir/<label>/``; the one rendering job of stages 05 and 08.
+
+    The model reference is resolved and identified first (:func:`~echoscript_utils.models.model_identity`); a
+    job whose files all have a sidecar recording the same ``settings_hash`` (the identity hashed with the file's
+    ``key_parts``) is skipped, and the model is loaded (``run.device``) only when some job is not. Rendered audio
+    is brought to the curated clips' format (:func:`standardise`: ``curation.sample_rate``, ``curation.channels``,
+    ``curation.peak_limit_db``, and ``settings``' ``target_lufs``, ``loudness_policy``, ``max_limiting_db``),
+    cut to ``length_s`` when given, and written as a WAV with a JSON sidecar holding the job's record plus
+    ``model``, ``model_id``, ``checkpoint``, ``settings``, ``settings_hash``, ``duration_field`` (seconds of the
+    file), ``sample_rate``, ``model_sample_rate``, ``lufs``, ``peak_db``, ``wall_time_s`` (rendering seconds per
+    file), ``file`` and, with ``loudness_record``, ``loudness`` (:class:`~echoscript_utils.audio.LoudnessRecord`).
+
+    Returns:
+        One ``(sidecar as read back, rendered now)`` pair per file, in job order.
+    """
+    from tqdm.auto import tqdm
+
+    folder = ensure_dir(Path(out_dir) / label)
+    path = resolve_model(ref, cache_dir=cfg.paths.models, seed=cfg.seed)
+    identity = model_identity(path, seed=cfg.seed)
+    c = cfg.curation
+    sr_out = c.sample_rate
+    model = processor = None
+    out: list[tuple[dict[str, Any], bool]] = []
+    bar = tqdm(total=sum(len(j.stems) for j in jobs), desc=desc or label, disable=not progress, leave=False)
+    for job in jobs:
+        keys = [text_hash(identity, *parts) for parts in job.key_parts]
+        todo = not all(sidecar_matches(folder / f"{stem}.json", k) for stem, k in zip(job.stems, keys, strict=True))
+        if todo:
+            if model is None:
+                model, processor = load_musicgen(path, cache_dir=cfg.paths.models,
+                                                 device=resolve_device(cfg.run.device), seed=cfg.seed)
+            t0 = time.perf_counter()
+            wavs = render(model, processor, job)
+            wall = (time.perf_counter() - t0) / len(job.stems)
+            sr_model = model_sample_rate(model)
+            for stem, key, record, wav in zip(job.stems, keys, job.records, wavs, strict=True):
+                std, loud = standardise(wav, sr_model, sr_out=sr_out, channels=c.channels,
+                                        target_lufs=settings["target_lufs"], peak_db=c.peak_limit_db,
+                                        policy=settings["loudness_policy"],
+                                        max_limiting_db=settings["max_limiting_db"], return_record=True)
+                if job.length_s is not None:
+                    std = std[..., : int(round(float(job.length_s) * sr_out))]
+                wav_path = folder / f"{stem}.wav"
+                audio.write(wav_path, std, sr_out)
+                side = {**record, "model": label, "model_id": ref, "checkpoint": identity, "settings": settings,
+                        "settings_hash": key, duration_field: std.shape[-1] / sr_out, "sample_rate": sr_out,
+                        "model_sample_rate": sr_model, "lufs": audio.loudness(std, sr_out),
+                        "peak_db": audio.peak_db(std), "wall_time_s": wall, "file": wav_path.name}
+                if loudness_record:
+                    side["loudness"] = loud.to_dict()
+                write_json(wav_path.with_suffix(".json"), side)
+            del wavs
+        out.extend((read_json(folder / f"{stem}.json"), todo) for stem in job.stems)
+        bar.update(len(job.stems))
+    bar.close()
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,6 +135,18 @@ def notebook_setup(params_path: str | os.PathLike | None = None, *, overrides: d
     return cfg
 
 
+def kernel_config(socket_dir: str | os.PathLike):
+    """Settings of the kernels that run the notebooks: they talk to papermill over Unix sockets (IPC transport)
+    in ``socket_dir`` (a private temporary folder, never the notebooks' folder), so no TCP port is opened for a
+    local kernel and ipykernel has no reason to print its warning about unencrypted TCP into every stage's log."""
+    from traitlets.config import Config as TraitletsConfig
+
+    c = TraitletsConfig()
+    c.KernelManager.transport = "ipc"
+    c.KernelManager.ip = str(Path(socket_dir) / "kernel")
+    return c
+
+
 def _select_stages(available: dict[str, Path], stages, from_stage) -> list[str]:
     chosen = list(available)
     if stages:
@@ -201,10 +214,12 @@ def run_workbook(params: str | os.PathLike, *, stages=None, from_stage=None, red
         if stamp.exists():
             stamp.unlink()
         try:
-            pm.execute_notebook(
-                str(available[stage]), str(out_nb), parameters=parameters, cwd=str(available[stage].parent),
-                kernel_name=kernel_name, progress_bar=False, log_output=False, report_mode=False,
-            )
+            with tempfile.TemporaryDirectory(prefix="echoscript-kernel-") as sockets:
+                pm.execute_notebook(
+                    str(available[stage]), str(out_nb), parameters=parameters, cwd=str(available[stage].parent),
+                    kernel_name=kernel_name, progress_bar=False, log_output=False, report_mode=False,
+                    config=kernel_config(sockets),
+                )
         except pm.PapermillExecutionError as exc:
             raise StageError(f"stage {stage} failed: {exc.ename}: {exc.evalue.splitlines()[0] if exc.evalue else ''} "
                              f"— open the executed notebook {out_nb}") from None

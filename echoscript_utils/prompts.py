@@ -7,9 +7,10 @@ Two providers, chosen by ``annotation.prompts.provider``:
     generator: the same seed gives the same prompts on every machine, at no cost (:func:`offline_prompts`).
 ``openai``
     A chat model through the ``openai`` client asked for structured JSON (a JSON schema response format),
-    one request per batch of prompts of one mood (:func:`openai_prompts`). Every reply is cached on disk under
-    a hash of the request (model, temperature, seed, messages, schema), so a rerun makes no call; rate limits,
-    timeouts and server errors are retried with exponential backoff; an auth failure stops with one line.
+    one request per batch of prompts of one mood (:func:`openai_prompts`) through :class:`StructuredChat`. Every
+    reply is cached on disk under a hash of the request (model, temperature, seed, messages, schema), so a rerun
+    makes no call; rate limits, timeouts and server errors are retried by the openai client (honouring
+    ``Retry-After``), replies that miss the schema are asked for again; an auth failure stops with one line.
     The API key is read from ``OPENAI_API_KEY`` in the environment only and is never written anywhere (it is
     not part of the request hash, the cache or any message).
 ``auto``
@@ -37,10 +38,12 @@ from .taxonomy import INSTRUMENTS, MOODS, join_list, split_list
 __all__ = [
     "PROMPT_COLUMNS",
     "PROMPT_SCHEMA",
+    "StructuredChat",
     "diversity",
     "generate_prompts",
     "mood_counts",
     "offline_prompts",
+    "openai_client",
     "openai_prompts",
     "read_prompts",
     "resolve_provider",
@@ -296,14 +299,6 @@ def _parse_reply(content: str | None, *, mood: str, count: int) -> list[dict[str
     return rows[:count]
 
 
-def _retryable(exc: Exception) -> bool:
-    import openai
-
-    if isinstance(exc, openai.RateLimitError | openai.APITimeoutError | openai.APIConnectionError):
-        return True
-    return isinstance(exc, openai.APIStatusError) and getattr(exc, "status_code", 0) >= 500
-
-
 def openai_prompts(n: int = 170, *, model: str = "gpt-4o-mini", temperature: float = 0.9, seed: int = 1234,
                    cache_dir: str | os.PathLike, base_url: str | None = None, timeout_s: float = 60.0,
                    max_retries: int = 5, backoff_s: float = 1.0, batch_size: int = 20,
@@ -316,8 +311,10 @@ def openai_prompts(n: int = 170, *, model: str = "gpt-4o-mini", temperature: flo
         model, temperature, seed: sent with each request (and part of its cache key).
         cache_dir: replies are stored as ``<cache_dir>/prompts/<hash>.json``; a cached request is not sent.
         base_url: an OpenAI-compatible endpoint (None → the client's default).
-        max_retries: retries per request after a rate limit (429), timeout, connection error, 5xx or a reply
-            that is not valid JSON of the schema; waits ``backoff_s × 2^attempt`` seconds (at most 60 s).
+        max_retries, backoff_s, sleep: retries of each request (see :class:`StructuredChat`): the openai
+            client's own after a rate limit (429), timeout, connection error or 5xx, honouring ``Retry-After``;
+            ours, waiting ``backoff_s × 2^attempt`` seconds (at most 60 s) through ``sleep``, after a reply that is
+            not valid JSON of the schema.
         client: an ``openai.OpenAI`` instance to use instead of building one (its key is the caller's affair).
 
     Raises:
@@ -325,8 +322,10 @@ def openai_prompts(n: int = 170, *, model: str = "gpt-4o-mini", temperature: flo
         DependencyError: retries exhausted or the replies never matched the schema.
     """
     import pandas as pd
+    from tqdm.auto import tqdm
 
-    cache = Path(cache_dir) / "prompts"
+    chat = StructuredChat(Path(cache_dir) / "prompts", base_url=base_url, timeout_s=timeout_s,
+                          max_retries=max_retries, backoff_s=backoff_s, sleep=sleep, client=client)
     requests = []
     for mood, batch, count in _batches(n, batch_size):
         body = {"model": model, "temperature": temperature, "seed": seed + batch,
@@ -334,34 +333,30 @@ def openai_prompts(n: int = 170, *, model: str = "gpt-4o-mini", temperature: flo
                 "response_format": {"type": "json_schema",
                                     "json_schema": {"name": "scene_prompts", "strict": True,
                                                     "schema": PROMPT_SCHEMA}}}
-        requests.append((mood, count, body, cache / f"{text_hash(body, length=24)}.json"))
-
-    todo = [r for r in requests if not r[3].is_file()]
-    if todo and client is None:
-        client = _make_client(base_url=base_url, timeout_s=timeout_s)
-    from tqdm.auto import tqdm
-
+        requests.append((mood, count, body))
+    todo = any(not chat.is_cached(body) for _, _, body in requests)
     rows: list[dict[str, Any]] = []
-    for mood, count, body, path in tqdm(requests, desc="scene prompts", disable=not progress or not todo,
-                                        leave=False):
-        if path.is_file():
-            content = read_json(path)["content"]
-            parsed = _parse_reply(content, mood=mood, count=count)
-        else:
-            content, parsed = _request_with_retries(client, body, mood=mood, count=count,
-                                                    max_retries=max_retries, backoff_s=backoff_s, sleep=sleep)
-            write_json(path, {"model": model, "base_url": base_url, "request_hash": path.stem,
-                              "content": content})
-        rows.extend(parsed)
+    for mood, count, body in tqdm(requests, desc="scene prompts", disable=not progress or not todo, leave=False):
+        rows.extend(chat.ask(body, parse=lambda c, m=mood, k=count: _parse_reply(c, mood=m, count=k),
+                             what=f"the {mood} scene prompts"))
     df = pd.DataFrame(rows, columns=PROMPT_COLUMNS[1:-1])
     df["source"] = f"openai:{model}"
     df.insert(0, "prompt_id", [f"p{i:04d}" for i in range(len(df))])
     return df[PROMPT_COLUMNS]
 
 
-def _make_client(*, base_url: str | None, timeout_s: float, setting: str = "annotation.prompts.provider"):
-    """An ``openai.OpenAI`` client with the key from the environment (``setting`` names the parameter that chose
-    the openai path, for the error message)."""
+# ----------------------------------------------------------------------------------------- structured chat
+def openai_client(*, base_url: str | None = None, timeout_s: float = 60.0, max_retries: int = 5,
+                  setting: str = "annotation.prompts.provider"):
+    """An ``openai.OpenAI`` client with the key from the environment (never from a file).
+
+    Transport retries are the client's own: ``max_retries`` after a timeout, a connection error, 408, 409, 429
+    or 5xx, waiting as the server's ``Retry-After`` says, else 0.5 s doubling up to 8 s (with jitter).
+    ``setting`` names the parameter that chose the openai path, for the error message.
+
+    Raises:
+        ConfigError: ``OPENAI_API_KEY`` is not set.
+    """
     key = os.environ.get(API_KEY_ENV)
     if not key:
         raise ConfigError(f"{setting} is openai but {API_KEY_ENV} is not set in the environment; "
@@ -370,43 +365,97 @@ def _make_client(*, base_url: str | None, timeout_s: float, setting: str = "anno
         import openai
     except ImportError:  # pragma: no cover
         raise DependencyError("the openai package is not installed; pip install openai") from None
-    return openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout_s, max_retries=0)
+    return openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout_s, max_retries=max_retries)
 
 
-def _request_with_retries(client, body: dict, *, mood: str, count: int, max_retries: int, backoff_s: float,
-                          sleep: Callable[[float], None], parse: Callable[[str | None], Any] | None = None,
-                          what: str | None = None, setting: str = "annotation.prompts.provider") -> tuple[str, Any]:
-    """Send ``body`` until a reply parses; ``parse`` (default: the scene-prompt reply check) raises ``ValueError``
-    on an unusable reply. ``what`` and ``setting`` name the request and the provider parameter in errors."""
-    import openai
+class StructuredChat:
+    """Chat-completions requests with a JSON-schema reply, each answered once and cached on disk.
 
-    parse = parse or (lambda content: _parse_reply(content, mood=mood, count=count))
-    what = what or f"the {mood} scene prompts"
+    A request body's reply is stored as ``<cache_dir>/<hash of the body>.json`` (``model``, ``base_url``,
+    ``request_hash``, ``content``; never the key) and read from there on every later call. The client is built
+    on the first request that is not cached (:func:`openai_client`: key from the environment, the client's own
+    transport retries). A reply that ``parse`` rejects (``ValueError``) is asked for again, up to
+    ``max_retries`` times, waiting ``backoff_s × 2^attempt`` seconds (at most 60 s) through ``sleep``; a
+    rejected reply is never cached.
 
-    last = "no attempt"
-    for attempt in range(max_retries + 1):
-        if attempt:
-            sleep(min(backoff_s * 2 ** (attempt - 1), 60.0))
-        try:
-            resp = client.chat.completions.create(**body)
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise ConfigError(f"the OpenAI endpoint rejected the API key (HTTP {exc.status_code}); set a valid "
-                              f"{API_KEY_ENV} in the environment or use {setting}: offline") from None
-        except openai.APIError as exc:
-            if not _retryable(exc):
+    >>> chat = StructuredChat("cache/prompts", base_url=None)                  # doctest: +SKIP
+    >>> rows = chat.ask(body, parse=json.loads, what="the calm prompts")        # doctest: +SKIP
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike, *, base_url: str | None = None, timeout_s: float = 60.0,
+                 max_retries: int = 5, backoff_s: float = 1.0, sleep: Callable[[float], None] = time.sleep,
+                 client: Any = None, setting: str = "annotation.prompts.provider"):
+        self.cache_dir = Path(cache_dir)
+        self.base_url, self.timeout_s, self.max_retries = base_url, timeout_s, max_retries
+        self.backoff_s, self.sleep, self.setting = backoff_s, sleep, setting
+        self.client = client
+
+    def path(self, body: dict) -> Path:
+        """Where the reply to ``body`` is cached."""
+        return self.cache_dir / f"{text_hash(body, length=24)}.json"
+
+    def is_cached(self, body: dict) -> bool:
+        return self.path(body).is_file()
+
+    def ask(self, body: dict, *, parse: Callable[[str | None], Any], what: str) -> Any:
+        """``parse`` of the reply to ``body`` (from the cache, else from the server); ``what`` names the request
+        in errors.
+
+        Raises:
+            ConfigError: no key, or the server rejected it (401/403).
+            DependencyError: the transport retries ran out, the request was refused, or no reply parsed.
+        """
+        path = self.path(body)
+        if path.is_file():
+            return parse(read_json(path)["content"])
+        if self.client is None:
+            self.client = openai_client(base_url=self.base_url, timeout_s=self.timeout_s,
+                                        max_retries=self.max_retries, setting=self.setting)
+        content, parsed = self._send(body, parse=parse, what=what)
+        write_json(path, {"model": body["model"], "base_url": self.base_url, "request_hash": path.stem,
+                          "content": content})
+        return parsed
+
+    def _send(self, body: dict, *, parse: Callable[[str | None], Any], what: str) -> tuple[str, Any]:
+        import openai
+
+        tries = self.max_retries + 1
+        last = "no attempt"
+        for attempt in range(tries):
+            if attempt:
+                self.sleep(min(self.backoff_s * 2 ** (attempt - 1), 60.0))
+            try:
+                resp = self.client.chat.completions.create(**body)
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+                raise ConfigError(f"the OpenAI endpoint rejected the API key (HTTP {exc.status_code}); set a valid "
+                                  f"{API_KEY_ENV} in the environment or use {self.setting}: offline") from None
+            except openai.APIError as exc:
                 status = getattr(exc, "status_code", None)
+                if _retryable(exc):  # the client has already retried it max_retries times
+                    last = type(exc).__name__ + (f" HTTP {status}" if status else "")
+                    raise DependencyError(f"no usable reply for {what} after {tries} tries (last: {last}); rerun "
+                                          f"later (finished batches are cached) or use {self.setting}: "
+                                          "offline") from None
                 raise DependencyError(f"the OpenAI request failed (HTTP {status}, {type(exc).__name__}) for model "
                                       f"{body['model']!r}; check the model name and base_url") from None
-            last = f"{type(exc).__name__}" + (f" HTTP {exc.status_code}" if hasattr(exc, "status_code") else "")
-            continue
-        try:
-            content = resp.choices[0].message.content
-            return content, parse(content)
-        except (ValueError, AttributeError, IndexError, TypeError) as exc:
-            last = f"malformed reply ({str(exc)[:80]})"
-            continue
-    raise DependencyError(f"no usable reply for {what} after {max_retries + 1} tries "
-                          f"(last: {last}); rerun later (finished batches are cached) or use {setting}: offline")
+            try:
+                content = resp.choices[0].message.content
+                return content, parse(content)
+            except (ValueError, AttributeError, IndexError, TypeError) as exc:
+                last = f"malformed reply ({str(exc)[:80]})"
+        raise DependencyError(f"no usable reply for {what} after {tries} tries "
+                              f"(last: {last}); rerun later (finished batches are cached) or use {self.setting}: "
+                              "offline")
+
+
+def _retryable(exc: Exception) -> bool:
+    """The errors the openai client retries itself (timeouts, connection errors, 408, 409, 429, 5xx)."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
+        return True
+    status = getattr(exc, "status_code", 0) or 0
+    return isinstance(exc, openai.APIStatusError) and (status in (408, 409, 429) or status >= 500)
 
 
 # ----------------------------------------------------------------------------------------- entry point

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .artifacts import file_hash, text_hash
-from .audio import resample
+from .audio import model_input
 from .config import resolve_device
 from .errors import ConfigError, DependencyError, InputError
 from .models import musicnn
@@ -109,16 +109,9 @@ class Tagger(abc.ABC):
         """
 
     def _mono(self, wav: np.ndarray, sr: int) -> np.ndarray:
-        """``[C, T]`` / ``[T]`` at ``sr`` → mono float32 ``[T]`` at :attr:`sample_rate`."""
-
-        x = np.asarray(wav, dtype=np.float32)
-        if x.ndim == 2:
-            x = x.mean(axis=0)
-        if x.ndim != 1:
-            raise InputError(f"{self.name} tagger: expected audio shaped [C, T] or [T], got {x.shape}")
-        if sr != self.sample_rate:
-            x = resample(x, sr, self.sample_rate)
-        return np.ascontiguousarray(x, dtype=np.float32)
+        """``[C, T]`` / ``[T]`` at ``sr`` → mono float32 ``[T]`` at :attr:`sample_rate`
+        (:func:`echoscript_utils.audio.model_input`)."""
+        return model_input(wav, sr, sr_out=self.sample_rate, what=f"{self.name} tagger")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r})"

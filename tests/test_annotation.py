@@ -187,8 +187,8 @@ def test_a_corpus_without_ground_truth_still_annotates(run):
     assert result.accuracy.summary.empty and len(result.final) == 6
     from echoscript_utils.plots import annotation as aplots
 
-    aplots.plot_confusions(result.accuracy.confusion)
-    aplots.plot_label_f1(result.accuracy.per_label, field="moods")
+    aplots.confusions(result.accuracy.confusion)
+    aplots.label_f1(result.accuracy.per_label, field="moods")
 
 
 def test_overrides_are_validated_and_newest_wins(tmp_path):

@@ -309,6 +309,20 @@ def test_per_clip_contribution_flags_the_odd_clip(rng):
 
 
 # ------------------------------------------------------------------------------------------------ relevance
+@pytest.mark.parametrize("size,n_boot,confidence", [(2, 50, 0.95), (17, 1000, 0.95), (300, 400, 0.9)])
+def test_mean_ci_equals_the_percentile_bootstrap(size, n_boot, confidence):
+    """scipy.stats.bootstrap (percentile) draws the resamples as the hand-written bootstrap it replaced did
+    (``default_rng(seed).integers(0, N, (n_boot, N))``): the interval is the same to rounding."""
+    values = np.random.default_rng(size).standard_normal(size)
+    draws = np.random.default_rng(7).integers(0, size, size=(n_boot, size))
+    alpha = (1 - confidence) / 2
+    expected = np.quantile(values[draws].mean(axis=1), [alpha, 1 - alpha])
+    got = stats.mean_ci(values, n_boot=n_boot, confidence=confidence, seed=7)
+    assert got == pytest.approx(tuple(expected), abs=1e-12)
+    assert got == stats.mean_ci(values, n_boot=n_boot, confidence=confidence, seed=7)
+    assert np.isnan(stats.mean_ci(values[:1], n_boot=n_boot, confidence=confidence, seed=7)).all()
+
+
 def test_clap_score_and_interval(rng):
     text = rng.standard_normal((20, 8))
     audio = text + 0.1 * rng.standard_normal((20, 8))

@@ -152,7 +152,7 @@ def test_midi_sketch_conditions_the_melody_model(tmp_path, model_cache):
 def test_standardise_matches_curation_format():
     sr = 32000
     wav = (0.5 * np.sin(2 * np.pi * 220 * np.arange(sr * 2) / sr))[None].astype(np.float32)
-    out = generation.standardise(wav, sr, sample_rate=44100, channels="stereo", target_lufs=-14.0, peak_db=-1.0)
+    out = generation.standardise(wav, sr, sr_out=44100, channels="stereo", target_lufs=-14.0, peak_db=-1.0)
     assert out.shape == (2, 88200)
     assert audio.loudness(out, 44100) == pytest.approx(-14.0, abs=0.3) or audio.peak_db(out) <= -0.99
 
@@ -172,7 +172,7 @@ def test_standardise_uses_the_curated_loudness_policy(tmp_path, model_cache):
     sr = 32000
     wav = (0.1 * np.sin(2 * np.pi * 220 * np.arange(sr * 4) / sr))[None].astype(np.float32)
     wav[0, sr] = 0.99
-    out, rec = generation.standardise(wav, sr, sample_rate=44100, channels="mono", target_lufs=-19.0,
+    out, rec = generation.standardise(wav, sr, sr_out=44100, channels="mono", target_lufs=-19.0,
                                       peak_db=-1.0, return_record=True)
     assert audio.loudness(out, 44100) == pytest.approx(-19.0, abs=0.1)
     assert audio.true_peak_db(out, 44100) <= -1.0 + 1e-3 and rec.limiter_gain_reduction_db > 0

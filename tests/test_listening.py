@@ -741,3 +741,32 @@ def test_cli_pack_simulate_analyze(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "an" / "question_means.csv").is_file()
     assert main(["listening", "analyze", "--study", str(tmp_path / "sim"), "--output", str(tmp_path / "an2"),
                  "--baseline", "nosuch"]) == 2
+
+
+def test_plots_draw_in_the_workbook_style_without_changing_matplotlib_settings(tmp_path):
+    """Importing the plots changes no matplotlib setting (librosa.display does not either); the plot functions
+    draw in the workbook's style and leave the caller's settings as they were."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib as mpl; before = dict(mpl.rcParams)\n"
+            "import echoscript_utils.plots, echoscript_utils.plots.listening, echoscript_utils.listening\n"
+            "changed = [k for k in before if mpl.rcParams[k] != before[k]]\n"
+            "assert not changed, changed\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    import matplotlib as mpl
+    import matplotlib.pyplot as plt
+
+    from echoscript_utils.plots import STYLE, save_figure
+    from echoscript_utils.plots import listening as lplots
+
+    before = dict(mpl.rcParams)
+    dm = pd.DataFrame({"model": ["echoscript", "musicgen"] * 2, "dimension": ["MOS", "MOS", "REL", "REL"],
+                       "mean": [4.0, 3.5, 3.8, 3.1]})
+    ax = lplots.dimension_bars(dm, models=["echoscript", "musicgen"])
+    assert dict(mpl.rcParams) == before
+    assert not ax.spines["top"].get_visible() and ax.title.get_fontsize() == STYLE["axes.titlesize"]
+    assert tuple(ax.figure.get_size_inches()) == STYLE["figure.figsize"]
+    save_figure(ax, "bars", tmp_path)
+    assert dict(mpl.rcParams) == before and (tmp_path / "bars.pdf").is_file()
+    plt.close("all")

@@ -283,3 +283,19 @@ def test_dtype_and_attention_options(cache, paths, musicgen):
     assert half.dtype == torch.bfloat16 and half.decoder.config._attn_implementation == "sdpa"
     codes = models.encode_audio(half, torch.zeros(1, 1, 3200))  # float32 audio in, cast to the codec's dtype
     assert codes.shape == (1, 4, 5) and models.decode_codes(half, codes).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("melody", [False, True])
+def test_is_melody_sees_through_peft_and_ddp_wrappers(melody):
+    from peft import LoraConfig, get_peft_model
+
+    model, _ = models.build_tiny_musicgen(melody=melody)
+
+    class Wrapped(torch.nn.Module):  # the shape of DistributedDataParallel: the model under .module
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    lora = get_peft_model(models.build_tiny_musicgen(melody=melody)[0],
+                          LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    assert [models.is_melody(m) for m in (model, lora, Wrapped(model), Wrapped(lora))] == [melody] * 4

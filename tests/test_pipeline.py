@@ -107,3 +107,17 @@ def test_missing_music_folder_is_named_before_anything_runs(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "data.input_dir" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o" / "demo" / "notebooks" / "01_curation.ipynb").exists()
+
+
+def test_kernels_talk_over_private_sockets_without_a_tcp_warning(nbdir, tmp_path, capfd):
+    """The kernel's warning about unencrypted TCP reached the run log once per stage; kernels now use IPC sockets
+    in a temporary folder of their own (nothing is left beside the notebooks)."""
+    _write(nbdir, "01_curation", "import json\nimport ipykernel\n"
+                                 "info = json.load(open(ipykernel.get_connection_file()))\n"
+                                 "(cfg.paths.stage('01_curation') / 'extra.txt').write_text(info['transport'])\n"
+                                 "write_metrics(cfg.paths.stage('01_curation'), {'n': 1})\n")
+    out = tmp_path / "out"
+    pipeline.run_workbook(REPO / "params" / "demo.yaml", output_root=out, log=lambda *a: None)
+    assert (out / "demo" / "01_curation" / "extra.txt").read_text() == "ipc"
+    assert "without encryption" not in capfd.readouterr().err
+    assert sorted(p.name for p in nbdir.iterdir()) == ["01_curation.ipynb"]

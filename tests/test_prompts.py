@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -38,8 +39,9 @@ def good_reply(request: dict) -> tuple[int, dict]:
 class FakeOpenAI:
     """An OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1 that answers from a script.
 
-    ``script`` is a list of ``"ok"``, an HTTP status code, ``"malformed"`` or a callable; once it runs out,
-    every request gets ``default``. Every request is recorded with its headers and JSON body.
+    ``script`` is a list of ``"ok"``, an HTTP status code, ``"malformed"`` or a callable returning ``(status,
+    payload)`` or ``(status, payload, headers)``; once it runs out, every request gets ``default``. Every request
+    is recorded with its arrival time (``time.monotonic``), headers and JSON body.
     """
 
     def __init__(self, script=(), default="ok"):
@@ -55,14 +57,16 @@ class FakeOpenAI:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 fake.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                                      "body": body})
+                                      "body": body, "t": time.monotonic()})
                 step = fake.script.pop(0) if fake.script else fake.default
+                extra_headers = {}
                 if step == "ok":
                     status, payload = good_reply(body)
                 elif step == "malformed":
                     status, payload = _reply("{'prompts': [this is not json")
                 elif callable(step):
-                    status, payload = step(body)
+                    status, payload, *more = step(body)
+                    extra_headers = more[0] if more else {}
                 else:
                     status = int(step)
                     payload = {"error": {"message": "Incorrect API key provided: sk-te***a6" if status == 401
@@ -72,6 +76,8 @@ class FakeOpenAI:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
+                    for k, v in extra_headers.items():
+                        self.send_header(k, v)
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
@@ -151,7 +157,9 @@ def test_openai_retries_a_rate_limit_then_caches(tmp_path, planted_key):
     assert len(df) == 8 and df["mood"].value_counts().to_dict() == {m: 2 for m in MOODS}
     assert df["source"].eq("openai:fake-model").all()
     assert len(sent) == 6  # 4 batches + one 429 retry + one 503 retry
-    assert sleeps == [0.5, 0.5]  # first retry waits backoff_s
+    # transport retries are the openai client's own (it counts them in a header); backoff_s is not used for them
+    assert [r["headers"]["x-stainless-retry-count"] for r in sent] == ["0", "1", "0", "1", "0", "0"]
+    assert sleeps == []
     first = sent[0]
     assert first["path"] == "/v1/chat/completions"
     assert first["headers"]["authorization"] == f"Bearer {planted_key}"  # the key is sent, only as a header
@@ -171,17 +179,35 @@ def test_openai_backoff_doubles(tmp_path, planted_key):
     sleeps: list[float] = []
     with FakeOpenAI(script=[429, 500, 502, "ok"]) as server:
         _ask(server, tmp_path, n=1, sleeps=sleeps)
-    assert sleeps == [0.5, 1.0, 2.0]
+        t = [r["t"] for r in server.requests]
+    assert len(t) == 4 and sleeps == []
+    # the client's schedule: 0.5 s doubling, each wait shortened by at most 25 % of jitter
+    waits = [b - a for a, b in zip(t, t[1:])]
+    assert [w >= 0.75 * 0.5 * 2 ** k - 0.01 for k, w in enumerate(waits)] == [True] * 3, waits
+    assert waits[0] < waits[1] < waits[2], waits
+
+
+def test_openai_rate_limit_honours_retry_after(tmp_path, planted_key):
+    def limited(body):
+        return 429, {"error": {"message": "slow down", "type": "rate_limit", "code": None}}, {"Retry-After": "1.5"}
+
+    with FakeOpenAI(script=[limited], default="ok") as server:
+        df = _ask(server, tmp_path, n=1)
+        t = [r["t"] for r in server.requests]
+    assert len(df) == 1 and len(t) == 2
+    assert t[1] - t[0] >= 1.45  # the server's 1.5 s, not the client's own first wait (at most 0.5 s)
 
 
 def test_openai_malformed_reply_is_retried_then_reported(tmp_path, planted_key):
     with FakeOpenAI(script=["malformed", "ok"]) as server:
         df = _ask(server, tmp_path, n=4, batch_size=1)
     assert len(df) == 4
+    sleeps: list[float] = []
     with FakeOpenAI(default="malformed") as server:
         with pytest.raises(DependencyError) as err:
-            _ask(server, tmp_path / "other", n=4, batch_size=1, max_retries=2)
+            _ask(server, tmp_path / "other", n=4, batch_size=1, max_retries=2, sleeps=sleeps)
         assert len(server.requests) == 3
+    assert sleeps == [0.5, 1.0]  # asking again after a malformed reply: backoff_s, doubling
     msg = str(err.value)
     assert "malformed reply" in msg and "\n" not in msg and "offline" in msg
     assert not list((tmp_path / "other").rglob("*.json")), "a malformed reply must not be cached"
@@ -248,4 +274,5 @@ def test_openai_timeout_is_retried(tmp_path, planted_key):
         df = P.openai_prompts(1, model="fake-model", cache_dir=tmp_path, base_url=server.base_url, timeout_s=0.3,
                               backoff_s=0.25, sleep=sleeps.append, progress=False)
         assert len(server.requests) == 2
-    assert len(df) == 1 and sleeps == [0.25]
+        assert server.requests[1]["headers"]["x-stainless-retry-count"] == "1"  # retried by the client
+    assert len(df) == 1 and sleeps == []

@@ -15,7 +15,7 @@ import pytest
 
 from echoscript_utils import tagging
 from echoscript_utils.errors import ConfigError, DependencyError, InputError
-from echoscript_utils.models import hub, panns
+from echoscript_utils.models import hub, panns, vggish
 from echoscript_utils.tagging import FIELDS, VOCAB
 
 
@@ -154,6 +154,35 @@ def test_checkpoint_url_is_downloaded_once(tmp_path, file_server):
     again = hub.resolve_checkpoint(f"{url}/Cnn14_mAP%3D0.431.pth", source=panns.CHECKPOINT_SOURCE, cache_dir=cache, progress=False)
     assert again == got and again.stat().st_size == 7000
     assert [p.name for p in (cache / "panns").iterdir()] == ["Cnn14_mAP=0.431.pth"]
+
+
+def test_checkpoint_download_checks_the_published_hash(tmp_path, file_server):
+    """torchvggish-style names carry their sha256 prefix and a source may publish a full hash: a download that
+    does not match is refused and leaves nothing in the cache."""
+    import hashlib
+
+    root, url, _ = file_server
+    good = b"vggish weights" * 500
+    prefix = hashlib.sha256(good).hexdigest()[:8]
+    (root / f"vggish-{prefix}.pth").write_bytes(good)
+    (root / "vggish-deadbeef.pth").write_bytes(good)
+    cache = tmp_path / "cache"
+    src = vggish.WEIGHTS_SOURCE
+    got = hub.resolve_checkpoint(f"{url}/vggish-{prefix}.pth", source=src, cache_dir=cache, progress=False)
+    assert got.read_bytes() == good
+    with pytest.raises(DependencyError, match="sha256") as err:
+        hub.resolve_checkpoint(f"{url}/vggish-deadbeef.pth", source=src, cache_dir=cache, progress=False)
+    assert "\n" not in str(err.value) and "evaluation.vggish_weights" in str(err.value)
+    assert sorted(p.name for p in (cache / "vggish").iterdir()) == [f"vggish-{prefix}.pth"]
+    (root / "weights.pth").write_bytes(good)
+    published = hub.CheckpointSource("Demo", "demo.weights", "weights.pth", "weights.pth",
+                                     known_hash="sha256:" + hashlib.sha256(good).hexdigest())
+    assert hub.resolve_checkpoint(f"{url}/weights.pth", source=published, cache_dir=cache,
+                                  progress=False).read_bytes() == good
+    wrong = hub.CheckpointSource("Other", "demo.weights", "weights.pth", "weights.pth", known_hash="sha256:" + "0" * 64)
+    with pytest.raises(DependencyError, match="demo.weights"):
+        hub.resolve_checkpoint(f"{url}/weights.pth", source=wrong, cache_dir=cache, progress=False)
+    assert [p.name for p in (cache / "other").iterdir()] == []
 
 
 def test_checkpoint_download_offline_is_one_clear_line(tmp_path, file_server):

@@ -19,8 +19,7 @@ from ..artifacts import file_hash
 from ..captions import build_caption, caption_fields
 from ..dataset import genre_weights, load_metadata, real_duration
 from ..errors import InputError
-from ..models import frame_rate
-from ..models.hub import unwrap
+from ..models import frame_rate, is_melody
 from .token_cache import chroma_for_clips, encode_clips
 
 
@@ -191,10 +190,6 @@ def delay_pattern(codes, pad_id: int):
     for i in range(k):
         out[:, i, i : i + t] = codes[:, i]
     return out.transpose(1, 2).contiguous()
-
-
-def is_melody(model) -> bool:
-    return "melody" in unwrap(model).config.model_type
 
 
 @dataclass

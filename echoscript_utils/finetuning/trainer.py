@@ -76,11 +76,10 @@ from ..config import resolve_device
 from ..errors import ConfigError, InputError
 from ..melody import CHROMA_FRAME_RATE
 from ..models.hub import model_identity, unwrap
-from ..models.musicgen import load_musicgen
+from ..models.musicgen import is_melody, load_musicgen
 from .data import (
     BatchSpec,
     GenreSampler,
-    is_melody,
     load_training_clips,
     make_batch,
     model_inputs,

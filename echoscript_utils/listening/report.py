@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..artifacts import atomic_write_text, ensure_dir, write_json, write_table
 from ..plots import listening as lplots
-from ..plots import save_figure
+from ..plots import save_figure, styled
 from .analysis import ListeningResults, model_name
 
 __all__ = ["SIMULATED_LABEL", "make_figures", "make_tables", "metrics", "summary_text", "write_outputs"]
@@ -30,6 +30,7 @@ def _title(text: str, results: ListeningResults) -> str:
     return f"{text} — {SIMULATED_LABEL}" if results.simulated else text
 
 
+@styled
 def make_figures(results: ListeningResults) -> dict[str, plt.Figure]:
     """The figures by file name: ``07_fig1_mos_questions`` … ``07_fig5_rel_questions`` (the paper's five),
     ``07_question_intervals``, ``07_overall_intervals`` and ``07_paired_slopes``."""

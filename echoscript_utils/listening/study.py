@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +38,12 @@ __all__ = [
     "Study",
     "StudyProblem",
     "StudyValidationError",
+    "clip_problems",
     "default_questions",
     "load_study",
+    "parse_score",
+    "preference_problems",
+    "rating_problems",
     "validate_study",
 ]
 
@@ -227,13 +232,67 @@ def _check_missing(df: pd.DataFrame, lines: list[int], name: str, columns, chk: 
     return ok
 
 
-def _parse_score(text: str, *, low: int, high: int) -> tuple[int | None, str | None, str | None]:
+# --------------------------------------------------------------------------------------------- row rules
+#: One broken rule of a row: a stable ``code`` (e.g. ``score_out_of_range``) and a readable message.
+RowProblem = tuple[str, str]
+
+
+def parse_score(text: str, *, low: int = 1, high: int = 5) -> tuple[int | None, RowProblem | None]:
+    """A score cell → ``(int score, None)``, or ``(None, problem)`` when it is not an integer from ``low`` to
+    ``high`` (``"4"``, ``" 4 "``, ``"4.0"`` and ``"+4"`` are 4)."""
     if _INT_RE.match(text.strip()):
         value = int(float(text))
         if low <= value <= high:
-            return value, None, None
-        return None, "score_out_of_range", f"score {text!r} is outside the scale {low}-{high}"
-    return None, "non_integer_score", f"score {text!r} is not an integer from {low} to {high}"
+            return value, None
+        return None, ("score_out_of_range", f"score {text!r} is outside the scale {low}-{high}")
+    return None, ("non_integer_score", f"score {text!r} is not an integer from {low} to {high}")
+
+
+def clip_problems(clip: str, scenario: str, clip_scenario: Mapping[str, str], *,
+                  key_name: str = "key.csv") -> list[RowProblem]:
+    """A clip named under ``scenario`` must be in the answer key (``clip_scenario``: clip → scenario), under
+    that scenario."""
+    if clip not in clip_scenario:
+        return [("unknown_clip", f"clip {clip!r} is not in {key_name}")]
+    if clip_scenario[clip] != scenario:
+        return [("scenario_mismatch", f"clip {clip!r} belongs to scenario {clip_scenario[clip]!r} in {key_name}, "
+                                      f"not {scenario!r}")]
+    return []
+
+
+def rating_problems(clip: str, scenario: str, question: str, score: str, *,
+                    clip_scenario: Mapping[str, str] | None, questions: Collection[str], low: int = 1,
+                    high: int = 5, key_name: str = "key.csv") -> tuple[int | None, list[RowProblem]]:
+    """The rules of one rating, wherever it comes from (``responses.csv``, webMUSHRA's ``lms.csv``): an integer
+    score on the scale (:func:`parse_score`), a clip of the key under its own scenario (:func:`clip_problems`;
+    skipped when ``clip_scenario`` is None, i.e. the key could not be read), a known question.
+
+    Returns:
+        ``(score or None, problems)``.
+    """
+    value, bad_score = parse_score(score, low=low, high=high)
+    problems = [bad_score] if bad_score else []
+    if clip_scenario is not None:
+        problems += clip_problems(clip, scenario, clip_scenario, key_name=key_name)
+    if question not in questions:
+        problems.append(("unknown_question", f"question {question!r} is not one of {', '.join(questions)}"))
+    return value, problems
+
+
+def preference_problems(scenario: str, criterion: str, chosen_clip: str, *,
+                        clip_scenario: Mapping[str, str] | None, key_name: str = "key.csv") -> list[RowProblem]:
+    """The rules of one preference: criterion ``MOS`` or ``REL``, a scenario of the key, and a chosen clip of
+    that scenario (the key rules are skipped when ``clip_scenario`` is None)."""
+    problems = []
+    if criterion not in CRITERIA:
+        problems.append(("bad_criterion", f"criterion {criterion!r} must be MOS or REL"))
+    if clip_scenario is not None:
+        if scenario not in set(clip_scenario.values()):
+            problems.append(("unknown_scenario", f"scenario {scenario!r} is not in {key_name}"))
+        elif clip_scenario.get(chosen_clip) != scenario:
+            problems.append(("bad_chosen_clip", f"chosen_clip {chosen_clip!r} is not one of scenario {scenario!r}'s "
+                                                f"clips in {key_name}"))
+    return problems
 
 
 def _check_key(study_dir: Path, chk: _Checker) -> tuple[pd.DataFrame | None, dict[str, str], dict[str, str]]:
@@ -320,19 +379,12 @@ def _check_responses(study_dir: Path, chk: _Checker, *, has_key: bool, clip_scen
             if not ok[i]:
                 scores.append(None)
                 continue
-            value, code, msg = _parse_score(row["score"], low=low, high=high)
-            if code:
+            value, problems = rating_problems(row["clip"], row["scenario"], row["question"], row["score"],
+                                              clip_scenario=clip_scenario if has_key else None,
+                                              questions=list(question_dim), low=low, high=high)
+            for code, msg in problems:
                 chk.add("responses.csv", line, code, msg)
             scores.append(value)
-            if has_key and row["clip"] not in clip_scenario:
-                chk.add("responses.csv", line, "unknown_clip", f"clip {row['clip']!r} is not in key.csv")
-            elif has_key and clip_scenario[row["clip"]] != row["scenario"]:
-                chk.add("responses.csv", line, "scenario_mismatch",
-                        f"clip {row['clip']!r} belongs to scenario {clip_scenario[row['clip']]!r} in key.csv, "
-                        f"not {row['scenario']!r}")
-            if row["question"] not in question_dim:
-                chk.add("responses.csv", line, "unknown_question",
-                        f"question {row['question']!r} is not one of {', '.join(question_dim)}")
             _check_participant(chk, known_participants, "responses.csv", line, row["participant"])
             k = (row["participant"], row["clip"], row["question"])
             if k in first_seen:
@@ -349,7 +401,6 @@ def _check_preferences(study_dir: Path, chk: _Checker, *, has_key: bool, clip_sc
                        known_participants: set[str] | None) -> pd.DataFrame | None:
     """preferences.csv if present: criterion MOS or REL, a chosen clip of that scenario, known participants,
     one choice per (participant, scenario, criterion)."""
-    scenarios = set(clip_scenario.values())
     prefs, pref_lines = _load_table(study_dir, "preferences.csv", chk, required=False)
     if prefs is not None:
         ok = _check_missing(prefs, pref_lines, "preferences.csv", REQUIRED_COLUMNS["preferences.csv"], chk)
@@ -358,17 +409,9 @@ def _check_preferences(study_dir: Path, chk: _Checker, *, has_key: bool, clip_sc
             row = prefs.iloc[i]
             if not ok[i]:
                 continue
-            if row["criterion"] not in CRITERIA:
-                chk.add("preferences.csv", line, "bad_criterion",
-                        f"criterion {row['criterion']!r} must be MOS or REL")
-            if has_key:
-                if row["scenario"] not in scenarios:
-                    chk.add("preferences.csv", line, "unknown_scenario",
-                            f"scenario {row['scenario']!r} is not in key.csv")
-                elif clip_scenario.get(row["chosen_clip"]) != row["scenario"]:
-                    chk.add("preferences.csv", line, "bad_chosen_clip",
-                            f"chosen_clip {row['chosen_clip']!r} is not one of scenario {row['scenario']!r}'s "
-                            f"clips in key.csv")
+            for code, msg in preference_problems(row["scenario"], row["criterion"], row["chosen_clip"],
+                                                 clip_scenario=clip_scenario if has_key else None):
+                chk.add("preferences.csv", line, code, msg)
             _check_participant(chk, known_participants, "preferences.csv", line, row["participant"])
             k = (row["participant"], row["scenario"], row["criterion"])
             if k in first_pref:

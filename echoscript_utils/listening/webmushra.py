@@ -47,7 +47,15 @@ import yaml
 
 from ..artifacts import atomic_write_text, ensure_dir
 from ..errors import InputError
-from .study import QUESTION_LABELS, QUESTION_TEXT, QUESTIONS, SCALE
+from .study import (
+    QUESTION_LABELS,
+    QUESTION_TEXT,
+    QUESTIONS,
+    SCALE,
+    clip_problems,
+    preference_problems,
+    rating_problems,
+)
 
 __all__ = [
     "ONE_PREFERRED_SCRIPT",
@@ -332,8 +340,10 @@ def read_webmushra(results, key, *, participant_field: str = "participant",
     participant; nothing is written.
 
     A participant (by the code typed into the closing survey) is set aside, with file, line and reason, when any
-    of their rows names a clip that is not in the key or not of that page's scenario, an unknown question, a
-    score off the scale, a preference page without exactly one preferred clip, rows of several sessions (with
+    of their rows breaks a rating's or a preference's rules (:func:`~.study.rating_problems`,
+    :func:`~.study.preference_problems`, the ones a study folder is validated with: a clip not in the key or
+    not of that page's scenario, an unknown question, a score off the scale, a criterion other than MOS or
+    REL), has a preference page without exactly one preferred clip, rows of several sessions (with
     ``session_uuid``), or the same page and clip twice with different answers (without ``session_uuid``: a second
     session under the code cannot be told from an answer changed after going back from the last page, where
     webMUSHRA stores every page again). Rows without a participant code are set aside too. The same answer
@@ -349,19 +359,60 @@ def read_webmushra(results, key, *, participant_field: str = "participant",
         InputError: the file or key is missing, or the header is not an lms.csv of this experiment.
     """
     src = _lms_path(results)
+    key_path, key_df, clip_scenario = _read_key(key)
+    header, survey, rows = _read_lms(src, participant_field)
+    rules = {"clip_scenario": clip_scenario, "questions": list(questions or QUESTIONS), "key_name": key_path.name,
+             "low": min(SCALE), "high": max(SCALE)}
+    problems: list[ImportProblem] = []
+    records: dict[str, list[tuple[int, dict]]] = {}
+    for line, row in rows:
+        if row[participant_field]:
+            records.setdefault(row[participant_field], []).append((line, row))
+        else:
+            problems.append(ImportProblem("", src.name, line, "no participant code in the closing survey"))
+    responses, prefs, demo, repeated = [], [], [], 0
+    for part, recs in records.items():
+        mine: list[ImportProblem] = []
+
+        def bad(line: int, reason: str, _mine=mine, _part=part) -> None:
+            _mine.append(ImportProblem(_part, src.name, line, reason))
+
+        kept, n_repeated = _latest_answers(recs, bad)
+        part_rows, part_prefs = _participant_tables(part, kept, bad, rules)
+        repeated += n_repeated
+        if mine:
+            problems.extend(mine)
+            continue
+        responses.extend(part_rows)
+        prefs.extend(part_prefs)
+        demo.append({"participant": part, **{h: recs[0][1].get(h, "") for h in survey}})
+    return WebmushraImport(
+        source=src, key=key_df,
+        responses=pd.DataFrame(responses, columns=["participant", "scenario", "clip", "question", "score"]),
+        preferences=pd.DataFrame(prefs, columns=["participant", "scenario", "criterion", "chosen_clip"]),
+        demographics=pd.DataFrame(demo, columns=["participant", *survey]),
+        problems=sorted(problems, key=lambda p: (p.line, p.participant)), repeated_rows=repeated)
+
+
+def _read_key(key) -> tuple[Path, pd.DataFrame, dict[str, str]]:
+    """The pack's answer key: its path, the table and each clip's scenario."""
     key_path = Path(key)
     if not key_path.is_file():
         raise InputError(f"{key_path}: answer key not found; pass the pack's key.csv")
     key_df = pd.read_csv(key_path, dtype=str, keep_default_na=False)
     if not {"clip", "scenario"} <= set(key_df.columns):
         raise InputError(f"{key_path}: not an answer key (needs the columns clip,model,scenario)")
-    clip_scenario = dict(zip(key_df["clip"], key_df["scenario"], strict=True))
-    question_set = set(questions or QUESTIONS)
+    return key_path, key_df, dict(zip(key_df["clip"], key_df["scenario"], strict=True))
+
+
+def _read_lms(src: Path, participant_field: str) -> tuple[list[str], list[str], list[tuple[int, dict]]]:
+    """lms.csv → its header, the survey fields (beside the participant code) and ``(line, row dict)`` per
+    non-blank row, cells stripped; a re-sent submission's second copy of the survey answers is dropped."""
     try:
         with open(src, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = [h.strip() for h in next(reader, [])]
-            rows = [(reader.line_num, [c.strip() for c in r]) for r in reader if r and any(c.strip() for c in r)]
+            raw = [(reader.line_num, [c.strip() for c in r]) for r in reader if r and any(c.strip() for c in r)]
     except UnicodeDecodeError:
         raise InputError(f"{src}: not a UTF-8 text file; pass webMUSHRA's lms.csv as written") from None
     except csv.Error as exc:
@@ -373,109 +424,89 @@ def read_webmushra(results, key, *, participant_field: str = "participant",
                          f"(with a '{participant_field}' survey field)?")
     fields = header[:-len(LMS_TAIL)]  # session_test_id, the survey answers, [session_uuid]
     survey = [h for h in fields[1:] if h not in (participant_field, "session_uuid")]
-    name = src.name
-
-    problems: list[ImportProblem] = []
-    records: dict[str, list[tuple[int, dict]]] = {}
-    for line, r in rows:
+    rows = []
+    for line, r in raw:
         if len(r) > len(header):
             # webMUSHRA appends the survey answers again on every click of "send": a re-sent submission carries
             # them twice; the first copy and the trailing columns are what write.php meant
-            extra = len(r) - len(header)
-            r = r[:len(fields)] + r[len(fields) + extra:]
-        row = dict(zip(header, r + [""] * (len(header) - len(r)), strict=True))
-        part = row[participant_field]
-        if not part:
-            problems.append(ImportProblem("", name, line, "no participant code in the closing survey"))
+            r = r[:len(fields)] + r[len(fields) + len(r) - len(header):]
+        rows.append((line, dict(zip(header, r + [""] * (len(header) - len(r)), strict=True))))
+    return header, survey, rows
+
+
+def _latest_answers(recs: list[tuple[int, dict]], bad) -> tuple[dict[tuple[str, str], tuple[int, dict]], int]:
+    """One participant's rows → the answer that stands per (page, clip) and the number of repeated rows
+    ignored; ``bad(line, reason)`` is told about several sessions under one code and answers that changed
+    without a session id."""
+    sessions = {row.get("session_uuid", "") for _, row in recs} - {""}
+    if len(sessions) > 1:
+        bad(recs[0][0], f"the code was used by {len(sessions)} sessions; give every participant their own code")
+    kept: dict[tuple[str, str], tuple[int, dict]] = {}
+    repeated = 0
+    for line, row in recs:
+        k = (row["trial_id"], row["stimuli"])
+        if k in kept:
+            first_line, prev = kept[k]
+            same_session = row.get("session_uuid", "") == prev.get("session_uuid", "")
+            same_value = row["stimuli_rating"] == prev["stimuli_rating"]
+            if same_session and same_value and row["rating_time"] == prev["rating_time"]:
+                repeated += 1  # a submission sent twice
+                continue
+            if not same_session:
+                continue  # set aside above: several sessions under one code
+            if not same_value and not row.get("session_uuid"):
+                # webMUSHRA stores every page again when the last page is reached again; without session ids
+                # a changed answer cannot be told from a second session under the same code
+                bad(line, f"page {k[0]!r} clip {k[1]!r} answered {prev['stimuli_rating']!r} on line "
+                          f"{first_line} and {row['stimuli_rating']!r} here: a second session under the same "
+                          f"code, or an answer changed after reaching the last page; check with the participant")
+                continue
+        kept[k] = (line, row)  # within one session the last answer stands
+    return kept, repeated
+
+
+def _participant_tables(part: str, kept: dict[tuple[str, str], tuple[int, dict]], bad,
+                        rules: dict) -> tuple[list[dict], list[dict]]:
+    """One participant's standing answers → their ``responses.csv`` and ``preferences.csv`` rows, each row
+    checked by the study's row rules; ``bad(line, reason)`` is told about every broken rule."""
+    marks: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+    ratings = []
+    for (trial, clip), (line, row) in kept.items():
+        scenario, _, item = trial.partition("__")
+        value = row["stimuli_rating"]
+        if not item:
+            bad(line, f"page id {trial!r} is not one of the experiment's pages (<scenario>__<question>)")
+        elif item.startswith("pref_"):
+            found = clip_problems(clip, scenario, rules["clip_scenario"], key_name=rules["key_name"])
+            for _, msg in found:
+                bad(line, msg)
+            if value not in (str(PREFERRED), str(NOT_PREFERRED)):
+                bad(line, f"preference page {trial!r}: answer {value!r} is neither {PREFERRED} (preferred) nor "
+                          f"{NOT_PREFERRED} (not preferred)")
+            elif not found:
+                marks.setdefault((scenario, item[len("pref_"):]), []).append((line, clip, value))
+        else:
+            score, found = rating_problems(clip, scenario, item, value, **rules)
+            for _, msg in found:
+                bad(line, msg)
+            if not found:
+                ratings.append({"participant": part, "scenario": scenario, "clip": clip, "question": item,
+                                "score": score})
+    prefs = []
+    for (scenario, crit), page in marks.items():
+        chosen = [(ln, c) for ln, c, v in page if v == str(PREFERRED)]
+        first = min(ln for ln, _, _ in page)
+        if len(chosen) != 1:
+            bad(first, f"{len(chosen)} clips marked preferred for {scenario!r} / {crit} on lines "
+                       f"{', '.join(str(ln) for ln, _, _ in sorted(page))} (exactly one is needed)")
             continue
-        records.setdefault(part, []).append((line, row))
-
-    responses, prefs, demo, repeated = [], [], [], 0
-    for part, recs in records.items():
-        mine: list[ImportProblem] = []
-
-        def bad(line: int, reason: str, _mine=mine, _part=part) -> None:
-            _mine.append(ImportProblem(_part, name, line, reason))
-
-        sessions = {row.get("session_uuid", "") for _, row in recs} - {""}
-        if len(sessions) > 1:
-            bad(recs[0][0], f"the code was used by {len(sessions)} sessions; give every participant their own code")
-        kept: dict[tuple[str, str], tuple[int, dict]] = {}
-        for line, row in recs:
-            k = (row["trial_id"], row["stimuli"])
-            if k in kept:
-                first_line, prev = kept[k]
-                same_session = row.get("session_uuid", "") == prev.get("session_uuid", "")
-                same_value = row["stimuli_rating"] == prev["stimuli_rating"]
-                if same_session and same_value and row["rating_time"] == prev["rating_time"]:
-                    repeated += 1  # a submission sent twice
-                    continue
-                if not same_session:
-                    continue  # set aside above: several sessions under one code
-                if not same_value and not row.get("session_uuid"):
-                    # webMUSHRA stores every page again when the last page is reached again; without session ids
-                    # a changed answer cannot be told from a second session under the same code
-                    bad(line, f"page {k[0]!r} clip {k[1]!r} answered {prev['stimuli_rating']!r} on line "
-                              f"{first_line} and {row['stimuli_rating']!r} here: a second session under the same "
-                              f"code, or an answer changed after reaching the last page; check with the participant")
-                    continue
-            kept[k] = (line, row)  # within one session the last answer stands
-        pref_marks: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
-        part_rows = []
-        for (trial, clip), (line, row) in kept.items():
-            scenario, _, item = trial.partition("__")
-            value = row["stimuli_rating"]
-            if not item:
-                bad(line, f"page id {trial!r} is not one of the experiment's pages (<scenario>__<question>)")
-                continue
-            if clip not in clip_scenario:
-                bad(line, f"clip {clip!r} is not in {key_path.name}")
-                continue
-            if clip_scenario[clip] != scenario:
-                bad(line, f"clip {clip!r} belongs to scenario {clip_scenario[clip]!r}, not {scenario!r}")
-                continue
-            if item.startswith("pref_"):
-                crit = item[len("pref_"):]
-                if crit not in ("MOS", "REL"):
-                    bad(line, f"preference page {trial!r}: criterion must be MOS or REL")
-                elif value not in (str(PREFERRED), str(NOT_PREFERRED)):
-                    bad(line, f"preference page {trial!r}: answer {value!r} is neither {PREFERRED} (preferred) nor "
-                              f"{NOT_PREFERRED} (not preferred)")
-                else:
-                    pref_marks.setdefault((scenario, crit), []).append((line, clip, value))
-                continue
-            if item not in question_set:
-                bad(line, f"question {item!r} is not one of {', '.join(sorted(question_set))}")
-                continue
-            if value not in {str(k) for k in SCALE}:
-                bad(line, f"score {value!r} for clip {clip!r} is not on the scale {min(SCALE)}-{max(SCALE)}")
-                continue
-            part_rows.append({"participant": part, "scenario": scenario, "clip": clip, "question": item,
-                              "score": int(value)})
-        part_prefs = []
-        for (scenario, crit), marks in pref_marks.items():
-            chosen = [c for _, c, v in marks if v == str(PREFERRED)]
-            if len(chosen) != 1:
-                bad(min(ln for ln, _, _ in marks),
-                    f"{len(chosen)} clips marked preferred for {scenario!r} / {crit} on lines "
-                    f"{', '.join(str(ln) for ln, _, _ in sorted(marks))} (exactly one is needed)")
-                continue
-            part_prefs.append({"participant": part, "scenario": scenario, "criterion": crit,
-                               "chosen_clip": chosen[0]})
-        if mine:
-            problems.extend(mine)
-            continue
-        responses.extend(part_rows)
-        prefs.extend(part_prefs)
-        first = recs[0][1]
-        demo.append({"participant": part, **{h: first.get(h, "") for h in survey}})
-
-    return WebmushraImport(
-        source=src, key=key_df,
-        responses=pd.DataFrame(responses, columns=["participant", "scenario", "clip", "question", "score"]),
-        preferences=pd.DataFrame(prefs, columns=["participant", "scenario", "criterion", "chosen_clip"]),
-        demographics=pd.DataFrame(demo, columns=["participant", *survey]),
-        problems=sorted(problems, key=lambda p: (p.line, p.participant)), repeated_rows=repeated)
+        found = preference_problems(scenario, crit, chosen[0][1], clip_scenario=rules["clip_scenario"],
+                                    key_name=rules["key_name"])
+        for _, msg in found:
+            bad(first, f"preference page {scenario}__pref_{crit}: {msg}")
+        if not found:
+            prefs.append({"participant": part, "scenario": scenario, "criterion": crit, "chosen_clip": chosen[0][1]})
+    return ratings, prefs
 
 
 def import_webmushra(results, key, out_dir: str | os.PathLike, *, participant_field: str = "participant",

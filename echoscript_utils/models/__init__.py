@@ -14,7 +14,15 @@
 
 from .clap import CLAP_SAMPLE_RATE, ClapEmbedder, load_clap
 from .hub import model_identity, resolve_checkpoint, resolve_model
-from .musicgen import codec_identity, decode_codes, encode_audio, frame_rate, load_musicgen, model_sample_rate
+from .musicgen import (
+    codec_identity,
+    decode_codes,
+    encode_audio,
+    frame_rate,
+    is_melody,
+    load_musicgen,
+    model_sample_rate,
+)
 from .tiny import (
     TINY_MODELS,
     build_tiny_clap,
@@ -38,6 +46,7 @@ __all__ = [
     "decode_codes",
     "encode_audio",
     "frame_rate",
+    "is_melody",
     "is_tiny",
     "load_clap",
     "load_musicgen",

@@ -12,19 +12,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from ..artifacts import atomic_path, ensure_dir, file_hash, text_hash
+from ..artifacts import ensure_dir, file_hash, text_hash
 from ..errors import ModelNotFoundError
 from .tiny import TINY_MODELS, build_tiny, is_tiny, quiet_transformers, tiny_folder_name, tiny_spec
 
@@ -255,6 +252,21 @@ class CheckpointSource:
     setting: str  # the parameter that points at the file, e.g. "annotation.panns_checkpoint"
     hint: str  # where to get the file, e.g. "Cnn14_mAP=0.431.pth from zenodo.org/record/3987831"
     default_name: str = "checkpoint.pth"
+    known_hash: str | None = None  # the published hash of the default file ("sha256:…", "md5:…"), when there is one
+
+
+#: torch.hub's convention: a weights file named ``<name>-<first hex digits of its sha256>.<ext>`` (torchvggish's
+#: ``vggish-10086976.pth``). At least eight digits, so ``model-v1.pth`` or ``Cnn14_mAP=0.431.pth`` carry none.
+_HASH_PREFIX = re.compile(r"-([0-9a-f]{8,64})\.")
+
+
+def published_hash(name: str, source: CheckpointSource) -> tuple[str | None, str | None]:
+    """``(known_hash for pooch, sha256 prefix)`` a download of the file ``name`` must match: the source's published
+    hash for its default file, and the sha256 prefix a torch.hub-style file name carries (pooch compares whole
+    hashes only, so the prefix is checked after the download, as ``torch.hub.download_url_to_file`` does)."""
+    full = source.known_hash if name == source.default_name else None
+    m = _HASH_PREFIX.search(name)
+    return full, (m.group(1) if m else None)
 
 
 def resolve_checkpoint(spec: str | os.PathLike | None, *, source: CheckpointSource, cache_dir: str | os.PathLike,
@@ -262,12 +274,14 @@ def resolve_checkpoint(spec: str | os.PathLike | None, *, source: CheckpointSour
     """A checkpoint path or URL → a local file, downloading a URL once into ``cache_dir/<family>/``.
 
     The one resolver for weights files (PANNs, VGGish and their PCA parameters). A file already in the cache is
-    used as is (never re-downloaded, whatever its size). Downloads go to a temporary file that is renamed into
-    place only when complete.
+    used as is (never re-downloaded, whatever its size or hash: the full-size dry run puts random weights there).
+    Downloads go through ``pooch.retrieve`` into a temporary folder beside the cache and are moved into place
+    only when complete and when they match the published hash (:func:`published_hash`: the source's
+    ``known_hash``, or the sha256 prefix in a torch.hub-style file name such as ``vggish-10086976.pth``).
 
     Raises:
-        ModelNotFoundError: ``spec`` is empty, the file is missing, or the download failed (e.g. offline); the
-            one-line message names the setting and where to put the file by hand.
+        ModelNotFoundError: ``spec`` is empty, the file is missing, the download failed (e.g. offline) or does not
+            match its published hash; the one-line message names the setting and where to put the file by hand.
     """
     label = f"{source.family} {what}"
     if spec is None or str(spec).strip() == "":
@@ -284,18 +298,38 @@ def resolve_checkpoint(spec: str | os.PathLike | None, *, source: CheckpointSour
     dest = Path(cache_dir) / source.family.lower() / name
     if dest.is_file() and dest.stat().st_size > 0:
         return dest
+    known_hash, prefix = published_hash(name, source)
     try:
-        with atomic_path(dest) as tmp, urllib.request.urlopen(spec, timeout=timeout_s) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with open(tmp, "wb") as f, tqdm(total=total, desc=f"download {name}", unit="B", unit_scale=True,
-                                            disable=not progress, leave=False) as bar:
-                while block := resp.read(1 << 20):
-                    f.write(block)
-                    bar.update(len(block))
-            if tmp.stat().st_size == 0:
-                raise OSError("empty download")
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", None) or exc
+        _download(spec, dest, known_hash=known_hash, sha256_prefix=prefix, timeout_s=timeout_s, progress=progress)
+    except (OSError, ValueError) as exc:  # requests' errors are OSErrors; pooch's hash mismatch a ValueError
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelNotFoundError(f"could not download the {label} from {spec} ({reason}); download it by hand "
                                  f"to {dest} (or anywhere) and set {source.setting} to that path") from None
     return dest
+
+
+def _download(url: str, dest: Path, *, known_hash: str | None, sha256_prefix: str | None, timeout_s: float,
+              progress: bool) -> None:
+    """``pooch.retrieve`` into a temporary folder beside ``dest``, hash-checked, then renamed into place."""
+    import pooch
+
+    ensure_dir(dest.parent)
+    log = pooch.get_logger()
+    level = log.level
+    log.setLevel("WARNING")  # pooch logs every download and, without a known hash, advice for its own callers
+    try:
+        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as tmp:
+            downloader = (pooch.HTTPDownloader(progressbar=progress, timeout=timeout_s)
+                          if urllib.parse.urlparse(url).scheme in ("http", "https") else None)
+            got = Path(pooch.retrieve(url, known_hash=known_hash, fname=dest.name, path=tmp, downloader=downloader,
+                                      progressbar=progress))
+            if got.stat().st_size == 0:
+                raise OSError("empty download")
+            if sha256_prefix:
+                digest = pooch.file_hash(str(got), alg="sha256")
+                if not digest.startswith(sha256_prefix):
+                    raise ValueError(f"sha256 {digest[:len(sha256_prefix)]}… does not match the {sha256_prefix} "
+                                     "its file name promises")
+            os.replace(got, dest)
+    finally:
+        log.setLevel(level)

@@ -56,6 +56,12 @@ def load_musicgen(name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLi
                  attn_implementation=attn_implementation, seed=seed, merge_lora=merge_lora)
 
 
+def is_melody(model) -> bool:
+    """True for MusicGen-Melody (chroma-conditioned), also inside DDP / peft wrappers: read from the config's
+    ``model_type`` (``musicgen_melody``), which survives wrapping, subclassing and ``save_pretrained``."""
+    return config_of(model).model_type == "musicgen_melody"
+
+
 def model_sample_rate(model) -> int:
     """Audio sample rate (Hz) of a MusicGen model's codec: 32000 for all MusicGen checkpoints and the tiny ones."""
     return int(config_of(model).audio_encoder.sampling_rate)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import get_ax
+from .core import get_ax, styled
 
 
+@styled
 def score_histogram(clips: pd.DataFrame, *, ax=None, bins: int = 20):
     """Histogram of each clip's best-prompt CLAP score, kept vs dropped."""
     ax = get_ax(ax)
@@ -22,6 +23,7 @@ def score_histogram(clips: pd.DataFrame, *, ax=None, bins: int = 20):
     return ax
 
 
+@styled
 def score_by_group(clips: pd.DataFrame, group: str = "genre", *, ax=None):
     """Strip + box plot of CLAP scores per genre (or mood, split …)."""
     ax = get_ax(ax)
@@ -37,6 +39,7 @@ def score_by_group(clips: pd.DataFrame, group: str = "genre", *, ax=None):
     return ax
 
 
+@styled
 def retrieval_bars(metrics: dict, *, ax=None):
     """Recall@1 and @5 of clip → own caption against chance."""
     ax = get_ax(ax)
@@ -52,6 +55,7 @@ def retrieval_bars(metrics: dict, *, ax=None):
     return ax
 
 
+@styled
 def embedding_map(audio_2d: np.ndarray, text_2d: np.ndarray, *, labels=None, ax=None):
     """Audio (dots, coloured by ``labels``) and text (crosses) embeddings on a shared 2-D PCA plane."""
     ax = get_ax(ax)

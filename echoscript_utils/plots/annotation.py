@@ -10,16 +10,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import empty_axes, get_ax
+from .core import empty_axes, get_ax, group_offsets, styled
 
-__all__ = ["plot_confusion", "plot_confusions", "plot_label_f1", "plot_prompt_moods", "plot_tag_distribution",
-           "plot_tag_distributions"]
+__all__ = ["confusion", "confusions", "label_f1", "prompt_moods", "tag_distribution",
+           "tag_distributions"]
 
 SPLIT_COLORS = {"train": "#1f77b4", "valid": "#ff7f0e", "eval": "#2ca02c"}
 TAGGER_COLORS = {"panns": "#9467bd", "musicnn": "#1f77b4", "clap": "#ff7f0e", "combined": "#d62728"}
 
 
-def plot_tag_distribution(dist: pd.DataFrame, *, field: str, ax=None):
+@styled
+def tag_distribution(dist: pd.DataFrame, *, field: str, ax=None):
     """Bars of chosen-label counts for one ``field``, one bar group per label, one colour per split.
 
     ``dist`` is :func:`echoscript_utils.annotation.tag_distribution` (``split, field, label, n``).
@@ -30,10 +31,10 @@ def plot_tag_distribution(dist: pd.DataFrame, *, field: str, ax=None):
         return empty_axes(ax, f"no {field} tags")
     table = sub.pivot_table(index="label", columns="split", values="n", aggfunc="sum", sort=False).fillna(0)
     splits = sorted(table.columns, key=lambda s: (list(SPLIT_COLORS).index(s) if s in SPLIT_COLORS else 99, s))
-    width = 0.8 / max(len(splits), 1)
+    offsets, width = group_offsets(len(splits))
     x = np.arange(len(table))
     for i, s in enumerate(splits):
-        ax.bar(x + (i - (len(splits) - 1) / 2) * width, table[s].to_numpy(), width, label=s,
+        ax.bar(x + offsets[i], table[s].to_numpy(), width, label=s,
                color=SPLIT_COLORS.get(s))
     ax.set_xticks(x, table.index, rotation=30, ha="right")
     ax.set_ylabel("clips")
@@ -42,16 +43,18 @@ def plot_tag_distribution(dist: pd.DataFrame, *, field: str, ax=None):
     return ax
 
 
-def plot_tag_distributions(dist: pd.DataFrame, *, axes=None):
-    """:func:`plot_tag_distribution` for genre, moods and instruments side by side; returns the axes."""
+@styled
+def tag_distributions(dist: pd.DataFrame, *, axes=None):
+    """:func:`tag_distribution` for genre, moods and instruments side by side; returns the axes."""
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(12, 3.4), layout="constrained")
     for ax, field in zip(axes, ("genre", "moods", "instruments"), strict=True):
-        plot_tag_distribution(dist, field=field, ax=ax)
+        tag_distribution(dist, field=field, ax=ax)
     return axes
 
 
-def plot_label_f1(per_label: pd.DataFrame, *, field: str, ax=None):
+@styled
+def label_f1(per_label: pd.DataFrame, *, field: str, ax=None):
     """F1 per label of ``field``, one bar per tagger (``per_label`` from ``AccuracyReport.per_label``)."""
     ax = get_ax(ax)
     sub = per_label[per_label["field"] == field] if len(per_label) else per_label
@@ -59,10 +62,10 @@ def plot_label_f1(per_label: pd.DataFrame, *, field: str, ax=None):
         return empty_axes(ax, "no ground truth")
     table = sub.pivot_table(index="label", columns="tagger", values="f1", sort=False)
     taggers = list(dict.fromkeys(sub["tagger"]))
-    width = 0.8 / max(len(taggers), 1)
+    offsets, width = group_offsets(len(taggers))
     x = np.arange(len(table))
     for i, t in enumerate(taggers):
-        ax.bar(x + (i - (len(taggers) - 1) / 2) * width, table[t].to_numpy(), width, label=t,
+        ax.bar(x + offsets[i], table[t].to_numpy(), width, label=t,
                color=TAGGER_COLORS.get(t))
     ax.set_xticks(x, table.index, rotation=30, ha="right")
     ax.set_ylim(0, 1.05)
@@ -72,7 +75,8 @@ def plot_label_f1(per_label: pd.DataFrame, *, field: str, ax=None):
     return ax
 
 
-def plot_confusion(cm: pd.DataFrame, *, ax=None, title: str | None = None):
+@styled
+def confusion(cm: pd.DataFrame, *, ax=None, title: str | None = None):
     """Heat map of a confusion matrix (rows = true, columns = predicted) with the counts written in."""
     ax = get_ax(ax)
     if cm is None or cm.empty or cm.to_numpy().sum() == 0:
@@ -92,18 +96,20 @@ def plot_confusion(cm: pd.DataFrame, *, ax=None, title: str | None = None):
     return ax
 
 
-def plot_confusions(confusions: dict[str, pd.DataFrame], *, axes=None):
-    """One :func:`plot_confusion` per tagger, in a row; returns the axes."""
+@styled
+def confusions(confusions: dict[str, pd.DataFrame], *, axes=None):
+    """One :func:`confusion` per tagger, in a row; returns the axes."""
     names = list(confusions) or ["(none)"]
     if axes is None:
         _, axes = plt.subplots(1, len(names), figsize=(3.8 * len(names), 3.6), squeeze=False, layout="constrained")
         axes = axes[0]
     for ax, name in zip(axes, names, strict=False):
-        plot_confusion(confusions.get(name, pd.DataFrame()), ax=ax, title=name)
+        confusion(confusions.get(name, pd.DataFrame()), ax=ax, title=name)
     return axes
 
 
-def plot_prompt_moods(counts: pd.DataFrame, *, ax=None):
+@styled
+def prompt_moods(counts: pd.DataFrame, *, ax=None):
     """Prompts per mood (``counts`` from :func:`echoscript_utils.prompts.mood_counts`)."""
     ax = get_ax(ax)
     ax.bar(counts["mood"], counts["n"], color="#7f7f7f")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import empty_axes, get_ax
+from .core import empty_axes, get_ax, styled
 
 __all__ = [
     "clip_spectrogram",
-    "key_scores",
+    "key_categories",
     "label_counts",
     "limiter_gain_reduction",
     "loudness_before_after",
@@ -20,6 +20,7 @@ __all__ = [
 SPLIT_ORDER = ("train", "valid", "eval")
 
 
+@styled
 def source_durations(kept, *, clip_s: float = 30.0, ax=None):
     """Histogram of source-track durations (s) of the kept inputs, with the clip length marked.
 
@@ -37,6 +38,7 @@ def source_durations(kept, *, clip_s: float = 30.0, ax=None):
     return ax
 
 
+@styled
 def loudness_before_after(kept, *, target_lufs: float | None = None, ax=None):
     """Per-clip integrated loudness before and after the loudness policy (LUFS), paired points joined by lines;
     clips the limiter touched are drawn in orange. ``target_lufs`` defaults to the ``target_lufs`` the clips
@@ -70,6 +72,7 @@ def loudness_before_after(kept, *, target_lufs: float | None = None, ax=None):
     return ax
 
 
+@styled
 def limiter_gain_reduction(kept, *, ax=None):
     """Histogram of the true-peak limiter's largest gain reduction per clip (dB); clips it left alone are counted
     in the title."""
@@ -87,6 +90,7 @@ def limiter_gain_reduction(kept, *, ax=None):
     return ax
 
 
+@styled
 def label_counts(kept, *, field: str = "genre", source: str = "truth", ax=None):
     """Clip counts per label value and split, stacked bars (multi-valued fields count each value)."""
     import pandas as pd
@@ -117,6 +121,7 @@ def label_counts(kept, *, field: str = "genre", source: str = "truth", ax=None):
     return ax
 
 
+@styled
 def clip_spectrogram(frames: dict, *, axes=None):
     """Log-mel spectrogram (top) and chroma (bottom) of one clip; ``frames`` from ``curation.clip_frames``.
 
@@ -141,6 +146,7 @@ def clip_spectrogram(frames: dict, *, axes=None):
     return axes
 
 
+@styled
 def tempo_scatter(acc, *, ax=None):
     """Estimated vs true tempo (BPM) with the ±4 % band and the octave lines (×2, ×½)."""
     ax = get_ax(ax)
@@ -162,7 +168,8 @@ def tempo_scatter(acc, *, ax=None):
     return ax
 
 
-def key_scores(acc, *, ax=None):
+@styled
+def key_categories(acc, *, ax=None):
     """How key estimates relate to the truth (MIREX categories), as bars of clip counts."""
     ax = get_ax(ax)
     names = {1.0: "same", 0.5: "fifth", 0.3: "relative", 0.2: "parallel", 0.0: "other"}
@@ -176,6 +183,7 @@ def key_scores(acc, *, ax=None):
     return ax
 
 
+@styled
 def skipped_reasons(skipped, *, ax=None):
     """Horizontal bars: rejected inputs per reason kind (the text before the first colon)."""
     ax = get_ax(ax)

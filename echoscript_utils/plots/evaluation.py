@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import MODEL_COLORS, empty_axes, get_ax
+from .core import MODEL_COLORS, empty_axes, get_ax, group_offsets, styled
 
-__all__ = ["plot_clip_contributions", "plot_fad_infinity", "plot_fad_intervals", "plot_paired_difference"]
+__all__ = ["clip_contributions", "fad_infinity", "fad_intervals", "paired_difference"]
 
 _FALLBACK = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 
@@ -18,7 +18,8 @@ def _color(model: str, i: int) -> str:
     return MODEL_COLORS.get(model, _FALLBACK[i % len(_FALLBACK)])
 
 
-def plot_fad_intervals(table, *, ax=None, relative_to: str | None = None, log: bool = True):
+@styled
+def fad_intervals(table, *, ax=None, relative_to: str | None = None, log: bool = True):
     """FAD point and interval for every (embedding, model): one row per embedding, one marker per model.
 
     Args:
@@ -38,10 +39,10 @@ def plot_fad_intervals(table, *, ax=None, relative_to: str | None = None, log: b
         relative_to = None
     embeddings = list(dict.fromkeys(table["embedding"]))
     models = list(dict.fromkeys(table["model"]))
-    step = 0.6 / max(len(models), 1)
+    offsets, _ = group_offsets(len(models), span=0.6)
     for j, model in enumerate(models):
         sub = table[table["model"] == model].set_index("embedding")
-        y = np.array([embeddings.index(e) for e in sub.index]) + (j - (len(models) - 1) / 2) * step
+        y = np.array([embeddings.index(e) for e in sub.index]) + offsets[j]
         x = sub["fad"].to_numpy(dtype=float)
         lo = sub["ci_low"].to_numpy(dtype=float)
         hi = sub["ci_high"].to_numpy(dtype=float)
@@ -62,7 +63,8 @@ def plot_fad_intervals(table, *, ax=None, relative_to: str | None = None, log: b
     return ax
 
 
-def plot_paired_difference(paired, *, ax=None):
+@styled
+def paired_difference(paired, *, ax=None):
     """``FAD_a − FAD_b`` with its paired-bootstrap interval per embedding; left of 0 means a is closer."""
     ax = get_ax(ax)
     if paired.empty:
@@ -83,7 +85,8 @@ def plot_paired_difference(paired, *, ax=None):
     return ax
 
 
-def plot_fad_infinity(fits: Mapping, *, ax=None):
+@styled
+def fad_infinity(fits: Mapping, *, ax=None):
     """FAD at subset sizes N against 1/N with the fitted line extended to 1/N = 0 (the FAD∞ intercept)."""
     ax = get_ax(ax)
     for i, (model, fit) in enumerate(fits.items()):
@@ -104,7 +107,8 @@ def plot_fad_infinity(fits: Mapping, *, ax=None):
     return ax
 
 
-def plot_clip_contributions(outliers, *, ax=None, top: int = 15):
+@styled
+def clip_contributions(outliers, *, ax=None, top: int = 15):
     """Leave-one-out ``delta`` of the most influential generated clips (outliers in red)."""
     ax = get_ax(ax)
     df = outliers.head(top)

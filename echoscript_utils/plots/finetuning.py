@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import MODEL_COLORS, get_ax
+from .core import MODEL_COLORS, get_ax, styled
 
 __all__ = ["genre_mix", "loss_curves", "lr_curve"]
 
 
+@styled
 def loss_curves(train_log, val_log=None, *, ax=None, smooth: int = 5):
     """Training loss per step (raw and a running mean over ``smooth`` steps) and validation loss per epoch.
 
@@ -40,6 +41,7 @@ def loss_curves(train_log, val_log=None, *, ax=None, smooth: int = 5):
     return ax
 
 
+@styled
 def lr_curve(train_log, *, ax=None, grad_norm: bool = True):
     """Learning rate per step (left axis) and, optionally, the gradient norm before clipping (right axis)."""
     ax = get_ax(ax)
@@ -59,6 +61,7 @@ def lr_curve(train_log, *, ax=None, grad_norm: bool = True):
     return ax
 
 
+@styled
 def genre_mix(mix, *, ax=None):
     """Share of each genre in the training clips, in the sampler's expectation, and as drawn (mean over epochs).
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..audio import load
-from . import MODEL_COLORS, get_ax
+from ..audio import load, to_mono
+from .core import MODEL_COLORS, get_ax, styled
 
 
+@styled
 def spectrogram(wav: np.ndarray, sr: int, *, ax=None, title: str | None = None, n_fft: int = 2048,
                 hop_length: int = 512):
     """Log-magnitude spectrogram (dB) of a mono mix of ``wav`` ``[C, T]`` with a log-frequency axis."""
@@ -16,9 +17,8 @@ def spectrogram(wav: np.ndarray, sr: int, *, ax=None, title: str | None = None, 
     import librosa.display
 
     ax = get_ax(ax)
-    y = np.asarray(wav, np.float32)
-    y = y.mean(axis=0) if y.ndim == 2 else y
-    S = librosa.amplitude_to_db(np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length)), ref=np.max)
+    mono = to_mono(np.asarray(wav, np.float32))[0]
+    S = librosa.amplitude_to_db(np.abs(librosa.stft(mono, n_fft=n_fft, hop_length=hop_length)), ref=np.max)
     librosa.display.specshow(S, sr=sr, hop_length=hop_length, x_axis="time", y_axis="log", ax=ax, cmap="magma")
     ax.grid(False)
     if title:
@@ -26,6 +26,7 @@ def spectrogram(wav: np.ndarray, sr: int, *, ax=None, title: str | None = None, 
     return ax
 
 
+@styled
 def spectrogram_grid(table: pd.DataFrame, *, row: str, columns, width: float = 4.2, height: float = 2.0):
     """Spectrograms in a grid: one row per ``table[row]`` value, one column per path column; returns the Figure."""
     import matplotlib.pyplot as plt
@@ -44,6 +45,7 @@ def spectrogram_grid(table: pd.DataFrame, *, row: str, columns, width: float = 4
     return fig
 
 
+@styled
 def chroma_comparison(sketch_chroma: np.ndarray, audio_chroma: np.ndarray, *, frame_rate: float, ax=None):
     """Pitch class over time of the MIDI sketch (squares) and of the generated audio (dots)."""
     ax = get_ax(ax)
@@ -59,6 +61,7 @@ def chroma_comparison(sketch_chroma: np.ndarray, audio_chroma: np.ndarray, *, fr
     return ax
 
 
+@styled
 def speed_bars(speed: pd.DataFrame, *, ax=None):
     """Seconds of audio generated per second of compute, per model."""
     ax = get_ax(ax)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import MODEL_COLORS, get_ax
+from .core import MODEL_COLORS, get_ax, group_offsets, styled
 
 __all__ = ["dimension_bars", "interval_plot", "paired_slopes", "participant_boxplots", "preference_pie",
            "question_bars"]
@@ -32,7 +32,7 @@ def _label(q: str) -> str:
 
 
 def _grouped_bars(ax, groups, models, values, lows=None, highs=None):
-    width = 0.8 / max(len(models), 1)
+    offsets, width = group_offsets(len(models))
     x = np.arange(len(groups))
     for i, m in enumerate(models):
         v = np.array([values.get((g, m), np.nan) for g in groups], dtype=float)
@@ -41,7 +41,7 @@ def _grouped_bars(ax, groups, models, values, lows=None, highs=None):
             lo = np.array([lows.get((g, m), np.nan) for g in groups], dtype=float)
             hi = np.array([highs.get((g, m), np.nan) for g in groups], dtype=float)
             kw = {"yerr": np.vstack([v - lo, hi - v]), "capsize": 3, "error_kw": {"elinewidth": 1}}
-        bars = ax.bar(x + (i - (len(models) - 1) / 2) * width, v, width, label=_name(m), color=_color(m, i), **kw)
+        bars = ax.bar(x + offsets[i], v, width, label=_name(m), color=_color(m, i), **kw)
         for b, val in zip(bars, v, strict=True):
             if np.isfinite(val) and lows is None:
                 ax.annotate(f"{val:.2f}", (b.get_x() + b.get_width() / 2, val), ha="center", va="bottom",
@@ -50,6 +50,27 @@ def _grouped_bars(ax, groups, models, values, lows=None, highs=None):
     return x
 
 
+def _mean_bars(means: pd.DataFrame, key: str, groups: list[str], labels: list[str], *, models,
+               error_bars: bool, ax, title: str | None):
+    """Mean score per ``key`` group (``groups`` in order, ticks ``labels``) and model, with the intervals when
+    ``error_bars``: the one body of :func:`question_bars` and :func:`dimension_bars`."""
+    rows = list(means.itertuples())
+    vals = {(getattr(r, key), r.model): r.mean for r in rows}
+    lows = highs = None
+    if error_bars:
+        lows = {(getattr(r, key), r.model): r.ci_low for r in rows}
+        highs = {(getattr(r, key), r.model): r.ci_high for r in rows}
+    _grouped_bars(ax, groups, list(models), vals, lows, highs)
+    ax.set_xticklabels(labels)
+    ax.set_ylim(1, 5.4)
+    ax.set_ylabel("mean score (1–5)")
+    ax.legend(loc="upper right", ncols=len(models))
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+@styled
 def question_bars(question_means: pd.DataFrame, *, models, dimension: str | None = None, questions=None,
                   error_bars: bool = False, ax=None, title: str | None = None):
     """Mean Likert score per question and model (paper Figures 1 and 5; ``error_bars`` adds the intervals).
@@ -59,41 +80,21 @@ def question_bars(question_means: pd.DataFrame, *, models, dimension: str | None
     ax = get_ax(ax)
     qm = question_means if dimension is None else question_means[question_means["dimension"] == dimension]
     questions = [q for q in (questions or list(dict.fromkeys(qm["question"]))) if q in set(qm["question"])]
-    vals = {(r.question, r.model): r.mean for r in qm.itertuples()}
-    lows = highs = None
-    if error_bars:
-        lows = {(r.question, r.model): r.ci_low for r in qm.itertuples()}
-        highs = {(r.question, r.model): r.ci_high for r in qm.itertuples()}
-    _grouped_bars(ax, questions, list(models), vals, lows, highs)
-    ax.set_xticklabels([_label(q).replace(" ", "\n", 1) for q in questions])
-    ax.set_ylim(1, 5.4)
-    ax.set_ylabel("mean score (1–5)")
-    ax.legend(loc="upper right", ncols=len(models))
-    if title:
-        ax.set_title(title)
-    return ax
+    return _mean_bars(qm, "question", questions, [_label(q).replace(" ", "\n", 1) for q in questions],
+                      models=models, error_bars=error_bars, ax=ax, title=title)
 
 
+@styled
 def dimension_bars(dimension_means: pd.DataFrame, *, models, error_bars: bool = False, ax=None,
                    title: str | None = None):
     """Overall MOS and REL per model (paper Figure 2). Needs ``model,dimension,mean`` (+ ``ci_low,ci_high``)."""
     ax = get_ax(ax)
     dims = list(dict.fromkeys(dimension_means["dimension"]))
-    vals = {(r.dimension, r.model): r.mean for r in dimension_means.itertuples()}
-    lows = highs = None
-    if error_bars:
-        lows = {(r.dimension, r.model): r.ci_low for r in dimension_means.itertuples()}
-        highs = {(r.dimension, r.model): r.ci_high for r in dimension_means.itertuples()}
-    _grouped_bars(ax, dims, list(models), vals, lows, highs)
-    ax.set_xticklabels(dims)
-    ax.set_ylim(1, 5.4)
-    ax.set_ylabel("mean score (1–5)")
-    ax.legend(loc="upper right", ncols=len(models))
-    if title:
-        ax.set_title(title)
-    return ax
+    return _mean_bars(dimension_means, "dimension", dims, dims, models=models, error_bars=error_bars, ax=ax,
+                      title=title)
 
 
+@styled
 def participant_boxplots(participant_means: pd.DataFrame, *, models, ax=None, title: str | None = None):
     """Distribution of each participant's mean MOS and REL per model (paper Figure 3).
 
@@ -103,10 +104,10 @@ def participant_boxplots(participant_means: pd.DataFrame, *, models, ax=None, ti
     pm = participant_means[participant_means["level"] == "dimension"]
     dims = list(dict.fromkeys(pm["name"]))
     models = list(models)
-    width = 0.8 / max(len(models), 1)
+    offsets, width = group_offsets(len(models))
     for i, m in enumerate(models):
         data = [pm[(pm["name"] == d) & (pm["model"] == m)]["mean"].to_numpy() for d in dims]
-        pos = np.arange(len(dims)) + (i - (len(models) - 1) / 2) * width
+        pos = np.arange(len(dims)) + offsets[i]
         bp = ax.boxplot(data, positions=pos, widths=width * 0.85, patch_artist=True, manage_ticks=False)
         for box in bp["boxes"]:
             box.set_facecolor(_color(m, i))
@@ -124,6 +125,7 @@ def participant_boxplots(participant_means: pd.DataFrame, *, models, ax=None, ti
     return ax
 
 
+@styled
 def preference_pie(shares: pd.DataFrame, *, criterion: str, models, ax=None, title: str | None = None):
     """Share of binary preferences per model for one criterion (paper Figure 4; one pie per criterion).
 
@@ -140,6 +142,7 @@ def preference_pie(shares: pd.DataFrame, *, criterion: str, models, ax=None, tit
     return ax
 
 
+@styled
 def paired_slopes(participant_means: pd.DataFrame, *, dimension: str, model: str, baseline: str, ax=None,
                   title: str | None = None):
     """One line per participant from their baseline mean to their ``model`` mean on ``dimension``, plus the
@@ -163,16 +166,17 @@ def paired_slopes(participant_means: pd.DataFrame, *, dimension: str, model: str
     return ax
 
 
+@styled
 def interval_plot(question_means: pd.DataFrame, *, models, questions=None, ax=None, title: str | None = None):
     """Every question's mean with its interval, models side by side (a forest plot of ``question_means``)."""
     ax = get_ax(ax, figsize=(6.4, 4.2))
     questions = questions or list(dict.fromkeys(question_means["question"]))
     y = np.arange(len(questions))[::-1]
     models = list(models)
-    off = 0.6 / max(len(models), 1)
+    offsets, _ = group_offsets(len(models), span=0.6)
     for i, m in enumerate(models):
         sub = question_means[question_means["model"] == m].set_index("question").reindex(questions)
-        yy = y + (i - (len(models) - 1) / 2) * off
+        yy = y + offsets[i]
         ax.errorbar(sub["mean"], yy, xerr=np.vstack([sub["mean"] - sub["ci_low"], sub["ci_high"] - sub["mean"]]),
                     fmt="o", color=_color(m, i), capsize=3, label=_name(m))
     ax.set_yticks(y)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import MODEL_COLORS, empty_axes, get_ax
+from .core import MODEL_COLORS, empty_axes, get_ax, styled
 
 #: One colour per taxonomy mood, the same in every scoring figure.
 MOOD_COLORS = {"suspenseful": "#8c2d04", "uplifting": "#e6ab02", "melancholic": "#3f5d9a", "calming": "#4a9c6d"}
 
 
+@styled
 def timeline(scenes: pd.DataFrame, *, ax=None, label_scenes: bool = True):
     """Scenes along screen time: one bar per scene from ``start_s`` for ``duration_s``, as high as its cue's
     ``intensity`` (0..1) and coloured by its ``mood`` (also shown as a band under the axis); scenes without a
@@ -46,6 +47,7 @@ def timeline(scenes: pd.DataFrame, *, ax=None, label_scenes: bool = True):
     return ax
 
 
+@styled
 def relevance_bars(relevance: pd.DataFrame, *, ax=None):
     """CLAP cosine of each model's cues with their own scene text vs the other scenes' texts, with intervals."""
     ax = get_ax(ax)

@@ -9,32 +9,30 @@ rate, channels, loudness target and peak ceiling of the ``curation`` section).
 Reruns skip a cue whose sidecar records the same model identity, prompt, seed, length, sampling settings and
 leitmotif (its ``settings_hash``), as the generation stage does.
 
-Sampling, continuation, the output format and the skip check are shared with the generation stage through
-:mod:`echoscript_utils.musicgen_sampling` (no stage imports another).
+Sampling, continuation and the rendering job (model identity, skip check, lazy load, output format, WAV +
+sidecar) are shared with the generation stage through :mod:`echoscript_utils.musicgen_sampling`
+(:func:`~echoscript_utils.musicgen_sampling.render_files`; no stage imports another).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import audio
-from ..artifacts import ensure_dir, read_json, text_hash, write_json
+from ..artifacts import ensure_dir
 from ..captions import build_caption
-from ..config import resolve_device
 from ..errors import ConfigError, InputError
 from ..melody import CHROMA_FRAME_RATE, chroma_from_midi, demo_sketch, n_chroma_frames
-from ..models import load_musicgen, model_identity, model_sample_rate, resolve_model
+from ..models import is_melody, model_sample_rate
 from ..musicgen_sampling import (
+    RenderJob,
     continue_long_form,
     corpus_loudness,
     crossfade_concat,
     generate_batch,
-    sidecar_matches,
-    standardise,
+    render_files,
 )
 
 __all__ = ["BASELINE_LABEL", "FINETUNED_LABEL", "LEITMOTIF_LABEL", "build_caption", "cue_settings",
@@ -122,10 +120,6 @@ def _theme_frames(theme: np.ndarray, start_s: float, duration_s: float) -> np.nd
     return theme[idx]
 
 
-def _is_melody(model) -> bool:
-    return "Melody" in type(getattr(model, "get_base_model", lambda: model)()).__name__
-
-
 def _render_cue(model, processor, prompt: str, *, seed: int, cue_s: float, cfg, theme: np.ndarray | None):
     """One cue ``[C, T]`` at the model rate, ``cue_s`` long."""
 
@@ -133,7 +127,7 @@ def _render_cue(model, processor, prompt: str, *, seed: int, cue_s: float, cfg, 
     kw = dict(guidance_scale=g.guidance_scale, do_sample=g.do_sample, top_k=g.top_k, top_p=g.top_p,
               temperature=g.temperature)
     window = min(s.window_s, cue_s)
-    melody = _is_melody(model)
+    melody = is_melody(model)
     chroma = None if theme is None or not melody else _theme_frames(theme, 0.0, window)[None]
     wav = generate_batch(model, processor, [prompt], seed=seed, duration_s=window, chroma=chroma, **kw)
     if cue_s <= window + 1e-6:
@@ -171,56 +165,34 @@ def generate_cues(cfg, label: str, ref: str, cues: list[dict[str, Any]], *, out_
         theme: leitmotif chroma (:func:`leitmotif_chroma`) for a melody model; ignored by plain MusicGen.
         script: the screenplay's content hash (recorded, not part of the skip key: the cue's prompt and length
             are).
-        step: updated with the ``scene`` being rendered, so a failure can name it.
-    """
-    from tqdm.auto import tqdm
 
-    folder = ensure_dir(out_dir / label)
-    path = resolve_model(ref, cache_dir=cfg.paths.models, seed=cfg.seed)
-    identity = model_identity(path, seed=cfg.seed)
+        step: updated with the ``scene`` being rendered, so a failure can name it.
+
+    Raises:
+        ConfigError: a ``theme`` for a model that is not MusicGen-Melody (when a cue has to be rendered).
+    """
     settings = cue_settings(cfg)
-    sr_out = cfg.curation.sample_rate
-    model = processor = None
-    rows = []
-    jobs = [(seed, cue) for seed in seeds for cue in cues]
-    bar = tqdm(total=len(jobs), desc=f"cues {label}", disable=not progress, leave=False)
-    for seed, cue in jobs:
+
+    def render(model, processor, job: RenderJob) -> np.ndarray:
         if step is not None:
-            step["scene"] = int(cue["scene"])
-        stem = f"cue{int(cue['scene']):03d}_s{seed}"
-        side_path = folder / f"{stem}.json"
+            step["scene"] = int(job.records[0]["scene"])
+        if theme is not None and not is_melody(model):
+            raise ConfigError(f"scoring.leitmotif needs a MusicGen-Melody model, but {ref!r} is plain "
+                              "MusicGen; set scoring.leitmotif_model (e.g. facebook/musicgen-melody)")
+        return _render_cue(model, processor, job.prompts[0], seed=job.seed, cue_s=job.length_s, cfg=cfg,
+                           theme=theme)[None]
+
+    jobs, order = [], [(seed, cue) for seed in seeds for cue in cues]
+    for seed, cue in order:
         cue_seed = 1000 * int(seed) + int(cue["scene"])
-        key = text_hash(identity, cue["prompt"], cue_seed, round(float(cue["cue_s"]), 3), settings, leitmotif)
-        done = sidecar_matches(side_path, key)
-        if not done:
-            if model is None:
-                model, processor = load_musicgen(path, cache_dir=cfg.paths.models,
-                                                 device=resolve_device(cfg.run.device), seed=cfg.seed)
-                if theme is not None and not _is_melody(model):
-                    raise ConfigError(f"scoring.leitmotif needs a MusicGen-Melody model, but {ref!r} is plain "
-                                      "MusicGen; set scoring.leitmotif_model (e.g. facebook/musicgen-melody)")
-            t0 = time.perf_counter()
-            wav = _render_cue(model, processor, cue["prompt"], seed=cue_seed, cue_s=float(cue["cue_s"]), cfg=cfg,
-                              theme=theme)
-            wall = time.perf_counter() - t0
-            sr_model = model_sample_rate(model)
-            std = standardise(wav, sr_model, sample_rate=sr_out, channels=cfg.curation.channels,
-                              target_lufs=settings["target_lufs"], peak_db=cfg.curation.peak_limit_db,
-                              policy=settings["loudness_policy"], max_limiting_db=settings["max_limiting_db"])
-            std = std[..., : int(round(float(cue["cue_s"]) * sr_out))]
-            wav_path = folder / f"{stem}.wav"
-            audio.write(wav_path, std, sr_out)
-            write_json(side_path, {
-                **{k: v for k, v in cue.items()}, "seed": seed, "cue_seed": cue_seed, "model": label,
-                "model_id": ref, "checkpoint": identity, "settings": settings, "settings_hash": key,
-                "leitmotif": leitmotif, "script_hash": script, "duration_file_s": std.shape[-1] / sr_out,
-                "sample_rate": sr_out, "model_sample_rate": sr_model, "lufs": audio.loudness(std, sr_out),
-                "peak_db": audio.peak_db(std), "wall_time_s": wall, "file": wav_path.name,
-            })
-            del wav, std
-        side = read_json(side_path)
-        rows.append({"model": label, "seed": seed, "scene": int(cue["scene"]), "file": f"{label}/{side['file']}",
-                     "lufs": side.get("lufs"), "wall_time_s": side.get("wall_time_s"), "generated": not done})
-        bar.update(1)
-    bar.close()
-    return rows
+        jobs.append(RenderJob(
+            prompts=[cue["prompt"]], seed=cue_seed, stems=[f"cue{int(cue['scene']):03d}_s{seed}"],
+            key_parts=[(cue["prompt"], cue_seed, round(float(cue["cue_s"]), 3), settings, leitmotif)],
+            records=[{**cue, "seed": seed, "cue_seed": cue_seed, "leitmotif": leitmotif, "script_hash": script}],
+            length_s=float(cue["cue_s"])))
+    files = render_files(cfg, label, ref, jobs, out_dir=out_dir, settings=settings, render=render,
+                         duration_field="duration_file_s", loudness_record=False, desc=f"cues {label}",
+                         progress=progress)
+    return [{"model": label, "seed": seed, "scene": int(cue["scene"]), "file": f"{label}/{side['file']}",
+             "lufs": side.get("lufs"), "wall_time_s": side.get("wall_time_s"), "generated": generated}
+            for (seed, cue), (side, generated) in zip(order, files, strict=True)]

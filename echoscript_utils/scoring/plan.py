@@ -40,10 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import prompts
-from ..artifacts import read_json, text_hash, write_json
 from ..captions import build_caption
 from ..errors import ConfigError, InputError
+from ..prompts import StructuredChat
 from ..taxonomy import GENRES, INSTRUMENTS, MOODS
 from .scene_model import load_scene_model, scene_features
 
@@ -273,14 +272,17 @@ def openai_plan(scenes: Sequence[Any], *, model: str = "gpt-4o-mini", temperatur
                 sleep: Callable[[float], None] | None = None, progress: bool = True) -> list[CuePlan]:
     """Cue plans from a chat model with structured JSON, ``batch_size`` scenes per request.
 
-    Same client, key handling (``OPENAI_API_KEY`` from the environment only, never stored), retries with backoff
-    and on-disk cache (``<cache_dir>/scoring_plans/<request hash>.json``) as the scene prompts.
+    Same client, key handling (``OPENAI_API_KEY`` from the environment only, never stored), retries and on-disk
+    cache (``<cache_dir>/scoring_plans/<request hash>.json``) as the scene prompts: one
+    :class:`~echoscript_utils.prompts.StructuredChat`.
     """
     import time
 
     from tqdm.auto import tqdm
 
-    cache = Path(cache_dir) / "scoring_plans"
+    chat = StructuredChat(Path(cache_dir) / "scoring_plans", base_url=base_url, timeout_s=timeout_s,
+                                  max_retries=max_retries, backoff_s=backoff_s, sleep=sleep or time.sleep,
+                                  client=client, setting="scoring.planner")
     requests = []
     for i in range(0, len(scenes), batch_size):
         batch = list(scenes[i:i + batch_size])
@@ -289,21 +291,12 @@ def openai_plan(scenes: Sequence[Any], *, model: str = "gpt-4o-mini", temperatur
                              {"role": "user", "content": _scene_message(batch)}],
                 "response_format": {"type": "json_schema",
                                     "json_schema": {"name": "cue_plan", "strict": True, "schema": CUE_SCHEMA}}}
-        requests.append((batch, body, cache / f"{text_hash(body, length=24)}.json"))
-    todo = [r for r in requests if not r[2].is_file()]
-    if todo and client is None:
-        client = prompts._make_client(base_url=base_url, timeout_s=timeout_s, setting="scoring.planner")
+        requests.append((batch, body))
+    todo = any(not chat.is_cached(body) for _, body in requests)
     out: list[CuePlan] = []
-    for batch, body, path in tqdm(requests, desc="cue plan", disable=not progress or not todo, leave=False):
-        if path.is_file():
-            parsed = _parse_cues(read_json(path)["content"], scenes=batch)
-        else:
-            content, parsed = prompts._request_with_retries(
-                client, body, mood="", count=len(batch), max_retries=max_retries, backoff_s=backoff_s,
-                sleep=sleep or time.sleep, parse=lambda c, b=batch: _parse_cues(c, scenes=b),
-                what=f"the cue plan of scenes {batch[0].index}-{batch[-1].index}", setting="scoring.planner")
-            write_json(path, {"model": model, "base_url": base_url, "request_hash": path.stem, "content": content})
-        out.extend(parsed)
+    for batch, body in tqdm(requests, desc="cue plan", disable=not progress or not todo, leave=False):
+        out.extend(chat.ask(body, parse=lambda c, b=batch: _parse_cues(c, scenes=b),
+                            what=f"the cue plan of scenes {batch[0].index}-{batch[-1].index}"))
     for cue, s in zip(out, scenes):
         _complete(cue, text=s.action_text)
         cue.planner = f"openai:{model}"
