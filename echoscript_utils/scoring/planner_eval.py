@@ -1,9 +1,10 @@
 """How well a cue planner reads real scenes: independently labelled scenes of real screenplays.
 
 ``data/screenplay_scene_labels.csv`` holds mood and intensity labels for scenes of real screenplays written by
-other people, labelled blind (the readers saw only the scene text and a labelling guide, never the planner or its
-resources) by two independent readers (``mood`` / ``intensity`` from reader A, ``mood_b`` / ``intensity_b`` from
-reader B). Scripts are assigned whole to ``dev`` (what the offline planner is fitted and tuned on) or ``test``
+other people, labelled blind (the readers saw only the scene text and the labelling guide, ``data/scene_labelling_guide.md``,
+never the planner or its resources) by two independent readers (``mood`` / ``intensity`` from reader A, ``mood_b`` / ``intensity_b`` from
+reader B). The readers were instruction-following language models given the guide, not people. Scripts are
+assigned whole to ``dev`` (what the offline planner is fitted and tuned on) or ``test``
 (never used for fitting or tuning). *Big Fish* is in neither: it is kept for an outside check.
 
 The file holds no scene text. Scenes of the shared screenplay corpus are read from the script files themselves
