@@ -1,5 +1,6 @@
-"""Pure statistics shared by the stages: relevance scores with bootstrap intervals, tag-distribution divergence,
-and the listening test's interval, paired-test and power calculations. No file I/O, no models.
+"""Pure statistics shared by the stages: relevance scores with bootstrap intervals, scores of predicted labels,
+tag-distribution divergence, and the listening test's interval, paired-test and power calculations. No file I/O,
+no models.
 """
 
 from __future__ import annotations
@@ -49,6 +50,34 @@ def mean_ci(values: np.ndarray, *, n_boot: int, confidence: float, seed: int) ->
         res = stats.bootstrap((values,), np.mean, n_resamples=n_boot, confidence_level=confidence,
                               method="percentile", vectorized=True, rng=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def label_scores(truth, pred, truth_value=None, pred_value=None, *, labels, n_boot: int = 1000,
+                 confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """How well predicted labels ``pred`` ``[N]`` match ``truth`` ``[N]`` (one of ``labels`` each): accuracy with its
+    bootstrap interval (:func:`mean_ci`), the majority-class baseline, macro-F1 and the confusion counts
+    (``{true: {predicted: n}}``); with ``truth_value`` / ``pred_value`` ``[N]`` (e.g. intensities) also their
+    Spearman ρ and mean absolute error against always predicting the mean."""
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    y = np.asarray(truth, dtype=object)
+    yhat = np.asarray(pred, dtype=object)
+    correct = (y == yhat).astype(float)
+    labels = list(labels)
+    out: dict[str, Any] = {"n": int(len(y)), "accuracy": float(correct.mean())}
+    out["accuracy_ci"] = list(mean_ci(correct, n_boot=n_boot, confidence=confidence, seed=seed))
+    _, counts = np.unique(y, return_counts=True)
+    out["majority_baseline"] = float(counts.max() / len(y)) if len(y) else 0.0
+    out["macro_f1"] = float(f1_score(y, yhat, labels=labels, average="macro", zero_division=0))
+    cm = confusion_matrix(y, yhat, labels=labels)
+    out["confusion"] = {t: {p: int(cm[i, j]) for j, p in enumerate(labels)} for i, t in enumerate(labels)}
+    if truth_value is not None and pred_value is not None:
+        yi = np.asarray(truth_value, dtype=float)
+        pi = np.asarray(pred_value, dtype=float)
+        out.update(intensity_spearman=float(stats.spearmanr(yi, pi).statistic),
+                   intensity_mae=float(np.abs(yi - pi).mean()),
+                   intensity_mae_mean_baseline=float(np.abs(yi - yi.mean()).mean()))
+    return out
 
 
 def clap_score(audio_emb, text_emb, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> RelevanceScore:

@@ -43,6 +43,7 @@ import numpy as np
 from ..captions import build_caption
 from ..errors import ConfigError, InputError
 from ..prompts import StructuredChat
+from ..stats import label_scores
 from ..taxonomy import GENRES, INSTRUMENTS, MOODS
 from .scene_model import load_scene_model, scene_features
 
@@ -368,32 +369,9 @@ def load_labelled_scenes(path=None):
 
 
 def planner_accuracy(df, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
-    """Offline planner on labelled scenes: mood accuracy (with a bootstrap interval) against the majority-class
-    baseline, macro-F1, and intensity agreement (Spearman ρ, mean absolute error against predicting the mean)."""
-    from scipy.stats import spearmanr
-
+    """Offline planner on labelled scenes (``heading, text, mood[, intensity]``), each read on its own:
+    :func:`~echoscript_utils.stats.label_scores` of its moods (and intensities) against the labels."""
     pred = [offline_cue(h, t) for h, t in zip(df["heading"], df["text"])]
-    y = df["mood"].to_numpy()
-    yhat = np.array([p.mood for p in pred])
-    correct = (y == yhat).astype(float)
-    rng = np.random.default_rng(seed)
-    boots = correct[rng.integers(0, len(correct), size=(n_boot, len(correct)))].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    majority = df["mood"].value_counts().iloc[0] / len(df)
-    f1 = []
-    for m in MOODS:
-        tp = float(((yhat == m) & (y == m)).sum())
-        prec = tp / max((yhat == m).sum(), 1)
-        rec = tp / max((y == m).sum(), 1)
-        f1.append(0.0 if tp == 0 else 2 * prec * rec / (prec + rec))
-    out = {"n": int(len(df)), "accuracy": float(correct.mean()),
-           "accuracy_ci": [float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))],
-           "majority_baseline": float(majority), "macro_f1": float(np.mean(f1)),
-           "confusion": {m: {p: int(((y == m) & (yhat == p)).sum()) for p in MOODS} for m in MOODS}}
-    if "intensity" in df:
-        yi = df["intensity"].to_numpy(float)
-        pi = np.array([p.intensity for p in pred])
-        out.update(intensity_spearman=float(spearmanr(yi, pi).statistic),
-                   intensity_mae=float(np.abs(yi - pi).mean()),
-                   intensity_mae_mean_baseline=float(np.abs(yi - yi.mean()).mean()))
-    return out
+    values = (df["intensity"], [p.intensity for p in pred]) if "intensity" in df else (None, None)
+    return label_scores(df["mood"], [p.mood for p in pred], *values, labels=MOODS, n_boot=n_boot,
+                        confidence=confidence, seed=seed)

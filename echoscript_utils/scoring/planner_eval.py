@@ -22,15 +22,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import InputError
+from ..stats import label_scores
 from ..taxonomy import MOODS
 
 #: Environment variable naming a folder with the labelled screenplays (the shared corpus, and others fetched).
 SCREENPLAYS_ENV = "ECHOSCRIPT_SCREENPLAYS"
 
-__all__ = ["SCREENPLAYS_ENV", "evaluate_planner", "label_agreement", "labelled_scenes", "load_scene_labels", "normalise_heading", "planner_scores"]
+__all__ = ["SCREENPLAYS_ENV", "evaluate_planner", "label_agreement", "labelled_scenes", "load_scene_labels", "normalise_heading"]
 
 
 def load_scene_labels():
@@ -89,36 +88,6 @@ def labelled_scenes(screenplay_dir: str | os.PathLike, *, split: str | None = No
     return pd.DataFrame(rows)
 
 
-def planner_scores(truth_mood, pred_mood, truth_intensity=None, pred_intensity=None, *, n_boot: int = 1000,
-                   confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
-    """Mood accuracy with a bootstrap interval, the majority-class baseline, macro-F1 and the confusion; intensity
-    Spearman ρ and mean absolute error against always predicting the mean."""
-    from scipy.stats import bootstrap, spearmanr
-    from sklearn.metrics import confusion_matrix, f1_score
-
-    y = np.asarray(truth_mood, dtype=object)
-    yhat = np.asarray(pred_mood, dtype=object)
-    correct = (y == yhat).astype(float)
-    out: dict[str, Any] = {"n": int(len(y)), "accuracy": float(correct.mean())}
-    if len(y) > 1 and correct.std() > 0:
-        ci = bootstrap((correct,), np.mean, n_resamples=n_boot, confidence_level=confidence, method="percentile",
-                       rng=np.random.default_rng(seed)).confidence_interval
-        out["accuracy_ci"] = [float(ci.low), float(ci.high)]
-    else:
-        out["accuracy_ci"] = [out["accuracy"], out["accuracy"]]
-    values, counts = np.unique(y, return_counts=True)
-    out["majority_baseline"] = float(counts.max() / len(y)) if len(y) else 0.0
-    out["macro_f1"] = float(f1_score(y, yhat, labels=list(MOODS), average="macro", zero_division=0))
-    cm = confusion_matrix(y, yhat, labels=list(MOODS))
-    out["confusion"] = {m: {p: int(cm[i, j]) for j, p in enumerate(MOODS)} for i, m in enumerate(MOODS)}
-    if truth_intensity is not None and pred_intensity is not None:
-        yi = np.asarray(truth_intensity, dtype=float)
-        pi = np.asarray(pred_intensity, dtype=float)
-        out.update(intensity_spearman=float(spearmanr(yi, pi).statistic), intensity_mae=float(np.abs(yi - pi).mean()),
-                   intensity_mae_mean_baseline=float(np.abs(yi - yi.mean()).mean()))
-    return out
-
-
 def label_agreement(df) -> dict[str, Any]:
     """Agreement of the two readers: mood agreement, Cohen's κ and intensity Spearman ρ."""
     from scipy.stats import spearmanr
@@ -136,7 +105,7 @@ def evaluate_planner(screenplay_dir: str | os.PathLike, *, split: str = "test", 
     neighbour smoothing sees every scene) and score the labelled scenes against reader A.
 
     ``plan`` maps a list of parsed scenes to cue plans (default: the offline planner). Returns ``(scores, table)``:
-    :func:`planner_scores` plus ``scripts`` and, where reader B labelled the scenes, ``accuracy_vs_b``; and one row
+    :func:`~echoscript_utils.stats.label_scores` plus ``scripts`` and, where reader B labelled the scenes, ``accuracy_vs_b``; and one row
     per labelled scene with the prediction.
     """
     import pandas as pd
@@ -156,8 +125,8 @@ def evaluate_planner(screenplay_dir: str | os.PathLike, *, split: str = "test", 
     df["pred_mood"] = [preds[(f, int(i))].mood for f, i in zip(df["file"], df["index"])]
     df["pred_intensity"] = [preds[(f, int(i))].intensity for f, i in zip(df["file"], df["index"])]
     df["confidence"] = [preds[(f, int(i))].confidence for f, i in zip(df["file"], df["index"])]
-    scores = planner_scores(df["mood"], df["pred_mood"], df["intensity"], df["pred_intensity"], n_boot=n_boot,
-                            seed=seed)
+    scores = label_scores(df["mood"], df["pred_mood"], df["intensity"], df["pred_intensity"], labels=MOODS,
+                          n_boot=n_boot, seed=seed)
     scores["scripts"] = sorted(df["script"].unique().tolist())
     both = df[df["mood_b"].isin(MOODS)]
     if len(both):
