@@ -80,16 +80,21 @@ class ScoringResult:
 def read_screenplay(cfg, script: str | os.PathLike | None = None) -> Screenplay:
     """Parse ``script`` (default ``scoring.script``, else the demo) with the run's screen-time estimate."""
     s = cfg.scoring
-    offline = s.planner == "offline" or (s.planner == "auto" and resolve_provider("auto") == "offline")
     return read_script(script or s.script or demo_script(), seconds_per_page=s.seconds_per_page,
-                       words_per_minute=s.words_per_minute, min_scene_s=s.min_scene_s, latin_only=offline)
+                       words_per_minute=s.words_per_minute, min_scene_s=s.min_scene_s,
+                       latin_only=_planner(cfg) == "offline")
+
+
+def _planner(cfg) -> str:
+    """``scoring.planner`` resolved: ``local`` as it is, ``auto`` to ``openai`` or ``offline`` like the prompts."""
+    return cfg.scoring.planner if cfg.scoring.planner == "local" else resolve_provider(cfg.scoring.planner)
 
 
 def plan_screenplay(cfg, screenplay: Screenplay, *, progress: bool = True) -> list[CuePlan]:
     """Plan every scene's cue with ``scoring.planner`` and apply ``scoring.spotting``."""
 
     s, p = cfg.scoring, cfg.annotation.prompts
-    planner = s.planner if s.planner == "local" else resolve_provider(s.planner)
+    planner = _planner(cfg)
     if planner == "local":
         cues = local_plan(screenplay.scenes, model=s.local_model, cache_dir=cfg.paths.cache,
                           device=resolve_device(cfg.run.device), seed=cfg.seed, progress=progress)
