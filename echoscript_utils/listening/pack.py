@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .. import audio
-from ..artifacts import atomic_write_text, ensure_dir, file_hash, read_json, text_hash, write_json
+from ..artifacts import atomic_write_text, file_hash, read_json, staged_dir, text_hash, write_json
 from ..errors import InputError
 from .study import QUESTION_TEXT, QUESTIONS
 from .webmushra import webmushra_config, write_webmushra
@@ -342,10 +340,9 @@ def _blind(chosen: pd.DataFrame, wavs: list[np.ndarray], lufs_in: list[float], l
 def _write_pack_folder(out: Path, *, wav_by_clip: dict[str, np.ndarray], chosen: pd.DataFrame, key: pd.DataFrame,
                        order: list[str], pack_sr: int, n: int, floor: float, n_participants: int, seed: int,
                        audio_prefix: str, digest: str) -> dict[str, float]:
-    """Write ``pack/`` into a temporary folder, then swap it in; returns each written clip's loudness (LUFS)."""
-    ensure_dir(out)
-    tmp = Path(tempfile.mkdtemp(prefix=".pack-", dir=out))
-    try:
+    """Write ``pack/`` into a staging folder, then swap it in (:func:`~echoscript_utils.artifacts.staged_dir`);
+    returns each written clip's loudness (LUFS)."""
+    with staged_dir(out / "pack") as tmp:
         lufs_out = _write_audio(tmp, wav_by_clip, pack_sr)
         scen = _scenario_table(chosen, order)
         playlist = _playlist(key, order, n_participants=n_participants, seed=seed)
@@ -357,10 +354,6 @@ def _write_pack_folder(out: Path, *, wav_by_clip: dict[str, np.ndarray], chosen:
         for p in [*tmp.rglob("*"), tmp]:  # readable by a web server; one date for every file
             p.chmod(0o755 if p.is_dir() else 0o644)
             os.utime(p, (FIXED_MTIME, FIXED_MTIME))
-        _swap_in(tmp, out, digest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return lufs_out
 
 
@@ -373,20 +366,6 @@ def _write_audio(folder: Path, wav_by_clip: dict[str, np.ndarray], pack_sr: int)
         w, _ = audio.load(path)
         lufs_out[clip] = audio.loudness(w, pack_sr)
     return lufs_out
-
-
-def _swap_in(tmp: Path, out: Path, digest: str) -> None:
-    """Replace ``out/pack`` by ``tmp`` (the old pack is moved aside first, then removed)."""
-    final = out / "pack"
-    old = None
-    if final.exists():
-        old = out / f".pack-old-{digest[:8]}"
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
-    tmp.rename(final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_pack(out_dir: str | os.PathLike, *, cached: bool = False) -> Pack:
