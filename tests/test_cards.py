@@ -7,13 +7,13 @@ import json
 import os
 import re
 import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
 import pytest
+from loopback import LoopbackServer
 
 from echoscript_utils import audio, cards
 from echoscript_utils.artifacts import read_json, write_json
@@ -343,7 +343,7 @@ def test_report_shows_both_cards(real_cfg):
 
 
 # ============================================================================================== publishing
-class FakeHub:
+class FakeHub(LoopbackServer):
     """The hub endpoints ``create_repo`` and ``create_commit`` call, on 127.0.0.1, keeping what was committed.
 
     ``POST /api/repos/create``, ``POST /api/validate-yaml``, ``POST /api/{type}s/{repo}/preupload/{rev}`` (every
@@ -400,17 +400,8 @@ class FakeHub:
                 else:
                     self._send(404, {"error": "not faked"})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.endpoint = self.url
 
 
 @pytest.fixture

@@ -1,11 +1,11 @@
 """Scene prompts: the offline generator, diversity measures, and the OpenAI path against a fake local server."""
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from loopback import LoopbackServer
 
 from echoscript_utils import prompts as P
 from echoscript_utils.errors import ConfigError, DependencyError
@@ -36,7 +36,7 @@ def good_reply(request: dict) -> tuple[int, dict]:
     return _reply({"prompts": items})
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
     """An OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1 that answers from a script.
 
     ``script`` is a list of ``"ok"``, an HTTP status code, ``"malformed"`` or a callable returning ``(status,
@@ -83,17 +83,8 @@ class FakeOpenAI:
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.base_url = self.url + "/v1"
 
 
 @pytest.fixture

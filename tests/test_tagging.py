@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from loopback import LoopbackServer
 
 from echoscript_utils import tagging
 from echoscript_utils.errors import ConfigError, DependencyError, InputError
@@ -136,12 +136,8 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 def file_server(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}", server
-    server.shutdown()
-    server.server_close()
+    with LoopbackServer(functools.partial(_Quiet, directory=str(root))) as srv:
+        yield root, srv.url, srv.server
 
 
 def test_checkpoint_url_is_downloaded_once(tmp_path, file_server):
