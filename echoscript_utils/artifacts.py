@@ -52,6 +52,23 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read without changing it where ``/proc`` allows)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_created(path: Path, *, folder: bool) -> None:
+    """Give a ``mkstemp``/``mkdtemp`` path (created 0600/0700) the mode a plain ``open``/``mkdir`` would give it."""
+    with contextlib.suppress(OSError):
+        path.chmod((0o777 if folder else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on error removed.
@@ -64,6 +81,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or final.suffix or ".tmp", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    _as_created(tmp_path, folder=False)
     try:
         yield tmp_path
         os.replace(tmp_path, final)
@@ -98,6 +116,7 @@ def staged_dir(path: str | os.PathLike, *, reuse: Callable[[Path], bool] | None 
         raise OutputError(f"{final}: holds files this command did not write; choose a new or empty output folder")
     ensure_dir(final.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    _as_created(staging, folder=True)
     try:
         if final.is_dir() and reuse is not None:
             for src in final.rglob("*"):

@@ -44,3 +44,21 @@ def test_arrays_are_plain_npy_files(tmp_path):
     assert np.array_equal(cached(path, lambda: rows + 1, fmt="npy"), rows + 1)
     assert read_cached(tmp_path / "absent.npy", fmt="npy") is None
     assert cached(None, lambda: 7) == 7  # no cache: computed every time
+
+
+def test_products_get_the_mode_a_plain_write_would_give(tmp_path):
+    """Temporary files and folders are created private (0600/0700); the products swapped in must not stay so."""
+    import os
+
+    from echoscript_utils.artifacts import atomic_path, staged_dir
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "table.csv") as tmp:
+            tmp.write_text("a,b\n")
+        with staged_dir(tmp_path / "run") as stage:
+            (stage / "x.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "table.csv").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
