@@ -296,7 +296,7 @@ def _bext_chunk(*, sr: int, channels: int, bits: int | None, time_reference: int
     return b"bext" + struct.pack("<I", len(body)) + body
 
 
-_BITS = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64}
+_BITS = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 
 
 def write_bwf(path: str | os.PathLike, wav: np.ndarray, sr: int, *, time_reference, description: str = "",
@@ -328,18 +328,20 @@ def write_bwf(path: str | os.PathLike, wav: np.ndarray, sr: int, *, time_referen
         The path written.
 
     Raises:
-        InputError: a time reference that is not a sample count since midnight, or audio over the 4 GiB that a
-            RIFF file can hold (RF64 is not written).
+        InputError: a time reference that is not a sample count since midnight, a subtype that is not PCM, or
+            audio over the 4 GiB that a RIFF file can hold (RF64 is not written).
     """
     import soundfile as sf
 
     final = Path(path)
     sr = int(sr)
+    if str(subtype).upper() not in _BITS:
+        raise InputError(f"{final}: a Broadcast WAV stem is PCM; use subtype {', '.join(_BITS)} (got {subtype!r})")
     samples = _time_reference_samples(time_reference, sr)
     x = np.clip(_audio._as_2d(np.asarray(wav, dtype=np.float32)), -1.0, 1.0)
     if origination is None:
         origination = _dt.datetime.now(_dt.UTC)
-    bext = _bext_chunk(sr=sr, channels=x.shape[0], bits=_BITS.get(subtype.upper()), time_reference=samples,
+    bext = _bext_chunk(sr=sr, channels=x.shape[0], bits=_BITS[subtype.upper()], time_reference=samples,
                        description=description, originator=originator, originator_reference=originator_reference,
                        origination=origination, coding_history=coding_history, loudness_lufs=loudness_lufs,
                        loudness_range_lu=loudness_range_lu, true_peak_dbtp=true_peak_dbtp)

@@ -241,8 +241,8 @@ def test_bwf_bad_input_writes_nothing(tmp_path):
     for bad in (-1, 1.3, "01:00:00:00"):
         with pytest.raises(InputError, match="time_reference"):
             delivery.write_bwf(tmp_path / "a.wav", x, SR, time_reference=bad)
-    with pytest.raises(Exception):  # noqa: B017 - the encoder's own error for a subtype WAV cannot hold
-        delivery.write_bwf(tmp_path / "a.wav", x, SR, time_reference=0, subtype="VORBIS")
+    with pytest.raises(InputError, match="a.wav: a Broadcast WAV stem is PCM"):
+        delivery.write_bwf(tmp_path / "a.wav", x, SR, time_reference=0, subtype="FLOAT")
     assert list(tmp_path.iterdir()) == []
 
 
