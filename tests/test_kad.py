@@ -22,19 +22,13 @@ pytestmark = pytest.mark.filterwarnings("ignore:To copy construct from a tensor:
 
 
 # ------------------------------------------------------------------------------------------------ kadtk
-@pytest.fixture(scope="module")
-def kadtk():
-    """kadtk 1.1.0's own ``kad.py`` (installed ``--no-deps`` from requirements-nodeps.txt), loaded from its file.
+def load_kadtk_kad(path: str) -> types.ModuleType:
+    """kadtk's ``kad.py`` loaded from its file, with stubs for the imports its KAD functions do not use.
 
-    Its module imports ``hypy_utils`` and kadtk's embedding and model loaders (which pull in TensorFlow, laion_clap,
+    The module imports ``hypy_utils`` and kadtk's embedding and model loaders (which pull in TensorFlow, laion_clap,
     encodec …); none of them is used by ``calc_kernel_audio_distance`` or ``median_pairwise_distance``, so they are
-    stubbed for the load and removed afterwards. What runs is kadtk's code on our torch.
+    stubbed for the load and removed afterwards. What runs is kadtk's own code on our torch and numpy.
     """
-    torch = pytest.importorskip("torch")
-    spec = importlib.util.find_spec("kadtk")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("kadtk is not installed (pip install --no-deps -r requirements-nodeps.txt)")
-    path = f"{spec.submodule_search_locations[0]}/kad.py"
     stubs = {name: types.ModuleType(name) for name in
              ("hypy_utils", "hypy_utils.tqdm_utils", "kadtk", "kadtk.emb_loader", "kadtk.model_loader")}
     stubs["hypy_utils"].write = None
@@ -54,6 +48,17 @@ def kadtk():
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = old
+    return module
+
+
+@pytest.fixture(scope="module")
+def kadtk():
+    """kadtk 1.1.0's own ``kad.py``, from the package installed ``--no-deps`` (requirements-nodeps.txt)."""
+    torch = pytest.importorskip("torch")
+    spec = importlib.util.find_spec("kadtk")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("kadtk is not installed (pip install --no-deps -r requirements-nodeps.txt)")
+    module = load_kadtk_kad(f"{spec.submodule_search_locations[0]}/kad.py")
     return types.SimpleNamespace(module=module, torch=torch)
 
 
@@ -80,6 +85,10 @@ def embedding_sets(seed: int):
     out["lowrank-f32"] = tuple(a.astype(np.float32).astype(np.float64) for a in low)
     unit = [rng.normal(size=(n, 32)) + shift for n, shift in ((80, 0.0), (60, 0.4))]
     out["unit-norm"] = tuple(u / np.linalg.norm(u, axis=1, keepdims=True) for u in unit)
+    # a near-collapsed embedding (a random CLAP's rows differ by ~1 %): σ ≈ 0.05, where kadtk's ε in γ matters
+    away = rng.normal(size=32)
+    tight = [np.ones(32) + 0.008 * rng.normal(size=(n, 32)) + shift * away for n, shift in ((40, 0.0), (30, 0.006))]
+    out["collapsed"] = tuple(t / np.linalg.norm(t, axis=1, keepdims=True) for t in tight)
     out["mixture"] = (np.concatenate([rng.normal(size=(50, 20)), 5 + rng.standard_t(3, size=(30, 20))]),
                       rng.standard_t(3, size=(70, 20)))
     return out
@@ -128,7 +137,7 @@ def dense_kad(ref, gen, sigma, kernel="gaussian"):
     """The definition written out with full kernel matrices."""
 
     def k(a, b):
-        g = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * sigma**2)
+        g = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * sigma**2 + 1e-8)
         return {"gaussian": np.exp(-g), "iq": 1 / (1 + g), "imq": 1 / np.sqrt(1 + g)}[kernel]
 
     m, n = len(ref), len(gen)
@@ -199,7 +208,7 @@ def test_estimator_is_unbiased_where_fad_is_not():
 def kad_within(rows, sigma):
     """Mean kernel value over the pairs i ≠ j of one set."""
     d2 = ((rows[:, None, :] - rows[None, :, :]) ** 2).sum(-1)
-    k = np.exp(-d2 / (2 * sigma**2))
+    k = np.exp(-d2 / (2 * sigma**2 + 1e-8))
     n = len(rows)
     return (k.sum() - n) / (n * (n - 1))
 
@@ -267,7 +276,7 @@ def test_per_clip_finds_the_odd_clip_and_scores_points_exactly():
     sigma = kad.median_pairwise_distance(ref)
     y = gen[3]
     k_xx = kad_within(ref, sigma)
-    k_xy = np.exp(-((ref - y) ** 2).sum(1) / (2 * sigma**2)).mean()
+    k_xy = np.exp(-((ref - y) ** 2).sum(1) / (2 * sigma**2 + 1e-8)).mean()
     expected = 100 * (k_xx + 1.0 - 2 * k_xy)  # a one-row clip is a point: k(y, y) = 1
     assert table.set_index("clip").loc["cue3", "kad"] == pytest.approx(expected, rel=1e-12)
     plain = kad.per_clip_kad(ref, np.concatenate(gen))  # [N, D] rows: one clip each
@@ -289,3 +298,38 @@ def test_bad_inputs_are_refused():
         kad.per_clip_kad(ref, ref, names=["a"])
     with pytest.raises(InputError, match="at least 2"):
         kad.kernel_audio_distance(ref, ref[:1])
+
+
+# ------------------------------------------------------------------------------------------------ stage 06
+def test_stage_tables_and_metrics():
+    import json
+
+    from echoscript_utils import evaluation
+    from echoscript_utils.config import load_config
+
+    cfg = load_config(None, {"evaluation.bootstrap": 40})
+    rng = np.random.default_rng(12)
+    ref = [rng.normal(size=(3, 5)) for _ in range(6)]
+    gens = {"musicgen": [rng.normal(0.8, 1.0, size=(1, 5)) for _ in range(5)],
+            "echoscript": [rng.normal(0.1, 1.0, size=(1, 5)) for _ in range(5)]}
+    gens["echoscript"][2] = gens["echoscript"][2] + 8.0  # one clip far from everything
+    names = {"reference": [f"r{k}" for k in range(6)], **{m: [f"scene{k}_s0" for k in range(5)] for m in gens}}
+    embedded = evaluation.EmbeddedSets(data={"toy": {"reference": ref, **gens}}, names=names,
+                                       embedders={"toy": {"sample_rate": 16000, "row": "one per clip"}}, skipped={})
+    table = evaluation.kad_table(embedded, cfg)
+    assert list(table["model"]) == ["musicgen", "echoscript"]
+    assert (table["ci_low"] <= table["kad"]).all() and (table["kad"] <= table["ci_high"]).all()
+    for r in table.to_dict("records"):
+        assert r["kad"] == pytest.approx(kad.kernel_audio_distance(ref, gens[r["model"]]), rel=1e-12)
+        assert r["bandwidth"] == pytest.approx(kad.median_pairwise_distance(ref), rel=1e-12)
+    assert (table["rows_ref"] == 18).all() and (table["n_gen"] == 5).all()
+    clips = evaluation.kad_clip_table(embedded, top=3)
+    assert len(clips) == 3 and list(clips.columns) == ["embedding", "model", "clip", "rows", "kad", "z", "outlier"]
+    assert (clips.iloc[0]["model"], clips.iloc[0]["clip"]) == ("echoscript", "scene2_s0")
+    assert clips["kad"].is_monotonic_decreasing
+    full = evaluation.kad_clip_table(embedded)
+    assert len(full) == 10 and set(full["model"]) == {"musicgen", "echoscript"}
+    metrics = evaluation.stage_metrics(evaluation.EvaluationSets([], "", {}, {}), embedded, table, None, {},
+                                       full.head(0).assign(outlier=[]), kad=table, kad_clips=clips)
+    json.dumps(metrics, default=str)
+    assert [r["model"] for r in metrics["kad"]] == ["musicgen", "echoscript"] and len(metrics["kad_clips"]) == 3
