@@ -55,7 +55,7 @@ __all__ = [
 
 #: kadtk's scale factor: KAD is reported as 100 × MMD².
 KAD_SCALE = 100.0
-#: Kernels of kadtk, each a function of ``γ d²`` with ``γ = 1 / (2 σ²)``.
+#: Kernels of kadtk, each a function of ``γ d²`` with ``γ = 1 / (2 σ² + ε)``.
 KAD_KERNELS = ("gaussian", "iq", "imq")
 #: kadtk's guard in ``γ = 1 / (2 σ² + ε)``.
 _GAMMA_EPS = 1e-8
@@ -124,8 +124,6 @@ def _kernel_sums(a: np.ndarray, b: np.ndarray | None, *, gamma: float, kernel: s
     for i0, i1, j0, j1 in _blocks(a.shape[0], b.shape[0], same=same, block=block):
         k = _sq_dists(a[i0:i1], a_sq[i0:i1], b[j0:j1], b_sq[j0:j1])
         diagonal = same and i0 == j0
-        if diagonal:
-            np.fill_diagonal(k, 0.0)
         k *= gamma
         k = _kernel(k, kernel)
         if diagonal:
@@ -392,8 +390,8 @@ def per_clip_kad(emb_ref, emb_gen, *, names: Sequence[str] | None = None, bandwi
     m = ref.shape[0]
     k_xx = _kernel_sums(ref, None, gamma=gamma, kernel=kernel, block=block_rows) / (m * (m - 1))
     rows = np.bincount(g_gen).astype(np.float64)
-    ones = np.zeros(m, dtype=np.int64)
-    cross = _kernel_sums(ref, gen, gamma=gamma, kernel=kernel, block=block_rows, groups_a=ones, groups_b=g_gen,
+    one_clip = np.zeros(m, dtype=np.int64)  # the whole reference as one group: sums per generated clip
+    cross = _kernel_sums(ref, gen, gamma=gamma, kernel=kernel, block=block_rows, groups_a=one_clip, groups_b=g_gen,
                          clip_level=True)[0]
     starts = _starts(g_gen)
     within = np.ones(n_clips)
