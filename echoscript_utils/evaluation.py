@@ -1,7 +1,7 @@
-"""Stage 06, evaluation: FAD on several embeddings with intervals, FAD∞, per-clip outliers, CLAP score, tag KL.
+"""Stage 06, evaluation: FAD and KAD on several embeddings with intervals, FAD∞, per-clip outliers, CLAP score, tag KL.
 
 The notebook ``06_evaluation`` walks through it step by step; :func:`run` does the whole stage. The maths lives
-below the stages (:mod:`echoscript_utils.fad`, :mod:`echoscript_utils.stats`), the embedders in
+below the stages (:mod:`echoscript_utils.fad`, :mod:`echoscript_utils.kad`, :mod:`echoscript_utils.stats`), the embedders in
 :mod:`echoscript_utils.embeddings`.
 """
 
@@ -32,6 +32,7 @@ from .fad import (
     per_clip_contribution,
     reliability_flags,
 )
+from .kad import bootstrap_kad, kernel_audio_distance, per_clip_kad
 from .models import musicnn
 from .notebook import display_audio
 from .stats import clap_score, tag_kl_divergence
@@ -383,6 +384,68 @@ def outlier_table(embedded: EmbeddedSets, *, embedding: str | None = None, top: 
     return df.head(top) if top else df
 
 
+def kad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
+    """KAD of every model against the reference under every embedding, with bootstrap intervals
+    (:func:`~echoscript_utils.kad.bootstrap_kad`: clips resampled on both sides, ``evaluation.bootstrap`` times).
+
+    Returns:
+        DataFrame ``embedding, model, kad, ci_low, ci_high, bias, bandwidth, n_ref, n_gen, rows_ref, rows_gen, dim``;
+        ``bandwidth`` is the kernel's σ, the reference's median pairwise distance.
+    """
+    import pandas as pd
+
+    ev = cfg.evaluation
+    rows = []
+    for emb, sets in embedded.data.items():
+        ref = sets["reference"]
+        for model, clips in sets.items():
+            if model == "reference":
+                continue
+            row: dict[str, Any] = {"embedding": emb, "model": model}
+            if ev.bootstrap > 0:
+                res = bootstrap_kad(ref, clips, n=ev.bootstrap, confidence=ev.confidence, seed=cfg.seed,
+                                    progress=progress)
+                row |= {"kad": res.point, "ci_low": res.ci_low, "ci_high": res.ci_high, "bias": res.bias,
+                        "bandwidth": res.bandwidth}
+            else:
+                row |= {"kad": kernel_audio_distance(ref, clips), "ci_low": np.nan, "ci_high": np.nan,
+                        "bias": np.nan, "bandwidth": np.nan}
+            row |= {"n_ref": len(ref), "n_gen": len(clips), "rows_ref": int(sum(c.shape[0] for c in ref)),
+                    "rows_gen": int(sum(c.shape[0] for c in clips)), "dim": int(clips[0].shape[1])}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def kad_clip_table(embedded: EmbeddedSets, *, embedding: str | None = None, top: int | None = None):
+    """Each generated clip's own KAD to the reference (:func:`~echoscript_utils.kad.per_clip_kad`), all models on
+    one scale per embedding (the reference's kernel), furthest first.
+
+    Args:
+        embedding: one embedding (default: every computed one). top: keep the ``top`` furthest clips per embedding.
+
+    Returns:
+        DataFrame ``embedding, model, clip, rows, kad, z, outlier``; ``z`` is a robust z-score within the embedding.
+    """
+    import pandas as pd
+
+    columns = ["embedding", "model", "clip", "rows", "kad", "z", "outlier"]
+    frames = []
+    for emb in [embedding] if embedding else list(embedded.data):
+        sets = embedded.data[emb]
+        models = [m for m in sets if m != "reference"]
+        if not models:
+            continue
+        clips = [c for m in models for c in sets[m]]
+        names = [f"{m}/{name}" for m in models for name in embedded.names[m]]  # model folders, file stems
+        df = per_clip_kad(sets["reference"], clips, names=names)
+        df[["model", "clip"]] = df["clip"].str.split("/", n=1, expand=True)
+        df["embedding"] = emb
+        frames.append(df[columns].head(top) if top else df[columns])
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)
+
+
 def play_most_influential(outliers, generation_dir: str | os.PathLike) -> None:
     """Show a player for the generated clip whose removal moves FAD most (the first row of
     :func:`outlier_table`), or say why there is none (the table needs at least three clips per model)."""
@@ -478,7 +541,7 @@ def verdict(paired, table=None) -> str:
 
 
 def stage_metrics(sets: EvaluationSets, embedded: EmbeddedSets, table, paired, fits: Mapping[str, FADInfinity],
-                  outliers, *, clap=None, tag_kl=None) -> dict[str, Any]:
+                  outliers, *, clap=None, tag_kl=None, kad=None, kad_clips=None) -> dict[str, Any]:
     """Everything the evaluation stage measured, as one JSON-ready dict for ``06_evaluation/metrics.json``."""
     return {
         "reference": {"source": sets.reference_source, "files": len(sets.reference)},
@@ -487,6 +550,8 @@ def stage_metrics(sets: EvaluationSets, embedded: EmbeddedSets, table, paired, f
         "skipped_embeddings": embedded.skipped,
         "comparability": comparability_table(embedded).to_dict(orient="records"),
         "fad": table.to_dict(orient="records"),
+        "kad": kad.to_dict(orient="records") if kad is not None else [],
+        "kad_clips": kad_clips.to_dict(orient="records") if kad_clips is not None else [],
         "paired_difference": paired.to_dict(orient="records") if paired is not None else [],
         "fad_infinity": {m: f.as_dict() for m, f in fits.items()},
         "outliers": outliers[outliers["outlier"]].to_dict(orient="records") if len(outliers) else [],
@@ -510,6 +575,8 @@ def run(cfg, *, progress: bool = True) -> dict[str, Any]:
     outliers = outlier_table(embedded)
     clap = clap_scores(sets, cfg, progress=progress)
     tag_kl = tag_kl_table(tag_distributions(sets, cfg, progress=progress))
-    metrics = stage_metrics(sets, embedded, table, paired, fits, outliers, clap=clap, tag_kl=tag_kl)
+    kad, kad_clips = kad_table(embedded, cfg, progress=progress), kad_clip_table(embedded, top=10)
+    metrics = stage_metrics(sets, embedded, table, paired, fits, outliers, clap=clap, tag_kl=tag_kl, kad=kad,
+                            kad_clips=kad_clips)
     write_metrics(cfg.paths.evaluation, metrics)
     return metrics

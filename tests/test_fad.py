@@ -438,6 +438,7 @@ def test_cli_prints_fad_with_interval(fake_run, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "FAD (vggish) =" in out and "95% CI [" in out
+    assert "KAD (vggish) =" in out and "σ = " in out
     assert "reference: 4 files" in out and "generated: 4 files" in out and "mono" in out
 
 

@@ -128,6 +128,12 @@ def test_demo_recorded_results(demo_run):
         assert "clips<min" in row["flags"], row  # demo sets are far smaller than evaluation.min_clips
         assert ("rows<dim" in row["flags"]) == (min(row["rows_ref"], row["rows_gen"]) < row["dim"]), row
         assert row["clips_needed"] > row["n_gen"], row
+    # 06: KAD beside FAD on every embedding, inside its own interval; the per-clip table names real clips
+    assert {(r["embedding"], r["model"]) for r in m["06_evaluation"]["kad"]} == \
+        {(r["embedding"], r["model"]) for r in m["06_evaluation"]["fad"]}
+    for row in m["06_evaluation"]["kad"]:
+        assert row["ci_low"] <= row["kad"] <= row["ci_high"] and row["bandwidth"] > 0, row
+    assert m["06_evaluation"]["kad_clips"] and all(r["model"] in g["models"] for r in m["06_evaluation"]["kad_clips"])
     comparability = {r["embedding"]: r for r in m["06_evaluation"]["comparability"]}
     assert comparability["clap"]["resampler"] == "kaiser_best"  # as frechet_audio_distance resamples for CLAP
     assert comparability["clap"]["parity_rows"] <= 1e-5 and comparability["clap"]["parity_fad"] <= 1e-5
