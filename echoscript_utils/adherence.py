@@ -57,6 +57,7 @@ __all__ = [
     "MIN_MARGIN",
     "Brief",
     "CueAnalysis",
+    "adherence_means",
     "adherence_summary",
     "analyse",
     "brief_from_sidecar",
@@ -66,6 +67,7 @@ __all__ = [
     "score_folder",
     "transcribe",
     "validate",
+    "validate_demo",
     "write_adherence",
 ]
 
@@ -381,12 +383,27 @@ class CueAnalysis:
     notes: np.ndarray | None = None  # basic-pitch transcription [n, 3], None when not transcribed
 
 
+def level_curve(wav, sr: int, *, block_s: float = CURVE_BLOCK_S) -> np.ndarray:
+    """RMS level in dB ``[n_blocks]`` of consecutive ``block_s`` blocks of ``wav`` (``[C, T]`` or ``[T]``, folded
+    to mono; a last partial block is left out; at least one block)."""
+    from .audio import as_float, to_mono
+
+    mono = to_mono(as_float(wav))[0].astype(np.float64)
+    block = max(1, int(round(block_s * sr)))
+    n_blocks = max(1, mono.size // block)
+    seg = mono[: n_blocks * block]
+    if seg.size < n_blocks * block:
+        seg = np.pad(seg, (0, n_blocks * block - seg.size))
+    rms = np.sqrt(np.mean(np.square(seg.reshape(n_blocks, -1)), axis=1))
+    return 20 * np.log10(np.maximum(rms, 1e-6))
+
+
 def analyse(wav, sr: int, *, transcription: bool = False) -> CueAnalysis:
     """Measure one cue: tempo, key, beats and onsets, loudness, true peak, level curve, chroma and (with
     ``transcription``) basic-pitch's notes. ``wav`` is ``[C, T]`` or ``[T]`` float at ``sr`` Hz."""
     import librosa
 
-    from .audio import as_float, loudness, resample, to_mono, true_peak_db
+    from .audio import as_float, loudness, true_peak_db
     from .features import ANALYSIS_SR, HOP, clip_features
     from .melody import chroma_from_audio
 
@@ -401,12 +418,7 @@ def analyse(wav, sr: int, *, transcription: bool = False) -> CueAnalysis:
         _, beats = librosa.beat.beat_track(onset_envelope=env, sr=ANALYSIS_SR, hop_length=HOP, bpm=feats["bpm"],
                                            units="time")
     duration = x.shape[-1] / sr
-    mono = to_mono(x)[0]
-    mono22 = resample(mono, sr, ANALYSIS_SR) if sr != ANALYSIS_SR else mono
-    block = int(CURVE_BLOCK_S * ANALYSIS_SR)
-    n_blocks = max(1, mono22.size // block)
-    rms = np.sqrt(np.mean(np.square(mono22[: n_blocks * block].reshape(n_blocks, -1), dtype=np.float64), axis=1))
-    curve = 20 * np.log10(np.maximum(rms, 1e-6))
+    curve = level_curve(x, sr)
     key = f"{feats['key']} {feats['mode']}" if feats["key"] else None
     lufs = loudness(x[:5], sr)
     return CueAnalysis(duration_s=duration, bpm=feats["bpm"], key=key, onsets_s=np.asarray(onsets, float),
@@ -630,6 +642,14 @@ def adherence_summary(table: pd.DataFrame, *, n_boot: int = 1000, confidence: fl
                            kind="stable").reset_index(drop=True)
 
 
+def adherence_means(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """``{model: {metric: mean over cues}}`` (for a stage's metrics.json)."""
+    if not len(table):
+        return {}
+    means = table.assign(value=table["value"].astype(float)).groupby(["model", "metric"], sort=False)["value"].mean()
+    return {m: {k: float(v) for k, v in means[m].items()} for m in dict.fromkeys(table["model"])}
+
+
 def paired_difference(table: pd.DataFrame, *, a: str, b: str, n_boot: int = 1000, confidence: float = 0.95,
                       seed: int = 0) -> pd.DataFrame:
     """Model ``b`` minus model ``a`` on the same cues (same brief and seed: the same file stem), per metric: the
@@ -731,7 +751,7 @@ def validate(corpus: str | os.PathLike, *, max_clips: int | None = None, n_shuff
     analyses, arcs = [], []
     for wav, sr, _brief, gain in clips:
         analyses.append(analyse(wav, sr, transcription=transcription))
-        arcs.append(analyse(wav * gain, sr, transcription=False).curve_db)
+        arcs.append(level_curve(wav * gain, sr))
     briefs = [c[2] for c in clips]
     n = len(clips)
 
@@ -766,4 +786,22 @@ def validate(corpus: str | os.PathLike, *, max_clips: int | None = None, n_shuff
         ok = margin >= MIN_MARGIN if hib else (f > 0 and margin / f >= MIN_MARGIN)
         rows.append({"metric": metric, "ceiling": c, "floor": f, "margin": margin, "n": len(ceiling[metric]),
                      "higher_is_better": hib, "validated": bool(ok)})
+    return pd.DataFrame(rows)
+
+
+#: Bump when a metric or the validation protocol changes, so cached validations are recomputed.
+VALIDATION_VERSION = 1
+
+
+def validate_demo(cfg, *, min_s: float = 12.0, max_s: float = 24.0, progress: bool = True) -> pd.DataFrame:
+    """:func:`validate` on the run's demo corpus (built by :func:`~echoscript_utils.demo_corpus.ensure_demo_corpus`
+    when missing), cached under the run's cache folder by the corpus's settings hash and :data:`VALIDATION_VERSION`
+    (so stages 05 and 08 share one computation)."""
+    from .artifacts import cached, read_json, text_hash
+    from .demo_corpus import ensure_demo_corpus
+
+    corpus = ensure_demo_corpus(cfg, progress=progress)
+    key = text_hash(read_json(corpus / "corpus.json")["settings_hash"], VALIDATION_VERSION, cfg.seed, min_s, max_s)
+    rows = cached(Path(cfg.paths.cache) / "adherence" / f"validation_{key}.json",
+                  lambda: validate(corpus, seed=cfg.seed, min_s=min_s, max_s=max_s).to_dict("records"))
     return pd.DataFrame(rows)

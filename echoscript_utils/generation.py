@@ -288,9 +288,10 @@ def sketch_chroma_pair(cfg, sketch: pd.DataFrame) -> tuple[np.ndarray, np.ndarra
     return sketch_chroma, audio_chroma, first
 
 
-def adherence_table(cfg, files: pd.DataFrame, *, progress: bool = True) -> pd.DataFrame:
-    """Does each generated file follow its scenario's brief? ``adherence.csv`` (``model, cue, metric, value``;
-    ``cue`` = file stem, the same for every model) for every file in ``files`` (columns ``model``, ``file``).
+def adherence_table(cfg, *files: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
+    """Does each generated file follow its scenario's brief? Writes and returns ``05_generation/adherence.csv``
+    (``model, cue, metric, value``; ``cue`` = file stem, the same for every model) for every file listed in
+    ``files`` (tables with columns ``model``, ``file``: ``run_generation(...).files``, ``run_sketch(...)``).
 
     The brief is the scenario's tempo and key (``scenarios.yaml``), the generated length, the loudness policy the
     file was standardised to and, for the sketch-conditioned files, the MIDI sketch (see
@@ -303,7 +304,8 @@ def adherence_table(cfg, files: pd.DataFrame, *, progress: bool = True) -> pd.Da
 
     out_dir = cfg.paths.generation
     scenarios = {s["name"]: s for s in load_scenarios(cfg.generation.scenarios)}
-    wavs = [out_dir / m / f for m, f in zip(files["model"], files["file"])]
+    listed = pd.concat([f for f in files if len(f)], ignore_index=True)
+    wavs = [out_dir / m / f for m, f in zip(listed["model"], listed["file"])]
     briefs = {}
     for wav in wavs:
         side = read_json(wav.with_suffix(".json"))
@@ -320,21 +322,19 @@ def run(cfg, *, progress: bool = True) -> GenerationResult:
     adherence table (``adherence.csv``) and ``05_generation/metrics.json``."""
     import time
 
-    from .adherence import adherence_summary
+    from .adherence import adherence_means
 
     result = run_generation(cfg, progress=progress)
     metrics = dict(result.metrics)
-    files = result.files
+    sketch = pd.DataFrame()
     if cfg.generation.melody_model:
         sketch = run_sketch(cfg, progress=progress)
         metrics["sketch_files"] = int(len(sketch))
         if len(sketch):
             metrics["sketch_chroma_agreement"] = chroma_agreement(*sketch_chroma_pair(cfg, sketch)[:2])
-            files = pd.concat([files, sketch], ignore_index=True)
     t0 = time.perf_counter()
-    table = adherence_table(cfg, files, progress=progress)
-    summary = adherence_summary(table, n_boot=0)
-    metrics["adherence"] = {m: dict(zip(d["metric"], d["mean"])) for m, d in summary.groupby("model", sort=False)}
+    table = adherence_table(cfg, result.files, sketch, progress=progress)
+    metrics["adherence"] = adherence_means(table)
     metrics["adherence_seconds"] = round(time.perf_counter() - t0, 2)
     write_metrics(cfg.paths.generation, metrics)
     return result

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..adherence import adherence_means
 from ..artifacts import atomic_path, file_hash, staged_dir, write_json, write_metrics, write_table
 from ..config import resolve_device
 from ..embeddings import get_embedder
@@ -204,7 +205,7 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
                 "planner_no_evidence": int(sum(1 for c in cues if c.confidence == 0)),
                 "scores": {k: {**v, "file": os.path.relpath(scores[k], out_dir)} for k, v in assembled.items()},
                 "relevance": relevance.drop(columns=["clap_model"]).to_dict("records") if len(relevance) else [],
-                "leitmotif": leitmotif, "adherence": _adherence_means(adherence),
+                "leitmotif": leitmotif, "adherence": adherence_means(adherence),
                 "adherence_seconds": round(time.perf_counter() - t_adh, 2),
                 "seconds": round(time.perf_counter() - t_start, 2),
             }
@@ -238,14 +239,6 @@ def _adherence(sheet: pd.DataFrame, out_dir: Path, text_rows: list[dict[str, Any
         table = pd.concat([table, pd.DataFrame(text_rows, columns=TABLE_COLUMNS)], ignore_index=True)
     write_adherence(table, out_dir / "adherence.csv")
     return table
-
-
-def _adherence_means(table: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """``{model: {metric: mean over cues}}`` for metrics.json."""
-    if not len(table):
-        return {}
-    means = table.groupby(["model", "metric"], sort=False)["value"].mean()
-    return {m: {k: float(v) for k, v in means[m].items()} for m in table["model"].unique()}
 
 
 def _reusable(rel: Path) -> bool:
