@@ -104,7 +104,10 @@ NOTE_ONSET_TOLERANCE_S = 0.1
 #: Seconds per block of the loudness curve.
 CURVE_BLOCK_S = 1.0
 
+#: Columns of the adherence table (``adherence.csv``).
 TABLE_COLUMNS = ["model", "cue", "metric", "value"]
+#: Columns of :func:`validate`'s table.
+VALIDATION_COLUMNS = ["metric", "ceiling", "floor", "margin", "n", "higher_is_better", "validated"]
 
 # basic-pitch's model: 22.05 kHz mono, 2 s windows less one hop, 256-sample hop, 88 piano keys from A0.
 _BP_SR = 22050
@@ -786,7 +789,7 @@ def validate(corpus: str | os.PathLike, *, max_clips: int | None = None, n_shuff
         ok = margin >= MIN_MARGIN if hib else (f > 0 and margin / f >= MIN_MARGIN)
         rows.append({"metric": metric, "ceiling": c, "floor": f, "margin": margin, "n": len(ceiling[metric]),
                      "higher_is_better": hib, "validated": bool(ok)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=VALIDATION_COLUMNS)
 
 
 #: Bump when a metric or the validation protocol changes, so cached validations are recomputed.
@@ -804,4 +807,4 @@ def validate_demo(cfg, *, min_s: float = 12.0, max_s: float = 24.0, progress: bo
     key = text_hash(read_json(corpus / "corpus.json")["settings_hash"], VALIDATION_VERSION, cfg.seed, min_s, max_s)
     rows = cached(Path(cfg.paths.cache) / "adherence" / f"validation_{key}.json",
                   lambda: validate(corpus, seed=cfg.seed, min_s=min_s, max_s=max_s).to_dict("records"))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows)[VALIDATION_COLUMNS]

@@ -191,3 +191,18 @@ def test_scoring_stage_writes_adherence_with_text_rows(tmp_path, model_cache):
     assert set(res.metrics["adherence"]) == models and res.metrics["adherence_seconds"] >= 0
     assert len(res.adherence) == len(table)
     np.testing.assert_allclose(np.sort(res.adherence["value"].astype(float)), np.sort(table["value"]))
+
+
+def test_validation_figure_leaves_out_what_the_corpus_cannot_validate():
+    from echoscript_utils.plots import adherence as aplots
+
+    v = pd.DataFrame([["tempo_acc1", 0.8, 0.05, 0.75, 12, True, True],
+                      ["length_error_s", 0.0, 4.0, 4.0, 12, False, True],
+                      ["true_peak_over_db", 0.0, 0.0, 0.0, 12, False, False]], columns=adherence.VALIDATION_COLUMNS)
+    summary = pd.DataFrame({"model": ["musicgen", "musicgen"], "metric": ["tempo_acc1", "length_error_s"],
+                            "mean": [0.1, 2.0]})
+    ax = aplots.validation_bars(v, summary)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["tempo_acc1", "length_error_s"]
+    assert "true_peak_over_db" in ax.get_title(loc="left")
+    heights = sorted(round(p.get_height(), 3) for p in ax.patches)
+    assert heights == [0.0, 0.05, 0.1, 0.5, 0.8, 1.0]  # error metrics as 1 − error / floor
