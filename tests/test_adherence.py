@@ -206,3 +206,20 @@ def test_validation_figure_leaves_out_what_the_corpus_cannot_validate():
     assert "true_peak_over_db" in ax.get_title(loc="left")
     heights = sorted(round(p.get_height(), 3) for p in ax.patches)
     assert heights == [0.0, 0.05, 0.1, 0.5, 0.8, 1.0]  # error metrics as 1 − error / floor
+
+
+def test_evaluation_stage_reports_the_generation_adherence(tmp_path):
+    from echoscript_utils import evaluation
+
+    gen = tmp_path / "05_generation"
+    (gen / "musicgen").mkdir(parents=True)
+    wav = gen / "musicgen" / "a_s0.wav"
+    wav.touch()
+    sets = evaluation.EvaluationSets(reference=[], reference_source="test", generated={"musicgen": [wav]},
+                                     prompts={"musicgen": [None]})
+    assert evaluation.generation_adherence(sets) == []  # no adherence.csv: nothing to report
+    pd.DataFrame({"model": ["musicgen"] * 3, "cue": ["a_s0", "b_s0", "c_s0"], "metric": ["key_weighted"] * 3,
+                  "value": [1.0, 0.5, 0.0]}).to_csv(gen / "adherence.csv", index=False)
+    (row,) = evaluation.generation_adherence(sets, n_boot=50)
+    assert row["model"] == "musicgen" and row["metric"] == "key_weighted" and row["value"] == pytest.approx(0.5)
+    assert row["n"] == 3 and row["ci_low"] <= 0.5 <= row["ci_high"]
