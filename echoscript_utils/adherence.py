@@ -193,7 +193,8 @@ def _arc(side: dict[str, Any]) -> str | None:
     return None
 
 
-def brief_from_sidecar(side: dict[str, Any], *, folder: str | os.PathLike | None = None) -> Brief:
+def brief_from_sidecar(side: dict[str, Any], *, folder: str | os.PathLike | None = None,
+                       midi: str | os.PathLike | None = None) -> Brief:
     """The brief a cue's JSON sidecar records (fields as ``echoscript score`` writes them; all optional).
 
     ``bpm``, ``key``, ``intensity``; ``hits_s`` (else the scene end inside a cue that runs past it); the arc from
@@ -202,7 +203,8 @@ def brief_from_sidecar(side: dict[str, Any], *, folder: str | os.PathLike | None
     the cue's folder) or a ``leitmotif`` / ``melody`` label ``midi:NAME`` naming a file beside the model folders (a
     leitmotif loops over the cue, a sketch does not); loudness targets from ``loudness_target_lufs`` /
     ``true_peak_target_dbtp``, else the ``settings`` the cue was standardised with (``target_lufs``,
-    ``peak_limit_db``).
+    ``peak_limit_db``). ``midi`` is the sketch or theme file to use when the sidecar names one by its label only
+    and it is not beside the model folders (a user's ``generation.melody_midi`` / ``scoring.leitmotif_midi``).
     """
     settings = side.get("settings") or {}
     folder = Path(folder) if folder is not None else None
@@ -230,6 +232,8 @@ def brief_from_sidecar(side: dict[str, Any], *, folder: str | os.PathLike | None
     if isinstance(path, str) and path:
         p = Path(path)
         candidates = [p] if p.is_absolute() or folder is None else [folder / p, folder.parent / p]
+        if midi is not None and Path(midi).name == p.name:
+            candidates.insert(0, Path(midi))
         found = next((c for c in candidates if c.is_file()), None)
         if found is not None:
             from .melody import CHROMA_FRAME_RATE, n_chroma_frames

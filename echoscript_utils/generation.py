@@ -309,7 +309,7 @@ def adherence_table(cfg, *files: pd.DataFrame, progress: bool = True) -> pd.Data
     briefs = {}
     for wav in wavs:
         side = read_json(wav.with_suffix(".json"))
-        brief = brief_from_sidecar(side, folder=wav.parent)
+        brief = brief_from_sidecar(side, folder=wav.parent, midi=cfg.generation.melody_midi)
         plan = scenarios.get(side.get("scenario"), {})
         briefs[wav] = replace(brief, bpm=plan.get("bpm"), key=plan.get("key"))
     table = score_folder(out_dir, files=wavs, briefs=briefs, progress=progress)

@@ -81,6 +81,17 @@ def test_brief_from_sidecar_reads_the_spotting_fields(tmp_path):
     b = adherence.brief_from_sidecar({"cue_s": 12.0, "duration_s": 10.0, "settings": {"target_lufs": -18.5}})
     assert b.hits_s == [10.0] and b.loudness_lufs == -18.5 and b.key is None and b.melody is None
     assert adherence.brief_from_sidecar({}).length_s is None
+    # a leitmotif named by its label loops over the cue; a user's theme elsewhere is found through midi=
+    (tmp_path / "model").mkdir()
+    side = {"leitmotif": "midi:theme.mid", "cue_s": 60.0}
+    theme = adherence.midi_notes(tmp_path / "theme.mid")
+    looped = adherence.brief_from_sidecar(side, folder=tmp_path / "model").melody
+    assert len(looped) > len(theme) and looped[:, 0].max() < 60.0
+    (tmp_path / "elsewhere").mkdir()
+    shutil.move(tmp_path / "theme.mid", tmp_path / "elsewhere" / "theme.mid")
+    assert adherence.brief_from_sidecar(side, folder=tmp_path / "model").melody is None
+    found = adherence.brief_from_sidecar(side, folder=tmp_path / "model", midi=tmp_path / "elsewhere" / "theme.mid")
+    np.testing.assert_allclose(found.melody, looped)
 
 
 def _cue_folder(tmp_path: Path) -> Path:

@@ -193,7 +193,7 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
             write_table(relevance, out_dir, "relevance")
             step["name"] = "measuring adherence to the cue briefs"
             t_adh = time.perf_counter()
-            adherence = _adherence(sheet, out_dir, text_rows, progress=progress)
+            adherence = _adherence(sheet, out_dir, text_rows, theme=s.leitmotif_midi, progress=progress)
             step["name"] = "writing the metrics"
             metrics = {
                 "script": script_path.name, "script_hash": script_hash, "format": sp.format, "title": sp.title,
@@ -226,13 +226,18 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
                          adherence=adherence)
 
 
-def _adherence(sheet: pd.DataFrame, out_dir: Path, text_rows: list[dict[str, Any]], *,
+def _adherence(sheet: pd.DataFrame, out_dir: Path, text_rows: list[dict[str, Any]], *, theme=None,
                progress: bool) -> pd.DataFrame:
-    """Every cue scored against the brief its sidecar records, plus its CLAP text rows; writes ``adherence.csv``."""
-    from ..adherence import TABLE_COLUMNS, score_folder, write_adherence
+    """Every cue scored against the brief its sidecar records (``theme``: the leitmotif MIDI when it is not the
+    generated one beside the model folders), plus its CLAP text rows; writes ``adherence.csv``."""
+    from ..adherence import TABLE_COLUMNS, brief_from_sidecar, score_folder, write_adherence
+    from ..artifacts import read_json
 
     if len(sheet):
-        table = score_folder(out_dir, files=[out_dir / f for f in sheet["file"]], progress=progress)
+        wavs = [out_dir / f for f in sheet["file"]]
+        briefs = {w: brief_from_sidecar(read_json(w.with_suffix(".json")), folder=w.parent, midi=theme)
+                  for w in wavs} if theme else None
+        table = score_folder(out_dir, files=wavs, briefs=briefs, progress=progress)
     else:
         table = pd.DataFrame(columns=TABLE_COLUMNS)
     if text_rows:
