@@ -55,7 +55,8 @@ def main() -> None:
     t08 = adherence.score_folder(run / "08_scoring")
     s08 = time.perf_counter() - t0
     print(f"05_generation: {len(wavs)} files, adherence {s05:.1f} s")
-    print(f"08_scoring: {t08['cue'].nunique() - (t08['cue'] == '*').any()} cues, adherence {s08:.1f} s "
+    n08 = len(t08.loc[t08["cue"] != "*", ["model", "cue"]].drop_duplicates())
+    print(f"08_scoring: {n08} cues, adherence {s08:.1f} s "
           "(CLAP text rows come from the relevance step the stage already runs)")
     for name, table in (("05", t05), ("08", t08)):
         print(f"\n{name}: per model (mean, 95 % bootstrap interval)")
