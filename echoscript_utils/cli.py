@@ -173,6 +173,28 @@ def _add_score(sub) -> None:
     p.set_defaults(func=run)
 
 
+# ------------------------------------------------------------------------------------------ adherence
+def _add_adherence(sub) -> None:
+    p = sub.add_parser("adherence", help="score a folder of cues against the briefs in their JSON sidecars")
+    p.add_argument("--cues", required=True, help="folder of cue WAVs with JSON sidecars (or one folder per model)")
+    p.add_argument("--output", default=None, help="CSV to write (default: CUES/adherence.csv)")
+    p.add_argument("--no-transcription", action="store_true", help="skip basic-pitch on cues with a melody")
+
+    def run(args) -> int:
+        from pathlib import Path
+
+        from .adherence import adherence_summary, score_folder, write_adherence
+
+        table = score_folder(args.cues, transcription=not args.no_transcription)
+        out = write_adherence(table, args.output or Path(args.cues) / "adherence.csv")
+        summary = adherence_summary(table, n_boot=0)
+        print(summary[["model", "metric", "mean", "n"]].to_string(index=False))
+        print(f"adherence: {out} ({table['cue'].nunique()} cues, {len(table)} rows)")
+        return 0
+
+    p.set_defaults(func=run)
+
+
 # ------------------------------------------------------------------------------------------ listening
 def _add_listening(sub) -> None:
     p = sub.add_parser("listening", help="listening test: build a pack, validate and analyse a study")
@@ -429,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="echoscript", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_run, _add_report, _add_publish, _add_demo_data, _add_curate, _add_fad, _add_score, _add_listening,
+    for add in (_add_run, _add_report, _add_publish, _add_demo_data, _add_curate, _add_fad, _add_score, _add_adherence, _add_listening,
                 _add_models, _add_train):
         add(sub)
     return parser

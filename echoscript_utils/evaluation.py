@@ -545,6 +545,7 @@ def stage_metrics(sets: EvaluationSets, embedded: EmbeddedSets, table, paired, f
     """Everything the evaluation stage measured, as one JSON-ready dict for ``06_evaluation/metrics.json``."""
     return {
         "reference": {"source": sets.reference_source, "files": len(sets.reference)},
+        "adherence": generation_adherence(sets),
         "generated": {m: len(f) for m, f in sets.generated.items()},
         "embedders": embedded.embedders,
         "skipped_embeddings": embedded.skipped,
@@ -559,6 +560,21 @@ def stage_metrics(sets: EvaluationSets, embedded: EmbeddedSets, table, paired, f
         "tag_kl": tag_kl.to_dict(orient="records") if tag_kl is not None else [],
         "verdict": verdict(paired),
     }
+
+
+def generation_adherence(sets: EvaluationSets, *, n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+    """The generation stage's ``adherence.csv`` (does each file follow its scenario's brief?) summarised per model
+    and metric: ``model, metric, value`` (the mean), ``ci_low, ci_high, n``; empty when the stage wrote none."""
+    from .adherence import adherence_summary
+
+    files = [f for fs in sets.generated.values() for f in fs]
+    path = files[0].parent.parent / "adherence.csv" if files else None
+    if path is None or not path.is_file():
+        return []
+    import pandas as pd
+
+    summary = adherence_summary(pd.read_csv(path), n_boot=n_boot, seed=seed)
+    return summary.rename(columns={"mean": "value"}).to_dict(orient="records")
 
 
 # ============================================================================================== CLI

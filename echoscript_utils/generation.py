@@ -40,6 +40,7 @@ from .musicgen_sampling import (
 
 __all__ = [
     "GenerationItem",
+    "adherence_table",
     "continue_long_form",
     "demo_sketch",
     "generate_batch",
@@ -287,15 +288,53 @@ def sketch_chroma_pair(cfg, sketch: pd.DataFrame) -> tuple[np.ndarray, np.ndarra
     return sketch_chroma, audio_chroma, first
 
 
+def adherence_table(cfg, *files: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
+    """Does each generated file follow its scenario's brief? Writes and returns ``05_generation/adherence.csv``
+    (``model, cue, metric, value``; ``cue`` = file stem, the same for every model) for every file listed in
+    ``files`` (tables with columns ``model``, ``file``: ``run_generation(...).files``, ``run_sketch(...)``).
+
+    The brief is the scenario's tempo and key (``scenarios.yaml``), the generated length, the loudness policy the
+    file was standardised to and, for the sketch-conditioned files, the MIDI sketch (see
+    :mod:`echoscript_utils.adherence`); eval-split prompts have no tempo or key to follow.
+    """
+    from dataclasses import replace
+
+    from .adherence import brief_from_sidecar, score_folder, write_adherence
+    from .artifacts import read_json
+
+    out_dir = cfg.paths.generation
+    scenarios = {s["name"]: s for s in load_scenarios(cfg.generation.scenarios)}
+    listed = pd.concat([f for f in files if len(f)], ignore_index=True)
+    wavs = [out_dir / m / f for m, f in zip(listed["model"], listed["file"])]
+    briefs = {}
+    for wav in wavs:
+        side = read_json(wav.with_suffix(".json"))
+        brief = brief_from_sidecar(side, folder=wav.parent, midi=cfg.generation.melody_midi)
+        plan = scenarios.get(side.get("scenario"), {})
+        briefs[wav] = replace(brief, bpm=plan.get("bpm"), key=plan.get("key"))
+    table = score_folder(out_dir, files=wavs, briefs=briefs, progress=progress)
+    write_adherence(table, out_dir / "adherence.csv")
+    return table
+
+
 def run(cfg, *, progress: bool = True) -> GenerationResult:
-    """Stage 05 in one call: every model's files, the MIDI-sketch files when a melody model is set, and
-    ``05_generation/metrics.json``."""
+    """Stage 05 in one call: every model's files, the MIDI-sketch files when a melody model is set, the
+    adherence table (``adherence.csv``) and ``05_generation/metrics.json``."""
+    import time
+
+    from .adherence import adherence_means
+
     result = run_generation(cfg, progress=progress)
     metrics = dict(result.metrics)
+    sketch = pd.DataFrame()
     if cfg.generation.melody_model:
         sketch = run_sketch(cfg, progress=progress)
         metrics["sketch_files"] = int(len(sketch))
         if len(sketch):
             metrics["sketch_chroma_agreement"] = chroma_agreement(*sketch_chroma_pair(cfg, sketch)[:2])
+    t0 = time.perf_counter()
+    table = adherence_table(cfg, result.files, sketch, progress=progress)
+    metrics["adherence"] = adherence_means(table)
+    metrics["adherence_seconds"] = round(time.perf_counter() - t0, 2)
     write_metrics(cfg.paths.generation, metrics)
     return result

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..adherence import adherence_means
 from ..artifacts import atomic_path, file_hash, staged_dir, write_json, write_metrics, write_table
 from ..config import resolve_device
 from ..embeddings import get_embedder
@@ -54,6 +55,7 @@ class ScoringResult:
     scores: dict[str, Path]  # {"<label>_s<seed>": score wav}
     out_dir: Path
     metrics: dict[str, Any] = field(default_factory=dict)
+    adherence: pd.DataFrame = field(default_factory=pd.DataFrame)  # model, cue, metric, value (adherence.csv)
 
     @property
     def score_path(self) -> Path:
@@ -106,7 +108,10 @@ def plan_screenplay(cfg, screenplay: Screenplay, *, progress: bool = True) -> li
                      llm=llm, progress=progress)
 
 
-def _relevance(cfg, sheet: pd.DataFrame, scenes_by_index, out_dir: Path, *, progress: bool) -> pd.DataFrame:
+def _relevance(cfg, sheet: pd.DataFrame, scenes_by_index, out_dir: Path, *, progress: bool,
+               per_cue: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """CLAP relevance per model × seed; with ``per_cue``, also appends each cue's ``clap_own`` and
+    ``clap_margin`` as adherence rows (``model, cue, metric, value``)."""
 
     cols = ["model", "seed", "n", "own", "own_ci_low", "own_ci_high", "other", "other_ci_low", "other_ci_high",
             "margin", "margin_ci_low", "margin_ci_high", "top1", "chance_top1", "confidence", "clap_model"]
@@ -123,11 +128,18 @@ def _relevance(cfg, sheet: pd.DataFrame, scenes_by_index, out_dir: Path, *, prog
     rows = []
     for (label, seed), d in sheet.groupby(["model", "seed"], sort=False):
         d = d.sort_values("scene")
-        summary, _sim = score_relevance([str(out_dir / f) for f in d["file"]],
+        summary, sim = score_relevance([str(out_dir / f) for f in d["file"]],
                                         [scenes_by_index[i].text for i in d["scene"]], embedder=embedder,
                                         cache_dir=cfg.paths.cache, n_boot=max(cfg.scoring.bootstrap, 1),
                                         confidence=cfg.scoring.confidence, seed=cfg.seed, progress=progress)
         rows.append({"model": label, "seed": int(seed), **summary, "clap_model": embedder.identity})
+        if per_cue is not None:
+            n = len(d)
+            for i, f in enumerate(d["file"]):
+                own = float(sim[i, i])
+                other = float((sim[i].sum() - own) / (n - 1))
+                per_cue += [{"model": label, "cue": Path(f).stem, "metric": "clap_own", "value": own},
+                            {"model": label, "cue": Path(f).stem, "metric": "clap_margin", "value": own - other}]
     return pd.DataFrame(rows)[cols]
 
 
@@ -175,8 +187,13 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
             step["name"] = "writing the scene table and timeline"
             scenes_df = _write_sheets(sp, sheet, plan_df, out_dir)
             step["name"] = "measuring CLAP relevance"
-            relevance = _relevance(cfg, sheet, {sc.index: sc for sc in sp.scenes}, out_dir, progress=progress)
+            text_rows: list[dict[str, Any]] = []
+            relevance = _relevance(cfg, sheet, {sc.index: sc for sc in sp.scenes}, out_dir, progress=progress,
+                                   per_cue=text_rows)
             write_table(relevance, out_dir, "relevance")
+            step["name"] = "measuring adherence to the cue briefs"
+            t_adh = time.perf_counter()
+            adherence = _adherence(sheet, out_dir, text_rows, theme=s.leitmotif_midi, progress=progress)
             step["name"] = "writing the metrics"
             metrics = {
                 "script": script_path.name, "script_hash": script_hash, "format": sp.format, "title": sp.title,
@@ -188,7 +205,9 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
                 "planner_no_evidence": int(sum(1 for c in cues if c.confidence == 0)),
                 "scores": {k: {**v, "file": os.path.relpath(scores[k], out_dir)} for k, v in assembled.items()},
                 "relevance": relevance.drop(columns=["clap_model"]).to_dict("records") if len(relevance) else [],
-                "leitmotif": leitmotif, "seconds": round(time.perf_counter() - t_start, 2),
+                "leitmotif": leitmotif, "adherence": adherence_means(adherence),
+                "adherence_seconds": round(time.perf_counter() - t_adh, 2),
+                "seconds": round(time.perf_counter() - t_start, 2),
             }
             write_metrics(out_dir, metrics)
             write_json(out_dir / "screenplay.json", {"title_page": sp.title_page, "source": script_path.name})
@@ -203,7 +222,28 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
     out_dir = final_dir
     scores = {k: final_dir / Path(v).relative_to(v.parents[1]) for k, v in scores.items()}
     return ScoringResult(screenplay=sp, cues=cues, timings=timings, cue_sheet=sheet, scenes=scenes_df,
-                         relevance=relevance, plan=models_plan, scores=scores, out_dir=out_dir, metrics=metrics)
+                         relevance=relevance, plan=models_plan, scores=scores, out_dir=out_dir, metrics=metrics,
+                         adherence=adherence)
+
+
+def _adherence(sheet: pd.DataFrame, out_dir: Path, text_rows: list[dict[str, Any]], *, theme=None,
+               progress: bool) -> pd.DataFrame:
+    """Every cue scored against the brief its sidecar records (``theme``: the leitmotif MIDI when it is not the
+    generated one beside the model folders), plus its CLAP text rows; writes ``adherence.csv``."""
+    from ..adherence import TABLE_COLUMNS, brief_from_sidecar, score_folder, write_adherence
+    from ..artifacts import read_json
+
+    if len(sheet):
+        wavs = [out_dir / f for f in sheet["file"]]
+        briefs = {w: brief_from_sidecar(read_json(w.with_suffix(".json")), folder=w.parent, midi=theme)
+                  for w in wavs} if theme else None
+        table = score_folder(out_dir, files=wavs, briefs=briefs, progress=progress)
+    else:
+        table = pd.DataFrame(columns=TABLE_COLUMNS)
+    if text_rows:
+        table = pd.concat([table, pd.DataFrame(text_rows, columns=TABLE_COLUMNS)], ignore_index=True)
+    write_adherence(table, out_dir / "adherence.csv")
+    return table
 
 
 def _reusable(rel: Path) -> bool:
