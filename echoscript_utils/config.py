@@ -264,6 +264,11 @@ class ScoringSection(_Section):
     clap_model: str | None = None  # None → evaluation.clap_model, else alignment.clap_model
     bootstrap: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
+    edit: Path | None = None  # the picture cut (.otio, .edl, FCP .xml, .fcpxml, spotting .csv); None → page-count estimate
+    fps: float | None = Field(None, gt=0)  # the cut's frame rate (23.976, 24, 25, 29.97); EDL and CSV carry none: 24
+    reel_minutes: float = Field(20.0, gt=0)  # reel length for cue numbers (1M1 … 2M1)
+    script_hits: bool = True  # hit points from the script's action beats as well as the cut's markers
+    solve_tempo: bool = True  # tempo solved within the mood's range so the hits fall on beats
 
 
 class Params(_Section):
