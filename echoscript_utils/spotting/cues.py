@@ -6,8 +6,8 @@ A cue runs over its scene's frames ``[start, end)`` of the cut, exactly (its len
 that reel.
 
 Tempo (:func:`solve_tempo`): with the cue's downbeat on its first frame, beats fall every ``60 / bpm`` seconds. The
-solver scans the mood's tempo range in 0.01 bpm steps and keeps the tempo whose worst hit lies closest to a beat
-(ties: closest to the planned tempo). Each hit reports the beat it lands on, its error in milliseconds and the
+solver scans the mood's tempo range in 0.01 bpm steps and keeps the tempo whose worst marker hit lies closest to a
+beat, then the one whose worst hit of all (script beats too) does, then the one closest to the planned tempo. Each hit reports the beat it lands on, its error in milliseconds and the
 frame of that beat. Without hits the planned tempo stays.
 """
 
@@ -21,11 +21,7 @@ import numpy as np
 from .cut import Cut, frames_to_tc
 from .match import Hit, SceneMatch
 
-__all__ = ["SCRIPT_HIT_WEIGHT", "SpottedCue", "cue_number", "solve_tempo", "spot_cues"]
-
-#: Weight of a script beat's error against a marker's when the tempo is solved (script beats are placed by their
-#: position in the action text, so they are approximate; the editor's markers are exact).
-SCRIPT_HIT_WEIGHT = 0.25
+__all__ = ["SpottedCue", "cue_number", "solve_tempo", "spot_cues"]
 
 
 @dataclass
@@ -89,30 +85,32 @@ def cue_number(start_s: float, counts: dict[int, int], *, reel_minutes: float = 
 
 
 def solve_tempo(hits_s: list[float], *, bpm_range: tuple[float, float], bpm: float, step: float = 0.01,
-                weights: list[float] | None = None) -> tuple[float, list[float]]:
+                firm: list[bool] | None = None, tolerance_s: float = 0.001) -> tuple[float, list[float]]:
     """The tempo in ``bpm_range`` that puts the hits (seconds from the downbeat) closest to beats.
 
-    ``weights`` (one per hit, default 1) scale each hit's error in the cost, the largest weighted error, that the
-    tempo minimises: :func:`spot_cues` weighs the editor's markers 1 and the script's beats (placed by position,
-    so approximate) 0.25.
+    ``firm`` marks the hits that must land first (default: all): the editor's markers, where
+    :func:`spot_cues` passes the script's beats (placed by their position in the action text, so approximate) as
+    not firm. The solver keeps the tempi whose worst firm hit is within ``tolerance_s`` of the best possible, then
+    among them the one whose worst hit of all is smallest, then the one closest to the planned ``bpm``.
 
     Returns ``(bpm, errors_s)``: the tempo (rounded to ``step``) and each hit's signed distance to its nearest
     beat (seconds, hit minus beat). Without hits: ``(bpm, [])``.
     """
-    w_all = np.ones(len(hits_s)) if weights is None else np.asarray(weights, dtype=np.float64)
-    keep = np.asarray(hits_s, dtype=np.float64) > 0
-    t = np.asarray(hits_s, dtype=np.float64)[keep]
-    w = w_all[keep]
-    if t.size == 0:
-        return float(bpm), []
+    full = np.asarray(hits_s, dtype=np.float64)
+    if not (full > 0).any():
+        return float(bpm), [float(x) for x in full] if full.size else []
+    firm_mask = np.ones(full.size, dtype=bool) if firm is None else np.asarray(firm, dtype=bool)
     lo, hi = sorted(float(x) for x in bpm_range)
     grid = np.round(np.arange(lo, hi + step / 2, step), 2)
     beat = 60.0 / grid[:, None]
-    err = t[None, :] - np.round(t[None, :] / beat) * beat
-    worst = (np.abs(err) * w[None, :]).max(axis=1)
-    cost = np.round(worst, 6) + 1e-9 * np.abs(grid - bpm)  # ties: the planned tempo
-    k = int(np.argmin(cost))
-    full = np.asarray(hits_s, dtype=np.float64)
+    err = np.abs(full[None, :] - np.round(full[None, :] / beat) * beat)
+    err[:, full <= 0] = 0.0  # a hit on the downbeat itself is always on the beat
+    first = err[:, firm_mask].max(axis=1) if firm_mask.any() else np.zeros(len(grid))
+    ok = first <= first.min() + tolerance_s
+    overall = np.where(ok, err.max(axis=1), np.inf)
+    best = overall.min()
+    cand = np.flatnonzero(overall <= best + 1e-9)
+    k = int(cand[np.argmin(np.abs(grid[cand] - bpm))])
     b = 60.0 / grid[k]
     return float(grid[k]), [float(x) for x in full - np.round(full / b) * b]
 
@@ -134,8 +132,8 @@ def spot_cues(matches: list[SceneMatch], cut: Cut, *, plans: dict[int, dict[str,
         hits: list[Hit] = m.hits
         rel = [(h.frame - m.start) / cut.rate for h in hits]
         if solve:
-            weights = [1.0 if h.source != "script" else SCRIPT_HIT_WEIGHT for h in hits]
-            bpm, errs = solve_tempo(rel, bpm_range=p["bpm_range"], bpm=p["bpm"], weights=weights)
+            bpm, errs = solve_tempo(rel, bpm_range=p["bpm_range"], bpm=p["bpm"],
+                                    firm=[h.source != "script" for h in hits])
         else:
             bpm = float(p["bpm"])
             errs = solve_tempo(rel, bpm_range=(bpm, bpm), bpm=bpm)[1]

@@ -30,6 +30,7 @@ __all__ = ["CUT_SUFFIXES", "Cut", "Event", "Marker", "frames_to_tc", "read_cut",
 CUT_SUFFIXES = {".otio": "otio_json", ".edl": "cmx_3600", ".xml": "fcp_xml", ".fcpxml": "fcpx_xml",
                 ".fcpx": "fcpx_xml", ".csv": "csv"}
 _TC = re.compile(r"\b\d{1,2}:\d{2}:\d{2}[:;.]\d{2,3}\b")
+_LOC_LINE = re.compile(r"^\s*\*\s*LOC:\s*(\d{2}:\d{2}:\d{2}[:;.]\d{2})\s*(\w*)\s*(.*?)\s*$", re.IGNORECASE)
 _EVENT_LINE = re.compile(r"^\s*(\d{1,6})\s+(\S+)\s+(\S+)\s+(\S+)\s+(?:\d+\s+)?"
                          r"(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$")
 
@@ -119,13 +120,19 @@ class Cut:
         return int(frame) / self.rate
 
     def video_track(self):
-        """The cut's first video track (a clone), or ``None``."""
+        """The cut's first video track (a clone), or ``None``. Media without a known extent get their clip's
+        source range as their available range (the FCP XML writer needs one; an EDL gives none)."""
         if self.timeline is None:
             return None
         otio = _otio()
         for t in self.timeline.tracks:
             if t.kind == otio.schema.TrackKind.Video:
-                return t.clone()
+                track = t.clone()
+                for clip in track.find_clips():
+                    ref = clip.media_reference
+                    if getattr(ref, "available_range", True) is None and clip.source_range is not None:
+                        ref.available_range = clip.source_range
+                return track
         return None
 
 
@@ -150,8 +157,9 @@ def read_cut(path: str | os.PathLike, *, fps: float | None = None) -> Cut:
         return _read_csv(p, timecode_rate(fps or 24.0))
     if fmt == "cmx_3600":
         rate = timecode_rate(fps or 24.0)
-        origin = _scan_edl(p, rate)
-        cut = _from_timeline(p, _read_otio(p, fmt, rate=rate), rate=rate, fmt=fmt, origin=origin)
+        origin, locators = _scan_edl(p, rate)
+        cut = _from_timeline(p, _read_otio(p, fmt, rate=rate), rate=rate, fmt=fmt, origin=origin,
+                             locators=locators)
     else:
         if fmt in ("fcp_xml", "fcpx_xml"):
             _check_xml(p)
@@ -205,9 +213,15 @@ def _check_xml(p: Path) -> None:
         raise InputError(f"{p}:{line}: not well-formed XML ({exc}); export the cut again") from None
 
 
-def _scan_edl(p: Path, rate: float) -> int:
-    """Check every event line of an EDL against ``rate`` and for overlapping record times before OTIO reads it;
-    returns the first record-in (the cut's origin) in frames."""
+def _scan_edl(p: Path, rate: float) -> tuple[int, dict[int, list[tuple[int, str, str, int]]]]:
+    """Check every event line of an EDL against ``rate`` and for overlapping record times before OTIO reads it.
+
+    Returns the first record-in (the cut's origin) in frames, and the ``* LOC:`` locators of each event (its
+    1-based position among the event lines → ``[(frames, color, name, line)]``): the CMX 3600 reader drops
+    locators written in drop-frame timecode (``;``), so the spotting reads them here for every rate.
+    """
+    locators: dict[int, list[tuple[int, str, str, int]]] = {}
+    n_event = 0
     try:
         lines = p.read_text(encoding="utf-8", errors="strict").splitlines()
     except UnicodeDecodeError as exc:
@@ -215,9 +229,19 @@ def _scan_edl(p: Path, rate: float) -> int:
     origin = None
     last_out: dict[str, tuple[int, int]] = {}
     for i, text in enumerate(lines, 1):
+        loc = _LOC_LINE.match(text)
+        if loc and n_event:
+            try:
+                at = tc_to_frames(loc.group(1), rate)
+            except ValueError as exc:
+                raise InputError(f"{p}:{i}: the locator timecode {loc.group(1)} does not fit {rate:.3f} fps ({exc}); "
+                                 f"pass the cut's frame rate with --fps") from None
+            locators.setdefault(n_event, []).append((at, loc.group(2), loc.group(3), i))
+            continue
         m = _EVENT_LINE.match(text)
         if not m:
             continue
+        n_event += 1
         tcs = m.groups()[4:8]
         if not all(_TC.fullmatch(t) for t in tcs):
             continue
@@ -241,7 +265,7 @@ def _scan_edl(p: Path, rate: float) -> int:
         origin = rec_in if origin is None else min(origin, rec_in)
     if origin is None:
         raise InputError(f"{p}: no CMX 3600 event lines (NNN REEL V C IN OUT IN OUT); export the cut as CMX 3600")
-    return origin
+    return origin, locators
 
 
 def _timeline_rate(p: Path, tl) -> float:
@@ -260,7 +284,8 @@ def _event_lines(p: Path) -> dict[int, int]:
     return out
 
 
-def _from_timeline(p: Path, tl, *, rate: float, fmt: str, origin: int | None) -> Cut:
+def _from_timeline(p: Path, tl, *, rate: float, fmt: str, origin: int | None,
+                   locators: dict[int, list[tuple[int, str, str, int]]] | None = None) -> Cut:
     otio = _otio()
     tracks = list(tl.tracks)
     video = [t for t in tracks if t.kind == otio.schema.TrackKind.Video] or tracks
@@ -284,14 +309,17 @@ def _from_timeline(p: Path, tl, *, rate: float, fmt: str, origin: int | None) ->
         r = item.range_in_parent()
         start, end = frame(r.start_time), frame(r.end_time_exclusive())
         events.append(Event(name=item.name or f"event {n_clip}", start=start, end=end, line=numbers.get(n_clip)))
-        src = item.trimmed_range()
-        for mk in item.markers:
-            at = mk.marked_range.start_time
-            f = start + frame(at - src.start_time)
-            if not start <= f < end:  # the EDL reader keeps LOC times as record timecodes
-                f = int(round(at.rescaled_to(rate).value)) - origin
-            markers.append(Marker(name=mk.name or mk.color or "marker", frame=f, line=numbers.get(n_clip),
-                                  color=str(mk.color or "")))
+        src = int(round(item.trimmed_range().start_time.rescaled_to(rate).value))
+        if locators is not None:  # an EDL: its locators as scanned (see _scan_edl)
+            found = [(at, color, name, line) for at, color, name, line in locators.get(n_clip, [])]
+        else:
+            found = [(frame(mk.marked_range.start_time), str(mk.color or ""), mk.name, numbers.get(n_clip))
+                     for mk in item.markers]
+        for at, color, name, line in found:
+            f = start + at - src  # a marker lies in its clip's source time (OTIO, and EDLs that OTIO writes) …
+            if not start <= f < end:  # … or, in many editors' EDLs, at its record timecode
+                f = at - origin
+            markers.append(Marker(name=name or color or "marker", frame=f, line=line, color=color))
     for holder in (track, tl.tracks):
         for mk in holder.markers:
             markers.append(Marker(name=mk.name or "marker", frame=frame(mk.marked_range.start_time),
