@@ -24,6 +24,7 @@ from __future__ import annotations
 from .stage import (
     CUE_SHEET_COLUMNS,
     ScoringResult,
+    demo_cut,
     demo_script,
     labelled_screenplays,
     plan_screenplay,
@@ -33,5 +34,5 @@ from .stage import (
     score,
 )
 
-__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_script", "labelled_screenplays", "plan_screenplay",
+__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_cut", "demo_script", "labelled_screenplays", "plan_screenplay",
            "planner_report", "read_screenplay", "run", "score"]

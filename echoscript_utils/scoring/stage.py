@@ -29,7 +29,7 @@ from .planner_eval import SCREENPLAYS_ENV, evaluate_planner
 from .relevance import score_relevance
 from .timeline import CueTiming, assemble_score, cue_timings, write_players
 
-__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_script", "labelled_screenplays", "plan_screenplay",
+__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_cut", "demo_script", "labelled_screenplays", "plan_screenplay",
            "planner_report", "read_screenplay", "run", "score"]
 
 #: The cue sheet's columns (the first nine are the contract).
@@ -155,7 +155,7 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
     sp = read_screenplay(cfg, script)  # raises before anything is written
     cues = plan_screenplay(cfg, sp, progress=progress)
     s = cfg.scoring
-    edit = edit or s.edit
+    edit = _edit(edit, s.edit, script or s.script)
     spotting = spot_to_cut(cfg, sp, cues, edit, fps=fps) if edit else None  # raises before anything is written
     if spotting is not None:
         timings, fields, total_s = spotting.timings, spotting.fields, spotting.total_s
@@ -238,6 +238,26 @@ def _cut_metrics(spotting: Spotting | None, picture: dict[str, str]) -> dict[str
             "hits": {"n": len(errs), "max_error_ms": round(max(errs), 2) if errs else None,
                      "mean_error_ms": round(sum(errs) / len(errs), 2) if errs else None},
             "products": picture}
+
+
+def demo_cut() -> Path:
+    """The bundled EDL of the demo screenplay's cut (24 fps, from 01:00:00:00, three hit markers)."""
+    return Path(str(resources.files("echoscript_utils").joinpath("data/demo_cut.edl")))
+
+
+def _edit(given, configured, script) -> Path | None:
+    """The cut to spot against: ``given`` (the caller's), else ``scoring.edit``. ``demo`` is the bundled cut of the
+    demo screenplay: asked for by the caller with another script it is an error; set in the parameters it
+    applies to the demo screenplay only (other scripts keep the page-count estimate)."""
+    edit = given or configured
+    if edit is None or str(edit) != "demo":
+        return edit
+    if script is None or Path(script).resolve() == demo_script().resolve():
+        return demo_cut()
+    if given:
+        raise ConfigError(f"--edit demo is the cut of the demo screenplay, not of {Path(script).name}; pass the "
+                          f"cut of this script (.otio, .edl, .xml, .fcpxml or a spotting .csv)")
+    return None
 
 
 def _reusable(rel: Path) -> bool:
