@@ -269,6 +269,12 @@ class ScoringSection(_Section):
     reel_minutes: float = Field(20.0, gt=0)  # reel length for cue numbers (1M1 … 2M1)
     script_hits: bool = True  # hit points from the script's action beats as well as the cut's markers
     solve_tempo: bool = True  # tempo solved within the mood's range so the hits fall on beats
+    loudness_profile: str | None = None  # delivery: ebu_r128, atsc_a85, streaming_14, streaming_16 (score and stems); None → as generated
+    duck_dialogue: bool = True  # delivery: lower the music under the script's dialogue (or the cut's dialogue track)
+    duck_db: float = Field(10.0, ge=0)  # gain reduction under dialogue (dB)
+    duck_ramp_s: float = Field(0.3, ge=0)  # ramps down before and up after each line (s)
+    preview: bool = True  # delivery: render preview.mp4 with ffmpeg (score under the picture, burnt-in timecode and cue)
+    video: Path | None = None  # the picture under preview.mp4; None → a plain frame
 
 
 class Params(_Section):

@@ -4,8 +4,11 @@ registry source package), the bad inputs, and ``echoscript score --edit`` end to
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -276,13 +279,9 @@ def test_a_rate_the_xml_does_not_have_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ end to end
-def test_cli_scores_the_demo_against_its_edl(tmp_path, capsys):
-    out = tmp_path / "demo"
-    sets = ["--set", f"run.cache_dir={tmp_path / 'cache'}", "--set", f"run.output_root={tmp_path / 'runs'}",
-            "--set", "scoring.relevance=false", "--set", "scoring.window_s=4", "--set", "generation.top_k=20"]
-    assert main(["score", str(demo_script()), "--edit", str(DEMO_CUT), "--params", str(REPO / "params" / "demo.yaml"),
-                 "--output", str(out), *sets]) == 0
-    printed = capsys.readouterr().out
+def test_cli_scores_the_demo_against_its_edl(delivered):
+    out = delivered
+    printed = (out.parent / "printed.txt").read_text()
     assert "from the cut demo_cut.edl (24 fps, 01:00:00:00 – 01:00:32:00)" in printed and "1M6" in printed
     for name in ("cue_sheet.csv", "score.wav", "spotting_notes.html", "music_cue_sheet.csv", "score.otio",
                  "score.edl", "score.xml", "spotting.csv", "scene_match.csv", "hits.csv", "metrics.json"):
@@ -333,6 +332,95 @@ def test_cli_scores_the_demo_against_its_edl(tmp_path, capsys):
     at = 17 * sr
     seg = score[0, at: at + sr]
     assert np.corrcoef(seg[2000:], cue4[0, 2000:sr])[0, 1] > 0.9
+
+
+def _xcorr_lag(signal: np.ndarray, ref: np.ndarray, *, around: int, search: int) -> int:
+    """Where ``ref`` starts in ``signal`` (samples), looked for within ``around ± search``."""
+    lo = max(around - search, 0)
+    seg = signal[lo: around + search + len(ref)]
+    n = len(seg) + len(ref)
+    c = np.fft.irfft(np.fft.rfft(seg, n) * np.conj(np.fft.rfft(ref, n)), n)[: len(seg) - len(ref) + 1]
+    return lo + int(np.argmax(c))
+
+
+@pytest.fixture(scope="module")
+def delivered(tmp_path_factory):
+    """The demo screenplay scored against its EDL with the demo parameters (EBU R128 delivery)."""
+    tmp = tmp_path_factory.mktemp("delivered")
+    out = tmp / "demo"
+    sets = ["--set", f"run.cache_dir={tmp / 'cache'}", "--set", f"run.output_root={tmp / 'runs'}",
+            "--set", "scoring.relevance=false", "--set", "scoring.window_s=4", "--set", "generation.top_k=20"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(["score", str(demo_script()), "--edit", str(DEMO_CUT), "--params",
+                   str(REPO / "params" / "demo.yaml"), "--output", str(out), *sets])
+    assert rc == 0
+    (tmp / "printed.txt").write_text(printed.getvalue())
+    return out
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None and not os.environ.get("CI"), reason="needs Debian's ffmpeg")
+def test_ffmpeg_plays_our_timeline_with_every_cue_within_a_frame(delivered, tmp_path):
+    """A real renderer plays the timeline we wrote: every music clip of score.otio, read back by OTIO, is laid by
+    ffmpeg at its record time; each cue's start is found in the rendered sound by cross-correlation."""
+    from echoscript_utils.delivery import render_preview
+
+    tl = otio.adapters.read_from_file(str(delivered / "score.otio"))
+    rate = float(tl.global_start_time.rate)
+    music = next(t for t in tl.tracks if t.kind == otio.schema.TrackKind.Audio)
+    cues = [{"cue": c.name, "start_s": c.range_in_parent().start_time.to_seconds(),
+             "end_s": c.range_in_parent().end_time_exclusive().to_seconds(),
+             "path": str(delivered / c.media_reference.target_url)} for c in music.find_clips()]
+    mp4 = render_preview(tmp_path / "played.mp4", duration_s=music.duration().to_seconds(), fps=rate, cues=cues,
+                         start_timecode=frames_to_tc(int(tl.global_start_time.value), rate), sr=44100)
+    wav_path = tmp_path / "played.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(mp4), "-ac", "1", "-ar", "44100", str(wav_path)],
+                   check=True)
+    played, sr = audio.load(wav_path)
+    frame = sr / rate
+    for c in cues:
+        ref, _ = audio.load(c["path"], sr=sr, mono=True)
+        ref = ref[0, int(0.1 * sr): int(1.1 * sr)]  # a second of the cue, past its fade-in
+        expect = int(round(c["start_s"] * sr)) + int(0.1 * sr)
+        found = _xcorr_lag(played[0], ref, around=expect, search=int(0.5 * sr))
+        assert abs(found - expect) <= frame, (c["cue"], (found - expect) / frame)
+
+
+def test_delivery_stems_loudness_ducking_and_preview(delivered):
+    import pyloudnorm as pyln
+
+    out = delivered
+    rows = pd.read_csv(out / "delivery.csv")
+    assert set(rows["model"]) == {"musicgen", "leitmotif"} and len(rows) == 12
+    sr = 44100
+    meter = pyln.Meter(sr)
+    for r in rows.itertuples():  # one Broadcast WAV stem per cue at its start timecode, at EBU R128
+        wav, file_sr = audio.load(out / r.stem)
+        assert file_sr == sr and r.time_reference_samples == round(tc_to_frames(r.tc_in, 24) / 24 * sr)
+        assert meter.integrated_loudness(wav.T) == pytest.approx(-23.0, abs=0.5)
+        assert audio.true_peak_db(wav, sr) <= -1.0 + 0.1
+        if shutil.which("mediainfo"):  # a third-party reader finds the stem at its cue's timecode
+            info = subprocess.run(["mediainfo", "--Output=JSON", str(out / r.stem)], capture_output=True, text=True,
+                                  check=True).stdout
+            delay = next(float(t["Delay"]) for t in __import__("json").loads(info)["media"]["track"]
+                         if t.get("@type") == "Audio")
+            assert delay == pytest.approx(tc_to_frames(r.tc_in, 24) / 24, abs=0.001)
+    # ducked under the script's dialogue: every scene but the silent lighthouse (scene 5) has lines
+    assert (rows.loc[rows["scene"] != 5, "ducked_db"] == 10.0).all() and (rows.loc[rows["scene"] == 5,
+                                                                                    "ducked_db"] == 0.0).all()
+    side = read_json(out / "musicgen" / "cue001_s0.json")
+    assert side["loudness_target_lufs"] == -23.0 and side["true_peak_target_dbtp"] == -1.0
+    assert side["ducking"]["source"] == "script" and len(side["ducking"]["regions"]) == 2
+    metrics = read_json(out / "metrics.json")["products"]["delivery"]
+    for label in ("musicgen", "leitmotif"):
+        score, _ = audio.load(out / "delivery" / label / "score.wav")
+        assert score.shape[-1] == 32 * sr
+        assert meter.integrated_loudness(score.T) == pytest.approx(-23.0, abs=0.5)
+        assert metrics["scores"][label]["loudness_lufs"] == pytest.approx(-23.0, abs=0.5)
+    if shutil.which("ffprobe"):
+        probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                                str(out / "preview.mp4")], capture_output=True, text=True, check=True).stdout
+        assert float(probe) == pytest.approx(32.0, abs=0.05) and metrics["preview"] == "preview.mp4"
 
 
 def test_without_a_cut_timing_is_labelled_an_estimate(tmp_path, capsys):

@@ -33,7 +33,8 @@ from ..spotting import (
 from .plan import MOOD_PROFILES, CuePlan, finish_cues
 from .timeline import DECLICK_S, CueTiming
 
-__all__ = ["Spotting", "estimate_fields", "picture_products", "spot_to_cut"]
+__all__ = ["Spotting", "check_delivery", "deliver", "dialogue_regions", "estimate_fields", "picture_products",
+           "spot_to_cut"]
 
 
 @dataclass
@@ -156,3 +157,120 @@ def picture_products(spotting: Spotting, out_dir: Path, *, title: str, cues: lis
     written = write_timelines(tl, out_dir, stem="score")
     return {"spotting_notes": "spotting_notes.html", "music_cue_sheet": "music_cue_sheet.csv",
             **{f"timeline_{k}": p.name for k, p in written.items()}}
+
+
+# --------------------------------------------------------------------------------------------------- delivery
+def dialogue_regions(cue: SpottedCue, scene, cut: Cut) -> tuple[list[tuple[float, float]], str]:
+    """Where dialogue plays under a cue, in seconds from the cue's start, and where that came from: the cut's
+    dialogue track when it has one (``cut``), else the script's dialogue blocks placed by their printed-line
+    position within the scene (``script``)."""
+    if cut.dialogue:
+        regions = [((max(a, cue.start) - cue.start) / cut.rate, (min(b, cue.end) - cue.start) / cut.rate)
+                   for a, b in cut.dialogue if a < cue.end and b > cue.start]
+        return regions, "cut"
+    total = max(int(scene.printed_lines), 1)
+    return [(cue.duration_s * a / total, cue.duration_s * b / total) for a, b in scene.dialogue_spans], "script"
+
+
+def check_delivery(cfg) -> None:
+    """Refuse an unknown ``scoring.loudness_profile`` before anything is written."""
+    if cfg.scoring.loudness_profile:
+        from ..delivery import profile
+
+        profile(cfg.scoring.loudness_profile)
+
+
+def deliver(cfg, spotting: Spotting, sheet: pd.DataFrame, out_dir: Path, screenplay, *,
+            progress: bool = False) -> dict[str, Any]:
+    """What goes to the mix, for each model's first seed: every cue ducked under dialogue
+    (``scoring.duck_dialogue``), conformed to ``scoring.loudness_profile`` when one is set, and written as a
+    Broadcast WAV stem ``delivery/<model>/stems/<cue>.wav`` whose ``bext`` TimeReference is its start timecode;
+    the ducked score assembled and conformed as a whole (``delivery/<model>/score.wav``); ``delivery.csv`` (one row
+    per stem: dialogue regions, gain reduction, measured loudness and true peak); each cue's sidecar gains
+    ``stem``, ``ducking`` and, with a profile, ``loudness_target_lufs`` / ``true_peak_target_dbtp`` and what was
+    measured; and ``preview.mp4`` (ffmpeg) with the first model's delivered score under the picture
+    (``scoring.video``, else a plain frame with burnt-in timecode, scene heading and cue number).
+
+    Returns the metrics of the delivery (per model: the score's measured loudness; the preview or why not).
+    """
+    import shutil
+
+    from opentimelineio.opentime import RationalTime
+
+    from .. import audio, delivery
+    from ..artifacts import read_json, write_json, write_table
+    from ..errors import DependencyError
+    from .timeline import assemble_score
+
+    s, cut = cfg.scoring, spotting.cut
+    sr, ch = cfg.curation.sample_rate, (1 if cfg.curation.channels == "mono" else 2)
+    prof = s.loudness_profile
+    scenes = {sc.index: sc for sc in screenplay.scenes}
+    by_scene = {c.scene: c for c in spotting.cues}
+    tmap = {t.scene: t for t in spotting.timings}
+    rows: list[dict[str, Any]] = []
+    out: dict[str, Any] = {"profile": prof, "ducking": bool(s.duck_dialogue), "scores": {}}
+    work = out_dir / ".delivery_work"
+    if not len(sheet):
+        return out
+    seed0 = sheet["seed"].iloc[0]
+    for label, d in sheet[sheet["seed"] == seed0].groupby("model", sort=False):
+        folder = out_dir / "delivery" / str(label)
+        ducked_files = []
+        for r in d.sort_values("start_s").itertuples():
+            c = by_scene[int(r.scene)]
+            wav, _ = audio.load(out_dir / r.file)
+            regions, source = dialogue_regions(c, scenes[c.scene], cut)
+            ducking: list[dict[str, Any]] = []
+            if s.duck_dialogue and regions:
+                wav, ducking = delivery.duck(wav, sr, regions=regions, depth_db=s.duck_db, ramp_s=s.duck_ramp_s)
+            ducked = work / str(label) / f"{c.cue}.wav"
+            ducked.parent.mkdir(parents=True, exist_ok=True)
+            audio.write(ducked, wav, sr, subtype="FLOAT")
+            ducked_files.append((tmap[c.scene], ducked))
+            loud: dict[str, Any] = {}
+            stem = wav
+            if prof:
+                stem, loud = delivery.conform(wav, sr, profile=prof)
+            stem_path = folder / "stems" / f"{c.cue}.wav"
+            stem_path.parent.mkdir(parents=True, exist_ok=True)
+            delivery.write_bwf(stem_path, stem, sr, time_reference=RationalTime(cut.origin + c.start, cut.rate),
+                               description=f"{c.cue} {c.heading}", originator_reference=c.cue,
+                               loudness_lufs=loud.get("loudness_lufs"), true_peak_dbtp=loud.get("true_peak_dbtp"))
+            rel = str(stem_path.relative_to(out_dir))
+            rows.append({"model": label, "cue": c.cue, "scene": c.scene, "stem": rel, "tc_in": c.tc_in,
+                         "time_reference_samples": round((cut.origin + c.start) * sr / cut.rate),
+                         "dialogue_source": source if regions else "", "dialogue_regions": len(regions),
+                         "ducked_db": max((x["gain_reduction_db"] for x in ducking), default=0.0),
+                         **{k: loud.get(k) for k in ("loudness_target_lufs", "true_peak_target_dbtp", "loudness_lufs",
+                                                     "true_peak_dbtp", "reached", "limited")}})
+            side_path = (out_dir / r.file).with_suffix(".json")
+            side = read_json(side_path)
+            side.update({"stem": rel, "ducking": {"source": source, "regions": ducking}})
+            if prof:
+                side.update({k: loud[k] for k in ("loudness_target_lufs", "true_peak_target_dbtp")},
+                            stem_loudness_lufs=loud.get("loudness_lufs"), stem_true_peak_dbtp=loud.get("true_peak_dbtp"))
+            write_json(side_path, side)
+        raw = work / str(label) / "score.wav"
+        assemble_score(ducked_files, raw, total_s=spotting.total_s, sr=sr, channels=ch, peak_db=None,
+                       progress=progress)
+        score, _ = audio.load(raw)
+        report: dict[str, Any] = {}
+        if prof:
+            score, report = delivery.conform(score, sr, profile=prof)
+        audio.write(folder / "score.wav", score, sr, subtype="PCM_24")
+        out["scores"][str(label)] = {"file": str((folder / "score.wav").relative_to(out_dir)), **report}
+    write_table(pd.DataFrame(rows), out_dir, "delivery")
+    out["stems"] = len(rows)
+    first = next(iter(out["scores"].values()))
+    if s.preview:
+        try:
+            delivery.render_preview(out_dir / "preview.mp4", duration_s=spotting.total_s, fps=cut.fps,
+                                    cues=[{"start_s": c.start_s, "end_s": c.start_s + c.duration_s, "cue": c.cue,
+                                           "heading": c.heading} for c in spotting.cues],
+                                    audio=out_dir / first["file"], video=s.video, start_timecode=cut.tc(0))
+            out["preview"] = "preview.mp4"
+        except DependencyError as exc:  # no ffmpeg: everything else is delivered; say what is missing
+            out["preview"] = f"not rendered: {exc}"
+    shutil.rmtree(work, ignore_errors=True)
+    return out

@@ -23,7 +23,7 @@ from ..prompts import resolve_provider
 from .generate import LEITMOTIF_LABEL, generate_cues, leitmotif_chroma, scoring_models
 from .local_plan import local_plan
 from .parse import Screenplay, read_script, scenes_table
-from .picture import Spotting, estimate_fields, picture_products, spot_to_cut
+from .picture import Spotting, check_delivery, deliver, estimate_fields, picture_products, spot_to_cut
 from .plan import CuePlan, finish_cues, load_labelled_scenes, plan_cues, planner_accuracy
 from .planner_eval import SCREENPLAYS_ENV, evaluate_planner
 from .relevance import score_relevance
@@ -158,6 +158,8 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
     edit = _edit(edit, s.edit, script or s.script)
     spotting = spot_to_cut(cfg, sp, cues, edit, fps=fps) if edit else None  # raises before anything is written
     if spotting is not None:
+        check_delivery(cfg)
+    if spotting is not None:
         timings, fields, total_s = spotting.timings, spotting.fields, spotting.total_s
     else:
         timings = cue_timings(sp.scenes, {c.scene for c in cues if c.spotted}, crossfade_s=s.crossfade_s,
@@ -191,6 +193,8 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
             if spotting is not None:
                 step["name"] = "writing the spotting notes, music cue sheet and timeline"
                 picture = picture_products(spotting, out_dir, title=sp.title, cues=cues, sheet=sheet)
+                step["name"] = "delivering (ducking, loudness, Broadcast WAV stems, preview.mp4)"
+                picture["delivery"] = deliver(cfg, spotting, sheet, out_dir, sp, progress=progress)
             step["name"] = "measuring CLAP relevance"
             relevance = _relevance(cfg, sheet, {sc.index: sc for sc in sp.scenes}, out_dir, progress=progress)
             write_table(relevance, out_dir, "relevance")
