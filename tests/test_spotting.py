@@ -142,6 +142,23 @@ def test_cue_numbers_follow_reels(tmp_path):
     assert [c.cue for c in cues] == ["1M1", "1M2", "2M1"]  # the third cue starts 22 minutes in: reel 2
 
 
+def test_cue_boundaries_fall_at_music_in_and_out_markers(tmp_path):
+    """A MUSIC IN / MUSIC OUT marker inside a scene moves its cue's start / end onto that frame (not a hit)."""
+    sp = read_script(_script(tmp_path, 3))
+    tl = _cut_timeline([120, 240, 96], 25, markers=[(1, 30, "MUSIC IN"), (1, 150, "HIT slam"), (1, 200, "MUSIC OUT")])
+    path = tmp_path / "cut.edl"
+    otio.adapters.write_to_file(tl, str(path), adapter_name="cmx_3600", rate=25)
+    cut = read_cut(path, fps=25)
+    matches, _ = match_scenes(sp.scenes, cut)
+    assert (matches[1].cue_in, matches[1].cue_out) == (150, 320)
+    cues = spot_cues(matches, cut, plans=_plans(sp))
+    assert [(c.start, c.end) for c in cues] == [(0, 120), (150, 320), (360, 456)]
+    assert [h["label"] for h in cues[1].hits] == ["HIT SLAM"] and cues[1].hits_s == [4.8]  # the EDL writes capitals
+    assert abs(cues[1].hits[0]["error_ms"]) < 1.0  # the tempo puts the slam on a beat counted from MUSIC IN
+    back = read_music_events(write_timelines(build_timeline(cues, cut, files={}), tmp_path)["edl"], rate=25.0)
+    assert [(e["tc_in"], e["tc_out"]) for e in back] == [(c.tc_in, c.tc_out) for c in cues]
+
+
 def test_spotting_csv_with_hits_and_names(tmp_path):
     sp = read_script(demo_script())
     csv = tmp_path / "spot.csv"

@@ -1,13 +1,14 @@
 """Cues spotted to picture: numbers in the reel/M convention, frames, hit points and the tempo that lands them.
 
 A cue runs over its scene's frames ``[start, end)`` of the cut, exactly (its length in seconds is
-``frames / rate``). Cue numbers follow the film convention ``<reel>M<n>`` (1M1, 1M2, 2M1 …): the reel is the
+``frames / rate``), or from a ``MUSIC IN`` marker to a ``MUSIC OUT`` marker inside the scene, when the cut has them. Cue numbers follow the film convention ``<reel>M<n>`` (1M1, 1M2, 2M1 …): the reel is the
 ``reel_minutes`` stretch of the cut the cue starts in (20-minute reels by default), ``n`` counts the cues within
 that reel.
 
 Tempo (:func:`solve_tempo`): with the cue's downbeat on its first frame, beats fall every ``60 / bpm`` seconds. The
-solver scans the mood's tempo range in 0.01 bpm steps and keeps the tempo whose worst marker hit lies closest to a
-beat, then the one whose worst hit of all (script beats too) does, then the one closest to the planned tempo. Each hit reports the beat it lands on, its error in milliseconds and the
+solver scans the mood's tempo range in 0.01 bpm steps and keeps the tempi whose worst marker hit lies closest to a
+beat, then those whose worst hit of all (script beats too) does (each within a millisecond), then the one closest
+to the planned tempo. Each hit reports the beat it lands on, its error in milliseconds and the
 frame of that beat. Without hits the planned tempo stays.
 """
 
@@ -91,7 +92,8 @@ def solve_tempo(hits_s: list[float], *, bpm_range: tuple[float, float], bpm: flo
     ``firm`` marks the hits that must land first (default: all): the editor's markers, where
     :func:`spot_cues` passes the script's beats (placed by their position in the action text, so approximate) as
     not firm. The solver keeps the tempi whose worst firm hit is within ``tolerance_s`` of the best possible, then
-    among them the one whose worst hit of all is smallest, then the one closest to the planned ``bpm``.
+    among them those whose worst hit of all is within ``tolerance_s`` of the smallest, and of these the one closest
+    to the planned ``bpm``.
 
     Returns ``(bpm, errors_s)``: the tempo (rounded to ``step``) and each hit's signed distance to its nearest
     beat (seconds, hit minus beat). Without hits: ``(bpm, [])``.
@@ -108,8 +110,7 @@ def solve_tempo(hits_s: list[float], *, bpm_range: tuple[float, float], bpm: flo
     first = err[:, firm_mask].max(axis=1) if firm_mask.any() else np.zeros(len(grid))
     ok = first <= first.min() + tolerance_s
     overall = np.where(ok, err.max(axis=1), np.inf)
-    best = overall.min()
-    cand = np.flatnonzero(overall <= best + 1e-9)
+    cand = np.flatnonzero(overall <= overall.min() + tolerance_s)
     k = int(cand[np.argmin(np.abs(grid[cand] - bpm))])
     b = 60.0 / grid[k]
     return float(grid[k]), [float(x) for x in full - np.round(full / b) * b]
@@ -129,8 +130,10 @@ def spot_cues(matches: list[SceneMatch], cut: Cut, *, plans: dict[int, dict[str,
     for m in sorted((m for m in matches if m.matched_by and m.scene in plans and m.frames > 0),
                     key=lambda m: m.start):
         p = plans[m.scene]
-        hits: list[Hit] = m.hits
-        rel = [(h.frame - m.start) / cut.rate for h in hits]
+        start = m.cue_in if m.cue_in is not None else m.start
+        end = m.cue_out if m.cue_out is not None and m.cue_out > start else m.end
+        hits: list[Hit] = [h for h in m.hits if start < h.frame < end]
+        rel = [(h.frame - start) / cut.rate for h in hits]
         if solve:
             bpm, errs = solve_tempo(rel, bpm_range=p["bpm_range"], bpm=p["bpm"],
                                     firm=[h.source != "script" for h in hits])
@@ -142,9 +145,9 @@ def spot_cues(matches: list[SceneMatch], cut: Cut, *, plans: dict[int, dict[str,
             beat_s = t - e
             rows.append({"frame": h.frame, "label": h.label, "source": h.source, "tc": cut.tc(h.frame),
                          "beat": int(round(beat_s * bpm / 60.0)), "error_ms": round(e * 1000.0, 2),
-                         "beat_frame": m.start + int(round(beat_s * cut.rate)),
+                         "beat_frame": start + int(round(beat_s * cut.rate)),
                          "error_frames": round(e * cut.rate, 3)})
-        out.append(SpottedCue(cue=cue_number(m.start / cut.rate, counts, reel_minutes=reel_minutes), scene=m.scene,
-                              heading=m.heading, start=m.start, end=m.end, rate=cut.rate, origin=cut.origin, bpm=bpm,
+        out.append(SpottedCue(cue=cue_number(start / cut.rate, counts, reel_minutes=reel_minutes), scene=m.scene,
+                              heading=m.heading, start=start, end=end, rate=cut.rate, origin=cut.origin, bpm=bpm,
                               bpm_planned=float(p["bpm"]), bpm_range=tuple(p["bpm_range"]), hits=rows))
     return out

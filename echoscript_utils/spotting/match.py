@@ -13,7 +13,11 @@ to the next scene's first shot. Scenes no event names get no cue and are named i
 name no scene. In order, a cut with fewer events than the script has scenes is an error (the cut is shorter than
 the script); extra events are named.
 
-Hit points (:func:`scene_hits`): the cut's markers inside the scene (except those that name a scene), the
+A marker named ``MUSIC IN`` / ``CUE IN`` (or ``OUT``, ``START``, ``END``; :data:`BOUNDARY`) inside a scene puts
+its cue's start (or end) there instead of at the scene's edge: the cue boundary falls on that hit.
+
+Hit points (:func:`scene_hits`): the cut's markers inside the scene (except those that name a scene or a cue
+boundary), the
 spotting CSV's hits, and the script's action beats (:data:`ACTION_BEATS`: a gunshot, a door slam, a reveal …),
 each placed at its position within the scene's action text (a beat two thirds of the way through the action
 lands two thirds of the way through the scene on screen). Hits closer than ``min_gap_frames`` keep the first
@@ -29,7 +33,7 @@ from typing import Any
 from ..errors import InputError
 from .cut import Cut, Event
 
-__all__ = ["ACTION_BEATS", "Hit", "SceneMatch", "action_beats", "match_scenes", "scene_hits"]
+__all__ = ["ACTION_BEATS", "BOUNDARY", "Hit", "SceneMatch", "action_beats", "match_scenes", "scene_hits"]
 
 #: Action beats that music hits: label → pattern (whole words, any case).
 ACTION_BEATS: dict[str, str] = {
@@ -47,6 +51,8 @@ ACTION_BEATS: dict[str, str] = {
 }
 _BEATS = [(label, re.compile(rf"\b(?:{pat})\b", re.IGNORECASE)) for label, pat in ACTION_BEATS.items()]
 _NUMBER = re.compile(r"(?:^|[^a-z0-9])(?:sc|scn|scene|s)[\s_.\-]*0*(\d{1,4})[a-z]?(?![0-9])", re.IGNORECASE)
+#: A marker that places a cue's start or end rather than a hit: ``MUSIC IN``, ``CUE OUT``, ``MX START`` …
+BOUNDARY = re.compile(r"^\s*(?:cue|music|mx)\s*[-_ ]?\s*(in|out|start|end|stop)\b", re.IGNORECASE)
 _BARE = re.compile(r"^\s*0*(\d{1,4})[a-z]?\s*$", re.IGNORECASE)
 _PREFIX = re.compile(r"^\s*(?:int|ext|est|i/e|int\./ext|ext\./int)[\s./]+", re.IGNORECASE)
 
@@ -80,6 +86,8 @@ class SceneMatch:
     start: int = 0
     end: int = 0
     hits: list[Hit] = field(default_factory=list)
+    cue_in: int | None = None  # a MUSIC IN marker inside the scene: the cue starts there, not at the scene's start
+    cue_out: int | None = None  # a MUSIC OUT marker: the cue ends there
 
     @property
     def frames(self) -> int:
@@ -169,6 +177,13 @@ def match_scenes(scenes, cut: Cut) -> tuple[list[SceneMatch], list[Event]]:
     for s in scenes:
         m = out[s.index]
         if m.matched_by is not None:
+            for mk in cut.markers:
+                b = BOUNDARY.match(mk.name)
+                if b and m.start <= mk.frame < m.end:
+                    if b.group(1).lower() in ("in", "start"):
+                        m.cue_in = mk.frame
+                    elif mk.frame > m.start:
+                        m.cue_out = mk.frame
             m.hits = scene_hits(s, m, cut, scene_markers={mk.name for mk, _ in scene_marks})
     return [out[s.index] for s in scenes], unmatched
 
@@ -201,7 +216,8 @@ def scene_hits(scene, match: SceneMatch, cut: Cut, *, script_beats: bool = True,
     gap = int(round(cut.rate)) if min_gap_frames is None else int(min_gap_frames)
     lo, hi = match.start, match.end
     cands: list[Hit] = [Hit(frame=mk.frame, label=mk.name, source="marker") for mk in cut.markers
-                        if lo <= mk.frame < hi and mk.name not in (scene_markers or set())]
+                        if lo <= mk.frame < hi and mk.name not in (scene_markers or set())
+                        and not BOUNDARY.match(mk.name)]
     for e in cut.events:
         if e.name in match.events:
             cands += [Hit(frame=f, label="hit", source="csv") for f in e.hits if lo <= f < hi]
