@@ -159,6 +159,29 @@ def test_cue_boundaries_fall_at_music_in_and_out_markers(tmp_path):
     assert [(e["tc_in"], e["tc_out"]) for e in back] == [(c.tc_in, c.tc_out) for c in cues]
 
 
+def test_ducking_follows_the_cuts_dialogue_track_else_the_scripts_lines(tmp_path):
+    from echoscript_utils.scoring.picture import dialogue_regions
+
+    sp = read_script(demo_script())
+    tl = _cut_timeline([96, 144, 168, 120, 96, 144], 24)
+    dia = otio.schema.Track(name="DIA 1", kind=otio.schema.TrackKind.Audio)
+    dia.append(otio.schema.Gap(source_range=TR(RT(0, 24), RT(120, 24))))
+    dia.append(otio.schema.Clip(name="line", source_range=TR(RT(0, 24), RT(48, 24))))
+    tl.tracks.append(dia)
+    path = tmp_path / "cut.otio"
+    otio.adapters.write_to_file(tl, str(path))
+    cut = read_cut(path)
+    assert cut.dialogue == [(120, 168)]
+    cues = spot_cues(match_scenes(sp.scenes, cut)[0], cut, plans=_plans(sp))
+    regions, source = dialogue_regions(cues[1], sp.scenes[1], cut)
+    assert source == "cut" and regions == [(1.0, 3.0)]  # frames 120-168 of the cut: 1-3 s into cue 1M2
+    cut.dialogue = []
+    regions, source = dialogue_regions(cues[1], sp.scenes[1], cut)  # the script: two blocks of scene 2's lines
+    spans = sp.scenes[1].dialogue_spans
+    assert source == "script" and len(regions) == len(spans) == 2
+    assert regions[0][0] == pytest.approx(6.0 * spans[0][0] / sp.scenes[1].printed_lines)
+
+
 def test_spotting_csv_with_hits_and_names(tmp_path):
     sp = read_script(demo_script())
     csv = tmp_path / "spot.csv"
