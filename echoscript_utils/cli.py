@@ -165,6 +165,11 @@ def _add_score(sub) -> None:
     p.add_argument("--model", nargs="+", default=None, metavar="REF",
                    help="model reference(s) as generation takes them (hub id, folder, adapter, tiny-*); default: "
                         "the run's fine-tuned 04_finetuning/final when it exists, else generation.baseline_model")
+    p.add_argument("--edit", default=None, metavar="CUT",
+                   help="the picture cut to spot against (.otio, CMX 3600 .edl, FCP .xml, .fcpxml, or a spotting "
+                        ".csv scene,start_tc,end_tc[,hits]); without it, screen time is estimated from page count")
+    p.add_argument("--fps", type=float, default=None,
+                   help="the cut's frame rate (23.976, 24, 25, 29.97); EDLs and CSVs carry none (default 24)")
     _params_arg(p)
 
     def run(args) -> int:
@@ -311,15 +316,31 @@ def _score(args) -> int:
 
     cfg = _load(args)
     set_seed(cfg.seed)
-    res = scoring.score(args.script, cfg, output_dir=args.output, models=args.model)
+    res = scoring.score(args.script, cfg, output_dir=args.output, models=args.model, edit=args.edit, fps=args.fps)
     m = res.metrics
-    print(f"{m['title']}: {m['n_scenes']} scenes, {m['pages']:.1f} pages ≈ {m['screen_time_s']:.0f} s of screen time; "
+    sp = res.spotting
+    timing = (f"{m['screen_time_s']:.2f} s of screen time from the cut {sp.cut.path.name} ({sp.cut.fps:g} fps, "
+              f"{sp.cut.tc(0)} – {sp.cut.tc(sp.cut.n_frames)})" if sp is not None else
+              f"≈ {m['screen_time_s']:.0f} s of screen time (estimated from page count)")
+    print(f"{m['title']}: {m['n_scenes']} scenes, {m['pages']:.1f} pages, {timing}; "
           f"{m['n_spotted']} cues × {len(res.plan)} model(s) × {len(m['seeds'])} seed(s) "
           f"({m['n_generated']} generated, {m['n_cues'] - m['n_generated']} reused) in {m['seconds']:.1f} s")
+    spotted = {c.scene: c for c in sp.cues} if sp is not None else {}
+    matched = {x.scene: x for x in sp.matches} if sp is not None else {}
     for c in res.cues:
-        print(f"  scene {c.scene:>3}  {c.mood:<11} {c.intensity:.2f}  {c.bpm:>3} bpm  "
-              f"{'' if c.spotted else '(no cue) '}{c.heading}")
-    print(f"cue sheet: {res.out_dir / 'cue_sheet.csv'}   score: {res.score_path}")
+        if sp is not None and c.scene in spotted:
+            k = spotted[c.scene]
+            worst = "" if k.max_error_ms is None else f", {len(k.hits)} hit(s) within {k.max_error_ms:.0f} ms"
+            where = f"{k.cue:<5} {k.tc_in}–{k.tc_out} {k.frames:>5} fr  {k.bpm:g} bpm{worst}  "
+        elif sp is not None:
+            where = "(not in the cut) " if matched[c.scene].matched_by is None else "(no cue) "
+        else:
+            where = f"{c.bpm:>3} bpm  {'' if c.spotted else '(no cue) '}"
+        print(f"  scene {c.scene:>3}  {c.mood:<11} {c.intensity:.2f}  {where}{c.heading}")
+    if sp is not None and sp.unmatched_events:
+        print("  events that name no scene: " + ", ".join(e.name for e in sp.unmatched_events))
+    extra = "   spotting notes: " + str(res.out_dir / "spotting_notes.html") if sp is not None else ""
+    print(f"cue sheet: {res.out_dir / 'cue_sheet.csv'}   score: {res.score_path}{extra}")
     return 0
 
 

@@ -256,7 +256,7 @@ class ScoringSection(_Section):
     seeds: list[int] = [0]  # one score per seed and model
     window_s: float = Field(30.0, gt=0)  # seconds per model call; longer cues continue from their own last seconds
     crossfade_s: float = Field(2.0, ge=0)  # equal-power crossfade at each scene boundary
-    max_cue_s: float | None = Field(None, gt=0)  # cap every cue (quick previews, the CPU demo); None = full scene length
+    max_cue_s: float | None = Field(None, gt=0)  # cap every cue (quick previews, the CPU demo); None = full scene length; not with a cut
     leitmotif: bool = False  # carry one MIDI theme across the cues through the melody model
     leitmotif_midi: Path | None = None  # the theme; None → a generated demo theme
     leitmotif_model: str | None = None  # MusicGen-Melody reference; None → generation.melody_model
@@ -264,6 +264,17 @@ class ScoringSection(_Section):
     clap_model: str | None = None  # None → evaluation.clap_model, else alignment.clap_model
     bootstrap: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
+    edit: Literal["demo"] | Path | None = None  # the picture cut (.otio, .edl, FCP .xml, .fcpxml, spotting .csv); demo: the bundled cut of the demo screenplay; None → page-count estimate
+    fps: float | None = Field(None, gt=0)  # the cut's frame rate (23.976, 24, 25, 29.97); EDL and CSV carry none: 24
+    reel_minutes: float = Field(20.0, gt=0)  # reel length for cue numbers (1M1 … 2M1)
+    script_hits: bool = True  # hit points from the script's action beats as well as the cut's markers
+    solve_tempo: bool = True  # tempo solved within the mood's range so the hits fall on beats
+    loudness_profile: str | None = None  # delivery: ebu_r128, atsc_a85, streaming_14, streaming_16 (score and stems); None → as generated
+    duck_dialogue: bool = True  # delivery: lower the music under the script's dialogue (or the cut's dialogue track)
+    duck_db: float = Field(10.0, ge=0)  # gain reduction under dialogue (dB)
+    duck_ramp_s: float = Field(0.3, ge=0)  # ramps down before and up after each line (s)
+    preview: bool = True  # delivery: render preview.mp4 with ffmpeg (score under the picture, burnt-in timecode and cue)
+    video: Path | None = None  # the picture under preview.mp4; None → a plain frame
 
 
 class Params(_Section):

@@ -248,8 +248,9 @@ def render_files(cfg, label: str, ref: str, jobs: list[RenderJob], *, out_dir: P
                                         target_lufs=settings["target_lufs"], peak_db=c.peak_limit_db,
                                         policy=settings["loudness_policy"],
                                         max_limiting_db=settings["max_limiting_db"], return_record=True)
-                if job.length_s is not None:
-                    std = std[..., : int(round(float(job.length_s) * sr_out))]
+                if job.length_s is not None:  # exactly the job's length (resampling may leave a sample short)
+                    n = int(round(float(job.length_s) * sr_out))
+                    std = np.pad(std[..., :n], [(0, 0)] * (std.ndim - 1) + [(0, max(n - std.shape[-1], 0))])
                 wav_path = folder / f"{stem}.wav"
                 audio.write(wav_path, std, sr_out)
                 side = {**record, "model": label, "model_id": ref, "checkpoint": identity, "settings": settings,

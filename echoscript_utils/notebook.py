@@ -62,3 +62,13 @@ def audio_grid(table, *, row: str, columns: Sequence[str], max_s: float = 10.0, 
                         for c in columns)
         body.append(f"<tr><th>{html.escape(str(rec[row]))}</th>{cells}</tr>")
     return HTML(f"<table><tr><th>{html.escape(row)}</th>{head}</tr>{''.join(body)}</table>")
+
+
+def video(path: str | os.PathLike, *, width: int = 640, missing: str = "no video yet"):
+    """An ``IPython.display.Video`` of a file (embedded, so the executed notebook carries it), or a one-line note
+    ``missing`` when the file is not there."""
+    from IPython.display import HTML, Video
+
+    if not os.path.isfile(path):
+        return HTML(f"<i>{html.escape(missing)}</i>")
+    return Video(str(path), embed=True, width=width, mimetype="video/mp4")

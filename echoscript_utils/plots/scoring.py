@@ -68,3 +68,39 @@ def relevance_bars(relevance: pd.DataFrame, *, ax=None):
     ax.set(ylabel="CLAP cosine", title="Cue ↔ scene text relevance")
     ax.legend(fontsize=8)
     return ax
+
+
+@styled
+def spotting_timeline(cues: pd.DataFrame, hits: pd.DataFrame | None = None, *, ax=None, ticks: int = 8):
+    """The cues spotted to the cut along record timecode: one bar per cue (``start_s`` for ``duration_s``,
+    labelled with its ``cue`` number and tempo), the hit points as red ticks where they fall and black dots on the
+    beats they land on. The x axis is labelled in timecode.
+
+    ``cues``: ``SpottedCue.as_row()`` rows (``cue, start_s, duration_s, bpm, tc_in, fps``); ``hits``:
+    ``Spotting.hit_table()`` rows (``cue, tc, beat_tc, label``), optional.
+    """
+    from ..spotting import frames_to_tc, tc_to_frames, timecode_rate
+
+    ax = get_ax(ax, figsize=(8.0, 2.6))
+    if cues is None or cues.empty:
+        return empty_axes(ax, "no cut: the cue times are the page-count estimate")
+    rate = timecode_rate(float(cues["fps"].iloc[0]))
+    origin = tc_to_frames(cues["tc_in"].iloc[0], rate) - round(float(cues["start_s"].iloc[0]) * rate)
+    for k, rec in enumerate(cues.to_dict("records")):
+        ax.barh(0, rec["duration_s"], left=rec["start_s"], height=0.6, color=["#4a6fa5", "#7f9cc9"][k % 2],
+                edgecolor="white")
+        ax.text(rec["start_s"] + rec["duration_s"] / 2, 0, f"{rec['cue']}\n{rec['bpm']:g} bpm", ha="center",
+                va="center", fontsize=7, color="white")
+    if hits is not None and len(hits):
+        at = [(tc_to_frames(t, rate) - origin) / rate for t in hits["tc"]]
+        beat = [(tc_to_frames(t, rate) - origin) / rate for t in hits["beat_tc"]]
+        ax.vlines(at, -0.45, 0.45, color="#c0392b", linewidth=1.5, label="hit point")
+        ax.plot(beat, [0.38] * len(beat), "o", color="black", markersize=3, label="beat it lands on")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    end = float((cues["start_s"] + cues["duration_s"]).max())
+    xt = np.linspace(0.0, end, ticks)
+    ax.set_xticks(xt)
+    ax.set_xticklabels([frames_to_tc(origin + round(x * rate), rate) for x in xt], rotation=30, ha="right",
+                       fontsize=7)
+    ax.set(xlim=(0, end), ylim=(-0.6, 0.6), yticks=[], xlabel="record timecode")
+    return ax

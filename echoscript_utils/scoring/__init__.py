@@ -13,6 +13,12 @@ boundaries (:mod:`.timeline`). Products under ``DIR``:
 - ``relevance.csv``: CLAP relevance of each cue to its own scene text vs the other scenes', with intervals;
 - ``metrics.json``.
 
+With a cut (``edit=`` / ``scoring.edit`` / ``--edit CUT``, see :mod:`.picture`), cue times come from the cut, to the
+frame, and ``DIR`` also holds ``spotting_notes.html``, ``spotting.csv``, ``scene_match.csv``, ``hits.csv``,
+``music_cue_sheet.csv``, ``score.otio`` / ``score.edl`` / ``score.xml``, ``delivery/<model>/stems/<cue>.wav``
+(Broadcast WAV) and ``delivery/<model>/score.wav``, ``delivery.csv`` and ``preview.mp4``. Without one the cue
+sheet's ``timing`` column says ``estimate`` (page count).
+
 A bad script (missing, empty, binary, not UTF-8, no scene; for the offline planner, not in Latin letters) raises
 :class:`~echoscript_utils.errors.InputError` before anything is written. Everything after planning is written into
 a staging folder beside ``DIR`` and swapped in at the end; a failure names the step (and the scene) in one line and
@@ -24,6 +30,7 @@ from __future__ import annotations
 from .stage import (
     CUE_SHEET_COLUMNS,
     ScoringResult,
+    demo_cut,
     demo_script,
     labelled_screenplays,
     plan_screenplay,
@@ -33,5 +40,5 @@ from .stage import (
     score,
 )
 
-__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_script", "labelled_screenplays", "plan_screenplay",
+__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_cut", "demo_script", "labelled_screenplays", "plan_screenplay",
            "planner_report", "read_screenplay", "run", "score"]

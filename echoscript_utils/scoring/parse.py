@@ -86,6 +86,8 @@ class Scene:
     printed_lines: int = 0
     start_s: float = 0.0
     duration_s: float = 0.0
+    # printed-line offsets [start, end) of each dialogue block (character cue to its last line) within the scene
+    dialogue_spans: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def action_text(self) -> str:
@@ -108,7 +110,8 @@ class Scene:
     def as_row(self) -> dict[str, Any]:
         d = asdict(self)
         d.update(action=self.action_text, dialogue=" ".join(self.dialogue), characters=";".join(self.characters),
-                 transitions=";".join(self.transitions), pages=round(self.pages, 3), n_words=self.n_words)
+                 transitions=";".join(self.transitions), pages=round(self.pages, 3), n_words=self.n_words,
+                 dialogue_spans=";".join(f"{a}-{b}" for a, b in self.dialogue_spans))
         return d
 
 
@@ -140,8 +143,17 @@ class _SceneBuilder:
     def __init__(self):
         self.scenes: list[Scene] = []
         self.current: Scene | None = None
+        self._block: tuple[Scene, int] | None = None  # the dialogue block being read: its scene and first line
+
+    def _close_block(self) -> None:
+        if self._block is not None:
+            scene, start = self._block
+            if scene.printed_lines > start:
+                scene.dialogue_spans.append((start, scene.printed_lines))
+            self._block = None
 
     def heading(self, text: str, *, line: int | None, number: str | None = None) -> None:
+        self._close_block()
         self.current = Scene(index=len(self.scenes) + 1, heading=" ".join(text.split()), line=line,
                              scene_number=number, printed_lines=2)
         self.scenes.append(self.current)
@@ -154,12 +166,15 @@ class _SceneBuilder:
     def action(self, text: str, *, line: int | None) -> None:
         text = text.strip()
         if text:
+            self._close_block()
             s = self._scene(line)
             s.action.append(text)
             s.printed_lines += _wrapped(text, WIDTHS["action"]) + 1
 
     def cue(self, name: str, *, line: int | None) -> None:
         s = self._scene(line)
+        self._close_block()
+        self._block = (s, s.printed_lines)
         name = " ".join(name.split())
         if name and name not in s.characters:
             s.characters.append(name)
@@ -173,9 +188,11 @@ class _SceneBuilder:
         if text:
             s.printed_lines += _wrapped(text, WIDTHS["parenthetical" if kind == "parenthetical" else "dialogue"])
         if end:
+            self._close_block()
             s.printed_lines += 1
 
     def transition(self, text: str, *, line: int | None) -> None:
+        self._close_block()
         if self.current is not None:  # a FADE IN: before the first heading is no scene
             self.current.transitions.append(text.strip())
             self.current.printed_lines += 2
@@ -399,6 +416,7 @@ def parse_fountain(text: str, *, source: str = "<text>") -> Screenplay:
     meta = {str(k).lower(): (v if isinstance(v, str) else " ".join(map(str, v)) if isinstance(v, list) else str(v))
             for k, v in (getattr(doc, "metadata", None) or {}).items()}
     meta = {k: " ".join(re.sub(r"[*_]", "", v).split()) for k, v in meta.items()}
+    b._close_block()
     scenes = [s for s in b.scenes if s.heading != "OPENING" or s.action or s.dialogue]
     for i, s in enumerate(scenes, 1):
         s.index = i
@@ -472,6 +490,7 @@ def parse_fdx(data: bytes | str, *, source: str = "<fdx>") -> Screenplay:
             if key in ("", "general"):  # untyped lines (Final Draft, Fade In): the first is the title
                 key = "title" if not title else f"line{len(title)}"
             title.setdefault(key, text)
+    b._close_block()
     scenes = [s for s in b.scenes if s.heading != "OPENING" or s.action or s.dialogue]
     for i, s in enumerate(scenes, 1):
         s.index = i

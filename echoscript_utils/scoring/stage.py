@@ -24,18 +24,20 @@ from ..prompts import resolve_provider
 from .generate import LEITMOTIF_LABEL, generate_cues, leitmotif_chroma, scoring_models
 from .local_plan import local_plan
 from .parse import Screenplay, read_script, scenes_table
+from .picture import Spotting, check_delivery, deliver, estimate_fields, picture_products, spot_to_cut
 from .plan import CuePlan, finish_cues, load_labelled_scenes, plan_cues, planner_accuracy
 from .planner_eval import SCREENPLAYS_ENV, evaluate_planner
 from .relevance import score_relevance
 from .timeline import CueTiming, assemble_score, cue_timings, write_players
 
-__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_script", "labelled_screenplays", "plan_screenplay",
+__all__ = ["CUE_SHEET_COLUMNS", "ScoringResult", "demo_cut", "demo_script", "labelled_screenplays", "plan_screenplay",
            "planner_report", "read_screenplay", "run", "score"]
 
 #: The cue sheet's columns (the first nine are the contract).
 CUE_SHEET_COLUMNS = ["scene", "heading", "start_s", "duration_s", "mood", "intensity", "bpm", "prompt", "file",
                      "model", "seed", "cue_s", "end_s", "fade_in_s", "fade_out_s", "kind", "instruments", "genre",
-                     "key", "direction", "planner", "planner_confidence", "lufs"]
+                     "key", "direction", "planner", "planner_confidence", "lufs", "cue", "timing", "tc_in", "tc_out",
+                     "frames", "fps", "hits_s"]
 
 
 def demo_script() -> Path:
@@ -56,6 +58,7 @@ class ScoringResult:
     out_dir: Path
     metrics: dict[str, Any] = field(default_factory=dict)
     adherence: pd.DataFrame = field(default_factory=pd.DataFrame)  # model, cue, metric, value (adherence.csv)
+    spotting: Spotting | None = None  # the cut, the scene match and the spotted cues (None: page-count estimate)
 
     @property
     def score_path(self) -> Path:
@@ -144,7 +147,7 @@ def _relevance(cfg, sheet: pd.DataFrame, scenes_by_index, out_dir: Path, *, prog
 
 
 def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLike, models: list[str] | None = None,
-          progress: bool = True) -> ScoringResult:
+          edit: str | os.PathLike | None = None, fps: float | None = None, progress: bool = True) -> ScoringResult:
     """Score a screenplay: parse, plan, generate every spotted cue per model and seed, assemble the timelines,
     write the cue sheet, figure, players, relevance and metrics under ``output_dir``.
 
@@ -154,14 +157,26 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
             sampling settings, ``curation`` for the output format and loudness).
         output_dir: the products' folder (created only after the script parsed).
         models: model references (as generation takes them); ``None`` → :func:`.generate.scoring_models`.
+        edit: the picture cut (``None`` → ``scoring.edit``; without one, screen time is the page-count estimate);
+            see :mod:`.picture`. With a cut, ``output_dir`` also gets the spotting notes, the music cue sheet and
+            the timeline (``score.otio`` / ``.edl`` / ``.xml``).
+        fps: the cut's frame rate (``None`` → ``scoring.fps``; EDLs and CSVs default to 24).
     """
 
     t_start = time.perf_counter()
     sp = read_screenplay(cfg, script)  # raises before anything is written
     cues = plan_screenplay(cfg, sp, progress=progress)
     s = cfg.scoring
-    timings = cue_timings(sp.scenes, {c.scene for c in cues if c.spotted}, crossfade_s=s.crossfade_s,
-                          max_cue_s=s.max_cue_s)
+    edit = _edit(edit, s.edit, script or s.script)
+    spotting = spot_to_cut(cfg, sp, cues, edit, fps=fps) if edit else None  # raises before anything is written
+    if spotting is not None:
+        check_delivery(cfg)
+    if spotting is not None:
+        timings, fields, total_s = spotting.timings, spotting.fields, spotting.total_s
+    else:
+        timings = cue_timings(sp.scenes, {c.scene for c in cues if c.spotted}, crossfade_s=s.crossfade_s,
+                              max_cue_s=s.max_cue_s)
+        fields, total_s = estimate_fields(timings, reel_minutes=s.reel_minutes), sp.duration_s
     models_plan = scoring_models(cfg, models)
     melody_ref = (s.leitmotif_model or cfg.generation.melody_model) if s.leitmotif else None
     if s.leitmotif and not melody_ref:
@@ -176,16 +191,22 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
         # leaves output_dir as it was (a complete earlier product set, or nothing). Earlier cues are reused.
         with staged_dir(final_dir, reuse=_reusable, owned=_is_score_folder) as out_dir:
             step["name"] = "generating the cues"
-            jobs = _cue_jobs(cues, timings)
+            jobs = _cue_jobs(cues, timings, fields)
             models_plan, rows, leitmotif = _generate(cfg, models_plan, melody_ref, jobs, out_dir=out_dir,
                                                      script_hash=script_hash, progress=progress, step=step)
             step["name"] = "writing the cue sheet"
             plan_df = pd.DataFrame([c.as_row() for c in cues])
             files, sheet = _cue_sheet(rows, jobs, plan_df)
             step["name"] = "assembling the score"
-            scores, assembled = _assemble(cfg, sheet, timings, out_dir, total_s=sp.duration_s, progress=progress)
+            scores, assembled = _assemble(cfg, sheet, timings, out_dir, total_s=total_s, progress=progress)
             step["name"] = "writing the scene table and timeline"
             scenes_df = _write_sheets(sp, sheet, plan_df, out_dir)
+            picture = {}
+            if spotting is not None:
+                step["name"] = "writing the spotting notes, music cue sheet and timeline"
+                picture = picture_products(spotting, out_dir, title=sp.title, cues=cues, sheet=sheet)
+                step["name"] = "delivering (ducking, loudness, Broadcast WAV stems, preview.mp4)"
+                picture["delivery"] = deliver(cfg, spotting, sheet, out_dir, sp, progress=progress)
             step["name"] = "measuring CLAP relevance"
             text_rows: list[dict[str, Any]] = []
             relevance = _relevance(cfg, sheet, {sc.index: sc for sc in sp.scenes}, out_dir, progress=progress,
@@ -197,7 +218,8 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
             step["name"] = "writing the metrics"
             metrics = {
                 "script": script_path.name, "script_hash": script_hash, "format": sp.format, "title": sp.title,
-                "n_scenes": len(sp.scenes), "n_spotted": len(timings), "screen_time_s": sp.duration_s,
+                "n_scenes": len(sp.scenes), "n_spotted": len(timings), "screen_time_s": round(total_s, 6),
+                "timing": "cut" if spotting is not None else "estimate", **_cut_metrics(spotting, picture),
                 "pages": round(sum(x.pages for x in sp.scenes), 3), "planner": cues[0].planner if cues else None,
                 "models": models_plan, "seeds": list(s.seeds), "n_cues": int(len(sheet)),
                 "n_generated": int(files["generated"].sum()) if len(files) else 0,
@@ -223,7 +245,7 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
     scores = {k: final_dir / Path(v).relative_to(v.parents[1]) for k, v in scores.items()}
     return ScoringResult(screenplay=sp, cues=cues, timings=timings, cue_sheet=sheet, scenes=scenes_df,
                          relevance=relevance, plan=models_plan, scores=scores, out_dir=out_dir, metrics=metrics,
-                         adherence=adherence)
+                         adherence=adherence, spotting=spotting)
 
 
 def _adherence(sheet: pd.DataFrame, out_dir: Path, text_rows: list[dict[str, Any]], *, theme=None,
@@ -246,6 +268,41 @@ def _adherence(sheet: pd.DataFrame, out_dir: Path, text_rows: list[dict[str, Any
     return table
 
 
+def _cut_metrics(spotting: Spotting | None, picture: dict[str, str]) -> dict[str, Any]:
+    """What metrics.json records of the cut: its file, rate and length, the scene match and the hit errors."""
+    if spotting is None:
+        return {}
+    cut, errs = spotting.cut, [abs(h["error_ms"]) for c in spotting.cues for h in c.hits]
+    return {"cut": {"file": cut.path.name, "format": cut.format, "fps": cut.fps, "frames": cut.n_frames,
+                    "tc_in": cut.tc(0), "tc_out": cut.tc(cut.n_frames),
+                    "matched_by": {str(m.scene): m.matched_by for m in spotting.matches},
+                    "scenes_not_in_cut": [m.scene for m in spotting.matches if m.matched_by is None],
+                    "events_without_scene": [e.name for e in spotting.unmatched_events]},
+            "hits": {"n": len(errs), "max_error_ms": round(max(errs), 2) if errs else None,
+                     "mean_error_ms": round(sum(errs) / len(errs), 2) if errs else None},
+            "products": picture}
+
+
+def demo_cut() -> Path:
+    """The bundled EDL of the demo screenplay's cut (24 fps, from 01:00:00:00, three hit markers)."""
+    return Path(str(resources.files("echoscript_utils").joinpath("data/demo_cut.edl")))
+
+
+def _edit(given, configured, script) -> Path | None:
+    """The cut to spot against: ``given`` (the caller's), else ``scoring.edit``. ``demo`` is the bundled cut of the
+    demo screenplay: asked for by the caller with another script it is an error; set in the parameters it
+    applies to the demo screenplay only (other scripts keep the page-count estimate)."""
+    edit = given or configured
+    if edit is None or str(edit) != "demo":
+        return edit
+    if script is None or Path(script).resolve() == demo_script().resolve():
+        return demo_cut()
+    if given:
+        raise ConfigError(f"--edit demo is the cut of the demo screenplay, not of {Path(script).name}; pass the "
+                          f"cut of this script (.otio, .edl, .xml, .fcpxml or a spotting .csv)")
+    return None
+
+
 def _reusable(rel: Path) -> bool:
     """Earlier cues (``<model>/cue*.wav`` and their sidecars) are reused when their content key still matches."""
     return len(rel.parts) == 2 and rel.name.startswith("cue") and rel.suffix in (".wav", ".json")
@@ -260,8 +317,10 @@ def _where(step: dict[str, Any]) -> str:
     return step["name"] + (f" (scene {step['scene']}, {step['model']})" if step.get("scene") is not None else "")
 
 
-def _cue_jobs(cues: list[CuePlan], timings: list[CueTiming]) -> list[dict[str, Any]]:
-    """One generation job per spotted cue: its plan and its place on the timeline."""
+def _cue_jobs(cues: list[CuePlan], timings: list[CueTiming],
+              fields: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One generation job per spotted cue: its plan, its place on the timeline and its spotting fields (cue
+    number, timing, frames, fps, hits_s …; they go into the cue sheet and each cue's sidecar)."""
     by_scene = {c.scene: c for c in cues}
     jobs = []
     for t in timings:
@@ -269,7 +328,7 @@ def _cue_jobs(cues: list[CuePlan], timings: list[CueTiming]) -> list[dict[str, A
         jobs.append({"scene": t.scene, "heading": c.heading, "prompt": c.prompt, "mood": c.mood,
                      "intensity": c.intensity, "bpm": c.bpm, "instruments": c.instruments, "genre": c.genre,
                      "key": c.key, "direction": c.direction, "planner": c.planner,
-                     "planner_confidence": c.confidence, **t.as_dict()})
+                     "planner_confidence": c.confidence, **t.as_dict(), **(fields or {}).get(t.scene, {})})
     return jobs
 
 
@@ -310,6 +369,11 @@ def _cue_sheet(rows: list[dict[str, Any]], jobs: list[dict[str, Any]],
     job_df = pd.DataFrame(jobs).drop(columns=["prompt"])
     sheet = files.merge(plan_df[["scene", "prompt", "kind"]], on="scene").merge(job_df, on="scene")
     sheet["instruments"] = sheet["instruments"].map(lambda v: ";".join(v) if isinstance(v, list) else v)
+    if "hits_s" in sheet:
+        sheet["hits_s"] = sheet["hits_s"].map(lambda v: ";".join(f"{x:g}" for x in v) if isinstance(v, list) else v)
+    order = {m: k for k, m in enumerate(dict.fromkeys(sheet["model"]))}  # each model's cues in time order
+    sheet = sheet.sort_values(["model", "seed", "start_s"], key=lambda col: col.map(order) if col.name == "model"
+                              else col, kind="stable").reset_index(drop=True)
     return files, sheet[[c for c in CUE_SHEET_COLUMNS if c in sheet.columns]]
 
 
