@@ -8,8 +8,7 @@ from PDFs come as scene texts (``--texts scenes.jsonl``: ``scene_id, heading, te
 ``NAME: line``). Only ``split == dev`` rows are read: the
 hyper-parameters (regularisation, class weights, neighbour smoothing, ridge penalty) are chosen by cross-validation
 grouped by script (no script in both folds), then the model is refitted on the whole dev split. The test split is
-never read here. The intensity reads each scene in its context (``scene_model.context_features``: the scene, its
-neighbours within ``INTENSITY_WINDOW`` labelled scenes, the script's mean), computed per script in script order.
+never read here.
 """
 
 from __future__ import annotations
@@ -28,16 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from echoscript_utils.scoring.planner_eval import labelled_scenes  # noqa: E402
-from echoscript_utils.scoring.scene_model import context_features, feature_names, scene_features  # noqa: E402
+from echoscript_utils.scoring.scene_model import feature_names, scene_features  # noqa: E402
 from echoscript_utils.taxonomy import MOODS  # noqa: E402
 
-#: Scenes either side whose mean the intensity reads (grouped 5-fold CV on dev, intensity rho: 0.50 from the scene
-#: alone, 0.575 with 1 scene either side and the script mean, 0.576 with 2).
-INTENSITY_WINDOW = 2
-#: Weight of the in-context reading in a scene's intensity (the rest: the scene read on its own). Grouped 5-fold CV
-#: on dev, intensity rho by weight: 0 0.501, 0.2 0.530, 0.3 0.542, 0.4 0.553, 0.6 0.569, 1 0.576. Above 0.3 a quiet
-#: scene beside a loud one loses its contrast: the demo's dawn meadow before a chase reads 0.40 instead of 0.30.
-CONTEXT_WEIGHT = 0.3
 _CUE = re.compile(r"^([A-Z][A-Z0-9 .'\-()#&]+?)(?: \(.*?\))?: (.*)$")
 
 
@@ -60,42 +52,9 @@ def _smooth(p: np.ndarray, w: float, groups: np.ndarray) -> np.ndarray:
     return out
 
 
-def _quantile_map(pred: np.ndarray, yi: np.ndarray) -> dict:
-    """Ridge shrinks toward the mean, so cues would lose their contrast: map (out-of-fold) predictions onto the
-    labels' distribution by quantiles (monotone, so the ranking and Spearman rho are unchanged)."""
-    qs = np.linspace(0, 1, 21)
-    pred_q, label_q = np.quantile(pred, qs), np.quantile(yi, qs)
-    pred_q = np.maximum.accumulate(pred_q + np.arange(len(qs)) * 1e-9)
-    return {"predicted": pred_q.tolist(), "labels": label_q.tolist()}
-
-
-def _fit_intensity(x: np.ndarray, yi: np.ndarray, folds) -> dict:
-    """A ridge regression of the intensity on features ``x`` ``[N, F]``: penalty chosen by grouped CV (Spearman
-    rho of the out-of-fold predictions), refitted on all rows, with the quantile map of its out-of-fold
-    predictions onto the labels."""
-    from scipy.stats import spearmanr
-    from sklearn.linear_model import Ridge
-    from sklearn.preprocessing import StandardScaler
-
-    best = None
-    for alpha in (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0):
-        pred = np.zeros(len(yi))
-        for tr, te in folds:
-            sc = StandardScaler().fit(x[tr])
-            pred[te] = Ridge(alpha=alpha).fit(sc.transform(x[tr]), yi[tr]).predict(sc.transform(x[te]))
-        rho = float(spearmanr(pred, yi).statistic)
-        if best is None or rho > best[0] + 1e-9:
-            best = (rho, alpha, pred.copy())
-    rho, alpha, oof = best
-    sc = StandardScaler().fit(x)
-    reg = Ridge(alpha=alpha).fit(sc.transform(x), yi)
-    return {"rho": rho, "alpha": alpha, "oof": oof, "mean": sc.mean_.tolist(), "scale": sc.scale_.tolist(),
-            "coef": reg.coef_.tolist(), "intercept": float(reg.intercept_), "quantiles": _quantile_map(oof, yi)}
-
-
 def main(argv=None) -> int:
     from scipy.stats import spearmanr
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.model_selection import GroupKFold
     from sklearn.preprocessing import StandardScaler
 
@@ -127,7 +86,7 @@ def main(argv=None) -> int:
         extra["action"] = [a for a, _ in parts]
         extra["dialogue"] = [d for _, d in parts]
         df = pd.concat([df, extra], ignore_index=True)
-    df = df.sort_values(["script", "order"], kind="stable").reset_index(drop=True)  # script order: smoothing, context
+    df = df.reset_index(drop=True)
     if df.empty:
         print(f"{args.screenplays}: none of the dev scripts is there", file=sys.stderr)
         return 2
@@ -135,14 +94,10 @@ def main(argv=None) -> int:
     y = df["mood"].to_numpy()
     yi = df["intensity"].to_numpy(float)
     groups = df["script"].to_numpy()
-    xc = np.zeros((len(x), 3 * x.shape[1]))
-    for g in np.unique(groups):
-        i = np.where(groups == g)[0]
-        xc[i] = context_features(x[i], window=INTENSITY_WINDOW)
     folds = list(GroupKFold(n_splits=min(args.folds, len(set(groups)))).split(x, y, groups))
 
     best = None
-    for c, cw in itertools.product([0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0], [None, "balanced"]):
+    for c, cw in itertools.product([0.01, 0.03, 0.1, 0.3, 1.0, 3.0], [None, "balanced"]):
         probs = np.zeros((len(y), len(MOODS)))
         for tr, te in folds:
             sc = StandardScaler().fit(x[tr])
@@ -154,38 +109,43 @@ def main(argv=None) -> int:
             if best is None or acc > best[0] + 1e-9:
                 best = (acc, c, cw, w)
     acc, c, cw, w = best
-    alone = _fit_intensity(x, yi, folds)  # a scene read on its own (one scene, or parts of one)
-    inctx = _fit_intensity(xc, yi, folds)  # a scene read in its run of scenes
-    blend = (1 - CONTEXT_WEIGHT) * alone["oof"] + CONTEXT_WEIGHT * inctx["oof"]
-    rho = float(spearmanr(blend, yi).statistic)
+    best_r = None
+    for alpha in (1.0, 3.0, 10.0, 30.0, 100.0, 300.0):
+        pred = np.zeros(len(y))
+        for tr, te in folds:
+            sc = StandardScaler().fit(x[tr])
+            pred[te] = Ridge(alpha=alpha).fit(sc.transform(x[tr]), yi[tr]).predict(sc.transform(x[te]))
+        rho = float(spearmanr(pred, yi).statistic)
+        if best_r is None or rho > best_r[0] + 1e-9:
+            best_r = (rho, alpha, pred.copy())
+    rho, alpha, oof = best_r
+    # Ridge shrinks toward the mean, so cues would lose their contrast: map its out-of-fold predictions onto the
+    # labels' distribution by quantiles (monotone, so the ranking and Spearman rho are unchanged).
+    qs = np.linspace(0, 1, 21)
+    pred_q, label_q = np.quantile(oof, qs), np.quantile(yi, qs)
+    pred_q = np.maximum.accumulate(pred_q + np.arange(len(qs)) * 1e-9)
 
     scaler = StandardScaler().fit(x)
     z = scaler.transform(x)
     clf = LogisticRegression(C=c, class_weight=cw, max_iter=5000).fit(z, y)
     order = [list(clf.classes_).index(m) for m in MOODS]
+    reg = Ridge(alpha=alpha).fit(z, yi)
     spec = {
         "moods": list(MOODS), "features": feature_names(),
         "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
         "mood_coef": clf.coef_[order].tolist(), "mood_intercept": clf.intercept_[order].tolist(),
-        "intensity_coef": alone["coef"], "intensity_intercept": alone["intercept"],
+        "intensity_coef": reg.coef_.tolist(), "intensity_intercept": float(reg.intercept_),
         "smoothing": w,
-        "intensity_quantiles": alone["quantiles"],
-        "intensity_context": {"window": INTENSITY_WINDOW, "weight": CONTEXT_WEIGHT,
-                              **{k: inctx[k] for k in ("mean", "scale", "coef", "intercept")},
-                              "quantiles": _quantile_map(blend, yi)},
+        "intensity_quantiles": {"predicted": pred_q.tolist(), "labels": label_q.tolist()},
         "fit": {"split": "dev", "scenes": int(len(y)), "scripts": sorted(set(groups)),
                 "mood_counts": {m: int((y == m).sum()) for m in MOODS},
-                "logistic_C": c, "class_weight": cw, "ridge_alpha": inctx["alpha"],
-                "ridge_alpha_alone": alone["alpha"],
+                "logistic_C": c, "class_weight": cw, "ridge_alpha": alpha,
                 "cv": {"folds": len(folds), "grouped_by": "script", "mood_accuracy": round(acc, 4),
-                       "intensity_spearman": round(rho, 4), "intensity_spearman_alone": round(alone["rho"], 4),
-                       "intensity_spearman_context_only": round(inctx["rho"], 4)}},
+                       "intensity_spearman": round(rho, 4)}},
     }
     args.out.write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
     print(f"dev: {len(y)} scenes from {len(set(groups))} scripts; grouped {len(folds)}-fold CV: mood accuracy "
-          f"{acc:.3f} (C={c}, class_weight={cw}, smoothing={w}), intensity rho {rho:.3f} (weight "
-          f"{CONTEXT_WEIGHT} on context; {inctx['rho']:.3f} in context alone, alpha={inctx['alpha']}; "
-          f"{alone['rho']:.3f} scene alone, alpha={alone['alpha']})")
+          f"{acc:.3f} (C={c}, class_weight={cw}, smoothing={w}), intensity rho {rho:.3f} (alpha={alpha})")
     print(f"wrote {args.out}")
     return 0
 

@@ -91,31 +91,6 @@ def test_neighbouring_scenes_smooth_the_mood():
     assert s[1, 0] == pytest.approx(2 * model.smoothing) and np.allclose(s.sum(1), 1)
 
 
-def test_intensity_reads_each_scene_in_its_context():
-    import numpy as np
-
-    from echoscript_utils.scoring.scene_model import context_features, load_scene_model, scene_features
-
-    x = np.arange(8.0).reshape(4, 2)
-    c = context_features(x, window=1)
-    assert c.shape == (4, 6) and np.allclose(c[:, :2], x)
-    assert np.allclose(c[1, 2:4], (x[0] + x[2]) / 2) and np.allclose(c[0, 2:4], x[1])  # neighbours' mean
-    assert np.allclose(c[:, 4:], x.mean(0))  # the run's mean
-    assert np.allclose(context_features(x[:1], window=2)[0], np.tile(x[0], 3))  # alone: its own features
-    model = load_scene_model()
-    assert 0 < model.context["weight"] < 0.5  # the scene's own text weighs most
-    quiet = scene_features("INT. KITCHEN - MORNING", "She butters toast and reads the paper. The kettle hums.")[0]
-    loud = scene_features("EXT. HIGHWAY - NIGHT", "Gunfire! The truck explodes. He sprints, screaming, bullets "
-                                                  "shattering the windshield. SIRENS WAIL.")[0]
-    tense = scene_features("INT. CAR - NIGHT", "They argue in the car. She looks away.")[0]
-    calm_run = model.intensity(np.vstack([quiet, tense, quiet]))
-    in_action = model.intensity(np.vstack([loud, tense, loud]))
-    assert in_action[1] > calm_run[1] + 0.1  # the same scene plays louder in the middle of a chase
-    assert model.intensity(np.vstack([loud, quiet, loud]))[1] <= 0.3  # a quiet scene beside loud ones stays quiet
-    parts = model.intensity(np.vstack([quiet, loud]), sequence=False)
-    assert parts[1] > parts[0]  # parts of one scene are read on their own
-
-
 # ------------------------------------------------------------------------------------------------ scoring
 @pytest.fixture(scope="module")
 def model_cache(tmp_path_factory):

@@ -128,7 +128,7 @@ def _shape(model, heading: str, action: str, mood: str) -> str:
     if len(words) >= 16:
         half = len(words) // 2
         a, b = model.intensity(np.vstack([scene_features(heading, " ".join(part))[0]
-                                          for part in (words[:half], words[half:])]), sequence=False)
+                                          for part in (words[:half], words[half:])]))
         if b - a >= 0.15:
             return "build toward the end of the scene"
         if a - b >= 0.15:

@@ -16,14 +16,10 @@ Features of one scene (:func:`scene_features`), all from maintained, openly lice
   shouted lines), the share of dialogue, length, and whether the scene is at night or outside.
 
 The model (``data/scene_planner.json``) is a multinomial logistic regression for the mood and a ridge regression
-for the intensity, fitted by ``scripts/train_scene_planner.py`` on the ``dev`` split of independently labelled
-real screenplay scenes only (:mod:`echoscript_utils.scoring.planner_eval`). Its mood probabilities are smoothed
-with the neighbouring scenes' (a story's arc). The intensity reads each scene in its context
-(:func:`context_features`): its own features, the mean of its neighbours' within ``intensity_window`` scenes and
-the mean over the whole run of scenes, since how loud a scene plays depends on the stretch of story around it.
-That reading is blended (weight ``intensity_context.weight``) with a ridge regression over the scene's own
-features, which keeps a quiet scene beside a loud one quiet, and which alone reads a scene on its own (a run of
-one, or the parts of one scene). A scene with no text evidence is flagged, not guessed.
+for the intensity over the standardised features, fitted by ``scripts/train_scene_planner.py`` on the ``dev``
+split of independently labelled real screenplay scenes only (:mod:`echoscript_utils.scoring.planner_eval`). Its
+mood probabilities are smoothed with the neighbouring scenes' (a story's arc), and a scene with no text evidence
+is flagged, not guessed.
 """
 
 from __future__ import annotations
@@ -41,8 +37,8 @@ import numpy as np
 
 from ..errors import DependencyError
 
-__all__ = ["EMPATH_GROUPS", "MOOD_DESCRIPTIONS", "SceneModel", "context_features", "feature_names",
-           "load_scene_model", "scene_features"]
+__all__ = ["EMPATH_GROUPS", "MOOD_DESCRIPTIONS", "SceneModel", "feature_names", "load_scene_model",
+           "scene_features"]
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z']*")
 _SENTENCE = re.compile(r"[.!?]+")
@@ -174,24 +170,6 @@ def scene_features(heading: str, action: str, dialogue: str = "") -> tuple[np.nd
     return np.asarray(vec, dtype=np.float64), hits
 
 
-def context_features(x: np.ndarray, *, window: int) -> np.ndarray:
-    """``[N, 3F]``: each scene's features ``x`` ``[N, F]`` (a run of consecutive scenes, in order), the mean of its
-    neighbours' within ``window`` scenes either side (its own where it has none) and the mean over the run."""
-    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    n = len(x)
-    total = np.zeros_like(x)
-    count = np.zeros((n, 1))
-    for d in range(1, window + 1):
-        if d >= n:
-            break
-        total[d:] += x[:-d]
-        count[d:] += 1
-        total[:-d] += x[d:]
-        count[:-d] += 1
-    neighbours = np.where(count > 0, total / np.maximum(count, 1), x)
-    return np.hstack([x, neighbours, np.broadcast_to(x.mean(axis=0), x.shape)])
-
-
 class SceneModel:
     """A fitted mood classifier and intensity regressor over :func:`scene_features` (see the module docstring)."""
 
@@ -203,15 +181,11 @@ class SceneModel:
         self.scale = np.asarray(spec["scale"], dtype=np.float64)
         self.mood_coef = np.asarray(spec["mood_coef"], dtype=np.float64)  # [M, F]
         self.mood_intercept = np.asarray(spec["mood_intercept"], dtype=np.float64)  # [M]
-        self.int_coef = np.asarray(spec["intensity_coef"], dtype=np.float64)  # [F]: a scene on its own
+        self.int_coef = np.asarray(spec["intensity_coef"], dtype=np.float64)  # [F]
         self.int_intercept = float(spec["intensity_intercept"])
-        self.context = spec.get("intensity_context")  # window, weight, mean/scale/coef [3F], intercept, quantiles
         self.smoothing = float(spec.get("smoothing", 0.0))
         q = spec.get("intensity_quantiles")
         self.int_map = (np.asarray(q["predicted"]), np.asarray(q["labels"])) if q else None
-        if self.context is not None:
-            self.context = {k: (np.asarray(v, dtype=np.float64) if isinstance(v, list) else v)
-                            for k, v in self.context.items()}
         if self.names != feature_names():
             raise DependencyError("data/scene_planner.json was fitted on other features than this version "
                                   "computes; refit it with scripts/train_scene_planner.py")
@@ -226,22 +200,8 @@ class SceneModel:
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
-    def intensity(self, x: np.ndarray, *, sequence: bool = True) -> np.ndarray:
-        """``[N]`` intensities in [0, 1] for features ``[N, F]`` (the ridge prediction mapped onto the labels'
-        distribution by quantiles).
-
-        ``sequence``: the rows are consecutive scenes, each read in its context (:func:`context_features`); False,
-        or a single row: each row is read on its own (e.g. the two halves of one scene).
-        """
-        x = np.atleast_2d(x)
-        ctx = self.context
-        if ctx is not None and sequence and len(x) > 1:
-            c = context_features(x, window=int(ctx["window"]))
-            alone = self._z(x) @ self.int_coef + self.int_intercept
-            in_context = (c - ctx["mean"]) / ctx["scale"] @ ctx["coef"] + ctx["intercept"]
-            raw = (1 - ctx["weight"]) * alone + ctx["weight"] * in_context
-            q = ctx["quantiles"]
-            return np.clip(np.interp(raw, np.asarray(q["predicted"]), np.asarray(q["labels"])), 0.0, 1.0)
+    def intensity(self, x: np.ndarray) -> np.ndarray:
+        """``[N]`` intensities in [0, 1] (the ridge prediction mapped onto the labels' distribution by quantiles)."""
         raw = self._z(x) @ self.int_coef + self.int_intercept
         if self.int_map is not None:
             raw = np.interp(raw, *self.int_map)
