@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     folds = list(GroupKFold(n_splits=min(args.folds, len(set(groups)))).split(x, y, groups))
 
     best = None
-    for c, cw in itertools.product([0.01, 0.03, 0.1, 0.3, 1.0, 3.0], [None, "balanced"]):
+    for c, cw in itertools.product([0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0], [None, "balanced"]):
         probs = np.zeros((len(y), len(MOODS)))
         for tr, te in folds:
             sc = StandardScaler().fit(x[tr])
