@@ -78,6 +78,8 @@ METRICS: dict[str, tuple[bool, str]] = {
     "tempo_octave_error": (False, "tempo off by ×2, ×½, ×3 or ×⅓ (0/1)"),
     "hit_rate": (True, "share of hit points within ±70 ms of a beat or onset"),
     "hit_distance_s": (False, "mean distance of a hit point to the nearest beat or onset (s)"),
+    "hit_rate_over_chance": (True, "hit_rate minus the share of the cue within ±70 ms of a beat or onset (what "
+                                   "hits placed at random would score: dense onsets make hit_rate easy)"),
     "key_weighted": (True, "MIREX weighted key score (mir_eval.key)"),
     "melody_chroma_cosine": (True, "frame-wise chroma cosine with the sketch"),
     "melody_raw_pitch": (True, "raw pitch accuracy of the transcribed top line (mir_eval.melody)"),
@@ -445,6 +447,21 @@ def _spearman(a, b) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def _mark_coverage(marks: np.ndarray, duration_s: float, *, tolerance_s: float = HIT_TOLERANCE_S) -> float:
+    """Share of ``[0, duration_s]`` lying within ``tolerance_s`` of a mark: the hit rate of a uniformly random hit."""
+    if duration_s <= 0 or not marks.size:
+        return 0.0
+    lo = np.clip(np.sort(marks) - tolerance_s, 0.0, duration_s)
+    hi = np.clip(np.sort(marks) + tolerance_s, 0.0, duration_s)
+    covered, end = 0.0, 0.0
+    for a, b in zip(lo, hi):
+        a = max(a, end)
+        if b > a:
+            covered += b - a
+            end = b
+    return float(covered / duration_s)
+
+
 def score_cue(an: CueAnalysis, brief: Brief) -> dict[str, float]:
     """Every metric the brief allows, as ``{metric: value}`` (see :data:`METRICS`; ``intensity_rho`` is across
     cues, see :func:`intensity_rows`)."""
@@ -467,8 +484,9 @@ def score_cue(an: CueAnalysis, brief: Brief) -> dict[str, float]:
             d = np.array([np.min(np.abs(marks - h)) for h in hits])
             out["hit_rate"] = float(np.mean(d <= HIT_TOLERANCE_S))
             out["hit_distance_s"] = float(np.mean(d))
+            out["hit_rate_over_chance"] = out["hit_rate"] - _mark_coverage(marks, an.duration_s)
         else:
-            out["hit_rate"], out["hit_distance_s"] = 0.0, float(an.duration_s)
+            out["hit_rate"], out["hit_distance_s"], out["hit_rate_over_chance"] = 0.0, float(an.duration_s), 0.0
     if brief.key:
         ref = _mir_key(brief.key)
         if ref is not None:
@@ -569,6 +587,26 @@ def _cue_files(folder: Path) -> list[Path]:
     return wavs
 
 
+def _as_delivered(an: CueAnalysis, brief: Brief, side: dict[str, Any], wav_path: Path) -> tuple[CueAnalysis, Brief]:
+    """Loudness is judged where the delivery target applies: on the delivered stem the sidecar names (``stem``,
+    relative to the run folder), measured here, against ``loudness_target_lufs`` / ``true_peak_target_dbtp``. A
+    cue with no delivered stem is judged against the level it was standardised to (its ``settings``)."""
+    from .audio import load, loudness, true_peak_db
+
+    stem = side.get("stem")
+    found = None
+    if isinstance(stem, str) and stem:
+        found = next((c for c in (wav_path.parent.parent / stem, wav_path.parent / stem) if c.is_file()), None)
+    if found is not None:
+        x, sr = load(found)
+        return replace(an, lufs=loudness(x[:5], sr), true_peak_dbtp=true_peak_db(x, sr)), brief
+    if "loudness_target_lufs" in side or "true_peak_target_dbtp" in side:
+        settings = side.get("settings") or {}
+        brief = replace(brief, loudness_lufs=_num(settings.get("target_lufs")),
+                                    true_peak_dbtp=_num(settings.get("peak_limit_db")))
+    return an, brief
+
+
 def score_folder(folder: str | os.PathLike, *, files: list[Path] | None = None,
                  briefs: dict[Path, Brief] | None = None, transcription: bool = True,
                  progress: bool = False) -> pd.DataFrame:
@@ -611,10 +649,11 @@ def score_folder(folder: str | os.PathLike, *, files: list[Path] | None = None,
         wav, sr = load(wav_path)
         an = analyse(wav, sr, transcription=transcription and brief.melody is not None and brief.melody.size > 0)
         model = str(side.get("model") or wav_path.parent.name)
-        for metric, value in score_cue(an, brief).items():
-            rows.append({"model": model, "cue": wav_path.stem, "metric": metric, "value": value})
         levels.append({"model": model, "cue": wav_path.stem, "intensity": brief.intensity, "lufs": an.lufs,
                        "onset_density": an.onset_density})
+        an, brief = _as_delivered(an, brief, side, wav_path)
+        for metric, value in score_cue(an, brief).items():
+            rows.append({"model": model, "cue": wav_path.stem, "metric": metric, "value": value})
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     inten = intensity_rows(pd.DataFrame(levels))
     return pd.concat([table, inten], ignore_index=True) if len(inten) else table

@@ -1,8 +1,10 @@
 """Adherence: each metric separates truth from chance on the demo corpus, basic-pitch (ONNX) transcribes a rendered
 melody, sidecar briefs, the CLI, and the adherence tables of stages 05 and 08."""
 
+import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import mir_eval
@@ -24,7 +26,7 @@ from echoscript_utils.synth import render_midi
 REPO = Path(__file__).resolve().parent.parent
 
 #: The metrics the corpus validates (ceiling clears floor by MIN_MARGIN); the rest are reported as not validated.
-VALIDATED = {"tempo_acc1", "tempo_acc2", "hit_rate", "hit_distance_s", "key_weighted", "melody_chroma_cosine",
+VALIDATED = {"tempo_acc1", "tempo_acc2", "hit_rate", "hit_distance_s", "hit_rate_over_chance", "key_weighted", "melody_chroma_cosine",
              "melody_raw_pitch", "melody_raw_chroma", "melody_note_f1", "intensity_rho", "arc_rho", "length_error_s",
              "loudness_error_lu"}
 
@@ -234,3 +236,43 @@ def test_evaluation_stage_reports_the_generation_adherence(tmp_path):
     (row,) = evaluation.generation_adherence(sets, n_boot=50)
     assert row["model"] == "musicgen" and row["metric"] == "key_weighted" and row["value"] == pytest.approx(0.5)
     assert row["n"] == 3 and row["ci_low"] <= 0.5 <= row["ci_high"]
+
+
+def test_hits_on_dense_onsets_score_no_better_than_chance():
+    """A cue with an onset every 100 ms puts any hit within ±70 ms of one: hit_rate 1, but nothing over chance."""
+    an = adherence.CueAnalysis(duration_s=10.0, bpm=None, key=None, onsets_s=np.arange(0, 10, 0.1),
+                               beats_s=np.empty(0), lufs=-20.0, true_peak_dbtp=-3.0, onset_density=10.0,
+                               curve_db=np.zeros(10), chroma=np.zeros((10, 12)), notes=None)
+    dense = adherence.score_cue(an, adherence.Brief(hits_s=[1.23, 4.56, 7.89]))
+    assert dense["hit_rate"] == 1.0 and abs(dense["hit_rate_over_chance"]) < 0.01
+    sparse = replace(an, onsets_s=np.array([1.23, 4.56, 7.89]))
+    got = adherence.score_cue(sparse, adherence.Brief(hits_s=[1.23, 4.56, 7.89]))
+    assert got["hit_rate"] == 1.0 and got["hit_rate_over_chance"] > 0.9
+
+
+def test_loudness_is_judged_on_the_delivered_stem(tmp_path):
+    """With a delivered stem the delivery target is checked on the stem; the raw cue is held to its own level."""
+    from echoscript_utils.audio import loudness
+
+    sr = 44100
+    t = np.arange(4 * sr) / sr
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "delivery").mkdir()
+    write(tmp_path / "m" / "cue.wav", tone[None], sr, subtype="FLOAT")
+    write(tmp_path / "delivery" / "stem.wav", tone[None] * 10 ** ((-23 - loudness(tone[None], sr)) / 20), sr,
+          subtype="FLOAT")
+    own = loudness(tone[None], sr)
+    side = {"model": "m", "loudness_target_lufs": -23.0, "true_peak_target_dbtp": -1.0,
+            "settings": {"target_lufs": round(own, 3), "peak_limit_db": -1.0}}
+    for stem, expect in (("delivery/stem.wav", 0.0), (None, 0.0)):
+        side["stem"] = stem
+        (tmp_path / "m" / "cue.json").write_text(json.dumps(side))
+        table = adherence.score_folder(tmp_path / "m", transcription=False)
+        err = table.loc[table["metric"] == "loudness_error_lu", "value"].item()
+        assert err == pytest.approx(expect, abs=0.05)
+    del side["settings"]
+    side["stem"] = "delivery/missing.wav"
+    (tmp_path / "m" / "cue.json").write_text(json.dumps(side))
+    table = adherence.score_folder(tmp_path / "m", transcription=False)
+    assert "loudness_error_lu" not in set(table["metric"])
