@@ -505,3 +505,15 @@ def test_a_bad_setting_also_writes_nothing(tmp_path, model_cache):
     with pytest.raises(ConfigError, match="melody model"):
         scoring.score(_script(tmp_path), cfg, output_dir=tmp_path / "never", progress=False)
     assert not (tmp_path / "never").exists()
+
+
+def test_the_offline_planner_leaves_the_root_logger_alone():
+    """wordllama configures the root logger at INFO on import; a scoring run must not start printing libraries' INFO."""
+    import logging
+    import subprocess
+    import sys
+
+    code = ("import logging; from echoscript_utils.scoring import scene_model; scene_model._wordllama(); "
+            "r = logging.getLogger(); print(r.level, len(r.handlers))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(logging.WARNING), "0"]

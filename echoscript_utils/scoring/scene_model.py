@@ -78,11 +78,20 @@ EMPATH_GROUPS: dict[str, tuple[str, ...]] = {
 
 @lru_cache(maxsize=1)
 def _wordllama():
+    import logging
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
     try:
         import wordllama
         from wordllama import WordLlama
     except ImportError as exc:  # pragma: no cover - declared dependency
         raise DependencyError("the offline planner needs the 'wordllama' package: pip install wordllama") from exc
+    finally:  # wordllama calls logging.basicConfig(level=INFO) on import, which floods a run with libraries' INFO
+        for h in root.handlers[:]:
+            if h not in handlers:
+                root.removeHandler(h)
+        root.setLevel(level)
     # The wheel ships the 256-d weights and the tokenizer; point the loader at them and never download.
     return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
 
