@@ -322,7 +322,7 @@ def run(cfg, *, progress: bool = True) -> GenerationResult:
     adherence table (``adherence.csv``) and ``05_generation/metrics.json``."""
     import time
 
-    from .adherence import adherence_means
+    from .adherence import adherence_means, validate_demo
 
     result = run_generation(cfg, progress=progress)
     metrics = dict(result.metrics)
@@ -336,5 +336,6 @@ def run(cfg, *, progress: bool = True) -> GenerationResult:
     table = adherence_table(cfg, result.files, sketch, progress=progress)
     metrics["adherence"] = adherence_means(table)
     metrics["adherence_seconds"] = round(time.perf_counter() - t0, 2)
+    metrics["adherence_validation"] = validate_demo(cfg, progress=progress).set_index("metric").to_dict("index")
     write_metrics(cfg.paths.generation, metrics)
     return result
