@@ -179,7 +179,7 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
                 fpr.update(block.mean(axis=0) if n_ch > 1 else block[0])
             buf = np.concatenate([buf, block], axis=1)
             while buf.shape[1] >= clip_len:
-                rec = (_measure_clip(buf[:, :clip_len], sr, s) if measure else
+                rec = (_measure_clip(buf[:, :clip_len], sr, s, index=index) if measure else
                        _finish_clip(buf[:, :clip_len], sr, start, index, task, clips_dir, written))
                 if rec is None:
                     n_silent += 1
@@ -190,7 +190,7 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
                 start += hop_len
         if index == 0 and buf.shape[1] and buf.shape[1] >= s["short_cue_share"] * clip_len:  # a short cue
             padded = np.pad(buf, ((0, 0), (0, clip_len - buf.shape[1])))
-            rec = (_measure_clip(padded, sr, s, real_len=buf.shape[1]) if measure else
+            rec = (_measure_clip(padded, sr, s, index=index, real_len=buf.shape[1]) if measure else
                    _finish_clip(padded, sr, start, index, task, clips_dir, written, real_len=buf.shape[1]))
             if rec is None:
                 n_silent += 1
@@ -212,15 +212,30 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
     }
 
 
-def _measure_clip(wav: np.ndarray, sr: int, s: dict[str, Any], *, real_len: int | None = None) -> dict[str, Any] | None:
+def _measure_clip(wav: np.ndarray, sr: int, s: dict[str, Any], *, index: int,
+                  real_len: int | None = None) -> dict[str, Any] | None:
     """Loudness pass: the clip's loudness and true peak, nothing written (``None`` for a silent clip); a padded
-    short cue is measured on its first ``real_len`` samples."""
+    short cue is measured on its first ``real_len`` samples. ``measured`` keeps both unrounded with the clip's
+    index, so the second pass reuses them instead of measuring the same samples again."""
     wav = wav[:, :real_len]
     rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64))))
     if _db(rms) < s["min_rms_db"]:
         return None
-    return {"loudness_in_lufs": _round(audio_mod.loudness(wav, sr)),
-            "true_peak_in_dbtp": _round(audio_mod.true_peak_db(wav, sr))}
+    lufs, tp = audio_mod.loudness(wav, sr), audio_mod.true_peak_db(wav, sr)
+    return {"loudness_in_lufs": _round(lufs), "true_peak_in_dbtp": _round(tp),
+            "measured": {"index": index, "lufs": lufs if math.isfinite(lufs) else None,
+                         "true_peak_dbtp": tp if math.isfinite(tp) else None}}
+
+
+def measured_by_index(result: dict[str, Any]) -> dict[int, tuple[float, float]]:
+    """``{clip index: (loudness LUFS, true peak dBTP)}`` from one file's loudness-pass result (clips measured as
+    silent or without finite values are left out; so are entries cached before the values were kept)."""
+    out = {}
+    for c in result.get("clips", ()):
+        m = c.get("measured")
+        if m and m.get("lufs") is not None and m.get("true_peak_dbtp") is not None:
+            out[int(m["index"])] = (float(m["lufs"]), float(m["true_peak_dbtp"]))
+    return out
 
 
 def _finish_clip(wav: np.ndarray, sr: int, start: int, index: int, task: dict[str, Any], clips_dir: Path,
@@ -233,8 +248,10 @@ def _finish_clip(wav: np.ndarray, sr: int, start: int, index: int, task: dict[st
     rms = float(np.sqrt(np.mean(np.square(real, dtype=np.float64))))
     if _db(rms) < s["min_rms_db"]:
         return None
+    lufs_in, tp_in = task.get("measured", {}).get(index, (None, None))  # from the loudness pass, same samples
     std, lr = audio_mod.standardise_loudness(real, sr, target_lufs=s["target_lufs"], ceiling_dbtp=s["peak_limit_db"],
-                                             policy=s["loudness_policy"], max_limiting_db=s["max_limiting_db"])
+                                             policy=s["loudness_policy"], max_limiting_db=s["max_limiting_db"],
+                                             measured_lufs=lufs_in, measured_peak_dbtp=tp_in)
     out = np.pad(std, ((0, 0), (0, wav.shape[1] - n_real)))
     clip_id = f"{task['track_id']}-{index:03d}"
     dest = clips_dir / f"{clip_id}.wav"

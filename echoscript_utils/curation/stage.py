@@ -17,7 +17,7 @@ from ..artifacts import ensure_dir, write_metrics
 from ..config import Config, CurationSection
 from ..demo_corpus import ensure_demo_corpus
 from ..errors import InputError
-from .clips import CACHE_DIR, CLIPS_DIR, _measure_settings, _settings
+from .clips import CACHE_DIR, CLIPS_DIR, _measure_settings, _settings, measured_by_index
 from .dedupe import _dedupe
 from .inputs import _label_map, _plan_tasks, _resolve, find_inputs
 from .metrics import _auto_target, _metrics
@@ -108,7 +108,8 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
                               progress=progress, desc="curation: loudness")
         target, auto_info = _auto_target(measured, section)
         settings = {**settings, "target_lufs": target}
-        tasks = [dict(t, settings=settings) for t in tasks]
+        by_source = {r["source"]: measured_by_index(r) for r in measured if r["status"] == "kept"}
+        tasks = [dict(t, settings=settings, measured=by_source.get(t["rel"], {})) for t in tasks]
     task_by_source = {t["rel"]: t for t in tasks}
     results = _run_and_dedupe(tasks, task_by_source, out=out, section=section, workers=workers, progress=progress)
 
