@@ -261,21 +261,51 @@ def write(path: str | os.PathLike, wav: np.ndarray, sr: int, *, subtype: str = "
     return final
 
 
+#: Input samples of real signal kept on each side of an oversampled region (soxr HQ's 4x interpolation filter
+#: reaches 97 input samples either side), so the region's oversampled values equal those of the whole signal.
+_TRUE_PEAK_CONTEXT = 112
+#: Only the neighbourhoods of samples within this many dB of the sample peak are oversampled: an inter-sample peak
+#: rises above its neighbouring samples by 3.9 dB at most for an isolated band-limited pulse (half a sample off)
+#: and far less for music (0.2 dB at most over 100 clips of an orchestral soundtrack).
+_TRUE_PEAK_MARGIN_DB = 6.0
+
+
 def true_peak_db(wav: np.ndarray, sr: int, *, oversample: int = 4) -> float:
     """True peak in dBTP: the sample peak after ``oversample``-times upsampling (ITU-R BS.1770-4, Annex 2).
 
-    Upsampling uses soxr (linear phase), which finds the inter-sample peaks a DAC would reconstruct.
-    Returns −inf for silence.
+    Upsampling uses soxr (linear phase), which finds the inter-sample peaks a DAC would reconstruct. Only the
+    stretches around samples within 6 dB of the sample peak are upsampled (with enough real signal on each side
+    for soxr's filter, so their values equal those of upsampling the whole signal, to float rounding): the rest
+    cannot hold the peak unless it overshoots its own samples by more than 6 dB. Returns −inf for silence.
     """
     import soxr
 
     x = _as_2d(wav)
     if x.size == 0:
         return float("-inf")
+    mag = np.abs(x).max(axis=0)
+    sample_peak = float(mag.max())
     factor = oversample if sr < 176400 else 1
-    y = soxr.resample(np.ascontiguousarray(x.T), sr, sr * factor, quality="HQ") if factor > 1 else x.T
-    peak = max(float(np.max(np.abs(y))), float(np.max(np.abs(x))))
-    return 20 * np.log10(peak) if peak > 0 else float("-inf")
+    if sample_peak <= 0 or factor == 1:
+        return 20 * np.log10(sample_peak) if sample_peak > 0 else float("-inf")
+    ctx = _TRUE_PEAK_CONTEXT
+    cand = np.flatnonzero(mag >= sample_peak * 10 ** (-_TRUE_PEAK_MARGIN_DB / 20))
+    split = np.flatnonzero(np.diff(cand) > 2 * ctx)  # candidates closer than that share one stretch
+    starts, ends = np.r_[cand[0], cand[split + 1]], np.r_[cand[split], cand[-1]] + 1
+    lo, hi = np.maximum(starts - ctx, 0), np.minimum(ends + ctx, x.shape[1])
+    if (hi - lo).sum() > x.shape[1] // 2:  # most of the signal: upsample it whole
+        y = soxr.resample(np.ascontiguousarray(x.T), sr, sr * factor, quality="HQ")
+        return 20 * np.log10(max(float(np.abs(y).max()), sample_peak))
+    # the stretches one after another, zeros between them (as much as the context, so none reaches the next)
+    gap = np.zeros((ctx, x.shape[0]), np.float32)
+    pieces, spans, pos = [gap], [], ctx
+    for a, b, s, e in zip(lo, hi, starts, ends, strict=True):
+        pieces += [x[:, a:b].T, gap]
+        spans.append((factor * (pos + s - a - 1), factor * (pos + e - a + 1)))  # one sample beyond each end
+        pos += b - a + ctx
+    y = np.abs(soxr.resample(np.concatenate(pieces).astype(np.float32), sr, sr * factor, quality="HQ"))
+    peak = max(float(y[i:j].max()) for i, j in spans)
+    return 20 * np.log10(max(peak, sample_peak))
 
 
 def peak_db(wav: np.ndarray) -> float:
