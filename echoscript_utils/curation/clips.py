@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,11 @@ from ..errors import InputError
 PIPELINE_VERSION = 2
 CACHE_DIR = ".cache/curation"
 CLIPS_DIR = "clips"
+#: Folder under the cache where the loudness pass keeps each input's decoded, resampled samples for the second
+#: pass (raw float32, channels interleaved; removed when the stage ends).
+SPILL_DIR = "spill"
+#: Free disk space the loudness pass leaves untouched when it decides whether to keep an input's samples (bytes).
+_SPILL_RESERVE = 1 << 30
 
 
 def _settings(section: CurationSection) -> dict[str, Any]:
@@ -168,13 +175,16 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
     n_silent = 0
     total = 0
     peak = 0.0
+    spill = _spill_writer(task, info, sr=sr, n_ch=n_ch) if measure else None
     try:
-        for block in audio_mod.stream(path, sr=sr, channels=n_ch, block_s=10.0):
+        for block in _blocks(task, path, sr=sr, n_ch=n_ch):
             if not np.isfinite(block).all():
                 bad = int(np.argmax(~np.isfinite(block).all(axis=0)))
                 raise _Reject("non-finite", f"NaN or infinite samples from {(total + bad) / sr:.2f} s")
             total += block.shape[1]
             peak = max(peak, float(np.abs(block).max()) if block.size else 0.0)
+            if spill is not None:
+                spill.write(np.ascontiguousarray(block.T).tobytes())
             if fpr is not None:
                 fpr.update(block.mean(axis=0) if n_ch > 1 else block[0])
             buf = np.concatenate([buf, block], axis=1)
@@ -198,9 +208,16 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
                 clips.append(rec)
             index = 1
             buf = buf[:, :0]
-    except InputError as exc:
-        raise _Reject("truncated", str(exc).split(": ", 1)[-1]) from None
-    _check_decoded(info, s, total=total, peak=peak, n_clips=len(clips))
+        if spill is not None:
+            spill.close()
+        _check_decoded(info, s, total=total, peak=peak, n_clips=len(clips))
+    except BaseException as exc:
+        if spill is not None:  # a rejected input is decoded (and rejected) again by the second pass
+            spill.close()
+            Path(spill.name).unlink(missing_ok=True)
+        if isinstance(exc, InputError):
+            raise _Reject("truncated", str(exc).split(": ", 1)[-1]) from None
+        raise
     return {
         "clips": clips,
         "fingerprint_array": None if fpr is None else fpr.result(),
@@ -210,6 +227,34 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
         "source_info": {"sample_rate": info.sr, "channels": info.channels,
                         "duration_s": round(info.duration_s, 3), "format": f"{info.format}/{info.subtype}"},
     }
+
+
+def _spill_writer(task: dict[str, Any], info: audio_mod.AudioInfo, *, sr: int, n_ch: int):
+    """An open file for the loudness pass to keep this input's samples in for the second pass, or ``None`` (no
+    spill path in the task, or too little free disk for it)."""
+    dest = task.get("spill")
+    if not dest:
+        return None
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    need = int(info.duration_s * sr * 1.01 + sr) * n_ch * 4
+    if shutil.disk_usage(dest.parent).free < need + _SPILL_RESERVE:
+        return None
+    return open(dest, "wb")  # noqa: SIM115 (closed by the caller)
+
+
+def _blocks(task: dict[str, Any], path: Path, *, sr: int, n_ch: int, block_s: float = 10.0) -> Iterator[np.ndarray]:
+    """``[C, T]`` float32 blocks of the input at ``sr`` with ``n_ch`` channels: read back from the loudness pass's
+    spill when it kept them (the same samples, without decoding and resampling again), else decoded."""
+    spill = task.get("spill")
+    if spill and not task["settings"].get("measure") and Path(spill).is_file():
+        data = np.memmap(spill, dtype=np.float32, mode="r")
+        data = data[: data.size - data.size % n_ch].reshape(-1, n_ch)
+        step = int(block_s * sr)
+        for i in range(0, data.shape[0], step):
+            yield np.ascontiguousarray(data[i:i + step].T)
+        return
+    yield from audio_mod.stream(path, sr=sr, channels=n_ch, block_s=block_s)
 
 
 def _measure_clip(wav: np.ndarray, sr: int, s: dict[str, Any], *, index: int,
