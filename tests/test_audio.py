@@ -313,3 +313,24 @@ def test_mp3_resync_notes_stay_out_of_the_log(tmp_path):
     ours = subprocess.run([sys.executable, "-c", code, str(tmp_path / "gap.mp3")], capture_output=True, text=True,
                           check=True)
     assert ours.stderr.strip() == "decoded"  # muted while decoding, and stderr works again afterwards
+
+
+@pytest.mark.parametrize("case", ["mono", "stereo", "five", "gated", "barely_long_enough", "near_silent", "48k"])
+def test_loudness_equals_pyloudnorm(case):
+    """The vectorised meter against the reference it follows, on every path through the gates."""
+    pyln = pytest.importorskip("pyloudnorm")
+    rng = np.random.default_rng(5)
+    sr = 48000 if case == "48k" else SR
+    gated = tone(330.0, dur=8.0, amp=0.4)
+    gated[:, 2 * SR:5 * SR] *= 1e-3  # a quiet stretch below the relative gate
+    x = {"mono": tone(dur=6.0), "stereo": 0.1 * rng.standard_normal((2, 7 * SR)), "gated": gated,
+         "five": 0.1 * rng.standard_normal((5, 3 * SR)) * np.array([[1.0], [0.5], [0.8], [0.3], [0.2]]),
+         "barely_long_enough": 0.2 * rng.standard_normal((2, int(0.4 * SR) + 7)),
+         "near_silent": np.r_[np.zeros(4 * SR), 1e-5 * rng.standard_normal(SR)][None],
+         "48k": 0.1 * rng.standard_normal((2, 5 * sr))}[case].astype(np.float32)
+    ref = pyln.Meter(sr).integrated_loudness(x.T.astype(np.float64))
+    ours = audio.loudness(x, sr)
+    if np.isfinite(ref):
+        assert ours == pytest.approx(ref, abs=1e-9)
+    else:
+        assert ours == ref == float("-inf")
