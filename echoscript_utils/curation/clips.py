@@ -70,7 +70,7 @@ def _process(task: dict[str, Any]) -> dict[str, Any]:
     ``status: skipped`` with ``kind`` and ``reason``."""
     rel, path = task["rel"], Path(task["path"])
     try:
-        sha = _content_hash(path)
+        sha = task.get("sha256") or _content_hash(path)  # the loudness pass hashed the file already
     except _Reject as r:  # nothing to key a cache entry on
         return {"source": rel, "status": "skipped", "clips": [], "audio_s": 0.0, "cached": False,
                 "kind": r.kind, "reason": f"{r.kind}: {r.detail}", "fingerprint": None}

@@ -114,8 +114,10 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
                                   num_workers=workers, progress=progress, desc="curation: loudness")
             target, auto_info = _auto_target(measured, section)
             settings = {**settings, "target_lufs": target}
-            by_source = {r["source"]: measured_by_index(r) for r in measured if r["status"] == "kept"}
-            tasks = [dict(t, settings=settings, measured=by_source.get(t["rel"], {})) for t in tasks]
+            kept = {r["source"]: r for r in measured if r["status"] == "kept"}
+            tasks = [dict(t, settings=settings, measured=measured_by_index(kept[t["rel"]]),
+                          sha256=kept[t["rel"]].get("sha256")) if t["rel"] in kept else dict(t, settings=settings)
+                     for t in tasks]
         task_by_source = {t["rel"]: t for t in tasks}
         results = _run_and_dedupe(tasks, task_by_source, out=out, section=section, workers=workers,
                                   progress=progress)
