@@ -236,7 +236,6 @@ def _trace_sqrt_product(a: _Side, b: _Side, *, rest: float) -> float:
     accuracy asked for (see :data:`_TRACE_RTOL`).
     """
     import scipy.linalg
-    from scipy.linalg.blas import dtrmm
 
     fa, tri_a = a.factor(upper=True)
     fb, tri_b = b.factor()
@@ -244,10 +243,23 @@ def _trace_sqrt_product(a: _Side, b: _Side, *, rest: float) -> float:
         return 0.0
     if tri_a and tri_b:
         # U_aᵀ is the Fortran-ordered view of U_a's memory: a lower-triangular operand, no copy.
-        g = dtrmm(1.0, fa.T, np.array(fb, order="F"), side=0, lower=1, trans_a=0, overwrite_b=1)
-        return _nuclear_norm_triangular(g, rest=rest)
+        return _nuclear_norm_triangular(_lower_product(fa.T, fb), rest=rest)
     g = fa.T @ fb
     return float(scipy.linalg.svdvals(g, check_finite=False).sum())
+
+
+def _lower_product(a: np.ndarray, b: np.ndarray, *, block: int = 256) -> np.ndarray:
+    """``a @ b`` of two square lower-triangular matrices (Fortran order), which is lower triangular: one
+    triangular multiply (``?trmm``) per block column of ``b``, on the rows at and below it, so a third of the
+    work of a triangular-times-full product, with the same values."""
+    from scipy.linalg.blas import dtrmm
+
+    n = a.shape[0]
+    out = np.zeros((n, n), order="F")
+    for j0 in range(0, n, block):
+        j1 = min(n, j0 + block)
+        out[j0:, j0:j1] = dtrmm(1.0, a[j0:, j0:], b[j0:, j0:j1], side=0, lower=1)
+    return out
 
 
 def _nuclear_norm_triangular(g: np.ndarray, *, rest: float) -> float:
