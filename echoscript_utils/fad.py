@@ -161,15 +161,19 @@ def _factor_cov(cov: np.ndarray, *, upper: bool = False) -> tuple[np.ndarray, bo
     of ``cov`` itself), and an eigen-factor with negative rounding clamped to zero only if that fails.
     """
     import scipy.linalg
-    from scipy.linalg.lapack import dpstrf
+    from scipy.linalg.lapack import dpotrf, dpstrf
 
     cov = np.ascontiguousarray(0.5 * (cov + cov.T))
-    try:
-        if upper:
-            return np.ascontiguousarray(np.linalg.cholesky(cov[::-1, ::-1])[::-1, ::-1]), True
-        return np.linalg.cholesky(cov), True
-    except np.linalg.LinAlgError:
-        pass
+    # LAPACK's ?potrf on the Fortran view of the symmetric matrix (no reordering copy; numpy's cholesky makes
+    # two), the same factor as numpy's
+    if upper:
+        c, info = dpotrf(np.asfortranarray(cov[::-1, ::-1]), lower=1, clean=1, overwrite_a=1)
+        if info == 0 and np.isfinite(c).all():
+            return np.ascontiguousarray(c[::-1, ::-1]), True
+    else:
+        c, info = dpotrf(cov.T, lower=1, clean=1)
+        if info == 0 and np.isfinite(c).all():
+            return c, True
     c, piv, rank, info = dpstrf(cov, lower=1, tol=-1.0)
     if info >= 0 and np.isfinite(c).all():
         factor = np.empty((cov.shape[0], rank))
