@@ -334,3 +334,11 @@ def test_loudness_equals_pyloudnorm(case):
         assert ours == pytest.approx(ref, abs=1e-9)
     else:
         assert ours == ref == float("-inf")
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_write_gives_the_bytes_libsndfile_writes_to_a_file(tmp_path, suffix):
+    x = tone(dur=0.7, amp=0.4)
+    ours = audio.write(tmp_path / f"ours{suffix}", x, SR)
+    sf.write(str(tmp_path / f"direct{suffix}"), x.T, SR, subtype="PCM_16")
+    assert ours.read_bytes() == (tmp_path / f"direct{suffix}").read_bytes()
