@@ -1,5 +1,5 @@
 """Audio I/O and standardisation without torchaudio: soundfile to decode/encode, soxr to resample,
-pyloudnorm for loudness (ITU-R BS.1770), pedalboard's true-peak brick-wall limiter for the loudness policy.
+pyloudnorm's meter for loudness (ITU-R BS.1770, vectorised here), pedalboard's true-peak brick-wall limiter for the loudness policy.
 
 Convention everywhere: ``wav`` is float32 ``[C, T]`` (channels first, like audiocraft), ``sr`` in Hz.
 
@@ -24,6 +24,7 @@ two parameters decide what happens:
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -256,26 +257,60 @@ def write(path: str | os.PathLike, wav: np.ndarray, sr: int, *, subtype: str = "
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(final.suffix.lower(), "WAV")
     if fmt == "OGG":
         subtype = "VORBIS"
+    # encoded in memory, then written in one go: the same bytes, without the fsync libsndfile does on closing a
+    # file (the rename of atomic_path is what makes the write safe; the sync cost ~5 ms a clip)
+    buf = io.BytesIO()
+    sf.write(buf, x, sr, format=fmt, subtype=subtype)
     with atomic_path(final) as tmp:
-        sf.write(str(tmp), x, sr, format=fmt, subtype=subtype)
+        Path(tmp).write_bytes(buf.getbuffer())
     return final
+
+
+#: Input samples of real signal kept on each side of an oversampled region (soxr HQ's 4x interpolation filter
+#: reaches 97 input samples either side), so the region's oversampled values equal those of the whole signal.
+_TRUE_PEAK_CONTEXT = 112
+#: Only the neighbourhoods of samples within this many dB of the sample peak are oversampled: an inter-sample peak
+#: rises above its neighbouring samples by 3.9 dB at most for an isolated band-limited pulse (half a sample off)
+#: and far less for music (0.2 dB at most over 100 clips of an orchestral soundtrack).
+_TRUE_PEAK_MARGIN_DB = 6.0
 
 
 def true_peak_db(wav: np.ndarray, sr: int, *, oversample: int = 4) -> float:
     """True peak in dBTP: the sample peak after ``oversample``-times upsampling (ITU-R BS.1770-4, Annex 2).
 
-    Upsampling uses soxr (linear phase), which finds the inter-sample peaks a DAC would reconstruct.
-    Returns −inf for silence.
+    Upsampling uses soxr (linear phase), which finds the inter-sample peaks a DAC would reconstruct. Only the
+    stretches around samples within 6 dB of the sample peak are upsampled (with enough real signal on each side
+    for soxr's filter, so their values equal those of upsampling the whole signal, to float rounding): the rest
+    cannot hold the peak unless it overshoots its own samples by more than 6 dB. Returns −inf for silence.
     """
     import soxr
 
     x = _as_2d(wav)
     if x.size == 0:
         return float("-inf")
+    mag = np.abs(x).max(axis=0)
+    sample_peak = float(mag.max())
     factor = oversample if sr < 176400 else 1
-    y = soxr.resample(np.ascontiguousarray(x.T), sr, sr * factor, quality="HQ") if factor > 1 else x.T
-    peak = max(float(np.max(np.abs(y))), float(np.max(np.abs(x))))
-    return 20 * np.log10(peak) if peak > 0 else float("-inf")
+    if sample_peak <= 0 or factor == 1:
+        return 20 * np.log10(sample_peak) if sample_peak > 0 else float("-inf")
+    ctx = _TRUE_PEAK_CONTEXT
+    cand = np.flatnonzero(mag >= sample_peak * 10 ** (-_TRUE_PEAK_MARGIN_DB / 20))
+    split = np.flatnonzero(np.diff(cand) > 2 * ctx)  # candidates closer than that share one stretch
+    starts, ends = np.r_[cand[0], cand[split + 1]], np.r_[cand[split], cand[-1]] + 1
+    lo, hi = np.maximum(starts - ctx, 0), np.minimum(ends + ctx, x.shape[1])
+    if (hi - lo).sum() > x.shape[1] // 2:  # most of the signal: upsample it whole
+        y = soxr.resample(np.ascontiguousarray(x.T), sr, sr * factor, quality="HQ")
+        return 20 * np.log10(max(float(np.abs(y).max()), sample_peak))
+    # the stretches one after another, zeros between them (as much as the context, so none reaches the next)
+    gap = np.zeros((ctx, x.shape[0]), np.float32)
+    pieces, spans, pos = [gap], [], ctx
+    for a, b, s, e in zip(lo, hi, starts, ends, strict=True):
+        pieces += [x[:, a:b].T, gap]
+        spans.append((factor * (pos + s - a - 1), factor * (pos + e - a + 1)))  # one sample beyond each end
+        pos += b - a + ctx
+    y = np.abs(soxr.resample(np.concatenate(pieces).astype(np.float32), sr, sr * factor, quality="HQ"))
+    peak = max(float(y[i:j].max()) for i, j in spans)
+    return 20 * np.log10(max(peak, sample_peak))
 
 
 def peak_db(wav: np.ndarray) -> float:
@@ -284,18 +319,39 @@ def peak_db(wav: np.ndarray) -> float:
     return 20 * np.log10(peak) if peak > 0 else float("-inf")
 
 
+#: BS.1770 channel weights (L, R, C, Ls, Rs).
+_CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)
+_K_WEIGHTING: dict[int, np.ndarray] = {}
+
+
+def _k_weighting(sr: int) -> np.ndarray:
+    """The K-weighting filter of ``sr`` as two second-order sections ``[2, 6]``: pyloudnorm's high shelf
+    (+4 dB above 1.5 kHz) and high pass (38 Hz) coefficients, filtered in one :func:`scipy.signal.sosfilt` pass."""
+    if sr not in _K_WEIGHTING:
+        from pyloudnorm.iirfilter import IIRfilter
+
+        stages = (IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sr, "high_shelf"), IIRfilter(0.0, 0.5, 38.0, sr, "high_pass"))
+        sos = np.array([np.r_[f.b, f.a] for f in stages])
+        sos[0, :3] *= np.prod([f.passband_gain for f in stages])
+        _K_WEIGHTING[sr] = sos
+    return _K_WEIGHTING[sr]
+
+
 def loudness(wav: np.ndarray, sr: int) -> float:
     """Integrated loudness in LUFS (ITU-R BS.1770-4: K-weighting, 400 ms blocks with 75 % overlap, absolute
-    −70 LUFS and relative −10 LU gates): ``pyloudnorm.Meter(sr).integrated_loudness`` on float64 samples.
+    −70 LUFS and relative −10 LU gates), on float64 samples.
+
+    The computation of ``pyloudnorm.Meter(sr).integrated_loudness`` (its filter coefficients, block bounds and
+    gating) with the two filter stages in one pass and the block energies from a cumulative sum instead of a
+    Python loop over blocks: equal to pyloudnorm within 1e-9 LU (``tests/test_audio.py``), about 3x faster.
 
     ``wav`` is ``[C, T]`` or ``[T]`` with at most five channels (L, R, C, Ls, Rs; weights 1, 1, 1, 1.41, 1.41);
-    returns −inf for silence or less than 0.4 s. (It replaced a hand-written cumulative-sum version of the same
-    computation: equal to 5e-6 LU, and only 1.1–1.6× faster on 30 s of stereo.)
+    returns −inf for silence or less than 0.4 s.
 
     Raises:
         ValueError: more than five channels (fold them first with :func:`downmix`).
     """
-    import pyloudnorm as pyln
+    import scipy.signal
 
     x = _as_2d(wav)
     if x.shape[0] > 5:
@@ -303,7 +359,27 @@ def loudness(wav: np.ndarray, sr: int) -> float:
                          "(audio.downmix)")
     if x.shape[1] < int(0.4 * sr) + 1:
         return float("-inf")
-    return float(pyln.Meter(sr).integrated_loudness(x.T.astype(np.float64)))
+    n = x.shape[1]
+    y = scipy.signal.sosfilt(_k_weighting(sr), np.ascontiguousarray(x, dtype=np.float64), axis=-1)
+    block, step = 0.4, 1.0 - 0.75
+    n_blocks = int(np.round((n / sr - block) / (block * step))) + 1
+    j = np.arange(n_blocks, dtype=np.float64)
+    lo = (block * (j * step) * sr).astype(np.int64)  # the same float expressions as pyloudnorm, so the same bounds
+    hi = np.minimum((block * (j * step + 1) * sr).astype(np.int64), n)
+    energy = np.zeros((y.shape[0], n + 1))
+    np.cumsum(np.square(y), axis=1, out=energy[:, 1:])
+    z = (energy[:, hi] - energy[:, lo]) / (block * sr)  # mean square per channel and block [C, blocks]
+    weights = np.asarray(_CHANNEL_WEIGHTS[: y.shape[0]])[:, None]
+    with np.errstate(divide="ignore"):
+        lj = -0.691 + 10.0 * np.log10((weights * z).sum(axis=0))
+        gated = lj >= -70.0
+        if not gated.any():
+            return float("-inf")
+        rel = -0.691 + 10.0 * np.log10(float((weights[:, 0] * z[:, gated].mean(axis=1)).sum())) - 10.0
+        gated = (lj > rel) & (lj > -70.0)
+        if not gated.any():
+            return float("-inf")
+        return float(-0.691 + 10.0 * np.log10(float((weights[:, 0] * z[:, gated].mean(axis=1)).sum())))
 
 
 #: Loudness policies of :func:`standardise_loudness`.

@@ -103,6 +103,38 @@ def test_true_peak_sees_intersample_peaks():
     assert audio.true_peak_db(x, SR) == pytest.approx(0.0, abs=0.3)
 
 
+def _true_peak_whole(x: np.ndarray, sr: int) -> float:
+    """The definition: the whole signal upsampled 4x with soxr HQ, then its peak."""
+    import soxr
+
+    y = soxr.resample(np.ascontiguousarray(np.atleast_2d(x).T), sr, 4 * sr, quality="HQ")
+    return 20 * np.log10(max(float(np.abs(y).max()), float(np.abs(x).max())))
+
+
+def _isolated_pulses() -> np.ndarray:
+    """Silence with a full-band pulse half a sample off the grid (its largest samples 0.32, its true peak
+    0.48) and a plain click of 0.45 elsewhere: the pulse holds the true peak, the click the sample peak."""
+    x = np.zeros(3 * SR, np.float32)
+    k = np.arange(-300, 300)
+    x[SR + k] = 0.5 * np.sinc(k + 0.5)
+    x[2 * SR] = 0.45
+    return x[None]
+
+
+@pytest.mark.parametrize("signal", ["music", "stereo", "pulses", "noise", "near_nyquist"])
+def test_true_peak_upsampling_only_near_peaks_equals_the_whole_signal(signal):
+    rng = np.random.default_rng(3)
+    t = np.arange(10 * SR) / SR
+    notes = np.sin(2 * np.pi * 220 * 2 ** (rng.integers(0, 12, size=t.size // 4410 + 1)[(t * 10).astype(int)] / 12) * t)
+    music = (0.4 * notes * np.exp(-3 * (t % 0.5)) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)[None]
+    x = {"music": music, "stereo": np.concatenate([music, 0.7 * music[:, ::-1]]), "pulses": _isolated_pulses(),
+         "noise": (0.1 * rng.standard_normal((2, 5 * SR))).astype(np.float32),
+         "near_nyquist": tone(19000.0, dur=2.0, amp=0.3)}[signal]
+    assert audio.true_peak_db(x, SR) == pytest.approx(_true_peak_whole(x, SR), abs=1e-4)
+    if signal == "pulses":  # the pulse's inter-sample peak is found, above the click's sample peak
+        assert audio.true_peak_db(x, SR) > audio.peak_db(x) + 0.3
+
+
 def test_write_is_atomic_and_round_trips(tmp_path):
     x = tone(dur=0.5)
     p = audio.write(tmp_path / "out" / "ö.wav", x, SR)
@@ -281,3 +313,32 @@ def test_mp3_resync_notes_stay_out_of_the_log(tmp_path):
     ours = subprocess.run([sys.executable, "-c", code, str(tmp_path / "gap.mp3")], capture_output=True, text=True,
                           check=True)
     assert ours.stderr.strip() == "decoded"  # muted while decoding, and stderr works again afterwards
+
+
+@pytest.mark.parametrize("case", ["mono", "stereo", "five", "gated", "barely_long_enough", "near_silent", "48k"])
+def test_loudness_equals_pyloudnorm(case):
+    """The vectorised meter against the reference it follows, on every path through the gates."""
+    pyln = pytest.importorskip("pyloudnorm")
+    rng = np.random.default_rng(5)
+    sr = 48000 if case == "48k" else SR
+    gated = tone(330.0, dur=8.0, amp=0.4)
+    gated[:, 2 * SR:5 * SR] *= 1e-3  # a quiet stretch below the relative gate
+    x = {"mono": tone(dur=6.0), "stereo": 0.1 * rng.standard_normal((2, 7 * SR)), "gated": gated,
+         "five": 0.1 * rng.standard_normal((5, 3 * SR)) * np.array([[1.0], [0.5], [0.8], [0.3], [0.2]]),
+         "barely_long_enough": 0.2 * rng.standard_normal((2, int(0.4 * SR) + 7)),
+         "near_silent": np.r_[np.zeros(4 * SR), 1e-5 * rng.standard_normal(SR)][None],
+         "48k": 0.1 * rng.standard_normal((2, 5 * sr))}[case].astype(np.float32)
+    ref = pyln.Meter(sr).integrated_loudness(x.T.astype(np.float64))
+    ours = audio.loudness(x, sr)
+    if np.isfinite(ref):
+        assert ours == pytest.approx(ref, abs=1e-9)
+    else:
+        assert ours == ref == float("-inf")
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_write_gives_the_bytes_libsndfile_writes_to_a_file(tmp_path, suffix):
+    x = tone(dur=0.7, amp=0.4)
+    ours = audio.write(tmp_path / f"ours{suffix}", x, SR)
+    sf.write(str(tmp_path / f"direct{suffix}"), x.T, SR, subtype="PCM_16")
+    assert ours.read_bytes() == (tmp_path / f"direct{suffix}").read_bytes()

@@ -471,3 +471,38 @@ def test_auto_target_and_limiter_hold_a_dynamic_corpus(tmp_path):
     gain = curate(tmp_path / "in", tmp_path / "gain", cfg_or_section={**section, "loudness_policy": "gain"},
                   num_workers=0, progress=False, exports=False)
     assert gain.metrics["loudness"]["spread_lu_95"] > 3 and gain.metrics["loudness"]["clips_limited"] == 0
+
+
+def test_second_pass_reads_the_loudness_pass_samples_and_gives_the_same_clips(tmp_path, monkeypatch):
+    """With ``target_lufs: auto`` each input is decoded once: the second pass reads the samples the loudness pass
+    kept, and writes the same bytes as when it decodes again; a truncated input is still rejected."""
+    from echoscript_utils import audio
+    from echoscript_utils.curation import clips as clips_mod
+
+    src = tmp_path / "in"
+    _write(src / "stereo.wav", music(1, 9.0, channels=2), subtype="PCM_16")
+    _write(src / "int24_48k.wav", music(3, 8.5, sr=48000), sr=48000, subtype="PCM_24")
+    _write(src / "cue.wav", music(14, 3.0, level=0.2))
+    full = _write(tmp_path / "full.wav", music(10, 9.0), subtype="PCM_16").read_bytes()
+    (src / "cut.wav").write_bytes(full[: len(full) // 2])
+    decoded: list[str] = []
+    stream = audio.stream
+
+    def counting(path, **kw):
+        decoded.append(Path(path).name)
+        return stream(path, **kw)
+
+    monkeypatch.setattr(audio, "stream", counting)
+    once = curate(src, tmp_path / "once", cfg_or_section=SECTION, num_workers=0, progress=False, exports=False)
+    assert sorted(decoded) == ["cue.wav", "int24_48k.wav", "stereo.wav"]  # cut.wav: rejected by its header
+    assert not (tmp_path / "once" / ".cache" / "curation" / clips_mod.SPILL_DIR).exists()
+    assert _skipped(tmp_path / "once")["cut.wav"].startswith("truncated")
+
+    decoded.clear()
+    monkeypatch.setattr(clips_mod, "_SPILL_RESERVE", 1 << 62)  # no room for a spill: the second pass decodes
+    twice = curate(src, tmp_path / "twice", cfg_or_section=SECTION, num_workers=0, progress=False, exports=False)
+    assert sorted(decoded) == sorted(["cue.wav", "int24_48k.wav", "stereo.wav"] * 2)
+    assert len(once.kept) == len(twice.kept) == 5
+    assert once.metadata_path.read_bytes() == twice.metadata_path.read_bytes()
+    for row in once.kept.itertuples():
+        assert Path(row.path).read_bytes() == (tmp_path / "twice" / "clips" / Path(row.path).name).read_bytes()

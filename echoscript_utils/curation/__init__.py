@@ -18,7 +18,9 @@ folder):
    loudness, features, tags and the training loss use that part only;
 4. brings each clip to one loudness under one true-peak ceiling (:func:`echoscript_utils.audio.standardise_loudness`,
    recorded per clip): ``target_lufs: auto`` (the default) first measures every clip (a quick pass, cached like
-   the rest) and takes the highest target that ``auto_target_share`` of them reach by gain alone under
+   the rest, which keeps each input's decoded samples under ``.cache/curation/spill/`` so the second pass reads
+   them instead of decoding and resampling again; float32, about twice the size of the clips, removed when the
+   stage ends, and not kept when the disk lacks room) and takes the highest target that ``auto_target_share`` of them reach by gain alone under
    ``peak_limit_db`` (−1 dBTP), at most ``auto_target_max_lufs`` (−14 LUFS, audiocraft's level); with
    ``loudness_policy: limit`` a true-peak limiter lets the remaining clips reach it too (at most
    ``max_limiting_db`` of gain reduction), so dynamic orchestral material ends up at one level instead of spread

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,11 @@ from ..errors import InputError
 PIPELINE_VERSION = 2
 CACHE_DIR = ".cache/curation"
 CLIPS_DIR = "clips"
+#: Folder under the cache where the loudness pass keeps each input's decoded, resampled samples for the second
+#: pass (raw float32, channels interleaved; removed when the stage ends).
+SPILL_DIR = "spill"
+#: Free disk space the loudness pass leaves untouched when it decides whether to keep an input's samples (bytes).
+_SPILL_RESERVE = 1 << 30
 
 
 def _settings(section: CurationSection) -> dict[str, Any]:
@@ -63,7 +70,7 @@ def _process(task: dict[str, Any]) -> dict[str, Any]:
     ``status: skipped`` with ``kind`` and ``reason``."""
     rel, path = task["rel"], Path(task["path"])
     try:
-        sha = _content_hash(path)
+        sha = task.get("sha256") or _content_hash(path)  # the loudness pass hashed the file already
     except _Reject as r:  # nothing to key a cache entry on
         return {"source": rel, "status": "skipped", "clips": [], "audio_s": 0.0, "cached": False,
                 "kind": r.kind, "reason": f"{r.kind}: {r.detail}", "fingerprint": None}
@@ -168,18 +175,21 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
     n_silent = 0
     total = 0
     peak = 0.0
+    spill = _spill_writer(task, info, sr=sr, n_ch=n_ch) if measure else None
     try:
-        for block in audio_mod.stream(path, sr=sr, channels=n_ch, block_s=10.0):
+        for block in _blocks(task, path, sr=sr, n_ch=n_ch):
             if not np.isfinite(block).all():
                 bad = int(np.argmax(~np.isfinite(block).all(axis=0)))
                 raise _Reject("non-finite", f"NaN or infinite samples from {(total + bad) / sr:.2f} s")
             total += block.shape[1]
             peak = max(peak, float(np.abs(block).max()) if block.size else 0.0)
+            if spill is not None:
+                spill.write(np.ascontiguousarray(block.T).tobytes())
             if fpr is not None:
                 fpr.update(block.mean(axis=0) if n_ch > 1 else block[0])
             buf = np.concatenate([buf, block], axis=1)
             while buf.shape[1] >= clip_len:
-                rec = (_measure_clip(buf[:, :clip_len], sr, s) if measure else
+                rec = (_measure_clip(buf[:, :clip_len], sr, s, index=index) if measure else
                        _finish_clip(buf[:, :clip_len], sr, start, index, task, clips_dir, written))
                 if rec is None:
                     n_silent += 1
@@ -190,7 +200,7 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
                 start += hop_len
         if index == 0 and buf.shape[1] and buf.shape[1] >= s["short_cue_share"] * clip_len:  # a short cue
             padded = np.pad(buf, ((0, 0), (0, clip_len - buf.shape[1])))
-            rec = (_measure_clip(padded, sr, s, real_len=buf.shape[1]) if measure else
+            rec = (_measure_clip(padded, sr, s, index=index, real_len=buf.shape[1]) if measure else
                    _finish_clip(padded, sr, start, index, task, clips_dir, written, real_len=buf.shape[1]))
             if rec is None:
                 n_silent += 1
@@ -198,9 +208,16 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
                 clips.append(rec)
             index = 1
             buf = buf[:, :0]
-    except InputError as exc:
-        raise _Reject("truncated", str(exc).split(": ", 1)[-1]) from None
-    _check_decoded(info, s, total=total, peak=peak, n_clips=len(clips))
+        if spill is not None:
+            spill.close()
+        _check_decoded(info, s, total=total, peak=peak, n_clips=len(clips))
+    except BaseException as exc:
+        if spill is not None:  # a rejected input is decoded (and rejected) again by the second pass
+            spill.close()
+            Path(spill.name).unlink(missing_ok=True)
+        if isinstance(exc, InputError):
+            raise _Reject("truncated", str(exc).split(": ", 1)[-1]) from None
+        raise
     return {
         "clips": clips,
         "fingerprint_array": None if fpr is None else fpr.result(),
@@ -212,15 +229,58 @@ def _decode_and_cut(task: dict[str, Any], path: Path, written: list[Path]) -> di
     }
 
 
-def _measure_clip(wav: np.ndarray, sr: int, s: dict[str, Any], *, real_len: int | None = None) -> dict[str, Any] | None:
+def _spill_writer(task: dict[str, Any], info: audio_mod.AudioInfo, *, sr: int, n_ch: int):
+    """An open file for the loudness pass to keep this input's samples in for the second pass, or ``None`` (no
+    spill path in the task, or too little free disk for it)."""
+    dest = task.get("spill")
+    if not dest:
+        return None
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    need = int(info.duration_s * sr * 1.01 + sr) * n_ch * 4
+    if shutil.disk_usage(dest.parent).free < need + _SPILL_RESERVE:
+        return None
+    return open(dest, "wb")  # noqa: SIM115 (closed by the caller)
+
+
+def _blocks(task: dict[str, Any], path: Path, *, sr: int, n_ch: int, block_s: float = 10.0) -> Iterator[np.ndarray]:
+    """``[C, T]`` float32 blocks of the input at ``sr`` with ``n_ch`` channels: read back from the loudness pass's
+    spill when it kept them (the same samples, without decoding and resampling again), else decoded."""
+    spill = task.get("spill")
+    if spill and not task["settings"].get("measure") and Path(spill).is_file():
+        data = np.memmap(spill, dtype=np.float32, mode="r")
+        data = data[: data.size - data.size % n_ch].reshape(-1, n_ch)
+        step = int(block_s * sr)
+        for i in range(0, data.shape[0], step):
+            yield np.ascontiguousarray(data[i:i + step].T)
+        return
+    yield from audio_mod.stream(path, sr=sr, channels=n_ch, block_s=block_s)
+
+
+def _measure_clip(wav: np.ndarray, sr: int, s: dict[str, Any], *, index: int,
+                  real_len: int | None = None) -> dict[str, Any] | None:
     """Loudness pass: the clip's loudness and true peak, nothing written (``None`` for a silent clip); a padded
-    short cue is measured on its first ``real_len`` samples."""
+    short cue is measured on its first ``real_len`` samples. ``measured`` keeps both unrounded with the clip's
+    index, so the second pass reuses them instead of measuring the same samples again."""
     wav = wav[:, :real_len]
     rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64))))
     if _db(rms) < s["min_rms_db"]:
         return None
-    return {"loudness_in_lufs": _round(audio_mod.loudness(wav, sr)),
-            "true_peak_in_dbtp": _round(audio_mod.true_peak_db(wav, sr))}
+    lufs, tp = audio_mod.loudness(wav, sr), audio_mod.true_peak_db(wav, sr)
+    return {"loudness_in_lufs": _round(lufs), "true_peak_in_dbtp": _round(tp),
+            "measured": {"index": index, "lufs": lufs if math.isfinite(lufs) else None,
+                         "true_peak_dbtp": tp if math.isfinite(tp) else None}}
+
+
+def measured_by_index(result: dict[str, Any]) -> dict[int, tuple[float, float]]:
+    """``{clip index: (loudness LUFS, true peak dBTP)}`` from one file's loudness-pass result (clips measured as
+    silent or without finite values are left out; so are entries cached before the values were kept)."""
+    out = {}
+    for c in result.get("clips", ()):
+        m = c.get("measured")
+        if m and m.get("lufs") is not None and m.get("true_peak_dbtp") is not None:
+            out[int(m["index"])] = (float(m["lufs"]), float(m["true_peak_dbtp"]))
+    return out
 
 
 def _finish_clip(wav: np.ndarray, sr: int, start: int, index: int, task: dict[str, Any], clips_dir: Path,
@@ -233,8 +293,10 @@ def _finish_clip(wav: np.ndarray, sr: int, start: int, index: int, task: dict[st
     rms = float(np.sqrt(np.mean(np.square(real, dtype=np.float64))))
     if _db(rms) < s["min_rms_db"]:
         return None
+    lufs_in, tp_in = task.get("measured", {}).get(index, (None, None))  # from the loudness pass, same samples
     std, lr = audio_mod.standardise_loudness(real, sr, target_lufs=s["target_lufs"], ceiling_dbtp=s["peak_limit_db"],
-                                             policy=s["loudness_policy"], max_limiting_db=s["max_limiting_db"])
+                                             policy=s["loudness_policy"], max_limiting_db=s["max_limiting_db"],
+                                             measured_lufs=lufs_in, measured_peak_dbtp=tp_in)
     out = np.pad(std, ((0, 0), (0, wav.shape[1] - n_real)))
     clip_id = f"{task['track_id']}-{index:03d}"
     dest = clips_dir / f"{clip_id}.wav"

@@ -4,6 +4,7 @@ entry :func:`run`; :mod:`echoscript_utils.curation` describes every step."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from ..artifacts import ensure_dir, write_metrics
 from ..config import Config, CurationSection
 from ..demo_corpus import ensure_demo_corpus
 from ..errors import InputError
-from .clips import CACHE_DIR, CLIPS_DIR, _measure_settings, _settings
+from .clips import CACHE_DIR, CLIPS_DIR, SPILL_DIR, _measure_settings, _settings, measured_by_index
 from .dedupe import _dedupe
 from .inputs import _label_map, _plan_tasks, _resolve, find_inputs
 from .metrics import _auto_target, _metrics
@@ -103,14 +104,25 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
     settings = _settings(section)
     tasks = _plan_tasks(candidates, label_map, settings=settings, clips_dir=clips_dir, cache_dir=cache_dir)
     measured, auto_info = [], None
-    if section.target_lufs == "auto":  # a loudness pass over every clip first; the target comes from the corpus
-        measured = _run_tasks([dict(t, settings=_measure_settings(settings)) for t in tasks], num_workers=workers,
-                              progress=progress, desc="curation: loudness")
-        target, auto_info = _auto_target(measured, section)
-        settings = {**settings, "target_lufs": target}
-        tasks = [dict(t, settings=settings) for t in tasks]
-    task_by_source = {t["rel"]: t for t in tasks}
-    results = _run_and_dedupe(tasks, task_by_source, out=out, section=section, workers=workers, progress=progress)
+    spill_dir = cache_dir / SPILL_DIR
+    shutil.rmtree(spill_dir, ignore_errors=True)  # left by an interrupted run: never read another run's samples
+    try:
+        if section.target_lufs == "auto":  # a loudness pass over every clip first; the target comes from the corpus
+            # the pass keeps each input's decoded samples (spill) so that the second pass does not decode again
+            tasks = [dict(t, spill=str(spill_dir / f"{i:06d}.f32")) for i, t in enumerate(tasks)]
+            measured = _run_tasks([dict(t, settings=_measure_settings(settings)) for t in tasks],
+                                  num_workers=workers, progress=progress, desc="curation: loudness")
+            target, auto_info = _auto_target(measured, section)
+            settings = {**settings, "target_lufs": target}
+            kept = {r["source"]: r for r in measured if r["status"] == "kept"}
+            tasks = [dict(t, settings=settings, measured=measured_by_index(kept[t["rel"]]),
+                          sha256=kept[t["rel"]].get("sha256")) if t["rel"] in kept else dict(t, settings=settings)
+                     for t in tasks]
+        task_by_source = {t["rel"]: t for t in tasks}
+        results = _run_and_dedupe(tasks, task_by_source, out=out, section=section, workers=workers,
+                                  progress=progress)
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
 
     kept = sorted((r for r in results if r["status"] == "kept"), key=lambda r: r["source"])
     split_of = _track_splits(kept, task_by_source, label_map, section=section, seed=seed)
