@@ -108,6 +108,11 @@ class Tagger(abc.ABC):
             ``{"genre": {label: p}, "moods": {label: p}, "instruments": {label: p}}`` over :data:`VOCAB`.
         """
 
+    def tag_many(self, clips: Sequence[tuple[np.ndarray, int]]) -> list[TagProbs]:
+        """Tag several clips ``(wav, sr)``: the same tags as :meth:`tag` on each (up to float rounding). Taggers
+        whose model gains from it batch the forward passes across clips; the default tags clip by clip."""
+        return [self.tag(wav, sr) for wav, sr in clips]
+
     def _mono(self, wav: np.ndarray, sr: int) -> np.ndarray:
         """``[C, T]`` / ``[T]`` at ``sr`` → mono float32 ``[T]`` at :attr:`sample_rate`
         (:func:`echoscript_utils.audio.model_input`)."""
@@ -399,7 +404,16 @@ class ClapTagger(Tagger):
         return np.asarray(self.embedder.embed_audio_array(np.asarray(wav, dtype=np.float32), sr), np.float32)
 
     def tag(self, wav: np.ndarray, sr: int) -> TagProbs:
-        a = self.audio_embedding(wav, sr)
+        return self._tags(self.audio_embedding(wav, sr))
+
+    def tag_many(self, clips: Sequence[tuple[np.ndarray, int]]) -> list[TagProbs]:
+        """The 10 s windows of all clips go through CLAP together (:meth:`ClapEmbedder.embed_audio_arrays`)."""
+        if not clips:
+            return []
+        return [self._tags(a) for a in self.embedder.embed_audio_arrays(
+            [(np.asarray(wav, dtype=np.float32), sr) for wav, sr in clips])]
+
+    def _tags(self, a: np.ndarray) -> TagProbs:
         out: TagProbs = {}
         for f in FIELDS:
             logits = self.logit_scale * (self.text_emb[f] @ a).astype(np.float64)
