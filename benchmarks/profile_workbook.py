@@ -82,17 +82,28 @@ def _cpu() -> tuple[float, float]:
     return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
+def _short(line: str) -> str:
+    """A profile line without the paths of this machine: the checkout and the site-packages folders."""
+    import site
+    import sysconfig
+
+    for prefix in sorted({str(ROOT), *site.getsitepackages(), sysconfig.get_paths()["stdlib"]}, key=len,
+                         reverse=True):
+        line = line.replace(prefix + "/", "")
+    return line
+
+
 def _top(prof: cProfile.Profile, key: str, n: int) -> str:
     buf = io.StringIO()
     st = pstats.Stats(prof, stream=buf)
     st.sort_stats(key).print_stats(n)
     lines = buf.getvalue().splitlines()
     start = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls")), 0)
-    return "\n".join(ln.replace(str(ROOT) + "/", "") for ln in lines[start:] if ln.strip())
+    return "\n".join(_short(ln) for ln in lines[start:] if ln.strip())
 
 
 def profile(params: str, *, input_dir: str | None, stages: list[str] | None, top: int,
-            output_root: str, log=print) -> tuple[list[dict], str]:
+            output_root: str, enabled: bool = True, log=print) -> tuple[list[dict], str]:
     """Run and profile the stages; returns ``(rows, text)`` with one row per stage and the full report."""
     from echoscript_utils.config import load_config, set_seed
     from echoscript_utils.pipeline import apply_hub_environment
@@ -114,7 +125,8 @@ def profile(params: str, *, input_dir: str | None, stages: list[str] | None, top
         prof = cProfile.Profile()
         cpu0, kid0 = _cpu()
         t0 = time.perf_counter()
-        prof.enable()
+        if enabled:
+            prof.enable()
         try:
             run(cfg, progress=False)
         finally:
@@ -123,9 +135,10 @@ def profile(params: str, *, input_dir: str | None, stages: list[str] | None, top
         cpu1, kid1 = _cpu()
         rows.append({"stage": stage, "wall_s": wall, "cpu_s": cpu1 - cpu0, "child_cpu_s": kid1 - kid0})
         log(f"{stage}: {wall:.1f} s")
-        sections.append(f"### {stage}: {wall:.1f} s wall\n\n-- top {top} by own time (tottime)\n"
+        if enabled:
+            sections.append(f"### {stage}: {wall:.1f} s wall\n\n-- top {top} by own time (tottime)\n"
                         f"{_top(prof, 'tottime', top)}\n\n-- top {top} by time under (cumtime)\n"
-                        f"{_top(prof, 'cumulative', top)}\n")
+                            f"{_top(prof, 'cumulative', top)}\n")
     return rows, "\n".join(sections)
 
 
@@ -140,6 +153,7 @@ def main() -> None:
     ap.add_argument("--output-root", help="run folder (default: a temporary one, deleted afterwards)")
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--out", help="also write the report to this file")
+    ap.add_argument("--no-profile", action="store_true", help="times only (cProfile inflates Python-heavy loops)")
     args = ap.parse_args()
     if args.fetch:
         print(fetch_soundtrack(args.fetch))
@@ -148,15 +162,18 @@ def main() -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="echoscript-profile-") as tmp:
         rows, text = profile(args.params, input_dir=args.input, stages=args.stages, top=args.top,
-                             output_root=args.output_root or tmp, log=lambda m: print(m, file=sys.stderr))
+                             output_root=args.output_root or tmp, enabled=not args.no_profile,
+                             log=lambda m: print(m, file=sys.stderr))
     total = time.perf_counter() - t0
     load1 = os.getloadavg()
     stage_total = sum(r["wall_s"] for r in rows) or 1.0
     head = [f"# Workbook profile, {datetime.now(UTC).isoformat(timespec='minutes')}",
-            f"params {Path(args.params).name}, input {args.input or 'demo corpus'}, "
+            f"params {Path(args.params).name}, input {Path(args.input).name + '/' if args.input else 'demo corpus'}, "
             f"{os.cpu_count()} cores, load average (1/5/15 min) {'/'.join(f'{x:.2f}' for x in load0)} at the "
             f"start, {'/'.join(f'{x:.2f}' for x in load1)} at the end",
-            "Each stage's run(cfg) in one process under cProfile (profiling adds overhead to Python-heavy code).",
+            ("Each stage's run(cfg) in one process under cProfile (it inflates Python-heavy loops several-fold: "
+             "read own times of pure-Python code as upper bounds)." if not args.no_profile else
+             "Each stage's run(cfg) in one process, without the profiler."),
             "", f"{'stage':<16}{'wall s':>9}{'share':>8}{'cpu s':>9}{'child cpu s':>13}"]
     for r in rows:
         head.append(f"{r['stage']:<16}{r['wall_s']:>9.1f}{100 * r['wall_s'] / stage_total:>7.1f}%"

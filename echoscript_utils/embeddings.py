@@ -49,7 +49,7 @@ from .models.hub import resolve_checkpoint
 from .models.panns import CHECKPOINT_SOURCE, load_cnn14
 
 __all__ = ["EMBEDDERS", "Embedder", "as_float_audio", "embed_files", "embed_files_many", "get_embedder",
-           "measure_parity"]
+           "measure_parity", "store_embedding"]
 
 #: Bump when the embedding code changes in a way that changes its output (invalidates caches).
 _CACHE_VERSION = "v3"
@@ -543,6 +543,15 @@ def get_embedder(name: str, cfg_or_kwargs: Any = None) -> Embedder:
 
 def _entry(folder: Path | None, sha: str, embedder: Embedder) -> Path | None:
     return folder / f"{text_hash(sha, embedder.identity, length=24)}.npy" if folder is not None else None
+
+
+def store_embedding(cache_dir: str | os.PathLike, embedder: Embedder, file_sha256: str, rows: np.ndarray) -> Path:
+    """Put rows computed elsewhere into the cache :func:`embed_files` reads, for the file whose bytes hash to
+    ``file_sha256``: for work another stage already did with the same network on the same whole file (the
+    annotation stage's musicnn pass gives the evaluation stage's musicnn rows). ``rows`` must equal what
+    ``embedder.embed`` gives for that file."""
+    folder = ensure_dir(Path(cache_dir) / "embeddings" / embedder.name)
+    return write_cached(_entry(folder, file_sha256, embedder), np.asarray(rows, dtype=np.float32), fmt="npy")
 
 
 def embed_files(paths: Sequence[str | os.PathLike], embedder: Embedder, *, cache_dir: str | os.PathLike | None,

@@ -291,8 +291,17 @@ class MusicnnTagger(Tagger):
         self.version = f"musicnn-port{port}+{model}+map-{text_hash(self.rows)[:8]}"
 
     def tag(self, wav: np.ndarray, sr: int) -> TagProbs:
-        df = self._mod.tags(wav, sr, model=self.model, cache_dir=self.cache_dir, device=self.device)
-        probs = _tag_probabilities(df)
+        return self.tags_from(self.predict(wav, sr))
+
+    def predict(self, wav: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+        """All of musicnn's outputs for one clip (:func:`echoscript_utils.models.musicnn.predict`: ``taggram``,
+        ``penultimate``, ... one row per 3 s patch), from which :meth:`tags_from` makes the tags."""
+        return self._mod.predict(wav, sr, model=self.model, cache_dir=self.cache_dir, device=self.device)
+
+    def tags_from(self, outputs: Mapping[str, np.ndarray]) -> TagProbs:
+        """Tags from :meth:`predict`'s outputs: clip probability of each tag = mean of the taggram over patches."""
+        taggram = np.asarray(outputs["taggram"])
+        probs = {str(t): float(p) for t, p in zip(self._mod.LABELS[self.model], taggram.mean(axis=0), strict=True)}
         out: TagProbs = empty_tags()
         for tag, field, label, weight in self.rows:
             p = probs.get(tag)
@@ -300,17 +309,6 @@ class MusicnnTagger(Tagger):
                 out[field][label] = max(out[field][label], weight * p)
         out["genre"] = _normalise_genre(out["genre"])
         return out
-
-
-def _tag_probabilities(df) -> dict[str, float]:
-    """musicnn ``tags`` output → ``{tag: clip probability}`` (clip-level rows preferred, else the mean)."""
-    if isinstance(df, dict):
-        return {str(k): float(v) for k, v in df.items()}
-    if "level" in getattr(df, "columns", ()):
-        clip = df[df["level"].astype(str).isin(["clip", "track", "mean"])]
-        if len(clip):
-            df = clip
-    return {str(t): float(p) for t, p in df.groupby("tag")["probability"].mean().items()}
 
 
 def _normalise_tag_map(tmap) -> list[tuple[str, str, str, float]]:

@@ -53,14 +53,16 @@ def _rel_rows(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _embedders(cache):
+    """The embedders that batch (CLAP) or share a forward pass (musicnn's two outputs), and one that embeds clip by
+    clip (EnCodec; PANNs and VGGish take the same default path)."""
     out = {}
     for name, kwargs in {"clap": {"model": "tiny-clap"}, "encodec": {"model": "tiny-musicgen"},
-                         "musicnn": {}, "panns": {"checkpoint": "random"}, "vggish": {"weights": "random"}}.items():
+                         "musicnn": {}}.items():
         try:
             out[name] = embeddings.get_embedder(name, {"cache_dir": cache, **kwargs})
         except DependencyError:
             continue
-    assert {"clap", "encodec", "panns", "vggish"} <= set(out)
+    assert {"clap", "encodec"} <= set(out)
     if "musicnn" in out:
         out["musicnn-taggram"] = embeddings.MusicnnEmbedder(layer="taggram", cache_dir=cache)
     return out
@@ -140,3 +142,25 @@ def test_run_taggers_batched_equals_unbatched_and_decodes_once(files, tmp_path, 
     decoded.clear()
     again = annotation.run_taggers(clips, taggers, cache_dir=tmp_path / "a", progress=False, batch_size=4)
     assert decoded == [] and again.equals(batched)
+
+
+def test_annotation_musicnn_pass_fills_the_evaluation_embedding_cache(files, tmp_path, monkeypatch):
+    """After tagging, the evaluation stage's musicnn embedding and taggram of a whole clip are read from the cache
+    (no forward pass) and equal a fresh computation; a padded cue (tagged on part of its file) shares nothing."""
+    try:
+        tagger = tagging.MusicnnTagger(cache_dir=tmp_path / "m")
+    except DependencyError as exc:
+        pytest.skip(str(exc))
+    clips = pd.DataFrame([{"clip_id": "whole", "path": str(files[0]), "duration_s": 21.0, "real_duration_s": 21.0},
+                          {"clip_id": "cue", "path": str(files[4]), "duration_s": 11.0, "real_duration_s": 7.0}])
+    cache = tmp_path / "cache"
+    annotation.run_taggers(clips, {"musicnn": tagger}, cache_dir=cache, progress=False)
+    embs = {"musicnn": embeddings.MusicnnEmbedder(cache_dir=cache),
+            "taggram": embeddings.MusicnnEmbedder(layer="taggram", cache_dir=cache)}
+    fresh = embeddings.embed_files_many(files[:1], embs, cache_dir=None, progress=False)
+    monkeypatch.setattr(embeddings.musicnn, "predict", lambda *a, **k: pytest.fail("recomputed a shared clip"))
+    shared = embeddings.embed_files_many(files[:1], embs, cache_dir=cache, progress=False)
+    for k in embs:
+        np.testing.assert_allclose(shared[k][str(files[0])], fresh[k][str(files[0])], rtol=RTOL, atol=1e-7)
+    with pytest.raises(pytest.fail.Exception, match="recomputed"):  # the padded cue's file was not shared
+        embeddings.embed_files_many(files[4:5], embs, cache_dir=cache, progress=False)

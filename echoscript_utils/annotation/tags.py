@@ -15,7 +15,7 @@ from ..artifacts import atomic_write_text, file_hash, read_cached, text_hash, wr
 from ..audio import load
 from ..dataset import real_duration
 from ..errors import ConfigError, DependencyError, EchoScriptError, InputError
-from ..tagging import FIELDS, VOCAB, Tagger, choose_labels, combine_tags, get_tagger
+from ..tagging import FIELDS, VOCAB, MusicnnTagger, Tagger, choose_labels, combine_tags, get_tagger
 from .schema import COMBINED
 
 __all__ = ["OUTPUT_COLUMNS", "build_taggers", "choose_all", "corpus_scores", "read_tagger_outputs", "run_taggers",
@@ -63,6 +63,17 @@ def _valid_entry(e) -> bool:
     return isinstance(e, dict) and "tags" in e
 
 
+def _share_musicnn(cache_dir: Path, tagger: MusicnnTagger, audio_hash: str, outputs: dict, embedders: dict) -> None:
+    """Store ``outputs`` (one clip's :meth:`MusicnnTagger.predict`) as the evaluation stage's musicnn rows."""
+    from ..embeddings import MusicnnEmbedder, store_embedding
+
+    if tagger.model not in embedders:
+        embedders[tagger.model] = [MusicnnEmbedder(tagger.model, layer=layer, cache_dir=cache_dir)
+                                   for layer in ("penultimate", "taggram")]
+    for emb in embedders[tagger.model]:
+        store_embedding(cache_dir, emb, audio_hash, outputs[emb.layer])
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None):
     """Temporarily limit torch's CPU threads (``None`` leaves them as they are)."""
@@ -81,7 +92,8 @@ def torch_threads(n: int | None):
 
 def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir: str | os.PathLike,
                 combine: Sequence[str] | None = None, progress: bool = True,
-                threads: int | None = None, batch_size: int = 8) -> pd.DataFrame:
+                threads: int | None = None, batch_size: int = 8,
+                share_embeddings: bool = True) -> pd.DataFrame:
     """Tag every clip with every tagger (cached by audio hash × tagger version) and add the combined rows.
 
     Args:
@@ -92,6 +104,9 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
         threads: torch CPU threads while tagging (``None`` = unchanged).
         batch_size: clips decoded and tagged together: each clip is decoded once for all its taggers, and
             taggers that batch (:meth:`~echoscript_utils.tagging.Tagger.tag_many`) run them in one pass.
+        share_embeddings: the musicnn tagger's forward pass on a whole clip also fills the embedding cache
+            (``<cache_dir>/embeddings/musicnn``) with that clip's musicnn embedding and taggram, which the
+            evaluation stage would otherwise compute again for its reference clips.
 
     Returns:
         Long DataFrame :data:`OUTPUT_COLUMNS`, one row per clip × tagger × field × label.
@@ -103,6 +118,7 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
     cache_dir = Path(cache_dir)
     names = list(taggers)
     chosen = [n for n in (combine or names) if n in taggers] or names
+    share: dict = {} if share_embeddings else None  # musicnn embedders by model (built on first use)
     rows = list(clips.itertuples(index=False))
     records = []
     bar = tqdm(total=len(rows), desc="tagging", disable=not progress, leave=False)
@@ -135,7 +151,14 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
                     wav, sr = load(Path(chunk[j].path))
                     decoded[j] = (wav if cuts[j] is None else wav[:, : int(round(cuts[j] * sr))], sr)
             with torch_threads(threads):
-                tags = tg.tag_many([decoded[j] for j in todo])
+                if share is not None and isinstance(tg, MusicnnTagger):
+                    outs = [tg.predict(*decoded[j]) for j in todo]
+                    tags = [tg.tags_from(o) for o in outs]
+                    for j, o in zip(todo, outs, strict=True):
+                        if cuts[j] is None:  # the whole file: its musicnn rows are the evaluation stage's too
+                            _share_musicnn(cache_dir, tg, hashes[j], o, share)
+                else:
+                    tags = tg.tag_many([decoded[j] for j in todo])
             for j, t in zip(todo, tags, strict=True):
                 write_cached(_cache_file(cache_dir, tg, hashes[j]), _entry(tg, name, hashes[j], t))
                 per[j][name] = t
