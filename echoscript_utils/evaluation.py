@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import read_json, write_metrics
+from .artifacts import cached, file_hash, read_json, text_hash, write_metrics
 from .audio import load
 from .dataset import load_metadata
 from .embeddings import MusicnnEmbedder, embed_files, embed_files_many, get_embedder, measure_parity
@@ -178,6 +178,26 @@ def _parity_probe(sets: EvaluationSets, n: int) -> tuple[list, list]:
     return out[0], out[1]
 
 
+#: Registry packages whose code the parity probes run (their versions are part of the parity cache key).
+_REFERENCE_PACKAGES = ("transformers", "resampy", "torchvggish", "panns-inference", "torch")
+
+
+def _parity_key(sets: EvaluationSets, n: int, embedder) -> str:
+    """Content hash of what :func:`measure_parity` depends on: the probe files, the embedder, the probe length
+    and the versions of the reference packages."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def _version(pkg: str) -> str:
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return "absent"
+
+    generated = next(iter(sets.generated.values()), [])
+    return text_hash([file_hash(f) for f in sets.reference[:n]], [file_hash(f) for f in generated[:n]],
+                     embedder.identity, PARITY_PROBE_S, {p: _version(p) for p in _REFERENCE_PACKAGES})
+
+
 def embed_sets(sets: EvaluationSets, cfg, *, embeddings: Sequence[str] | None = None,
                progress: bool = True) -> EmbeddedSets:
     """Embed the reference and every generated set with each of ``evaluation.embeddings`` (cached per file).
@@ -191,12 +211,14 @@ def embed_sets(sets: EvaluationSets, cfg, *, embeddings: Sequence[str] | None = 
     Each file is decoded once for all embeddings (each resamples it as its reference does) and forward passes
     are batched across files (:func:`~echoscript_utils.embeddings.embed_files_many`); with ``evaluation.relevance``
     the musicnn taggram that :func:`tag_distributions` reads comes from the musicnn embedding's forward pass.
+    Parity results are cached by the probes' content, the embedder and the reference packages' versions.
     """
 
     all_sets = {"reference": sets.reference, **sets.generated}
     data: dict[str, dict[str, list[np.ndarray]]] = {}
     described, skipped, parity = {}, {}, {}
-    probe = _parity_probe(sets, cfg.evaluation.parity_clips) if cfg.evaluation.parity_clips > 0 else None
+    n_probe = cfg.evaluation.parity_clips
+    probe: list = []  # decoded on the first parity cache miss
     embedders = {}
     for name in embeddings or cfg.evaluation.embeddings:
         try:
@@ -213,8 +235,14 @@ def embed_sets(sets: EvaluationSets, cfg, *, embeddings: Sequence[str] | None = 
     for name, embedder in embedders.items():
         data[name] = {label: [rows[name][str(f)] for f in fs] for label, fs in all_sets.items()}
         described[name] = embedder.describe()
-        if probe is not None and probe[0] and probe[1]:
-            parity[name] = measure_parity(embedder, *probe)
+        if n_probe > 0 and sets.reference and next(iter(sets.generated.values()), []):
+            # cached by content: a rerun with the same probes, weights and reference code measures nothing again
+            def measure(embedder=embedder):
+                probe[:] = probe or _parity_probe(sets, n_probe)
+                return measure_parity(embedder, *probe)
+
+            parity[name] = cached(cfg.paths.cache / "parity" / name / f"{_parity_key(sets, n_probe, embedder)}.json",
+                                  measure, valid=lambda v: isinstance(v, dict) and "rows_max_rel" in v)
     del embedders, extra
     names = {label: [Path(f).stem for f in files] for label, files in all_sets.items()}
     return EmbeddedSets(data=data, names=names, embedders=described, skipped=skipped, parity=parity)

@@ -164,3 +164,40 @@ def test_annotation_musicnn_pass_fills_the_evaluation_embedding_cache(files, tmp
         np.testing.assert_allclose(shared[k][str(files[0])], fresh[k][str(files[0])], rtol=RTOL, atol=1e-7)
     with pytest.raises(pytest.fail.Exception, match="recomputed"):  # the padded cue's file was not shared
         embeddings.embed_files_many(files[4:5], embs, cache_dir=cache, progress=False)
+
+
+def test_evaluation_rerun_measures_parity_once_and_tags_from_the_embedding_pass(tmp_path, monkeypatch):
+    """``embed_sets`` caches its parity probes by content (a rerun runs no reference code) and computes the
+    musicnn taggram in the embedding's forward pass, so ``tag_distributions`` then runs no network."""
+    import json
+
+    from echoscript_utils import evaluation
+    from echoscript_utils.config import load_config
+
+    cfg = load_config(None, {"evaluation.embeddings": ["vggish", "musicnn"], "evaluation.vggish_weights": "random",
+                             "evaluation.parity_clips": 2, "evaluation.relevance": True, "run.device": "cpu"},
+                      output_root=tmp_path / "out")
+    records = []
+    for i in range(3):
+        audio.write(cfg.paths.curation / "clips" / f"c{i}.wav", _clip(i, 3.5, 44100, 2), 44100)
+        records.append({"clip_id": f"t{i}-0", "track_id": f"t{i}", "source": f"t{i}.wav", "path": f"clips/c{i}.wav",
+                        "start_s": 0.0, "duration_s": 3.5, "sample_rate": 44100, "channels": 2, "split": "eval"})
+    (cfg.paths.curation / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    for k in range(3):
+        audio.write(cfg.paths.generation / "musicgen" / f"s{k}.wav", _clip(10 + k, 3.2, 32000, 1), 32000)
+    sets = evaluation.evaluation_sets(cfg)
+    calls = []
+    real = evaluation.measure_parity
+    monkeypatch.setattr(evaluation, "measure_parity", lambda *a: (calls.append(1), real(*a))[1])
+    try:
+        first = evaluation.embed_sets(sets, cfg, progress=False)
+    except DependencyError as exc:
+        pytest.skip(str(exc))
+    if "musicnn" in first.skipped:
+        pytest.skip(first.skipped["musicnn"])
+    assert len(calls) == 2  # one parity measurement per embedding
+    again = evaluation.embed_sets(sets, cfg, progress=False)
+    assert len(calls) == 2 and again.parity == first.parity
+    monkeypatch.setattr(embeddings.musicnn, "predict", lambda *a, **k: pytest.fail("taggram computed again"))
+    tags = evaluation.tag_distributions(sets, cfg, progress=False)
+    assert set(tags) == {"reference", "musicgen"} and tags["reference"].shape == (3, 50)
