@@ -208,6 +208,8 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, nargs=3, default=None, help="scene counts (default 10 50 190)")
     ap.add_argument("--base-tracks", type=int, default=4, help="demo tracks at 1× (without --input)")
     ap.add_argument("--quick", action="store_true", help="small: 3/6/12 demo tracks, 5/10/20 scenes")
+    ap.add_argument("--series", choices=["all", "corpus", "scoring"], default="all",
+                    help="run only the corpus series (curation, annotation, evaluation) or only scoring")
     ap.add_argument("--work", help="folder for the runs (default: a temporary one, deleted afterwards)")
     ap.add_argument("--out", help="also write the table to this file")
     ap.add_argument("--child", choices=["curation", "annotation", "evaluation", "scoring"], help=argparse.SUPPRESS)
@@ -235,7 +237,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="echoscript-scaling-") as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        corpora = prepare_corpora(args, work)
+        corpora = prepare_corpora(args, work) if args.series != "scoring" else []
         for factor, folder, minutes in corpora:
             root = work / f"run-{factor}x"
             for stage in ("curation", "annotation", "evaluation"):
@@ -245,7 +247,7 @@ def main() -> None:
                 print(f"{stage:<11} {factor}× ({minutes:5.1f} min): {res['seconds']:7.1f} s, "
                       f"cpu {res['cpu_s']:7.1f} s, peak {res['peak_mib']:6.0f} MiB", file=sys.stderr)
         base = work / "run-scoring"
-        for n in scenes:
+        for n in scenes if args.series != "corpus" else []:
             res = run_child(["--child", "scoring", "--params", args.params, "--root", str(base),
                              "--scenes", str(n), "0", "0", "--script", str(script),
                              "--overrides", json.dumps(overrides)], env)
@@ -255,7 +257,8 @@ def main() -> None:
     load1 = os.getloadavg()
     lines.append(f"# Scaling benchmark, {datetime.now(UTC).isoformat(timespec='minutes')}"
                  f"{' (--quick)' if args.quick else ''}")
-    lines.append(f"corpus: {Path(args.input).name + '/' if args.input else f'demo corpus, {args.base_tracks} tracks at 1x'}"
+    corpus = Path(args.input).name + "/" if args.input else f"demo corpus, {args.base_tracks} tracks at 1x"
+    lines.append(f"corpus: {corpus if args.series != 'scoring' else '(not run)'}"
                  f"; script: {script.name}; params {Path(args.params).name}"
                  f"{''.join(f', {k}={v}' for k, v in overrides.items())}; {os.cpu_count()} cores; load average "
                  f"{'/'.join(f'{x:.2f}' for x in load0)} at the start, {'/'.join(f'{x:.2f}' for x in load1)} "
@@ -272,6 +275,8 @@ def main() -> None:
     lines.append("")
     for series in ("curation", "annotation", "evaluation", "scoring"):
         pts = [r for r in rows if r["series"] == series]
+        if not pts:
+            continue
         sizes = [r["minutes"] if r["minutes"] else r["size"] for r in pts]
         mem = pts[-1]["peak_mib"] / max(pts[0]["peak_mib"], 1e-9)
         unit = "min of audio" if series != "scoring" else "scene"
