@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import cached, ensure_dir, file_hash, text_hash
+from .artifacts import ensure_dir, file_hash, read_cached, text_hash, write_cached
 from .audio import RESAMPLERS, as_float, load, model_input, windows
 from .config import resolve_device
 from .errors import ConfigError, DependencyError, InputError
@@ -48,7 +48,8 @@ from .models.clap import ClapEmbedder
 from .models.hub import resolve_checkpoint
 from .models.panns import CHECKPOINT_SOURCE, load_cnn14
 
-__all__ = ["EMBEDDERS", "Embedder", "as_float_audio", "embed_files", "get_embedder", "measure_parity"]
+__all__ = ["EMBEDDERS", "Embedder", "as_float_audio", "embed_files", "embed_files_many", "get_embedder",
+           "measure_parity", "store_embedding"]
 
 #: Bump when the embedding code changes in a way that changes its output (invalidates caches).
 _CACHE_VERSION = "v3"
@@ -111,6 +112,21 @@ class Embedder(abc.ABC):
     @abc.abstractmethod
     def _embed(self, wav: np.ndarray) -> np.ndarray:
         """Mono float32 ``[T]`` at :attr:`sample_rate` → ``[N, D]``."""
+
+    def embed_many(self, clips: Sequence[tuple[np.ndarray, int]]) -> list[np.ndarray]:
+        """Embed several clips ``(wav, sr)`` → one ``[N_i, D]`` float32 array each, equal to :meth:`embed` on each
+        clip alone (up to float rounding). Embedders whose rows are independent of one another batch their
+        forward passes across clips here; the default embeds clip by clip."""
+        return [self.embed(wav, sr) for wav, sr in clips]
+
+    #: Embedders of one class with equal non-``None`` keys share one forward pass per clip
+    #: (:meth:`embed_shared`; e.g. two outputs of the same musicnn network).
+    shared_forward: tuple | None = None
+
+    @classmethod
+    def embed_shared(cls, group: Sequence[Embedder], clips: Sequence[tuple[np.ndarray, int]]) -> list[list[np.ndarray]]:
+        """Rows of every embedder of ``group`` (same :attr:`shared_forward`) for every clip: ``[embedder][clip]``."""
+        return [e.embed_many(clips) for e in group]
 
     def reference_rows(self, wav, sr: int) -> np.ndarray | None:
         """The same clip through the reference implementation's own code (from its registry package) with this
@@ -337,6 +353,7 @@ class ClapAudioEmbedder(Embedder):
     10 s window (a tail under 2.5 s is dropped; a short last window is repeat-padded by the feature extractor)."""
 
     name, frame = "clap", "10 s window"
+    batch_windows = 16  # 10 s windows per forward pass in embed_many
     reference_resampler = "kaiser_best"
     window = "10 s windows, no overlap, short last one repeat-padded"
     reference = "transformers ClapFeatureExtractor + ClapModel.get_audio_features"
@@ -364,6 +381,16 @@ class ClapAudioEmbedder(Embedder):
 
     def _embed(self, wav: np.ndarray) -> np.ndarray:
         return self._features(windows(wav, self.clap.window, pad=False))
+
+    def embed_many(self, clips: Sequence[tuple[np.ndarray, int]]) -> list[np.ndarray]:
+        """The 10 s windows of all ``clips`` go through the model :attr:`batch_windows` at a time (each window is
+        featurised on its own by the feature extractor, so a window's row does not depend on its batch)."""
+        wins = [windows(self.mono(wav, sr), self.clap.window, pad=False) for wav, sr in clips]
+        flat = [w for ws in wins for w in ws]
+        rows = np.concatenate([self._features(flat[i:i + self.batch_windows])
+                               for i in range(0, len(flat), self.batch_windows)]) if flat else np.zeros((0, 0))
+        bounds = np.cumsum([0, *(len(ws) for ws in wins)])
+        return [np.asarray(rows[a:b], dtype=np.float32) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def reference_rows(self, wav, sr: int) -> np.ndarray:
         """transformers' own path, one 10 s segment at a time: ``resampy.resample`` to 48 kHz, then the
@@ -429,7 +456,8 @@ class MusicnnEmbedder(Embedder):
 
     def __init__(self, model: str = "MTT_musicnn", *, layer: str = "penultimate", cache_dir=None,
                  device: str = "cpu"):
-
+        if layer not in musicnn.LAYERS:
+            raise InputError(f"musicnn layer {layer!r} is unknown; choose one of {', '.join(musicnn.LAYERS)}")
         self.model_name, self.layer, self.device = model, layer, device
         self.head = {"penultimate": "penultimate dense layer (200-d, after batch norm)",
                      "taggram": "tag probabilities"}.get(layer, f"{layer} of the front/mid end")
@@ -439,13 +467,28 @@ class MusicnnEmbedder(Embedder):
         weights = sorted(p for p in folder.iterdir() if p.is_file())
         wid = text_hash([(p.name, _file_identity(p)) for p in weights])
         self.identity = f"musicnn:{model}:{layer}:{wid}:{_CACHE_VERSION}"
+        self.shared_forward = ("musicnn", model, device, self.cache_dir)
+
+    def _predict(self, wav: np.ndarray) -> dict[str, np.ndarray]:
+        return musicnn.predict(wav, self.sample_rate, model=self.model_name, cache_dir=self.cache_dir,
+                               device=self.device)
 
     def _embed(self, wav: np.ndarray) -> np.ndarray:
-
-        out = musicnn.embed(wav, self.sample_rate, model=self.model_name, layer=self.layer, cache_dir=self.cache_dir,
-                            device=self.device)
+        out = np.asarray(self._predict(wav)[self.layer], dtype=np.float32)
         self.dim = out.shape[1]
         return out
+
+    @classmethod
+    def embed_shared(cls, group, clips):
+        """One forward pass per clip gives every layer the ``group`` asks for (e.g. ``penultimate`` and
+        ``taggram``): the same numbers as embedding with each alone."""
+        first = group[0]
+        outs = [first._predict(first.mono(wav, sr)) for wav, sr in clips]
+        rows = [[np.asarray(o[e.layer], dtype=np.float32) for o in outs] for e in group]
+        for e, r in zip(group, rows, strict=True):
+            if r:
+                e.dim = r[0].shape[1]
+        return rows
 
 
 #: Embedder classes by name.
@@ -498,30 +541,93 @@ def get_embedder(name: str, cfg_or_kwargs: Any = None) -> Embedder:
     return EMBEDDERS[key](**kwargs)
 
 
-def _embed_file(embedder: Embedder, path: Path) -> np.ndarray:
-    wav, sr = load(path)
-    return embedder.embed(wav, sr)
+def _entry(folder: Path | None, sha: str, embedder: Embedder) -> Path | None:
+    return folder / f"{text_hash(sha, embedder.identity, length=24)}.npy" if folder is not None else None
+
+
+def store_embedding(cache_dir: str | os.PathLike, embedder: Embedder, file_sha256: str, rows: np.ndarray) -> Path:
+    """Put rows computed elsewhere into the cache :func:`embed_files` reads, for the file whose bytes hash to
+    ``file_sha256``: for work another stage already did with the same network on the same whole file (the
+    annotation stage's musicnn pass gives the evaluation stage's musicnn rows). ``rows`` must equal what
+    ``embedder.embed`` gives for that file."""
+    folder = ensure_dir(Path(cache_dir) / "embeddings" / embedder.name)
+    return write_cached(_entry(folder, file_sha256, embedder), np.asarray(rows, dtype=np.float32), fmt="npy")
 
 
 def embed_files(paths: Sequence[str | os.PathLike], embedder: Embedder, *, cache_dir: str | os.PathLike | None,
-                progress: bool = True) -> dict[str, np.ndarray]:
+                progress: bool = True, batch_size: int = 8) -> dict[str, np.ndarray]:
     """Embed audio files, one ``[N_i, D]`` array each, reusing cached results.
 
     Each file's embedding is stored as ``cache_dir/embeddings/<name>/<key>.npy`` with ``key`` = hash of the
     file's bytes and :attr:`Embedder.identity`, so a rerun (or the same clip in another folder) loads instead of
     recomputing, and new weights or settings never reuse stale rows. ``cache_dir=None`` disables the cache.
+    ``batch_size`` files are decoded and embedded together (:meth:`Embedder.embed_many`).
 
     Returns:
         ``{str(path): rows}`` in the order of ``paths``.
     """
+    return embed_files_many(paths, {embedder.name: embedder}, cache_dir=cache_dir, progress=progress,
+                            batch_size=batch_size)[embedder.name]
+
+
+def embed_files_many(paths: Sequence[str | os.PathLike], embedders: Mapping[str, Embedder], *,
+                     cache_dir: str | os.PathLike | None, progress: bool = True,
+                     batch_size: int = 8) -> dict[str, dict[str, np.ndarray]]:
+    """Embed audio files with several embedders at once: each file is hashed and decoded once and shared
+    between the embedders (each still resamples with its own reference resampler), forward passes are batched
+    across ``batch_size`` files (:meth:`Embedder.embed_many`), embedders of one network share its forward pass
+    (:attr:`Embedder.shared_forward`), and each ``(file, embedder)`` is cached as :func:`embed_files` says.
+
+    Memory stays bounded by ``batch_size`` decoded files, whatever the number of files.
+
+    Returns:
+        ``{label: {str(path): rows}}`` for every ``label`` of ``embedders``, paths in the order given.
+    """
     from tqdm.auto import tqdm
 
-    folder = ensure_dir(Path(cache_dir) / "embeddings" / embedder.name) if cache_dir is not None else None
-    out: dict[str, np.ndarray] = {}
-    for p in tqdm(list(paths), desc=f"{embedder.name} embeddings", disable=not progress, leave=False):
-        p = Path(p)
-        if not p.is_file():
-            raise InputError(f"{p}: no such audio file")
-        entry = folder / f"{text_hash(file_hash(p), embedder.identity, length=24)}.npy" if folder else None
-        out[str(p)] = cached(entry, functools.partial(_embed_file, embedder, p), fmt="npy")
-    return out
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    paths = [Path(p) for p in paths]
+    folders = {k: ensure_dir(Path(cache_dir) / "embeddings" / e.name) if cache_dir is not None else None
+               for k, e in embedders.items()}
+    groups: dict[Any, list[str]] = {}
+    for k, e in embedders.items():
+        groups.setdefault((type(e), e.shared_forward) if e.shared_forward is not None else k, []).append(k)
+    out: dict[str, dict[str, np.ndarray]] = {k: {} for k in embedders}
+    desc = f"{'+'.join(e.name for e in embedders.values())} embeddings"
+    bar = tqdm(total=len(paths), desc=desc, disable=not progress, leave=False)
+    for i in range(0, len(paths), batch_size):
+        chunk = paths[i:i + batch_size]
+        entries: dict[str, list[Path | None]] = {k: [] for k in embedders}
+        missing: dict[str, list[int]] = {k: [] for k in embedders}
+        for j, p in enumerate(chunk):
+            if not p.is_file():
+                raise InputError(f"{p}: no such audio file")
+            sha = file_hash(p)
+            for k, e in embedders.items():
+                entry = _entry(folders[k], sha, e)
+                entries[k].append(entry)
+                rows = read_cached(entry, fmt="npy") if entry is not None else None
+                if rows is None:
+                    missing[k].append(j)
+                else:
+                    out[k][str(p)] = rows
+        decoded: dict[int, tuple[np.ndarray, int]] = {}
+        for keys in groups.values():
+            todo = sorted({j for k in keys for j in missing[k]})
+            if not todo:
+                continue
+            for j in todo:
+                if j not in decoded:
+                    decoded[j] = load(chunk[j])
+            group = [embedders[k] for k in keys]
+            rows = type(group[0]).embed_shared(group, [decoded[j] for j in todo])
+            for k, per_clip in zip(keys, rows, strict=True):
+                for j, r in zip(todo, per_clip, strict=True):
+                    if entries[k][j] is not None and j in missing[k]:
+                        write_cached(entries[k][j], r, fmt="npy")
+                    out[k][str(chunk[j])] = r
+        decoded.clear()
+        bar.update(len(chunk))
+    bar.close()
+    return {k: {str(p): v[str(p)] for p in paths} for k, v in out.items()}

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import read_json, write_metrics
+from .artifacts import cached, file_hash, read_json, text_hash, write_metrics
 from .audio import load
 from .dataset import load_metadata
-from .embeddings import MusicnnEmbedder, embed_files, get_embedder, measure_parity
+from .embeddings import MusicnnEmbedder, embed_files, embed_files_many, get_embedder, measure_parity
 from .errors import DependencyError, InputError
 from .fad import (
     RELIABILITY_FLAGS,
@@ -158,6 +158,10 @@ class EmbeddedSets:
         return pd.DataFrame(rows)
 
 
+#: Key of the musicnn taggram that :func:`embed_sets` computes beside the musicnn embedding (for
+#: :func:`tag_distributions`, which then reads it from the cache).
+_TAGGRAM = "musicnn-taggram"
+
 #: Seconds of each probe clip that :func:`embed_sets` runs through an embedding's reference code.
 PARITY_PROBE_S = 10.0
 
@@ -175,6 +179,26 @@ def _parity_probe(sets: EvaluationSets, n: int) -> tuple[list, list]:
     return out[0], out[1]
 
 
+#: Registry packages whose code the parity probes run (their versions are part of the parity cache key).
+_REFERENCE_PACKAGES = ("transformers", "resampy", "torchvggish", "panns-inference", "torch")
+
+
+def _parity_key(sets: EvaluationSets, n: int, embedder) -> str:
+    """Content hash of what :func:`measure_parity` depends on: the probe files, the embedder, the probe length
+    and the versions of the reference packages."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def _version(pkg: str) -> str:
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return "absent"
+
+    generated = next(iter(sets.generated.values()), [])
+    return text_hash([file_hash(f) for f in sets.reference[:n]], [file_hash(f) for f in generated[:n]],
+                     embedder.identity, PARITY_PROBE_S, {p: _version(p) for p in _REFERENCE_PACKAGES})
+
+
 def embed_sets(sets: EvaluationSets, cfg, *, embeddings: Sequence[str] | None = None,
                progress: bool = True) -> EmbeddedSets:
     """Embed the reference and every generated set with each of ``evaluation.embeddings`` (cached per file).
@@ -184,24 +208,43 @@ def embed_sets(sets: EvaluationSets, cfg, *, embeddings: Sequence[str] | None = 
     first ``evaluation.parity_clips`` clips of the reference and of the first model also go through the
     embedding's reference implementation with the same weights (:func:`~echoscript_utils.embeddings.measure_parity`),
     so the comparability table states the parity measured in this run.
+
+    Each file is decoded once for all embeddings (each resamples it as its reference does) and forward passes
+    are batched across files (:func:`~echoscript_utils.embeddings.embed_files_many`); with ``evaluation.relevance``
+    the musicnn taggram that :func:`tag_distributions` reads comes from the musicnn embedding's forward pass.
+    Parity results are cached by the probes' content, the embedder and the reference packages' versions.
     """
 
     all_sets = {"reference": sets.reference, **sets.generated}
     data: dict[str, dict[str, list[np.ndarray]]] = {}
     described, skipped, parity = {}, {}, {}
-    probe = _parity_probe(sets, cfg.evaluation.parity_clips) if cfg.evaluation.parity_clips > 0 else None
+    n_probe = cfg.evaluation.parity_clips
+    probe: list = []  # decoded on the first parity cache miss
+    embedders = {}
     for name in embeddings or cfg.evaluation.embeddings:
         try:
-            embedder = get_embedder(name, cfg)
+            embedders[name] = get_embedder(name, cfg)
         except DependencyError as exc:
             skipped[name] = str(exc)
-            continue
-        data[name] = {label: list(embed_files(files, embedder, cache_dir=cfg.paths.cache, progress=progress).values())
-                      for label, files in all_sets.items()}
+    extra = {}
+    if "musicnn" in embedders and cfg.evaluation.relevance:  # tag_distributions' taggram, from the same forward pass
+        extra[_TAGGRAM] = MusicnnEmbedder(embedders["musicnn"].model_name, layer="taggram",
+                                          cache_dir=cfg.paths.cache, device=embedders["musicnn"].device)
+    # each file decoded once for all embedders; forward passes batched across files; every result cached
+    unique = list(dict.fromkeys(f for fs in all_sets.values() for f in fs))
+    rows = embed_files_many(unique, {**embedders, **extra}, cache_dir=cfg.paths.cache, progress=progress)
+    for name, embedder in embedders.items():
+        data[name] = {label: [rows[name][str(f)] for f in fs] for label, fs in all_sets.items()}
         described[name] = embedder.describe()
-        if probe is not None and probe[0] and probe[1]:
-            parity[name] = measure_parity(embedder, *probe)
-        del embedder
+        if n_probe > 0 and sets.reference and next(iter(sets.generated.values()), []):
+            # cached by content: a rerun with the same probes, weights and reference code measures nothing again
+            def measure(embedder=embedder):
+                probe[:] = probe or _parity_probe(sets, n_probe)
+                return measure_parity(embedder, *probe)
+
+            parity[name] = cached(cfg.paths.cache / "parity" / name / f"{_parity_key(sets, n_probe, embedder)}.json",
+                                  measure, valid=lambda v: isinstance(v, dict) and "rows_max_rel" in v)
+    del embedders, extra
     names = {label: [Path(f).stem for f in files] for label, files in all_sets.items()}
     return EmbeddedSets(data=data, names=names, embedders=described, skipped=skipped, parity=parity)
 

@@ -108,6 +108,11 @@ class Tagger(abc.ABC):
             ``{"genre": {label: p}, "moods": {label: p}, "instruments": {label: p}}`` over :data:`VOCAB`.
         """
 
+    def tag_many(self, clips: Sequence[tuple[np.ndarray, int]]) -> list[TagProbs]:
+        """Tag several clips ``(wav, sr)``: the same tags as :meth:`tag` on each (up to float rounding). Taggers
+        whose model gains from it batch the forward passes across clips; the default tags clip by clip."""
+        return [self.tag(wav, sr) for wav, sr in clips]
+
     def _mono(self, wav: np.ndarray, sr: int) -> np.ndarray:
         """``[C, T]`` / ``[T]`` at ``sr`` → mono float32 ``[T]`` at :attr:`sample_rate`
         (:func:`echoscript_utils.audio.model_input`)."""
@@ -286,8 +291,17 @@ class MusicnnTagger(Tagger):
         self.version = f"musicnn-port{port}+{model}+map-{text_hash(self.rows)[:8]}"
 
     def tag(self, wav: np.ndarray, sr: int) -> TagProbs:
-        df = self._mod.tags(wav, sr, model=self.model, cache_dir=self.cache_dir, device=self.device)
-        probs = _tag_probabilities(df)
+        return self.tags_from(self.predict(wav, sr))
+
+    def predict(self, wav: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+        """All of musicnn's outputs for one clip (:func:`echoscript_utils.models.musicnn.predict`: ``taggram``,
+        ``penultimate``, ... one row per 3 s patch), from which :meth:`tags_from` makes the tags."""
+        return self._mod.predict(wav, sr, model=self.model, cache_dir=self.cache_dir, device=self.device)
+
+    def tags_from(self, outputs: Mapping[str, np.ndarray]) -> TagProbs:
+        """Tags from :meth:`predict`'s outputs: clip probability of each tag = mean of the taggram over patches."""
+        taggram = np.asarray(outputs["taggram"])
+        probs = {str(t): float(p) for t, p in zip(self._mod.LABELS[self.model], taggram.mean(axis=0), strict=True)}
         out: TagProbs = empty_tags()
         for tag, field, label, weight in self.rows:
             p = probs.get(tag)
@@ -295,17 +309,6 @@ class MusicnnTagger(Tagger):
                 out[field][label] = max(out[field][label], weight * p)
         out["genre"] = _normalise_genre(out["genre"])
         return out
-
-
-def _tag_probabilities(df) -> dict[str, float]:
-    """musicnn ``tags`` output → ``{tag: clip probability}`` (clip-level rows preferred, else the mean)."""
-    if isinstance(df, dict):
-        return {str(k): float(v) for k, v in df.items()}
-    if "level" in getattr(df, "columns", ()):
-        clip = df[df["level"].astype(str).isin(["clip", "track", "mean"])]
-        if len(clip):
-            df = clip
-    return {str(t): float(p) for t, p in df.groupby("tag")["probability"].mean().items()}
 
 
 def _normalise_tag_map(tmap) -> list[tuple[str, str, str, float]]:
@@ -399,7 +402,16 @@ class ClapTagger(Tagger):
         return np.asarray(self.embedder.embed_audio_array(np.asarray(wav, dtype=np.float32), sr), np.float32)
 
     def tag(self, wav: np.ndarray, sr: int) -> TagProbs:
-        a = self.audio_embedding(wav, sr)
+        return self._tags(self.audio_embedding(wav, sr))
+
+    def tag_many(self, clips: Sequence[tuple[np.ndarray, int]]) -> list[TagProbs]:
+        """The 10 s windows of all clips go through CLAP together (:meth:`ClapEmbedder.embed_audio_arrays`)."""
+        if not clips:
+            return []
+        return [self._tags(a) for a in self.embedder.embed_audio_arrays(
+            [(np.asarray(wav, dtype=np.float32), sr) for wav, sr in clips])]
+
+    def _tags(self, a: np.ndarray) -> TagProbs:
         out: TagProbs = {}
         for f in FIELDS:
             logits = self.logit_scale * (self.text_emb[f] @ a).astype(np.float64)

@@ -6,17 +6,16 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..artifacts import atomic_write_text, cached, file_hash, text_hash, write_json
+from ..artifacts import atomic_write_text, file_hash, read_cached, text_hash, write_cached, write_json
 from ..audio import load
 from ..dataset import real_duration
-from ..errors import DependencyError, EchoScriptError, InputError
-from ..tagging import FIELDS, VOCAB, Tagger, choose_labels, combine_tags, get_tagger
+from ..errors import ConfigError, DependencyError, EchoScriptError, InputError
+from ..tagging import FIELDS, VOCAB, MusicnnTagger, Tagger, choose_labels, combine_tags, get_tagger
 from .schema import COMBINED
 
 __all__ = ["OUTPUT_COLUMNS", "build_taggers", "choose_all", "corpus_scores", "read_tagger_outputs", "run_taggers",
@@ -55,16 +54,24 @@ def _cache_file(cache_dir: Path, tagger: Tagger, audio_hash: str) -> Path:
     return cache_dir / "tags" / tagger.name / f"{text_hash(audio_hash, tagger.name, tagger.version)}.json"
 
 
-def _tag_entry(tagger: Tagger, name: str, audio_hash: str, audio: list, path: Path, real_s: float | None,
-               threads: int | None) -> dict:
-    """One tag-cache entry: ``tagger``'s tags of the clip at ``path``. ``audio`` keeps the decoded ``[wav, sr]``
-    for the clip's other taggers; a padded short cue is cut to its first ``real_s`` seconds of music."""
-    if not audio:
-        wav, sr = load(path)
-        audio[:] = [wav if real_s is None else wav[:, : int(round(real_s * sr))], sr]
-    with torch_threads(threads):
-        tags = tagger.tag(*audio)
+def _entry(tagger: Tagger, name: str, audio_hash: str, tags: dict) -> dict:
+    """One tag-cache entry: ``tagger``'s tags of the clip whose audio hashes to ``audio_hash``."""
     return {"tagger": name, "version": tagger.version, "audio_sha256": audio_hash, "tags": tags}
+
+
+def _valid_entry(e) -> bool:
+    return isinstance(e, dict) and "tags" in e
+
+
+def _share_musicnn(cache_dir: Path, tagger: MusicnnTagger, audio_hash: str, outputs: dict, embedders: dict) -> None:
+    """Store ``outputs`` (one clip's :meth:`MusicnnTagger.predict`) as the evaluation stage's musicnn rows."""
+    from ..embeddings import MusicnnEmbedder, store_embedding
+
+    if tagger.model not in embedders:
+        embedders[tagger.model] = [MusicnnEmbedder(tagger.model, layer=layer, cache_dir=cache_dir)
+                                   for layer in ("penultimate", "taggram")]
+    for emb in embedders[tagger.model]:
+        store_embedding(cache_dir, emb, audio_hash, outputs[emb.layer])
 
 
 @contextlib.contextmanager
@@ -85,7 +92,8 @@ def torch_threads(n: int | None):
 
 def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir: str | os.PathLike,
                 combine: Sequence[str] | None = None, progress: bool = True,
-                threads: int | None = None) -> pd.DataFrame:
+                threads: int | None = None, batch_size: int = 8,
+                share_embeddings: bool = True) -> pd.DataFrame:
     """Tag every clip with every tagger (cached by audio hash × tagger version) and add the combined rows.
 
     Args:
@@ -94,38 +102,74 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
         cache_dir: shared cache folder; results go to ``<cache_dir>/tags/<tagger>/<hash>.json``.
         combine: taggers averaged into :data:`COMBINED` (``None`` = all of them; unavailable ones are skipped).
         threads: torch CPU threads while tagging (``None`` = unchanged).
+        batch_size: clips decoded and tagged together: each clip is decoded once for all its taggers, and
+            taggers that batch (:meth:`~echoscript_utils.tagging.Tagger.tag_many`) run them in one pass.
+        share_embeddings: the musicnn tagger's forward pass on a whole clip also fills the embedding cache
+            (``<cache_dir>/embeddings/musicnn``) with that clip's musicnn embedding and taggram, which the
+            evaluation stage would otherwise compute again for its reference clips.
 
     Returns:
         Long DataFrame :data:`OUTPUT_COLUMNS`, one row per clip × tagger × field × label.
     """
     from tqdm.auto import tqdm
 
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     cache_dir = Path(cache_dir)
     names = list(taggers)
     chosen = [n for n in (combine or names) if n in taggers] or names
+    share: dict = {} if share_embeddings else None  # musicnn embedders by model (built on first use)
+    rows = list(clips.itertuples(index=False))
     records = []
-    for row in tqdm(list(clips.itertuples(index=False)), desc="tagging", disable=not progress, leave=False):
-        path = Path(row.path)
-        if not path.is_file():
-            raise InputError(f"{path}: clip audio of {row.clip_id} is missing; rerun the curation stage")
-        # a short cue padded with silence is tagged on its music only (the cache key says how much of it)
-        real_s = real_duration(row._asdict()) if hasattr(row, "duration_s") else None
-        padded = real_s is not None and real_s < float(row.duration_s) - 1e-6
-        audio_hash = text_hash(file_hash(path), real_s) if padded else file_hash(path)
-        audio: list = []  # the clip as [wav, sr], decoded on the first cache miss only
-        per: dict[str, dict] = {}
+    bar = tqdm(total=len(rows), desc="tagging", disable=not progress, leave=False)
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        hashes, cuts = [], []
+        for row in chunk:
+            path = Path(row.path)
+            if not path.is_file():
+                raise InputError(f"{path}: clip audio of {row.clip_id} is missing; rerun the curation stage")
+            # a short cue padded with silence is tagged on its music only (the cache key says how much of it)
+            real_s = real_duration(row._asdict()) if hasattr(row, "duration_s") else None
+            padded = real_s is not None and real_s < float(row.duration_s) - 1e-6
+            hashes.append(text_hash(file_hash(path), real_s) if padded else file_hash(path))
+            cuts.append(real_s if padded else None)
+        per: list[dict[str, dict]] = [{} for _ in chunk]
+        misses: dict[str, list[int]] = {}
         for name in names:
+            for j, audio_hash in enumerate(hashes):
+                entry = read_cached(_cache_file(cache_dir, taggers[name], audio_hash), valid=_valid_entry)
+                if entry is None:
+                    misses.setdefault(name, []).append(j)
+                else:
+                    per[j][name] = entry["tags"]
+        decoded: dict[int, tuple[np.ndarray, int]] = {}  # each clip decoded once, for all its taggers
+        for name, todo in misses.items():
             tg = taggers[name]
-            entry = cached(_cache_file(cache_dir, tg, audio_hash),
-                           partial(_tag_entry, tg, name, audio_hash, audio, path, real_s if padded else None,
-                                   threads),
-                           valid=lambda e: isinstance(e, dict) and "tags" in e)
-            per[name] = entry["tags"]
-        per[COMBINED] = combine_tags(per[n] for n in chosen)
-        for name, tags in per.items():
-            for f in FIELDS:
-                for label in VOCAB[f]:
-                    records.append((row.clip_id, name, f, label, float(tags[f].get(label, 0.0))))
+            for j in todo:
+                if j not in decoded:
+                    wav, sr = load(Path(chunk[j].path))
+                    decoded[j] = (wav if cuts[j] is None else wav[:, : int(round(cuts[j] * sr))], sr)
+            with torch_threads(threads):
+                if share is not None and isinstance(tg, MusicnnTagger):
+                    outs = [tg.predict(*decoded[j]) for j in todo]
+                    tags = [tg.tags_from(o) for o in outs]
+                    for j, o in zip(todo, outs, strict=True):
+                        if cuts[j] is None:  # the whole file: its musicnn rows are the evaluation stage's too
+                            _share_musicnn(cache_dir, tg, hashes[j], o, share)
+                else:
+                    tags = tg.tag_many([decoded[j] for j in todo])
+            for j, t in zip(todo, tags, strict=True):
+                write_cached(_cache_file(cache_dir, tg, hashes[j]), _entry(tg, name, hashes[j], t))
+                per[j][name] = t
+        for row, tags in zip(chunk, per, strict=True):
+            tags[COMBINED] = combine_tags(tags[n] for n in chosen)
+            for name in (*names, COMBINED):
+                for f in FIELDS:
+                    for label in VOCAB[f]:
+                        records.append((row.clip_id, name, f, label, float(tags[name][f].get(label, 0.0))))
+        bar.update(len(chunk))
+    bar.close()
     return pd.DataFrame(records, columns=OUTPUT_COLUMNS)
 
 
