@@ -588,10 +588,12 @@ def _cue_files(folder: Path) -> list[Path]:
 
 
 def _as_delivered(an: CueAnalysis, brief: Brief, side: dict[str, Any], wav_path: Path) -> tuple[CueAnalysis, Brief]:
-    """Loudness is judged where the delivery target applies: on the delivered stem the sidecar names (``stem``,
-    relative to the run folder), measured here, against ``loudness_target_lufs`` / ``true_peak_target_dbtp``. A
-    cue with no delivered stem is judged against the level it was standardised to (its ``settings``)."""
-    from .audio import load, loudness, true_peak_db
+    """Delivery targets are judged where they apply. A delivery profile's loudness is a programme loudness, met by
+    the delivered score as a whole (``delivery.csv`` and the run's metrics report it), so a cue with a delivered
+    stem (``stem``, relative to the run folder) has no loudness error of its own; its true peak is measured on
+    that stem against ``true_peak_target_dbtp``. A cue with no delivered stem is held to the level it was
+    standardised to (its ``settings``)."""
+    from .audio import load, true_peak_db
 
     stem = side.get("stem")
     found = None
@@ -599,11 +601,11 @@ def _as_delivered(an: CueAnalysis, brief: Brief, side: dict[str, Any], wav_path:
         found = next((c for c in (wav_path.parent.parent / stem, wav_path.parent / stem) if c.is_file()), None)
     if found is not None:
         x, sr = load(found)
-        return replace(an, lufs=loudness(x[:5], sr), true_peak_dbtp=true_peak_db(x, sr)), brief
+        return replace(an, true_peak_dbtp=true_peak_db(x, sr)), replace(brief, loudness_lufs=None)
     if "loudness_target_lufs" in side or "true_peak_target_dbtp" in side:
         settings = side.get("settings") or {}
         brief = replace(brief, loudness_lufs=_num(settings.get("target_lufs")),
-                                    true_peak_dbtp=_num(settings.get("peak_limit_db")))
+                        true_peak_dbtp=_num(settings.get("peak_limit_db")))
     return an, brief
 
 

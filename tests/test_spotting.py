@@ -434,11 +434,18 @@ def test_delivery_stems_loudness_ducking_and_preview(delivered):
     assert set(rows["model"]) == {"musicgen", "leitmotif"} and len(rows) == 12
     sr = 44100
     meter = pyln.Meter(sr)
-    for r in rows.itertuples():  # one Broadcast WAV stem per cue at its start timecode, at EBU R128
+    cut_start = read_json(out / "metrics.json")["cut"]["tc_in"]
+    delivered_scores = {label: audio.load(out / "delivery" / label / "score.wav")[0] for label in set(rows["model"])}
+    for r in rows.itertuples():  # one Broadcast WAV stem per cue at its start timecode, under the true-peak ceiling
         wav, file_sr = audio.load(out / r.stem)
         assert file_sr == sr and r.time_reference_samples == round(tc_to_frames(r.tc_in, 24) / 24 * sr)
-        assert meter.integrated_loudness(wav.T) == pytest.approx(-23.0, abs=0.5)
         assert audio.true_peak_db(wav, sr) <= -1.0 + 0.1
+        # the stem is its cue's stretch of the delivered (EBU R128) score: laid at its timecode it rebuilds it
+        a = round((tc_to_frames(r.tc_in, 24) - tc_to_frames(cut_start, 24)) / 24 * sr)
+        np.testing.assert_allclose(wav, delivered_scores[r.model][:, a: a + wav.shape[-1]], atol=1e-6)
+        assert r.loudness_lufs == pytest.approx(meter.integrated_loudness(wav.T), abs=0.01)
+    for label, d in rows.groupby("model"):  # the cues keep their own levels: not every stem pushed to -23
+        assert d["loudness_lufs"].max() - d["loudness_lufs"].min() > 1.0, label
         if shutil.which("mediainfo"):  # a third-party reader finds the stem at its cue's timecode
             info = subprocess.run(["mediainfo", "--Output=JSON", str(out / r.stem)], capture_output=True, text=True,
                                   check=True).stdout

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..artifacts import atomic_path
@@ -183,12 +184,13 @@ def check_delivery(cfg) -> None:
 def deliver(cfg, spotting: Spotting, sheet: pd.DataFrame, out_dir: Path, screenplay, *,
             progress: bool = False) -> dict[str, Any]:
     """What goes to the mix, for each model's first seed: every cue ducked under dialogue
-    (``scoring.duck_dialogue``), conformed to ``scoring.loudness_profile`` when one is set, and written as a
-    Broadcast WAV stem ``delivery/<model>/stems/<cue>.wav`` whose ``bext`` TimeReference is its start timecode;
-    the ducked score assembled and conformed as a whole (``delivery/<model>/score.wav``); ``delivery.csv`` (one row
-    per stem: dialogue regions, gain reduction, measured loudness and true peak); each cue's sidecar gains
-    ``stem``, ``ducking`` and, with a profile, ``loudness_target_lufs`` / ``true_peak_target_dbtp`` and what was
-    measured; and ``preview.mp4`` (ffmpeg) with the first model's delivered score under the picture
+    (``scoring.duck_dialogue``); the ducked score assembled and conformed as a whole to ``scoring.loudness_profile``
+    when one is set (a programme loudness: ``delivery/<model>/score.wav``); each cue's stretch of that delivered
+    score written as a Broadcast WAV stem ``delivery/<model>/stems/<cue>.wav`` whose ``bext`` TimeReference is its
+    start timecode (so the stems keep the cues' relative levels, hold the true-peak ceiling and lay back up into the
+    score); ``delivery.csv`` (one row per stem: dialogue regions, gain reduction, the programme gain, measured
+    loudness and true peak); each cue's sidecar gains ``stem``, ``delivered_score``, ``ducking``, the stem's
+    measured figures and, with a profile, ``loudness_target_lufs`` (the programme's) / ``true_peak_target_dbtp``; and ``preview.mp4`` (ffmpeg) with the first model's delivered score under the picture
     (``scoring.video``, else a plain frame with burnt-in timecode, scene heading and cue number).
 
     Returns the metrics of the delivery (per model: the score's measured loudness; the preview or why not).
@@ -216,7 +218,7 @@ def deliver(cfg, spotting: Spotting, sheet: pd.DataFrame, out_dir: Path, screenp
     seed0 = sheet["seed"].iloc[0]
     for label, d in sheet[sheet["seed"] == seed0].groupby("model", sort=False):
         folder = out_dir / "delivery" / str(label)
-        ducked_files = []
+        ducked_files, per_cue = [], []
         for r in d.sort_values("start_s").itertuples():
             c = by_scene[int(r.scene)]
             wav, _ = audio.load(out_dir / r.file)
@@ -228,29 +230,9 @@ def deliver(cfg, spotting: Spotting, sheet: pd.DataFrame, out_dir: Path, screenp
             ducked.parent.mkdir(parents=True, exist_ok=True)
             audio.write(ducked, wav, sr, subtype="FLOAT")
             ducked_files.append((tmap[c.scene], ducked))
-            loud: dict[str, Any] = {}
-            stem = wav
-            if prof:
-                stem, loud = delivery.conform(wav, sr, profile=prof)
-            stem_path = folder / "stems" / f"{c.cue}.wav"
-            stem_path.parent.mkdir(parents=True, exist_ok=True)
-            delivery.write_bwf(stem_path, stem, sr, time_reference=RationalTime(cut.origin + c.start, cut.rate),
-                               description=f"{c.cue} {c.heading}", originator_reference=c.cue,
-                               loudness_lufs=loud.get("loudness_lufs"), true_peak_dbtp=loud.get("true_peak_dbtp"))
-            rel = str(stem_path.relative_to(out_dir))
-            rows.append({"model": label, "cue": c.cue, "scene": c.scene, "stem": rel, "tc_in": c.tc_in,
-                         "time_reference_samples": round((cut.origin + c.start) * sr / cut.rate),
-                         "dialogue_source": source if regions else "", "dialogue_regions": len(regions),
-                         "ducked_db": max((x["gain_reduction_db"] for x in ducking), default=0.0),
-                         **{k: loud.get(k) for k in ("loudness_target_lufs", "true_peak_target_dbtp", "loudness_lufs",
-                                                     "true_peak_dbtp", "reached", "limited")}})
-            side_path = (out_dir / r.file).with_suffix(".json")
-            side = read_json(side_path)
-            side.update({"stem": rel, "ducking": {"source": source, "regions": ducking}})
-            if prof:
-                side.update({k: loud[k] for k in ("loudness_target_lufs", "true_peak_target_dbtp")},
-                            stem_loudness_lufs=loud.get("loudness_lufs"), stem_true_peak_dbtp=loud.get("true_peak_dbtp"))
-            write_json(side_path, side)
+            per_cue.append((r, c, regions, source, ducking))
+        # The profile is a programme loudness: the ducked score is conformed as a whole, and each stem is its cue's
+        # stretch of that delivered score, so the stems keep the cues' relative levels and lay back up into it.
         raw = work / str(label) / "score.wav"
         assemble_score(ducked_files, raw, total_s=spotting.total_s, sr=sr, channels=ch, peak_db=None,
                        progress=progress)
@@ -260,6 +242,33 @@ def deliver(cfg, spotting: Spotting, sheet: pd.DataFrame, out_dir: Path, screenp
             score, report = delivery.conform(score, sr, profile=prof)
         audio.write(folder / "score.wav", score, sr, subtype="PCM_24")
         out["scores"][str(label)] = {"file": str((folder / "score.wav").relative_to(out_dir)), **report}
+        for r, c, regions, source, ducking in per_cue:
+            t = tmap[c.scene]
+            a = int(round(t.start_s * sr))
+            stem = score[:, a: a + int(round(t.cue_s * sr))]
+            lufs, peak = audio.loudness(stem[:5], sr), audio.true_peak_db(stem, sr)
+            lufs = round(float(lufs), 3) if np.isfinite(lufs) else None  # a cue under 0.4 s has no gated loudness
+            peak = round(float(peak), 3) if np.isfinite(peak) else None
+            stem_path = folder / "stems" / f"{c.cue}.wav"
+            stem_path.parent.mkdir(parents=True, exist_ok=True)
+            delivery.write_bwf(stem_path, stem, sr, time_reference=RationalTime(cut.origin + c.start, cut.rate),
+                               description=f"{c.cue} {c.heading}", originator_reference=c.cue,
+                               loudness_lufs=lufs, true_peak_dbtp=peak)
+            rel = str(stem_path.relative_to(out_dir))
+            rows.append({"model": label, "cue": c.cue, "scene": c.scene, "stem": rel, "tc_in": c.tc_in,
+                         "time_reference_samples": round((cut.origin + c.start) * sr / cut.rate),
+                         "dialogue_source": source if regions else "", "dialogue_regions": len(regions),
+                         "ducked_db": max((x["gain_reduction_db"] for x in ducking), default=0.0),
+                         "programme_gain_db": report.get("gain_db"), "loudness_lufs": lufs, "true_peak_dbtp": peak,
+                         "true_peak_target_dbtp": report.get("true_peak_target_dbtp")})
+            side_path = (out_dir / r.file).with_suffix(".json")
+            side = read_json(side_path)
+            side.update({"stem": rel, "delivered_score": out["scores"][str(label)]["file"],
+                         "ducking": {"source": source, "regions": ducking}, "stem_loudness_lufs": lufs,
+                         "stem_true_peak_dbtp": peak})
+            if prof:
+                side.update({k: report[k] for k in ("loudness_target_lufs", "true_peak_target_dbtp")})
+            write_json(side_path, side)
     write_table(pd.DataFrame(rows), out_dir, "delivery")
     out["stems"] = len(rows)
     first = next(iter(out["scores"].values()))
