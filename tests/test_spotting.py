@@ -482,3 +482,25 @@ def test_without_a_cut_timing_is_labelled_an_estimate(tmp_path, capsys):
     assert set(sheet["timing"]) == {"estimate"} and list(sheet["cue"]) == ["1M1", "1M2"]
     assert read_json(out / "metrics.json")["timing"] == "estimate"
     assert not (out / "score.edl").exists()
+
+
+def test_every_seed_is_delivered(tmp_path):
+    """A second seed is a second take of the score: it gets its own delivered score and stems beside the first."""
+    out = tmp_path / "two"
+    sets = ["--set", f"run.cache_dir={tmp_path / 'cache'}", "--set", f"run.output_root={tmp_path / 'runs'}",
+            "--set", "scoring.relevance=false", "--set", "scoring.leitmotif=false", "--set", "scoring.window_s=4",
+            "--set", "scoring.seeds=[0, 1]", "--set", "scoring.preview=false"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["score", str(demo_script()), "--edit", str(DEMO_CUT), "--params",
+                     str(REPO / "params" / "demo.yaml"), "--output", str(out), *sets]) == 0
+    rows = pd.read_csv(out / "delivery.csv")
+    models = set(rows["model"])
+    assert set(rows["seed"]) == {0, 1} and len(rows) == 6 * 2 * len(models)
+    for m in models:
+        first, second = out / "delivery" / m, out / "delivery" / f"{m}_s1"
+        assert (first / "score.wav").is_file() and (second / "score.wav").is_file()
+        a, _ = audio.load(first / "stems" / "1M3.wav")
+        b, _ = audio.load(second / "stems" / "1M3.wav")
+        assert a.shape == b.shape and not np.allclose(a, b)
+    side = read_json(out / next(iter(models)) / "cue003_s1.json")
+    assert side["stem"].endswith("_s1/stems/1M3.wav")

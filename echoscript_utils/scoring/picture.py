@@ -183,7 +183,8 @@ def check_delivery(cfg) -> None:
 
 def deliver(cfg, spotting: Spotting, sheet: pd.DataFrame, out_dir: Path, screenplay, *,
             progress: bool = False) -> dict[str, Any]:
-    """What goes to the mix, for each model's first seed: every cue ducked under dialogue
+    """What goes to the mix, for each model and seed (the first seed in ``delivery/<model>/``, others in
+    ``delivery/<model>_s<seed>/``): every cue ducked under dialogue
     (``scoring.duck_dialogue``); the ducked score assembled and conformed as a whole to ``scoring.loudness_profile``
     when one is set (a programme loudness: ``delivery/<model>/score.wav``); each cue's stretch of that delivered
     score written as a Broadcast WAV stem ``delivery/<model>/stems/<cue>.wav`` whose ``bext`` TimeReference is its
@@ -216,8 +217,9 @@ def deliver(cfg, spotting: Spotting, sheet: pd.DataFrame, out_dir: Path, screenp
     if not len(sheet):
         return out
     seed0 = sheet["seed"].iloc[0]
-    for label, d in sheet[sheet["seed"] == seed0].groupby("model", sort=False):
-        folder = out_dir / "delivery" / str(label)
+    for (label, seed), d in sheet.groupby(["model", "seed"], sort=False):
+        key = str(label) if seed == seed0 else f"{label}_s{seed}"  # the first seed keeps the plain model name
+        folder = out_dir / "delivery" / key
         ducked_files, per_cue = [], []
         for r in d.sort_values("start_s").itertuples():
             c = by_scene[int(r.scene)]
@@ -226,14 +228,14 @@ def deliver(cfg, spotting: Spotting, sheet: pd.DataFrame, out_dir: Path, screenp
             ducking: list[dict[str, Any]] = []
             if s.duck_dialogue and regions:
                 wav, ducking = delivery.duck(wav, sr, regions=regions, depth_db=s.duck_db, ramp_s=s.duck_ramp_s)
-            ducked = work / str(label) / f"{c.cue}.wav"
+            ducked = work / key / f"{c.cue}.wav"
             ducked.parent.mkdir(parents=True, exist_ok=True)
             audio.write(ducked, wav, sr, subtype="FLOAT")
             ducked_files.append((tmap[c.scene], ducked))
             per_cue.append((r, c, regions, source, ducking))
         # The profile is a programme loudness: the ducked score is conformed as a whole, and each stem is its cue's
         # stretch of that delivered score, so the stems keep the cues' relative levels and lay back up into it.
-        raw = work / str(label) / "score.wav"
+        raw = work / key / "score.wav"
         assemble_score(ducked_files, raw, total_s=spotting.total_s, sr=sr, channels=ch, peak_db=None,
                        progress=progress)
         score, _ = audio.load(raw)
@@ -241,7 +243,7 @@ def deliver(cfg, spotting: Spotting, sheet: pd.DataFrame, out_dir: Path, screenp
         if prof:
             score, report = delivery.conform(score, sr, profile=prof)
         audio.write(folder / "score.wav", score, sr, subtype="PCM_24")
-        out["scores"][str(label)] = {"file": str((folder / "score.wav").relative_to(out_dir)), **report}
+        out["scores"][key] = {"file": str((folder / "score.wav").relative_to(out_dir)), **report}
         for r, c, regions, source, ducking in per_cue:
             t = tmap[c.scene]
             a = int(round(t.start_s * sr))
@@ -255,7 +257,7 @@ def deliver(cfg, spotting: Spotting, sheet: pd.DataFrame, out_dir: Path, screenp
                                description=f"{c.cue} {c.heading}", originator_reference=c.cue,
                                loudness_lufs=lufs, true_peak_dbtp=peak)
             rel = str(stem_path.relative_to(out_dir))
-            rows.append({"model": label, "cue": c.cue, "scene": c.scene, "stem": rel, "tc_in": c.tc_in,
+            rows.append({"model": label, "seed": int(seed), "cue": c.cue, "scene": c.scene, "stem": rel, "tc_in": c.tc_in,
                          "time_reference_samples": round((cut.origin + c.start) * sr / cut.rate),
                          "dialogue_source": source if regions else "", "dialogue_regions": len(regions),
                          "ducked_db": max((x["gain_reduction_db"] for x in ducking), default=0.0),
@@ -263,7 +265,7 @@ def deliver(cfg, spotting: Spotting, sheet: pd.DataFrame, out_dir: Path, screenp
                          "true_peak_target_dbtp": report.get("true_peak_target_dbtp")})
             side_path = (out_dir / r.file).with_suffix(".json")
             side = read_json(side_path)
-            side.update({"stem": rel, "delivered_score": out["scores"][str(label)]["file"],
+            side.update({"stem": rel, "delivered_score": out["scores"][key]["file"],
                          "ducking": {"source": source, "regions": ducking}, "stem_loudness_lufs": lufs,
                          "stem_true_peak_dbtp": peak})
             if prof:
