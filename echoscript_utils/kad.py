@@ -146,10 +146,11 @@ def median_pairwise_distance(emb, *, block_rows: int = _BLOCK_ROWS, max_values: 
                              seed: int = 0) -> float:
     """Median Euclidean distance between the distinct rows of one set (the lower median, as ``torch.median``).
 
-    Exact, in float64, and in bounded memory: up to ``max_values`` distances are held at once. Beyond that, a random
-    sample of pairs brackets the median, one blocked pass counts the distances below the bracket and keeps those
-    inside it, and the median is selected from those (the bracket widens and the pass repeats in the rare case that
-    it missed).
+    Exact, in float64, and in bounded memory: up to ``max_values`` distances are held at once. Beyond that, blocked
+    counting passes narrow an interval holding the median (the first into 1,024 bins at the quantiles of a random
+    sample of pairs, later ones inside the chosen bin), holding no distances, until one bin holds at most
+    ``max_values`` of them; a last pass keeps that bin's distances and selects the median among them. Two passes
+    suffice up to about ``1024 × max_values`` pairs (90,000 rows at the default).
 
     Args:
         emb: ``[N, D]`` rows or a sequence of per-clip ``[n_i, D]`` arrays (rows pooled); N ≥ 2.
@@ -181,7 +182,7 @@ def median_pairwise_distance(emb, *, block_rows: int = _BLOCK_ROWS, max_values: 
         _, vals = scan(-np.inf, np.inf, n_pairs)
         return float(np.sqrt(np.partition(vals, rank)[rank]))
     rng = np.random.default_rng(seed)
-    n_sample = min(200_000, max_values // 4)
+    n_sample = min(200_000, max(max_values // 4, 1))
     i = rng.integers(0, n, size=2 * n_sample)
     j = rng.integers(0, n, size=2 * n_sample)
     keep = i != j
@@ -191,18 +192,53 @@ def median_pairwise_distance(emb, *, block_rows: int = _BLOCK_ROWS, max_values: 
         ic, jc = i[c0: c0 + block_rows], j[c0: c0 + block_rows]
         sample[c0: c0 + block_rows] = sq[ic] + sq[jc] - 2.0 * np.einsum("ij,ij->i", rows[ic], rows[jc])
     sample = np.sort(np.maximum(sample, 0.0))
-    q = rank / n_pairs
-    margin = 6.0 * np.sqrt(q * (1.0 - q) / sample.size)
-    for _ in range(4):
-        lo_q, hi_q = q - margin, q + margin
-        lo = -np.inf if lo_q <= 0 else float(np.quantile(sample, lo_q))
-        hi = np.inf if hi_q >= 1 else float(np.quantile(sample, hi_q))
-        below, vals = scan(lo, hi, max_values)
-        if vals is not None and below <= rank < below + vals.size:
-            k = rank - below
-            return float(np.sqrt(np.partition(vals, k)[k]))
-        margin *= 4.0
-    _, vals = scan(-np.inf, np.inf, n_pairs)  # the bracket kept missing: hold everything
+
+    def histogram(lo: float, hi: float, edges: np.ndarray) -> tuple[int, int, np.ndarray]:
+        """Distances² below ``lo``, equal to ``lo``, and per bin of ``[lo, e_0), [e_0, e_1), …, [e_last, hi]``."""
+        below, at_lo, counts = 0, 0, np.zeros(edges.size + 1, dtype=np.int64)
+        for i0, i1, j0, j1 in _blocks(n, n, same=True, block=block_rows):
+            d2 = _sq_dists(rows[i0:i1], sq[i0:i1], rows[j0:j1], sq[j0:j1])
+            if i0 == j0:
+                d2[np.tri(i1 - i0, dtype=bool)] = np.nan
+            vals = d2.ravel()
+            below += int(np.count_nonzero(vals < lo))
+            at_lo += int(np.count_nonzero(vals == lo))
+            inside = vals[(vals >= lo) & (vals <= hi)]
+            counts += np.bincount(np.searchsorted(edges, inside, side="right"), minlength=edges.size + 1)
+        return below, at_lo, counts
+
+    # Narrow an interval [lo, hi] that holds the median by counting passes (bins from the pair sample's quantiles,
+    # then even splits), holding no distances, until one bin holds at most ``max_values``; then select in it.
+    lo, hi = -np.inf, np.inf
+    edges = np.unique(np.quantile(sample, np.linspace(0.0, 1.0, 1025)[1:-1]))
+    for _ in range(12):
+        below, at_lo, counts = histogram(lo, hi, edges)
+        if np.isfinite(lo) and below <= rank < below + at_lo:
+            return float(np.sqrt(max(lo, 0.0)))  # the median is tied at the interval's lower end
+        bounds = np.concatenate([[lo], edges, [hi]])
+        k = int(np.searchsorted(below + np.cumsum(counts), rank, side="right"))
+        below += int(counts[:k].sum())
+        lo, hi, last = float(bounds[k]), float(bounds[k + 1]), k == counts.size - 1
+        if counts[k] <= max_values:
+            kept = []
+            for i0, i1, j0, j1 in _blocks(n, n, same=True, block=block_rows):
+                d2 = _sq_dists(rows[i0:i1], sq[i0:i1], rows[j0:j1], sq[j0:j1])
+                if i0 == j0:
+                    d2[np.tri(i1 - i0, dtype=bool)] = np.nan
+                vals = d2.ravel()
+                kept.append(vals[(vals >= lo) & ((vals <= hi) if last else (vals < hi))])
+            vals = np.concatenate(kept)
+            return float(np.sqrt(max(np.partition(vals, rank - below)[rank - below], 0.0)))
+        inner = sample[(sample > lo) & (sample < hi)]
+        if inner.size >= 64:
+            edges = np.unique(np.quantile(inner, np.linspace(0.0, 1.0, 1025)[1:-1]))
+        else:
+            top = hi if np.isfinite(hi) else max(float(sample[-1]), lo) * 2.0 + 1.0
+            base = lo if np.isfinite(lo) else min(float(sample[0]), 0.0)
+            edges = np.unique(np.linspace(base, top, 1025)[1:-1])
+            if not np.isfinite(hi):
+                edges = np.append(edges, top)
+    _, vals = scan(-np.inf, np.inf, n_pairs)  # did not narrow (pathological ties): hold everything
     return float(np.sqrt(np.partition(vals, rank)[rank]))
 
 

@@ -170,6 +170,22 @@ def test_median_is_exact_with_a_bracket(max_values):
                                                                                                      rel=1e-12)
 
 
+def test_median_of_many_pairs_holds_few_distances():
+    """2,000 rows are 2 million pairs: the median is selected with a cap of 50,000 distances held (it once fell back
+    to holding all of them when a sampled bracket held more than the cap, 22 GB on a real corpus's codec frames)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(7)
+    rows = rng.normal(size=(2000, 8))
+    tracemalloc.start()
+    got = kad.median_pairwise_distance(rows, max_values=50_000, block_rows=256)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    d2 = np.concatenate([((rows[i + 1:] - rows[i]) ** 2).sum(1) for i in range(len(rows) - 1)])
+    assert got == pytest.approx(float(np.sqrt(np.sort(d2)[(d2.size - 1) // 2])), rel=1e-12)
+    assert peak < 6e6, peak  # all 2 million distances would be 16 MB
+
+
 def gaussian_expected_kernel(mu_a, var_a, mu_b, var_b, sigma, dim):
     """E k(a, b) for independent a ~ N(mu_a, var_a I), b ~ N(mu_b, var_b I), Gaussian kernel of bandwidth sigma."""
     s = sigma**2 + var_a + var_b
