@@ -32,7 +32,7 @@ from .fad import (
     per_clip_contribution,
     reliability_flags,
 )
-from .kad import bootstrap_kad, kernel_audio_distance, per_clip_kad
+from .kad import bootstrap_kad, kad_bandwidth, kernel_audio_distance, per_clip_kad
 from .models import musicnn
 from .notebook import display_audio
 from .stats import clap_score, tag_kl_divergence
@@ -441,18 +441,21 @@ def kad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
     rows = []
     for emb, sets in embedded.data.items():
         ref = sets["reference"]
+        if not any(m != "reference" for m in sets):
+            continue
+        sigma = kad_bandwidth(ref, None)  # the reference's median distance: one kernel for every model
         for model, clips in sets.items():
             if model == "reference":
                 continue
             row: dict[str, Any] = {"embedding": emb, "model": model}
             if ev.bootstrap > 0:
                 res = bootstrap_kad(ref, clips, n=ev.bootstrap, confidence=ev.confidence, seed=cfg.seed,
-                                    progress=progress)
+                                    bandwidth=sigma, progress=progress)
                 row |= {"kad": res.point, "ci_low": res.ci_low, "ci_high": res.ci_high, "bias": res.bias,
                         "bandwidth": res.bandwidth}
             else:
-                row |= {"kad": kernel_audio_distance(ref, clips), "ci_low": np.nan, "ci_high": np.nan,
-                        "bias": np.nan, "bandwidth": np.nan}
+                row |= {"kad": kernel_audio_distance(ref, clips, bandwidth=sigma), "ci_low": np.nan,
+                        "ci_high": np.nan, "bias": np.nan, "bandwidth": sigma}
             row |= {"n_ref": len(ref), "n_gen": len(clips), "rows_ref": int(sum(c.shape[0] for c in ref)),
                     "rows_gen": int(sum(c.shape[0] for c in clips)), "dim": int(clips[0].shape[1])}
             rows.append(row)
@@ -480,7 +483,7 @@ def kad_clip_table(embedded: EmbeddedSets, *, embedding: str | None = None, top:
             continue
         clips = [c for m in models for c in sets[m]]
         names = [f"{m}/{name}" for m in models for name in embedded.names[m]]  # model folders, file stems
-        df = per_clip_kad(sets["reference"], clips, names=names)
+        df = per_clip_kad(sets["reference"], clips, names=names, bandwidth=kad_bandwidth(sets["reference"], None))
         df[["model", "clip"]] = df["clip"].str.split("/", n=1, expand=True)
         df["embedding"] = emb
         frames.append(df[columns].head(top) if top else df[columns])
