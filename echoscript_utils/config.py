@@ -219,6 +219,7 @@ class EvaluationSection(_Section):
     target_ci_width: float = Field(0.1, gt=0)  # interval width, as a share of the FAD, for the clips-needed estimate
     bootstrap: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
+    kad_max_rows: int = Field(16384, ge=0)  # KAD is O(rows²): a seeded subset of each set's rows beyond this (0: all)
     fad_inf_points: int = Field(8, ge=2)
     reference_splits: list[str] = ["eval"]  # curated splits used as reference when reference_dir is None
     models: list[str] = []  # generated model folders to score; [] → every folder in 05_generation but sketch/

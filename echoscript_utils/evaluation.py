@@ -427,6 +427,22 @@ def outlier_table(embedded: EmbeddedSets, *, embedding: str | None = None, top: 
     return df.head(top) if top else df
 
 
+def kad_rows(clips: list[np.ndarray], max_rows: int, *, seed: int = 0) -> list[np.ndarray]:
+    """The per-clip row arrays of one set, thinned to about ``max_rows`` rows in all when it has more (0: all).
+
+    KAD's kernel sums grow with the square of the rows (a 2-hour corpus gives some 10⁵ codec frames). Each clip keeps
+    a seeded random share of its rows (at least one, in their order), so every clip still counts; KAD's estimator
+    stays unbiased on the subset, its interval a little wider.
+    """
+    total = sum(c.shape[0] for c in clips)
+    if not max_rows or total <= max_rows:
+        return clips
+    rng = np.random.default_rng(seed)
+    share = max_rows / total
+    return [c[np.sort(rng.choice(c.shape[0], size=max(1, int(round(c.shape[0] * share))), replace=False))]
+            for c in clips]
+
+
 def kad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
     """KAD of every model against the reference under every embedding, with bootstrap intervals
     (:func:`~echoscript_utils.kad.bootstrap_kad`: clips resampled on both sides, ``evaluation.bootstrap`` times).
@@ -440,13 +456,14 @@ def kad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
     ev = cfg.evaluation
     rows = []
     for emb, sets in embedded.data.items():
-        ref = sets["reference"]
+        ref = kad_rows(sets["reference"], ev.kad_max_rows, seed=cfg.seed)
         if not any(m != "reference" for m in sets):
             continue
         sigma = kad_bandwidth(ref, None)  # the reference's median distance: one kernel for every model
         for model, clips in sets.items():
             if model == "reference":
                 continue
+            clips = kad_rows(clips, ev.kad_max_rows, seed=cfg.seed)
             row: dict[str, Any] = {"embedding": emb, "model": model}
             if ev.bootstrap > 0:
                 res = bootstrap_kad(ref, clips, n=ev.bootstrap, confidence=ev.confidence, seed=cfg.seed,
@@ -462,12 +479,14 @@ def kad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
     return pd.DataFrame(rows)
 
 
-def kad_clip_table(embedded: EmbeddedSets, *, embedding: str | None = None, top: int | None = None):
+def kad_clip_table(embedded: EmbeddedSets, *, embedding: str | None = None, top: int | None = None,
+                   max_rows: int = 0, seed: int = 0):
     """Each generated clip's own KAD to the reference (:func:`~echoscript_utils.kad.per_clip_kad`), all models on
     one scale per embedding (the reference's kernel), furthest first.
 
     Args:
         embedding: one embedding (default: every computed one). top: keep the ``top`` furthest clips per embedding.
+        max_rows: thin the reference and the generated clips to about this many rows each (:func:`kad_rows`).
 
     Returns:
         DataFrame ``embedding, model, clip, rows, kad, z, outlier``; ``z`` is a robust z-score within the embedding.
@@ -481,9 +500,10 @@ def kad_clip_table(embedded: EmbeddedSets, *, embedding: str | None = None, top:
         models = [m for m in sets if m != "reference"]
         if not models:
             continue
-        clips = [c for m in models for c in sets[m]]
+        clips = kad_rows([c for m in models for c in sets[m]], max_rows, seed=seed)
         names = [f"{m}/{name}" for m in models for name in embedded.names[m]]  # model folders, file stems
-        df = per_clip_kad(sets["reference"], clips, names=names, bandwidth=kad_bandwidth(sets["reference"], None))
+        ref = kad_rows(sets["reference"], max_rows, seed=seed)
+        df = per_clip_kad(ref, clips, names=names, bandwidth=kad_bandwidth(ref, None))
         df[["model", "clip"]] = df["clip"].str.split("/", n=1, expand=True)
         df["embedding"] = emb
         frames.append(df[columns].head(top) if top else df[columns])
@@ -637,7 +657,8 @@ def run(cfg, *, progress: bool = True) -> dict[str, Any]:
     outliers = outlier_table(embedded)
     clap = clap_scores(sets, cfg, progress=progress)
     tag_kl = tag_kl_table(tag_distributions(sets, cfg, progress=progress))
-    kad, kad_clips = kad_table(embedded, cfg, progress=progress), kad_clip_table(embedded, top=10)
+    kad = kad_table(embedded, cfg, progress=progress)
+    kad_clips = kad_clip_table(embedded, top=10, max_rows=cfg.evaluation.kad_max_rows, seed=cfg.seed)
     metrics = stage_metrics(sets, embedded, table, paired, fits, outliers, clap=clap, tag_kl=tag_kl, kad=kad,
                             kad_clips=kad_clips)
     write_metrics(cfg.paths.evaluation, metrics)

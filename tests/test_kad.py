@@ -349,3 +349,19 @@ def test_stage_tables_and_metrics():
                                        full.head(0).assign(outlier=[]), kad=table, kad_clips=clips)
     json.dumps(metrics, default=str)
     assert [r["model"] for r in metrics["kad"]] == ["musicgen", "echoscript"] and len(metrics["kad_clips"]) == 3
+
+
+def test_kad_rows_thins_big_sets_keeping_every_clip():
+    """KAD is O(rows²): beyond evaluation.kad_max_rows each clip keeps a seeded share of its rows, in order."""
+    from echoscript_utils import evaluation
+
+    rng = np.random.default_rng(3)
+    clips = [rng.normal(size=(n, 4)) for n in (1, 500, 1500, 3000)]
+    assert evaluation.kad_rows(clips, 10_000) is clips and evaluation.kad_rows(clips, 0) is clips
+    thin = evaluation.kad_rows(clips, 500, seed=1)
+    assert [len(c) for c in thin] == [1, 50, 150, 300]
+    for full, part in zip(clips, thin, strict=True):  # rows of the clip itself, in their order
+        idx = [int(np.flatnonzero((full == r).all(1))[0]) for r in part]
+        assert idx == sorted(idx)
+    again = evaluation.kad_rows(clips, 500, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(thin, again, strict=True))
