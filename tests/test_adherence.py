@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pretty_midi
 import pytest
+from screenplay_texts import SHORT
 
 from echoscript_utils import adherence, generation, scoring
 from echoscript_utils.artifacts import read_json, write_json
@@ -164,22 +165,6 @@ def test_generation_stage_writes_adherence(tmp_path, model_cache):
     assert set(metrics["adherence"]) == {"musicgen", "echoscript"} and metrics["adherence_seconds"] >= 0
     diff = adherence.paired_difference(table, a="musicgen", b="echoscript", n_boot=20)
     assert (diff["n"] == 5).all()
-
-
-SHORT = """Title: Three Beats
-
-EXT. MEADOW - DAWN
-
-Mist drifts over the still grass. A cat dozes in the warm sun.
-
-INT. WAREHOUSE - NIGHT
-
-Gunfire. Theo sprints between the crates as the roof explodes into flames!
-
-EXT. GRAVEYARD - DUSK
-
-An old man stands alone at an empty grave, a faded photograph in his hand.
-"""
 
 
 def test_scoring_stage_writes_adherence_with_text_rows(tmp_path, model_cache):

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from fountain import FDXRenderer, FountainParser
+from screenplay_texts import SHORT
 from test_prompts import FakeOpenAI, _reply
 
 from echoscript_utils import audio, scoring
@@ -75,20 +76,6 @@ Sunlight. Children laugh on the beach.
 > FADE OUT.
 """
 
-SHORT = """Title: Three Beats
-
-EXT. MEADOW - DAWN
-
-Mist drifts over the still grass. A cat dozes in the warm sun.
-
-INT. WAREHOUSE - NIGHT
-
-Gunfire. Theo sprints between the crates as the roof explodes into flames!
-
-EXT. GRAVEYARD - DUSK
-
-An old man stands alone at an empty grave, a faded photograph in his hand.
-"""
 
 
 # ------------------------------------------------------------------------------------------------ parsing
