@@ -27,3 +27,15 @@ def _torch_threads():
         torch.set_num_threads(1)  # tiny models: thread overhead outweighs the work
     except ImportError:  # pragma: no cover
         pass
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests, restored after: a stage run in-process (``pipeline``) sets
+    ``run.torch_threads``, and tiny models on a shared 2-core machine run far faster on one thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,14 +15,7 @@ from echoscript_utils.fad import frechet_distance
 RTOL = 1e-5  # as tests/test_parity.py
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _clip(seed: int, seconds: float, sr: int, channels: int) -> np.ndarray:

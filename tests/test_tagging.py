@@ -25,15 +25,7 @@ def _tone(freq=440.0, *, sr=22050, seconds=2.0, channels=1):
     return np.tile(x.astype(np.float32), (channels, 1)), sr
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core machine run far faster on one thread (no OpenMP spinning)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _valid(tags):
