@@ -61,20 +61,9 @@ def fetch_soundtrack(package: str = "singularity-music", *, cache: Path = CORPUS
 
 def _stage_runs():
     """``[(stage, run)]`` in workbook order (imported lazily: importing is part of no stage)."""
-    from echoscript_utils import (
-        alignment,
-        annotation,
-        curation,
-        evaluation,
-        finetuning,
-        generation,
-        listening,
-        scoring,
-    )
+    from echoscript_utils.pipeline import stage_entry_points
 
-    return [("01_curation", curation.run), ("02_annotation", annotation.run), ("03_alignment", alignment.run),
-            ("04_finetuning", finetuning.run), ("05_generation", generation.run),
-            ("06_evaluation", evaluation.run), ("07_listening", listening.run), ("08_scoring", scoring.run)]
+    return stage_entry_points()
 
 
 def _cpu() -> tuple[float, float]:

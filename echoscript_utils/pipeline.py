@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,12 @@ def available_notebooks() -> dict[str, Path]:
     """``{"01_curation": Path(...), ...}`` for every numbered notebook that exists, in stage order."""
     folder = notebooks_dir()
     return {s: folder / f"{s}.ipynb" for s in STAGES if (folder / f"{s}.ipynb").is_file()}
+
+
+def stage_entry_points() -> list[tuple[str, Callable[..., Any]]]:
+    """``[(stage, run)]`` in stage order: each stage module's ``run(cfg, progress=...)``, which does the whole stage
+    without its notebook (imported here, when asked: importing is part of no stage)."""
+    return [(s, importlib.import_module(f"{__package__}.{s.split('_', 1)[1]}").run) for s in STAGES]
 
 
 def stage_params_hash(cfg: Config, stage: str) -> str:

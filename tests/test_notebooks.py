@@ -159,23 +159,13 @@ def test_demo_recorded_results(demo_run):
 @pytest.mark.notebook
 def test_stage_entry_points_do_what_the_notebooks_do(demo_run, tmp_path):
     """Each stage's ``run(cfg)`` does the whole stage without its notebook and records the same metrics."""
-    from echoscript_utils import (
-        alignment,
-        annotation,
-        curation,
-        evaluation,
-        finetuning,
-        generation,
-        listening,
-        scoring,
-    )
+    from echoscript_utils.pipeline import stage_entry_points
 
     nb_cfg, _ = demo_run
     cfg = load_config(REPO / "params" / "demo.yaml", {"training.epochs": 1, "evaluation.bootstrap": 20,
                                                       "run.cache_dir": str(nb_cfg.paths.cache)},
                       output_root=tmp_path)
-    for stage, module in zip(STAGES, (curation, annotation, alignment, finetuning, generation, evaluation,
-                                      listening, scoring), strict=True):
-        module.run(cfg, progress=False)
+    for stage, run in stage_entry_points():
+        run(cfg, progress=False)
         got, want = read_json(cfg.paths.stage(stage) / "metrics.json"), read_json(nb_cfg.paths.stage(stage) / "metrics.json")
         assert set(got) == set(want), stage
