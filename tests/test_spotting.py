@@ -504,3 +504,22 @@ def test_every_seed_is_delivered(tmp_path):
         assert a.shape == b.shape and not np.allclose(a, b)
     side = read_json(out / next(iter(models)) / "cue003_s1.json")
     assert side["stem"].endswith("_s1/stems/1M3.wav")
+
+
+@pytest.mark.parametrize("fps", [24, 29.97])
+def test_spotting_figure_ticks_read_as_whole_second_timecodes(fps):
+    """The timeline figure's axis is labelled on whole seconds of record timecode (…:05:00, not …:04:14)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from echoscript_utils.plots.scoring import spotting_timeline
+    from echoscript_utils.spotting import frames_to_tc, timecode_rate
+
+    rate = timecode_rate(fps)
+    cues = pd.DataFrame({"cue": ["1M1", "1M2"], "start_s": [0.0, 13.0], "duration_s": [13.0, 19.5],
+                         "bpm": [60.0, 90.0], "fps": [fps, fps], "tc_in": [frames_to_tc(rate * 3600, rate)] * 2})
+    ax = spotting_timeline(cues)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(labels) >= 4 and labels[0] == frames_to_tc(rate * 3600, rate)
+    assert all(label.endswith(":00") or label.endswith(";00") for label in labels), labels
+    matplotlib.pyplot.close(ax.figure)

@@ -98,7 +98,18 @@ def spotting_timeline(cues: pd.DataFrame, hits: pd.DataFrame | None = None, *, a
         ax.plot(beat, [0.38] * len(beat), "o", color="black", markersize=3, label="beat it lands on")
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     end = float((cues["start_s"] + cues["duration_s"]).max())
-    xt = np.linspace(0.0, end, ticks)
+    # ticks on whole timecode seconds (…:05:00, …:10:00, which an editor reads at a glance): round seconds of the
+    # cut, each moved to the nearest frame whose timecode has frame field 00 (drop-frame timecode runs 0.1 % slow)
+    from matplotlib.ticker import MaxNLocator
+
+    nominal = round(rate)
+    xt = []
+    for x in MaxNLocator(nbins=ticks, steps=[1, 2, 5, 10]).tick_values(0.0, end):
+        f = origin + round(x * rate)
+        ff = int(frames_to_tc(f, rate)[-2:])
+        f += nominal - ff if ff > nominal // 2 else -ff
+        if 0.0 <= (f - origin) / rate <= end:
+            xt.append((f - origin) / rate)
     ax.set_xticks(xt)
     ax.set_xticklabels([frames_to_tc(origin + round(x * rate), rate) for x in xt], rotation=30, ha="right",
                        fontsize=7)
