@@ -1,0 +1,107 @@
+"""Per-item work over forked worker processes, with a progress bar and results in input order.
+
+Torch on a CPU runs the workbook's networks (musicnn's front end, the codec's full-rate convolutions) little faster
+on two threads than on one (1.15x and 0.85x measured on 2 cores), but two processes with one thread each run at
+full speed side by side: the work splits over processes, not threads. The function is handed to the workers by
+``fork`` (it may be a closure holding loaded models, which need not pickle); only the items and results travel.
+Where the platform cannot fork, or one worker or one item is asked for, everything runs in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, TypeVar
+
+__all__ = ["can_fork", "fork_map", "one_thread"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_TASK: dict[str, Callable[[Any], Any]] = {}  # the function of the pool being forked (inherited, never pickled)
+
+
+def can_fork() -> bool:
+    """Whether worker processes can be forked here (Linux, and macOS where Python still offers it)."""
+    return "fork" in mp.get_all_start_methods()
+
+
+def one_thread():
+    """A context in which BLAS and OpenMP pools (threadpoolctl) and torch use one thread each."""
+    stack = contextlib.ExitStack()
+    with contextlib.suppress(ImportError):
+        from threadpoolctl import threadpool_limits
+
+        stack.enter_context(threadpool_limits(1))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        stack.callback(torch.set_num_threads, before)
+    return stack
+
+
+def _init_worker() -> None:
+    """One thread per worker: BLAS and torch threads of several processes fighting over the cores run the small
+    products of the features and the tiny models many times slower."""
+    one_thread().__enter__()  # for the worker's whole life
+
+
+def _call(key: str, index: int, item: Any) -> tuple[int, Any]:
+    return index, _TASK[key](item)
+
+
+def fork_map(fn: Callable[[T], R], items: Sequence[T], *, num_workers: int, progress: bool = False,
+             desc: str = "", unit: str = "item", before_fork: Callable[[], None] | None = None) -> list[R]:
+    """``[fn(item) for item in items]`` over up to ``num_workers`` forked processes of one thread each.
+
+    Args:
+        fn: called once per item in a worker (inherited through fork: closures and loaded models are fine); an
+            exception it raises is raised here, as it is.
+        items: picklable items; results must pickle too.
+        num_workers: processes; 1 (or one item, or no fork on this platform) runs every item here, with one
+            thread.
+        progress: a bar of finished items (on stderr).
+        before_fork: called in this process before the workers are forked (e.g. compile or load what every worker
+            needs once, so that the workers inherit it).
+
+    Returns:
+        The results in the order of ``items``.
+    """
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    results: list[Any] = [None] * len(items)
+    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress or not items, file=sys.stderr)
+    try:
+        if num_workers <= 1 or len(items) <= 1 or not can_fork():
+            with one_thread():
+                for i, item in enumerate(items):
+                    results[i] = fn(item)
+                    bar.update()
+            return results
+        if before_fork is not None:
+            before_fork()
+        key = f"{id(fn)}:{len(_TASK)}"
+        _TASK[key] = fn
+        try:
+            with ProcessPoolExecutor(max_workers=min(num_workers, len(items)), mp_context=mp.get_context("fork"),
+                                     initializer=_init_worker) as pool:
+                futures = [pool.submit(_call, key, i, item) for i, item in enumerate(items)]
+                try:
+                    for fut in as_completed(futures):
+                        i, res = fut.result()
+                        results[i] = res
+                        bar.update()
+                except BaseException:
+                    for fut in futures:
+                        fut.cancel()
+                    raise
+        finally:
+            _TASK.pop(key, None)
+    finally:
+        bar.close()
+    return results

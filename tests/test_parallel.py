@@ -1,0 +1,45 @@
+"""parallel.fork_map: results in input order, closures reach the workers, errors come back as they are."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from echoscript_utils.parallel import can_fork, fork_map
+
+needs_fork = pytest.mark.skipif(not can_fork(), reason="this platform cannot fork worker processes")
+
+
+@needs_fork
+def test_results_in_input_order_from_several_processes():
+    held = {"offset": 100}  # a closure over local state: inherited by fork, never pickled
+    out = fork_map(lambda i: (i + held["offset"], os.getpid()), list(range(12)), num_workers=2)
+    assert [v for v, _ in out] == list(range(100, 112))
+    assert os.getpid() not in {pid for _, pid in out}
+
+
+def test_one_worker_runs_here_with_one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    out = fork_map(lambda i: (os.getpid(), torch.get_num_threads()), [1, 2], num_workers=1)
+    assert out == [(os.getpid(), 1)] * 2 and torch.get_num_threads() == before
+
+
+@needs_fork
+def test_a_workers_error_is_raised_here():
+    def fn(i):
+        if i == 3:
+            raise ValueError("item 3: bad")
+        return i
+
+    with pytest.raises(ValueError, match="item 3: bad"):
+        fork_map(fn, list(range(6)), num_workers=2)
+
+
+@needs_fork
+def test_before_fork_runs_once_in_this_process():
+    seen = []
+    fork_map(lambda i: i, [1, 2, 3], num_workers=2, before_fork=lambda: seen.append(os.getpid()))
+    assert seen == [os.getpid()]
