@@ -23,7 +23,7 @@ import pandas as pd
 
 from .artifacts import atomic_path, ensure_dir, write_metrics
 from .captions import build_caption, caption_fields
-from .config import resolve_device
+from .config import cpu_workers, resolve_device
 from .dataset import load_metadata, real_duration, write_metadata
 from .errors import EchoScriptError, InputError
 from .models.clap import ClapEmbedder
@@ -244,7 +244,8 @@ def run_alignment(cfg, *, progress: bool = True) -> AlignmentResult:
                        batch_size=a.batch_size, seed=cfg.seed)
     rows = meta.to_dict("records")  # short cues padded with silence: their music only
     music = [real_duration(r) if real_duration(r) < float(r["duration_s"]) - 1e-6 else None for r in rows]
-    audio_emb = emb.embed_audio_files(list(meta["path"]), progress=progress, durations=music)
+    audio_emb = emb.embed_audio_files(list(meta["path"]), progress=progress, durations=music,
+                                      num_workers=cpu_workers(cfg))
 
     fields = [caption_fields({**row, "prompt": ""}) for row in meta.to_dict("records")]
     tag_captions = [build_caption(f) or "music" for f in fields]

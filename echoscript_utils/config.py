@@ -497,3 +497,9 @@ def resolve_device(device: str = "auto") -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def cpu_workers(cfg: Config) -> int:
+    """Worker processes for model inference: ``run.num_workers`` when the run's device is the CPU, else 1 (a forked
+    process cannot use its parent's GPU, and one GPU process is faster anyway)."""
+    return max(1, int(cfg.run.num_workers)) if resolve_device(cfg.run.device) == "cpu" else 1

@@ -572,13 +572,16 @@ def embed_files(paths: Sequence[str | os.PathLike], embedder: Embedder, *, cache
 
 def embed_files_many(paths: Sequence[str | os.PathLike], embedders: Mapping[str, Embedder], *,
                      cache_dir: str | os.PathLike | None, progress: bool = True,
-                     batch_size: int = 8) -> dict[str, dict[str, np.ndarray]]:
+                     batch_size: int = 8, num_workers: int = 1) -> dict[str, dict[str, np.ndarray]]:
     """Embed audio files with several embedders at once: each file is hashed and decoded once and shared
     between the embedders (each still resamples with its own reference resampler), forward passes are batched
     across ``batch_size`` files (:meth:`Embedder.embed_many`), embedders of one network share its forward pass
     (:attr:`Embedder.shared_forward`), and each ``(file, embedder)`` is cached as :func:`embed_files` says.
 
-    Memory stays bounded by ``batch_size`` decoded files, whatever the number of files.
+    Memory stays bounded by ``batch_size`` decoded files (per worker), whatever the number of files.
+    ``num_workers`` > 1 embeds a batch of files at a time in forked processes of one thread each
+    (:func:`~echoscript_utils.parallel.fork_map`); only for embedders on the CPU (a forked process cannot use its
+    parent's GPU).
 
     Returns:
         ``{label: {str(path): rows}}`` for every ``label`` of ``embedders``, paths in the order given.
@@ -588,6 +591,16 @@ def embed_files_many(paths: Sequence[str | os.PathLike], embedders: Mapping[str,
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     paths = [Path(p) for p in paths]
+    if num_workers > 1 and len(paths) > batch_size:
+        from .parallel import fork_map
+
+        chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
+        parts = fork_map(lambda chunk: embed_files_many(chunk, embedders, cache_dir=cache_dir, progress=False,
+                                                        batch_size=batch_size),
+                         chunks, num_workers=num_workers, progress=progress, unit="batch",
+                         desc=f"{'+'.join(e.name for e in embedders.values())} embeddings")
+        return {k: {str(p): part[k][str(p)] for part, chunk in zip(parts, chunks, strict=True) for p in chunk}
+                for k in embedders}
     folders = {k: ensure_dir(Path(cache_dir) / "embeddings" / e.name) if cache_dir is not None else None
                for k, e in embedders.items()}
     groups: dict[Any, list[str]] = {}

@@ -18,6 +18,7 @@ import numpy as np
 
 from .artifacts import cached, file_hash, read_json, text_hash, write_metrics
 from .audio import load
+from .config import cpu_workers
 from .dataset import load_metadata
 from .embeddings import MusicnnEmbedder, embed_files, embed_files_many, get_embedder, measure_parity
 from .errors import DependencyError, InputError
@@ -232,7 +233,8 @@ def embed_sets(sets: EvaluationSets, cfg, *, embeddings: Sequence[str] | None = 
                                           cache_dir=cfg.paths.cache, device=embedders["musicnn"].device)
     # each file decoded once for all embedders; forward passes batched across files; every result cached
     unique = list(dict.fromkeys(f for fs in all_sets.values() for f in fs))
-    rows = embed_files_many(unique, {**embedders, **extra}, cache_dir=cfg.paths.cache, progress=progress)
+    rows = embed_files_many(unique, {**embedders, **extra}, cache_dir=cfg.paths.cache, progress=progress,
+                            num_workers=cpu_workers(cfg))
     for name, embedder in embedders.items():
         data[name] = {label: [rows[name][str(f)] for f in fs] for label, fs in all_sets.items()}
         described[name] = embedder.describe()

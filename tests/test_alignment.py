@@ -138,3 +138,23 @@ def test_align_clips_respects_allowed_candidates():
     assert df["clap_score"].tolist() == [0.0, 1.0] and df["margin"].iloc[0] == 0.0
     single = align_clips(audio, prompts, ["a", "b", "c"], allowed=[[2], [0]])
     assert np.isnan(single["margin"]).all()
+
+
+def test_audio_embeddings_in_two_worker_processes_equal_one(tiny_clap, tmp_path):
+    """Files embedded in forked workers give the rows, in order, that this process gives, and fill the cache."""
+    from echoscript_utils import audio
+
+    sr = 44100
+    t = np.arange(int(sr * 4)) / sr
+    paths = [audio.write(tmp_path / f"x{k}.wav", (0.2 * np.sin(2 * np.pi * f * t))[None].astype(np.float32), sr)
+             for k, f in enumerate((110, 220, 330, 440, 550))]
+    durations = [None, 2.0, None, None, 3.0]
+    before = set((tiny_clap.cache_dir / "clap").glob("*.npy"))
+    forked = tiny_clap.embed_audio_files(paths, progress=False, durations=durations, num_workers=2)
+    written = set((tiny_clap.cache_dir / "clap").glob("*.npy")) - before
+    assert len(written) == 5
+    for f in written:
+        f.unlink()
+    here = tiny_clap.embed_audio_files(paths, progress=False, durations=durations)
+    np.testing.assert_allclose(forked, here, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(here[0], here[1])

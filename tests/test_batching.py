@@ -137,6 +137,27 @@ def test_run_taggers_batched_equals_unbatched_and_decodes_once(files, tmp_path, 
     assert decoded == [] and again.equals(batched)
 
 
+def test_run_taggers_in_two_worker_processes_equals_one(files, tmp_path):
+    """Two forked workers tag batches of clips to the same outputs, in the same order, as this process, and fill
+    the same cache (a rerun in this process is all cache)."""
+    try:
+        taggers = {"musicnn": tagging.MusicnnTagger(cache_dir=tmp_path / "m"),
+                   "clap": tagging.ClapTagger("tiny-clap", cache_dir=tmp_path / "m")}
+    except DependencyError as exc:
+        pytest.skip(str(exc))
+    clips = pd.DataFrame([{"clip_id": f"c{i}", "path": str(f)} for i, f in enumerate(files)])
+    two = annotation.run_taggers(clips, taggers, cache_dir=tmp_path / "a", progress=False, batch_size=2,
+                                 num_workers=2)
+    one = annotation.run_taggers(clips, taggers, cache_dir=tmp_path / "b", progress=False, batch_size=2)
+    assert two[["clip_id", "tagger", "field", "label"]].equals(one[["clip_id", "tagger", "field", "label"]])
+    np.testing.assert_allclose(two["probability"], one["probability"], rtol=RTOL, atol=1e-7)
+    from echoscript_utils.annotation import tags as tags_module
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tags_module, "load", lambda p: pytest.fail(f"decoded {p} again"))
+        assert annotation.run_taggers(clips, taggers, cache_dir=tmp_path / "a", progress=False).equals(two)
+
+
 def test_annotation_musicnn_pass_fills_the_evaluation_embedding_cache(files, tmp_path, monkeypatch):
     """After tagging, the evaluation stage's musicnn embedding and taggram of a whole clip are read from the cache
     (no forward pass) and equal a fresh computation; a padded cue (tagged on part of its file) shares nothing."""

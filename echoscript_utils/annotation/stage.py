@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ..artifacts import write_metrics
+from ..config import cpu_workers
 from ..dataset import load_metadata
 from ..prompts import diversity, generate_prompts, mood_counts, resolve_provider, write_prompts
 from ..tagging import VOCAB, Tagger
@@ -34,7 +35,7 @@ def tag_clips(cfg, clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, progre
     """Run the taggers (cached), then write ``tagger_outputs.csv`` and ``settings.json`` into the stage folder."""
     a = cfg.annotation
     outputs = run_taggers(clips, taggers, cache_dir=cfg.paths.cache, combine=a.combine, progress=progress,
-                          threads=cfg.run.torch_threads)
+                          threads=cfg.run.torch_threads, num_workers=cpu_workers(cfg))
     write_tagger_outputs(outputs, cfg.paths.annotation)
     write_settings(cfg.paths.annotation, taggers=taggers, combine=a.combine, threshold=a.threshold,
                    top_k=a.top_k, min_labels=a.min_labels, calibrate=a.calibrate)

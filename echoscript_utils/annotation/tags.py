@@ -93,7 +93,7 @@ def torch_threads(n: int | None):
 def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir: str | os.PathLike,
                 combine: Sequence[str] | None = None, progress: bool = True,
                 threads: int | None = None, batch_size: int = 8,
-                share_embeddings: bool = True) -> pd.DataFrame:
+                share_embeddings: bool = True, num_workers: int = 1) -> pd.DataFrame:
     """Tag every clip with every tagger (cached by audio hash × tagger version) and add the combined rows.
 
     Args:
@@ -107,6 +107,9 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
         share_embeddings: the musicnn tagger's forward pass on a whole clip also fills the embedding cache
             (``<cache_dir>/embeddings/musicnn``) with that clip's musicnn embedding and taggram, which the
             evaluation stage would otherwise compute again for its reference clips.
+        num_workers: forked processes of one thread each, which tag a batch of clips at a time
+            (:func:`~echoscript_utils.parallel.fork_map`; 1 = this process). Only for taggers on the CPU: a forked
+            process cannot use its parent's GPU.
 
     Returns:
         Long DataFrame :data:`OUTPUT_COLUMNS`, one row per clip × tagger × field × label.
@@ -115,6 +118,15 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
 
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if num_workers > 1 and len(clips) > batch_size:
+        from ..parallel import fork_map
+
+        chunks = [clips.iloc[i:i + batch_size] for i in range(0, len(clips), batch_size)]
+        parts = fork_map(lambda chunk: run_taggers(chunk, taggers, cache_dir=cache_dir, combine=combine,
+                                                   progress=False, threads=threads, batch_size=batch_size,
+                                                   share_embeddings=share_embeddings),
+                         chunks, num_workers=num_workers, progress=progress, desc="tagging", unit="batch")
+        return pd.concat(parts, ignore_index=True)
     cache_dir = Path(cache_dir)
     names = list(taggers)
     chosen = [n for n in (combine or names) if n in taggers] or names

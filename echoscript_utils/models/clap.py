@@ -95,13 +95,25 @@ class ClapEmbedder:
         return np.stack(out)
 
     def embed_audio_files(self, paths: list[str | os.PathLike], *, progress: bool = True,
-                          durations: list[float | None] | None = None) -> np.ndarray:
+                          durations: list[float | None] | None = None, num_workers: int = 1) -> np.ndarray:
         """Audio files → ``[N, D]``; each file's embedding is cached under ``cache_dir/clap`` by its content
         hash and the model identity, so reruns load instead of recomputing. ``durations`` (seconds, one per
-        file, ``None`` = all of it): embed only the start of each file (a short cue without its padding)."""
+        file, ``None`` = all of it): embed only the start of each file (a short cue without its padding).
+        ``num_workers`` > 1 embeds a few files at a time in forked processes of one thread each
+        (:func:`~echoscript_utils.parallel.fork_map`; on a CPU only: a forked process cannot use its parent's
+        GPU)."""
         cache = ensure_dir(self.cache_dir / "clap")
         rows = []
         durations = list(durations) if durations is not None else [None] * len(paths)
+        if num_workers > 1 and len(paths) > 1 and str(self.device).startswith("cpu"):
+            from ..parallel import fork_map
+
+            step = min(8, -(-len(paths) // num_workers))
+            spans = [(i, i + step) for i in range(0, len(paths), step)]
+            parts = fork_map(lambda span: self.embed_audio_files(list(paths[span[0]:span[1]]), progress=False,
+                                                                 durations=durations[span[0]:span[1]]),
+                             spans, num_workers=num_workers, progress=progress, desc="CLAP audio", unit="batch")
+            return np.concatenate(parts)
         for p, dur in tqdm(list(zip(paths, durations, strict=True)), desc="CLAP audio", disable=not progress,
                            leave=False):
             key = text_hash(file_hash(p), self.identity, "audio-v1", *([] if dur is None else [round(dur, 6)]))
