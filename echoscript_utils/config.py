@@ -180,7 +180,7 @@ class TrainingSection(_Section):
     sample_prompt: str | None = "a calm cinematic scene, slow piano and strings"  # sample after each epoch; None: off
     sample_duration_s: float = Field(4.0, gt=0)  # length of that per-epoch sample
     tensorboard: bool = True  # also log to TensorBoard (<run>/04_finetuning/tensorboard)
-    encode_batch_size: int = Field(8, ge=1)  # clips per codec call when filling the token cache
+    encode_batch_size: int | None = Field(None, ge=1)  # clips per codec call filling the token cache; None: 1 on a CPU, 8 on a GPU
 
 
 class GenerationSection(_Section):

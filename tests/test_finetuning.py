@@ -223,6 +223,14 @@ def test_token_cache_encodes_each_clip_once(tmp_path, cache_dir, tiny, monkeypat
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     direct = models.encode_audio(model, audio.load(paths[0], sr=SR, mono=True)[0][None]).numpy()[0]
     assert (first[0] == direct).mean() > 0.9  # batched vs single convolutions may flip a near-tie code
+    one_by_one = token_cache.encode_clips(model, paths, cache_dir=tmp_path / "d", progress=False)
+    assert len(calls) == 5  # the default on a CPU: one clip per codec call
+    assert all((a == b).mean() > 0.9 for a, b in zip(first, one_by_one, strict=True))
+    forked = token_cache.encode_clips(model, paths, cache_dir=tmp_path / "e", progress=False, num_workers=2)
+    assert len(calls) == 5  # encoded in two worker processes (which count in their own copies)
+    assert all(np.array_equal(a, b) for a, b in zip(forked, one_by_one, strict=True))
+    assert token_cache.encode_clips(model, paths, cache_dir=tmp_path / "e", progress=False)[2].shape == (4, 100)
+    assert len(calls) == 5  # and stored there: all hits
 
 
 # --------------------------------------------------------------------------------------------- the loop

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..artifacts import file_hash
 from ..captions import build_caption, caption_fields
+from ..config import cpu_workers
 from ..dataset import genre_weights, load_metadata, real_duration
 from ..errors import InputError
 from ..models import frame_rate, is_melody
@@ -88,7 +89,8 @@ def load_training_clips(cfg, model, *, device: str = "cpu", progress: bool = Tru
 
     def compute() -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         codes = encode_clips(model, list(df["path"]), cache_dir=cfg.paths.cache, device=device, hashes=hashes,
-                             batch_size=cfg.training.encode_batch_size, progress=progress)
+                             batch_size=cfg.training.encode_batch_size, progress=progress,
+                             num_workers=cpu_workers(cfg))
         chroma = chroma_for_clips(list(df["path"]), cache_dir=cfg.paths.cache, hashes=hashes,
                                   progress=progress) if melody else None
         return codes, chroma

@@ -13,6 +13,7 @@ EnCodec); chroma is ``float32 [N, 12]`` at MusicGen-Melody's 7.8125 frames per s
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -71,8 +72,8 @@ def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
 
 
 def encode_clips(model, paths: Sequence[str | os.PathLike], *, cache_dir: str | os.PathLike,
-                 device: str = "cpu", batch_size: int = 8, hashes: Sequence[str] | None = None,
-                 progress: bool = True) -> list[np.ndarray]:
+                 device: str = "cpu", batch_size: int | None = None, hashes: Sequence[str] | None = None,
+                 progress: bool = True, num_workers: int = 1) -> list[np.ndarray]:
     """Codec tokens for each audio file, read from the cache or encoded once and stored.
 
     Args:
@@ -80,8 +81,12 @@ def encode_clips(model, paths: Sequence[str | os.PathLike], *, cache_dir: str | 
         paths: audio files (any rate / channels; decoded to mono and resampled to the codec's ``sampling_rate``).
         cache_dir: the workbook's cache root (``cfg.paths.cache``); tokens go to ``<cache_dir>/tokens/<codec_id>``.
         device: where the codec runs while encoding the misses.
-        batch_size: clips encoded together (clips of equal length are grouped; 30 s clips batch fully).
+        batch_size: clips encoded together (clips of equal length are grouped; 30 s clips batch fully). ``None``:
+            1 on a CPU, where the codec's full-rate activations of one clip stay nearer the caches (8 clips of 30 s
+            encode 1.6x faster one at a time, to the same codes), 8 on an accelerator.
         hashes: content hashes of ``paths`` when the caller already has them.
+        num_workers: forked processes of one thread each that encode the misses a few clips at a time
+            (:func:`~echoscript_utils.parallel.fork_map`), on a CPU only; 1 = this process.
 
     Returns:
         One ``int16 [K, T]`` array per path, in order.
@@ -93,8 +98,23 @@ def encode_clips(model, paths: Sequence[str | os.PathLike], *, cache_dir: str | 
     keys = list(hashes) if hashes is not None else [file_hash(p) for p in paths]
     codes = [cache.read(k) for k in keys]
     missing = [i for i, c in enumerate(codes) if c is None]
+    if missing and num_workers > 1 and str(device).startswith("cpu") and len(missing) > 1:
+        from ..parallel import fork_map
+
+        def fill(chunk: list[int]) -> None:  # in a worker: encode into the cache; the codes are read back here
+            encode_clips(model, [paths[i] for i in chunk], cache_dir=cache_dir, device=device, batch_size=batch_size,
+                         hashes=[keys[i] for i in chunk], progress=False)
+
+        per_task = min(4, math.ceil(len(missing) / num_workers))  # a few clips a task, every worker busy
+        chunks = [missing[i:i + per_task] for i in range(0, len(missing), per_task)]
+        fork_map(fill, chunks, num_workers=num_workers, progress=progress, desc="codec tokens",
+                 unit=f"×{per_task} clips")
+        codes = [c if c is not None else cache.read(k) for c, k in zip(codes, keys, strict=True)]
+        missing = [i for i, c in enumerate(codes) if c is None]  # none, unless the cache could not be written
     if missing:
         encoder = model.audio_encoder
+        if batch_size is None:
+            batch_size = 1 if str(device).startswith("cpu") else 8
         sr = model_sample_rate(model)
         prev_device = next(encoder.parameters()).device
         encoder.to(device)
