@@ -113,15 +113,21 @@ def test_batched_clap_tags_equal_clip_by_clip(files, tmp_path):
             np.testing.assert_allclose(list(t[f].values()), list(alone[f].values()), rtol=RTOL, atol=1e-7)
 
 
-def test_run_taggers_batched_equals_unbatched_and_decodes_once(files, tmp_path, monkeypatch):
-    """``run_taggers`` with 4 clips a batch gives the outputs of one clip a batch, and decodes each clip once for
-    both taggers; a rerun is all cache."""
+@pytest.fixture
+def musicnn_and_clap(files, tmp_path):
+    """The musicnn and tiny CLAP taggers, and the test files as clips."""
     try:
         taggers = {"musicnn": tagging.MusicnnTagger(cache_dir=tmp_path / "m"),
                    "clap": tagging.ClapTagger("tiny-clap", cache_dir=tmp_path / "m")}
     except DependencyError as exc:
         pytest.skip(str(exc))
-    clips = pd.DataFrame([{"clip_id": f"c{i}", "path": str(f)} for i, f in enumerate(files)])
+    return taggers, pd.DataFrame([{"clip_id": f"c{i}", "path": str(f)} for i, f in enumerate(files)])
+
+
+def test_run_taggers_batched_equals_unbatched_and_decodes_once(musicnn_and_clap, files, tmp_path, monkeypatch):
+    """``run_taggers`` with 4 clips a batch gives the outputs of one clip a batch, and decodes each clip once for
+    both taggers; a rerun is all cache."""
+    taggers, clips = musicnn_and_clap
     from echoscript_utils.annotation import tags as tags_module
 
     decoded = []
@@ -137,15 +143,10 @@ def test_run_taggers_batched_equals_unbatched_and_decodes_once(files, tmp_path, 
     assert decoded == [] and again.equals(batched)
 
 
-def test_run_taggers_in_two_worker_processes_equals_one(files, tmp_path):
+def test_run_taggers_in_two_worker_processes_equals_one(musicnn_and_clap, tmp_path):
     """Two forked workers tag batches of clips to the same outputs, in the same order, as this process, and fill
     the same cache (a rerun in this process is all cache)."""
-    try:
-        taggers = {"musicnn": tagging.MusicnnTagger(cache_dir=tmp_path / "m"),
-                   "clap": tagging.ClapTagger("tiny-clap", cache_dir=tmp_path / "m")}
-    except DependencyError as exc:
-        pytest.skip(str(exc))
-    clips = pd.DataFrame([{"clip_id": f"c{i}", "path": str(f)} for i, f in enumerate(files)])
+    taggers, clips = musicnn_and_clap
     two = annotation.run_taggers(clips, taggers, cache_dir=tmp_path / "a", progress=False, batch_size=2,
                                  num_workers=2)
     one = annotation.run_taggers(clips, taggers, cache_dir=tmp_path / "b", progress=False, batch_size=2)
