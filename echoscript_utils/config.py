@@ -50,7 +50,7 @@ class RunSection(_Section):
     cache_dir: Path | None = None  # content-hashed caches shared by runs; default <output_root>/.cache
     seed: int = 1234  # one seed for python, numpy, torch and every sampler
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    num_workers: int = Field(2, ge=0)  # worker processes for audio work (0 = in-process)
+    num_workers: int = Field(2, ge=0)  # worker processes (one thread each) for audio work, and on a CPU for the taggers, embedders and codec tokens (0 or 1 = in-process)
     torch_threads: int | None = Field(None, ge=1)  # torch CPU threads; None keeps torch's default (tiny models: 1 is fastest)
     hub_cache: Path | None = None  # Hugging Face hub cache to load hub ids from (HF_HUB_CACHE for every stage); None keeps the environment's
     hub_offline: bool = False  # never contact the hub (HF_HUB_OFFLINE=1): hub ids must already be in the cache
