@@ -481,14 +481,24 @@ def kad_table(embedded: EmbeddedSets, cfg, *, progress: bool = False):
     return pd.DataFrame(rows)
 
 
+def kad_bandwidths(kad) -> dict[str, float]:
+    """``{embedding: σ}`` from :func:`kad_table` (every model of an embedding shares the reference's σ)."""
+    if kad is None or len(kad) == 0:
+        return {}
+    return {str(e): float(b) for e, b in zip(kad["embedding"], kad["bandwidth"], strict=True)}
+
+
 def kad_clip_table(embedded: EmbeddedSets, *, embedding: str | None = None, top: int | None = None,
-                   max_rows: int = 0, seed: int = 0):
+                   max_rows: int = 0, seed: int = 0, bandwidths: dict[str, float] | None = None):
     """Each generated clip's own KAD to the reference (:func:`~echoscript_utils.kad.per_clip_kad`), all models on
     one scale per embedding (the reference's kernel), furthest first.
 
     Args:
         embedding: one embedding (default: every computed one). top: keep the ``top`` furthest clips per embedding.
         max_rows: thin the reference and the generated clips to about this many rows each (:func:`kad_rows`).
+        bandwidths: ``{embedding: σ}`` already computed for these reference rows (:func:`kad_table`'s
+            ``bandwidth`` column, with the same ``max_rows`` and ``seed``); missing ones are computed (the median
+            over every pair of reference rows: most of this table's time on a big reference).
 
     Returns:
         DataFrame ``embedding, model, clip, rows, kad, z, outlier``; ``z`` is a robust z-score within the embedding.
@@ -505,7 +515,8 @@ def kad_clip_table(embedded: EmbeddedSets, *, embedding: str | None = None, top:
         clips = kad_rows([c for m in models for c in sets[m]], max_rows, seed=seed)
         names = [f"{m}/{name}" for m in models for name in embedded.names[m]]  # model folders, file stems
         ref = kad_rows(sets["reference"], max_rows, seed=seed)
-        df = per_clip_kad(ref, clips, names=names, bandwidth=kad_bandwidth(ref, None))
+        sigma = (bandwidths or {}).get(emb)
+        df = per_clip_kad(ref, clips, names=names, bandwidth=kad_bandwidth(ref, None) if sigma is None else sigma)
         df[["model", "clip"]] = df["clip"].str.split("/", n=1, expand=True)
         df["embedding"] = emb
         frames.append(df[columns].head(top) if top else df[columns])
@@ -660,7 +671,8 @@ def run(cfg, *, progress: bool = True) -> dict[str, Any]:
     clap = clap_scores(sets, cfg, progress=progress)
     tag_kl = tag_kl_table(tag_distributions(sets, cfg, progress=progress))
     kad = kad_table(embedded, cfg, progress=progress)
-    kad_clips = kad_clip_table(embedded, top=10, max_rows=cfg.evaluation.kad_max_rows, seed=cfg.seed)
+    kad_clips = kad_clip_table(embedded, top=10, max_rows=cfg.evaluation.kad_max_rows, seed=cfg.seed,
+                               bandwidths=kad_bandwidths(kad))
     metrics = stage_metrics(sets, embedded, table, paired, fits, outliers, clap=clap, tag_kl=tag_kl, kad=kad,
                             kad_clips=kad_clips)
     write_metrics(cfg.paths.evaluation, metrics)

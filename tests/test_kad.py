@@ -10,6 +10,7 @@ import types
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from echoscript_utils import kad
@@ -345,6 +346,12 @@ def test_stage_tables_and_metrics():
     assert clips["kad"].is_monotonic_decreasing
     full = evaluation.kad_clip_table(embedded)
     assert len(full) == 10 and set(full["model"]) == {"musicgen", "echoscript"}
+    # the kad table's bandwidth serves the per-clip table (its median is not computed again), to the same table
+    assert evaluation.kad_bandwidths(table) == {"toy": pytest.approx(kad.median_pairwise_distance(ref), rel=1e-12)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluation, "kad_bandwidth", lambda *a, **k: pytest.fail("bandwidth computed again"))
+        given = evaluation.kad_clip_table(embedded, bandwidths=evaluation.kad_bandwidths(table))
+    pd.testing.assert_frame_equal(given, full)
     metrics = evaluation.stage_metrics(evaluation.EvaluationSets([], "", {}, {}), embedded, table, None, {},
                                        full.head(0).assign(outlier=[]), kad=table, kad_clips=clips)
     json.dumps(metrics, default=str)
