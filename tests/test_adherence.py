@@ -204,6 +204,13 @@ def test_validation_figure_leaves_out_what_the_corpus_cannot_validate():
     assert "true_peak_over_db" in ax.get_title(loc="left")
     heights = sorted(round(p.get_height(), 3) for p in ax.patches)
     assert heights == [0.0, 0.05, 0.1, 0.5, 0.8, 1.0]  # error metrics as 1 − error / floor
+    # four models, each its own colour (stage 08's echoscript and leitmotif were both drawn red)
+    four = pd.DataFrame({"model": ["echoscript", "leitmotif", "musicgen", "other"], "metric": ["tempo_acc1"] * 4,
+                         "mean": [0.1, 0.2, 0.3, 0.4]})
+    ax = aplots.validation_bars(v, four)
+    handles, labels = ax.get_legend_handles_labels()
+    colours = {label: tuple(h.patches[0].get_facecolor()) for h, label in zip(handles, labels, strict=True)}
+    assert len(set(colours.values())) == len(colours) == 6  # ceiling, floor and the four models
 
 
 def test_evaluation_stage_reports_the_generation_adherence(tmp_path):

@@ -40,10 +40,14 @@ def validation_bars(validation: pd.DataFrame, summary: pd.DataFrame | None = Non
            label="ceiling (own truth)")
     ax.bar(x - 0.4 + 1.5 * width, [scaled(r, r["floor"]) for _, r in v.iterrows()], width, color="#bbbbbb",
            label="floor (shuffled briefs)")
+    # every model its own colour: the house colours where it has one, else one no other bar uses
+    taken = {"#1b9e77", "#bbbbbb", *(MODEL_COLORS[m] for m in models if m in MODEL_COLORS)}
+    spare = (c for c in ("#1f77b4", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22") if c not in taken)
     for k, model in enumerate(models):
         s = summary[summary["model"] == model].set_index("metric")
         vals = [scaled(r, s.loc[r["metric"], "mean"]) if r["metric"] in s.index else np.nan for _, r in v.iterrows()]
-        ax.bar(x - 0.4 + (2.5 + k) * width, vals, width, color=MODEL_COLORS.get(model, f"C{k + 2}"), label=model)
+        color = MODEL_COLORS.get(model) or next(spare, f"C{k}")
+        ax.bar(x - 0.4 + (2.5 + k) * width, vals, width, color=color, label=model)
     ax.set_xticks(x, list(v["metric"]), rotation=60, ha="right", fontsize=8)
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set(ylim=(-0.55, 1.45), ylabel="score (error metrics: 1 − error / floor)")

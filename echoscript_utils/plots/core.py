@@ -36,7 +36,9 @@ STYLE = {
 }
 
 #: Colours by model label, so baseline and fine-tuned look the same in every figure.
-MODEL_COLORS = {"musicgen": "#7f7f7f", "baseline": "#7f7f7f", "echoscript": "#d62728", "finetuned": "#d62728"}
+MODEL_COLORS = {"musicgen": "#7f7f7f", "baseline": "#7f7f7f", "echoscript": "#d62728", "finetuned": "#d62728",
+                # the melody-conditioned model: the MIDI sketch of stage 05, the leitmotif of stage 08
+                "sketch": "#9467bd", "leitmotif": "#9467bd"}
 
 
 def style():
