@@ -162,14 +162,19 @@ def median_pairwise_distance(emb, *, block_rows: int = _BLOCK_ROWS, max_values: 
     rank = (n_pairs - 1) // 2  # 0-based rank of the lower median among the squared distances
     sq = np.einsum("ij,ij->i", rows, rows)
 
+    def pair_blocks():
+        """Squared distances of the pairs i < j, a block of rows at a time (flattened; the pairs i ≥ j of a
+        diagonal block are NaN, which fails every comparison below)."""
+        for i0, i1, j0, j1 in _blocks(n, n, same=True, block=block_rows):
+            d2 = _sq_dists(rows[i0:i1], sq[i0:i1], rows[j0:j1], sq[j0:j1])
+            if i0 == j0:
+                d2[np.tri(i1 - i0, dtype=bool)] = np.nan
+            yield d2.ravel()
+
     def scan(lo: float, hi: float, cap: int) -> tuple[int, np.ndarray | None]:
         """Distances² below ``lo``, and those in ``[lo, hi]`` (None when more than ``cap``)."""
         below, kept, n_kept = 0, [], 0
-        for i0, i1, j0, j1 in _blocks(n, n, same=True, block=block_rows):
-            d2 = _sq_dists(rows[i0:i1], sq[i0:i1], rows[j0:j1], sq[j0:j1])
-            if i0 == j0:  # keep the pairs i < j: the rest fails both tests below
-                d2[np.tri(i1 - i0, dtype=bool)] = np.nan
-            vals = d2.ravel()
+        for vals in pair_blocks():
             below += int(np.count_nonzero(vals < lo))
             inside = vals[(vals >= lo) & (vals <= hi)]
             n_kept += inside.size
@@ -196,11 +201,7 @@ def median_pairwise_distance(emb, *, block_rows: int = _BLOCK_ROWS, max_values: 
     def histogram(lo: float, hi: float, edges: np.ndarray) -> tuple[int, int, np.ndarray]:
         """Distances² below ``lo``, equal to ``lo``, and per bin of ``[lo, e_0), [e_0, e_1), …, [e_last, hi]``."""
         below, at_lo, counts = 0, 0, np.zeros(edges.size + 1, dtype=np.int64)
-        for i0, i1, j0, j1 in _blocks(n, n, same=True, block=block_rows):
-            d2 = _sq_dists(rows[i0:i1], sq[i0:i1], rows[j0:j1], sq[j0:j1])
-            if i0 == j0:
-                d2[np.tri(i1 - i0, dtype=bool)] = np.nan
-            vals = d2.ravel()
+        for vals in pair_blocks():
             below += int(np.count_nonzero(vals < lo))
             at_lo += int(np.count_nonzero(vals == lo))
             inside = vals[(vals >= lo) & (vals <= hi)]
@@ -220,14 +221,7 @@ def median_pairwise_distance(emb, *, block_rows: int = _BLOCK_ROWS, max_values: 
         below += int(counts[:k].sum())
         lo, hi, last = float(bounds[k]), float(bounds[k + 1]), k == counts.size - 1
         if counts[k] <= max_values:
-            kept = []
-            for i0, i1, j0, j1 in _blocks(n, n, same=True, block=block_rows):
-                d2 = _sq_dists(rows[i0:i1], sq[i0:i1], rows[j0:j1], sq[j0:j1])
-                if i0 == j0:
-                    d2[np.tri(i1 - i0, dtype=bool)] = np.nan
-                vals = d2.ravel()
-                kept.append(vals[(vals >= lo) & ((vals <= hi) if last else (vals < hi))])
-            vals = np.concatenate(kept)
+            vals = np.concatenate([v[(v >= lo) & ((v <= hi) if last else (v < hi))] for v in pair_blocks()])
             return float(np.sqrt(max(np.partition(vals, rank - below)[rank - below], 0.0)))
         inner = sample[(sample > lo) & (sample < hi)]
         if inner.size >= 64:
