@@ -592,15 +592,13 @@ def embed_files_many(paths: Sequence[str | os.PathLike], embedders: Mapping[str,
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     paths = [Path(p) for p in paths]
     if num_workers > 1 and len(paths) > batch_size:
-        from .parallel import fork_map
+        from .parallel import fork_chunks
 
-        chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
-        parts = fork_map(lambda chunk: embed_files_many(chunk, embedders, cache_dir=cache_dir, progress=False,
-                                                        batch_size=batch_size),
-                         chunks, num_workers=num_workers, progress=progress, unit="batch",
-                         desc=f"{'+'.join(e.name for e in embedders.values())} embeddings")
-        return {k: {str(p): part[k][str(p)] for part, chunk in zip(parts, chunks, strict=True) for p in chunk}
-                for k in embedders}
+        parts = fork_chunks(lambda chunk: embed_files_many(chunk, embedders, cache_dir=cache_dir, progress=False,
+                                                           batch_size=batch_size),
+                            paths, num_workers=num_workers, most=batch_size, progress=progress,
+                            desc=f"{'+'.join(e.name for e in embedders.values())} embeddings")
+        return {k: {str(p): rows for part in parts for p, rows in part[k].items()} for k in embedders}
     folders = {k: ensure_dir(Path(cache_dir) / "embeddings" / e.name) if cache_dir is not None else None
                for k, e in embedders.items()}
     groups: dict[Any, list[str]] = {}

@@ -10,13 +10,14 @@ Where the platform cannot fork, or one worker or one item is asked for, everythi
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing as mp
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
-__all__ = ["can_fork", "fork_map", "one_thread"]
+__all__ = ["can_fork", "fork_chunks", "fork_map", "one_thread"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -105,3 +106,15 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], *, num_workers: int, prog
     finally:
         bar.close()
     return results
+
+
+def fork_chunks(fn: Callable[[Any], R], items: Any, *, num_workers: int, most: int, progress: bool = False,
+                desc: str = "") -> list[R]:
+    """``fn`` on consecutive slices of ``items`` (a sequence, an array, or a DataFrame's rows) through
+    :func:`fork_map`: slices of at most ``most`` items, and small enough that every worker gets one. Returns
+    ``fn``'s result for each slice, in order (the caller joins them)."""
+    n = len(items)
+    step = max(1, min(int(most), math.ceil(n / max(int(num_workers), 1))))
+    take = items.iloc if hasattr(items, "iloc") else items
+    slices = [take[i:i + step] for i in range(0, n, step)]
+    return fork_map(fn, slices, num_workers=num_workers, progress=progress, desc=desc, unit="batch")

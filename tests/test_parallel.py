@@ -43,3 +43,17 @@ def test_before_fork_runs_once_in_this_process():
     seen = []
     fork_map(lambda i: i, [1, 2, 3], num_workers=2, before_fork=lambda: seen.append(os.getpid()))
     assert seen == [os.getpid()]
+
+
+@needs_fork
+def test_fork_chunks_slices_lists_and_dataframes_in_order_every_worker_busy():
+    import pandas as pd
+
+    from echoscript_utils.parallel import fork_chunks
+
+    sizes = fork_chunks(len, list(range(10)), num_workers=2, most=8)
+    assert sizes == [5, 5]  # at most 8 a slice, but both workers get one
+    assert fork_chunks(len, list(range(20)), num_workers=2, most=8) == [8, 8, 4]
+    df = pd.DataFrame({"x": range(7)}, index=list("abcdefg"))  # rows by position, whatever the index
+    parts = fork_chunks(lambda d: list(d["x"]), df, num_workers=2, most=3)
+    assert parts == [[0, 1, 2], [3, 4, 5], [6]]

@@ -119,13 +119,12 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     if num_workers > 1 and len(clips) > batch_size:
-        from ..parallel import fork_map
+        from ..parallel import fork_chunks
 
-        chunks = [clips.iloc[i:i + batch_size] for i in range(0, len(clips), batch_size)]
-        parts = fork_map(lambda chunk: run_taggers(chunk, taggers, cache_dir=cache_dir, combine=combine,
-                                                   progress=False, threads=threads, batch_size=batch_size,
-                                                   share_embeddings=share_embeddings),
-                         chunks, num_workers=num_workers, progress=progress, desc="tagging", unit="batch")
+        parts = fork_chunks(lambda chunk: run_taggers(chunk, taggers, cache_dir=cache_dir, combine=combine,
+                                                      progress=False, threads=threads, batch_size=batch_size,
+                                                      share_embeddings=share_embeddings),
+                            clips, num_workers=num_workers, most=batch_size, progress=progress, desc="tagging")
         return pd.concat(parts, ignore_index=True)
     cache_dir = Path(cache_dir)
     names = list(taggers)

@@ -13,7 +13,6 @@ EnCodec); chroma is ``float32 [N, 12]`` at MusicGen-Melody's 7.8125 frames per s
 from __future__ import annotations
 
 import functools
-import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -99,16 +98,13 @@ def encode_clips(model, paths: Sequence[str | os.PathLike], *, cache_dir: str | 
     codes = [cache.read(k) for k in keys]
     missing = [i for i, c in enumerate(codes) if c is None]
     if missing and num_workers > 1 and str(device).startswith("cpu") and len(missing) > 1:
-        from ..parallel import fork_map
+        from ..parallel import fork_chunks
 
         def fill(chunk: list[int]) -> None:  # in a worker: encode into the cache; the codes are read back here
             encode_clips(model, [paths[i] for i in chunk], cache_dir=cache_dir, device=device, batch_size=batch_size,
                          hashes=[keys[i] for i in chunk], progress=False)
 
-        per_task = min(4, math.ceil(len(missing) / num_workers))  # a few clips a task, every worker busy
-        chunks = [missing[i:i + per_task] for i in range(0, len(missing), per_task)]
-        fork_map(fill, chunks, num_workers=num_workers, progress=progress, desc="codec tokens",
-                 unit=f"×{per_task} clips")
+        fork_chunks(fill, missing, num_workers=num_workers, most=4, progress=progress, desc="codec tokens")
         codes = [c if c is not None else cache.read(k) for c, k in zip(codes, keys, strict=True)]
         missing = [i for i, c in enumerate(codes) if c is None]  # none, unless the cache could not be written
     if missing:

@@ -106,13 +106,12 @@ class ClapEmbedder:
         rows = []
         durations = list(durations) if durations is not None else [None] * len(paths)
         if num_workers > 1 and len(paths) > 1 and str(self.device).startswith("cpu"):
-            from ..parallel import fork_map
+            from ..parallel import fork_chunks
 
-            step = min(8, -(-len(paths) // num_workers))
-            spans = [(i, i + step) for i in range(0, len(paths), step)]
-            parts = fork_map(lambda span: self.embed_audio_files(list(paths[span[0]:span[1]]), progress=False,
-                                                                 durations=durations[span[0]:span[1]]),
-                             spans, num_workers=num_workers, progress=progress, desc="CLAP audio", unit="batch")
+            parts = fork_chunks(lambda chunk: self.embed_audio_files([p for p, _ in chunk], progress=False,
+                                                                     durations=[d for _, d in chunk]),
+                                list(zip(paths, durations, strict=True)), num_workers=num_workers, most=8,
+                                progress=progress, desc="CLAP audio")
             return np.concatenate(parts)
         for p, dur in tqdm(list(zip(paths, durations, strict=True)), desc="CLAP audio", disable=not progress,
                            leave=False):
