@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
-__all__ = ["can_fork", "fork_chunks", "fork_map", "one_thread"]
+__all__ = ["can_fork", "fork_chunks", "fork_map", "one_thread", "torch_threads"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -30,18 +30,31 @@ def can_fork() -> bool:
     return "fork" in mp.get_all_start_methods()
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Temporarily limit torch's CPU threads (``None`` leaves them as they are)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def one_thread():
-    """A context in which BLAS and OpenMP pools (threadpoolctl) and torch use one thread each."""
+    """A context in which BLAS and OpenMP pools (threadpoolctl) and torch, if imported, use one thread each."""
     stack = contextlib.ExitStack()
     with contextlib.suppress(ImportError):
         from threadpoolctl import threadpool_limits
 
         stack.enter_context(threadpool_limits(1))
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        stack.callback(torch.set_num_threads, before)
+    if "torch" in sys.modules:
+        stack.enter_context(torch_threads(1))
     return stack
 
 

@@ -33,9 +33,7 @@ def _torch_threads():
 def one_torch_thread():
     """One torch thread for a module's tests, restored after: a stage run in-process (``pipeline``) sets
     ``run.torch_threads``, and tiny models on a shared 2-core machine run far faster on one thread."""
-    import torch
+    from echoscript_utils.parallel import torch_threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield

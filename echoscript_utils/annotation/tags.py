@@ -3,7 +3,6 @@ and choose each clip's labels from the probabilities."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from ..artifacts import atomic_write_text, file_hash, read_cached, text_hash, wr
 from ..audio import load
 from ..dataset import real_duration
 from ..errors import ConfigError, DependencyError, EchoScriptError, InputError
+from ..parallel import torch_threads
 from ..tagging import FIELDS, VOCAB, MusicnnTagger, Tagger, choose_labels, combine_tags, get_tagger
 from .schema import COMBINED
 
@@ -72,22 +72,6 @@ def _share_musicnn(cache_dir: Path, tagger: MusicnnTagger, audio_hash: str, outp
                                    for layer in ("penultimate", "taggram")]
     for emb in embedders[tagger.model]:
         store_embedding(cache_dir, emb, audio_hash, outputs[emb.layer])
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Temporarily limit torch's CPU threads (``None`` leaves them as they are)."""
-    if n is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir: str | os.PathLike,
