@@ -374,15 +374,14 @@ def _ffmpeg() -> str:
 
 
 def _ffmpeg_rate(fps) -> Fraction:
-    """Frame rate as an exact fraction, the NTSC rates (23.976, 29.97, 59.94) snapped to n*1000/1001."""
-    from opentimelineio import opentime
+    """Frame rate as an exact fraction, the NTSC rates (23.976, 29.97, 59.94) snapped to n*1000/1001 (the timecode
+    rate the spotting uses, :func:`~echoscript_utils.spotting.cut.timecode_rate`)."""
+    from .spotting.cut import timecode_rate
 
     fps = float(fps)
     if not np.isfinite(fps) or fps <= 0:
         raise InputError(f"preview: fps must be a positive frame rate (got {fps})")
-    near = opentime.RationalTime.nearest_valid_timecode_rate(fps)
-    rate = near if abs(near - fps) < 0.01 else fps
-    return Fraction(rate).limit_denominator(1001)
+    return Fraction(timecode_rate(fps)).limit_denominator(1001)
 
 
 def _filter_quote(text) -> str:
