@@ -523,3 +523,16 @@ def test_spotting_figure_ticks_read_as_whole_second_timecodes(fps):
     assert len(labels) >= 4 and labels[0] == frames_to_tc(rate * 3600, rate)
     assert all(label.endswith(":00") or label.endswith(";00") for label in labels), labels
     matplotlib.pyplot.close(ax.figure)
+
+
+def test_the_timeline_figure_says_when_screen_time_is_the_page_count_estimate():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from echoscript_utils.plots.scoring import timeline
+
+    scenes = pd.DataFrame({"scene": [1, 2], "start_s": [0.0, 60.0], "duration_s": [60.0, 30.0],
+                           "mood": ["calming", "suspenseful"], "intensity": [0.3, 0.8]})
+    assert "estimated from page count" in timeline(scenes, estimated=True).get_xlabel()
+    assert timeline(scenes).get_xlabel() == "screen time (s)"
+    matplotlib.pyplot.close("all")

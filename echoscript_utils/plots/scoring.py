@@ -12,13 +12,14 @@ MOOD_COLORS = {"suspenseful": "#8c2d04", "uplifting": "#e6ab02", "melancholic": 
 
 
 @styled
-def timeline(scenes: pd.DataFrame, *, ax=None, label_scenes: bool = True):
+def timeline(scenes: pd.DataFrame, *, ax=None, label_scenes: bool = True, estimated: bool = False):
     """Scenes along screen time: one bar per scene from ``start_s`` for ``duration_s``, as high as its cue's
     ``intensity`` (0..1) and coloured by its ``mood`` (also shown as a band under the axis); scenes without a
     cue (``spotted`` false) are hatched outlines.
 
     ``scenes`` needs ``scene, start_s, duration_s, mood, intensity`` (``spotted`` optional), e.g.
     ``ScoringResult.scenes``. With ``label_scenes``, each scene wide enough to hold its number is numbered.
+    ``estimated``: the screen times are the page-count estimate (no cut), and the axis says so.
     """
     from matplotlib.patches import Patch
 
@@ -37,7 +38,8 @@ def timeline(scenes: pd.DataFrame, *, ax=None, label_scenes: bool = True):
             ax.text(rec["start_s"] + rec["duration_s"] / 2, min(rec["intensity"] + 0.03, 1.02), str(rec["scene"]),
                     ha="center", va="bottom", fontsize=8)
     end = float((scenes["start_s"] + scenes["duration_s"]).max()) if len(scenes) else 1.0
-    ax.set(xlim=(0, end), ylim=(-0.1, 1.12), xlabel="screen time (s)", ylabel="cue intensity")
+    ax.set(xlim=(0, end), ylim=(-0.1, 1.12), ylabel="cue intensity",
+           xlabel="screen time (s), estimated from page count" if estimated else "screen time (s)")
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     moods = [m for m in MOOD_COLORS if m in set(scenes["mood"])]
     handles = [Patch(color=MOOD_COLORS[m], label=m) for m in moods]

@@ -406,7 +406,7 @@ def _write_sheets(sp: Screenplay, sheet: pd.DataFrame, plan_df: pd.DataFrame, ou
     scenes_df = scenes_table(sp).merge(plan_df.drop(columns=["heading"]), on="scene")
     write_table(sheet, out_dir, "cue_sheet", caption=f"Cue sheet of {sp.title}")
     write_table(scenes_df, out_dir, "scenes", caption=f"Scenes of {sp.title}")
-    ax = splots.timeline(scenes_df)
+    ax = splots.timeline(scenes_df, estimated=bool(len(sheet)) and (sheet["timing"] == "estimate").all())
     ax.set_title(f"{sp.title}: cues along screen time")
     save_figure(ax, "timeline", out_dir)
     write_players(out_dir / "players.html",
