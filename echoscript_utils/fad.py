@@ -108,8 +108,9 @@ class _Side:
     and kept (a reference reused across bootstrap resamples is factored once)."""
 
     def __init__(self, mu: np.ndarray, trace: float, *, cov: np.ndarray | None = None,
-                 factor: np.ndarray | None = None):
+                 factor: np.ndarray | None = None, symmetric: bool = False):
         self.mu, self.trace, self.cov = mu, trace, cov
+        self.symmetric = symmetric  # cov is exactly symmetric (made here by a symmetric product): no averaging
         self._data = factor
         self._factors: dict[str, tuple[np.ndarray, bool]] = {}
 
@@ -124,7 +125,7 @@ class _Side:
             if other is not None and not other[1]:  # Cholesky refused this covariance already
                 self._factors[key] = other
             else:
-                self._factors[key] = _factor_cov(self.cov, upper=upper)
+                self._factors[key] = _factor_cov(self.cov, upper=upper, symmetric=self.symmetric)
         return self._factors[key]
 
 
@@ -152,18 +153,19 @@ def _rows_and_groups(emb, what: str) -> tuple[np.ndarray, np.ndarray]:
     return rows, groups
 
 
-def _factor_cov(cov: np.ndarray, *, upper: bool = False) -> tuple[np.ndarray, bool]:
+def _factor_cov(cov: np.ndarray, *, upper: bool = False, symmetric: bool = False) -> tuple[np.ndarray, bool]:
     """A real ``F`` ``[D, r]`` with ``F Fᵀ = cov``, and whether it is square triangular.
 
     Cholesky when ``cov`` is positive definite: lower-triangular ``L``, or with ``upper=True`` an upper-triangular
     ``U`` (the Cholesky factor of the reversed matrix, reversed back). Otherwise LAPACK's pivoted Cholesky
     (``?pstrf``), which stops at the numerical rank r (directions whose remaining variance is at the rounding level
-    of ``cov`` itself), and an eigen-factor with negative rounding clamped to zero only if that fails.
+    of ``cov`` itself), and an eigen-factor with negative rounding clamped to zero only if that fails. A ``cov``
+    not known to be ``symmetric`` to the last bit is averaged with its transpose first.
     """
     import scipy.linalg
     from scipy.linalg.lapack import dpotrf, dpstrf
 
-    cov = np.ascontiguousarray(0.5 * (cov + cov.T))
+    cov = np.ascontiguousarray(cov) if symmetric else np.ascontiguousarray(0.5 * (cov + cov.T))
     # LAPACK's ?potrf on the Fortran view of the symmetric matrix (no reordering copy; numpy's cholesky makes
     # two), the same factor as numpy's
     if upper:
@@ -201,8 +203,9 @@ def _side_from_rows(rows: np.ndarray, weights: np.ndarray | None = None) -> _Sid
     denom = total - 1.0
     if n_rows <= dim:  # rank-deficient: the centred data is an exact, cheap factor
         return _Side(mu, float(np.einsum("ij,ij->", xc, xc)) / denom, factor=xc.T / math.sqrt(denom))
-    cov = xc.T @ xc / denom
-    return _Side(mu, float(np.trace(cov)), cov=cov)
+    cov = xc.T @ xc  # numpy takes ?syrk for a product with its own transpose: exactly symmetric
+    cov /= denom
+    return _Side(mu, float(np.trace(cov)), cov=cov, symmetric=True)
 
 
 def _side_from_stats(mu: np.ndarray, cov: np.ndarray) -> _Side:
