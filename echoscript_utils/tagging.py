@@ -366,18 +366,19 @@ class ClapTagger(Tagger):
         seed: seed for building tiny models.
         templates: per-field prompt templates with ``{label}`` (default :data:`CLAP_TEMPLATES`).
         embedder: an existing ``ClapEmbedder`` to reuse (then ``model``/``cache_dir`` only name it).
+        batch_size: windows per forward pass of the embedder built here (the alignment stage's, so that both
+            compute the same embeddings).
     """
 
     name = "clap"
     sample_rate = 48000
 
     def __init__(self, model: str, *, cache_dir: str | os.PathLike, device: str = "cpu", seed: int = 1234,
-                 templates: dict[str, Sequence[str]] | None = None, embedder: Any = None):
+                 templates: dict[str, Sequence[str]] | None = None, embedder: Any = None, batch_size: int = 8):
         import torch
 
-
         if embedder is None:
-            embedder = ClapEmbedder(model, cache_dir=cache_dir, device=device, seed=seed)
+            embedder = ClapEmbedder(model, cache_dir=cache_dir, device=device, seed=seed, batch_size=batch_size)
         self.embedder = embedder
         self.model_name = str(model)
         self.sample_rate = int(embedder.sample_rate)
@@ -405,11 +406,13 @@ class ClapTagger(Tagger):
         return self._tags(self.audio_embedding(wav, sr))
 
     def tag_many(self, clips: Sequence[tuple[np.ndarray, int]]) -> list[TagProbs]:
-        """The 10 s windows of all clips go through CLAP together (:meth:`ClapEmbedder.embed_audio_arrays`)."""
-        if not clips:
-            return []
-        return [self._tags(a) for a in self.embedder.embed_audio_arrays(
-            [(np.asarray(wav, dtype=np.float32), sr) for wav, sr in clips])]
+        """Each clip on its own, as the alignment stage embeds it (so the annotation stage can hand it the same
+        embeddings; windows of several clips in one batch were no faster on a CPU)."""
+        return [self.tag(wav, sr) for wav, sr in clips]
+
+    def tags_from(self, a: np.ndarray) -> TagProbs:
+        """The tags of one clip's :meth:`audio_embedding`."""
+        return self._tags(a)
 
     def _tags(self, a: np.ndarray) -> TagProbs:
         out: TagProbs = {}
@@ -436,8 +439,9 @@ def _make_musicnn(cfg) -> Tagger:
 
 def _make_clap(cfg) -> Tagger:
 
+    # the alignment stage's model and batch: the embeddings the tagger computes are the ones alignment would
     return ClapTagger(cfg.alignment.clap_model, cache_dir=cfg.paths.cache, device=resolve_device(cfg.run.device),
-                      seed=cfg.seed)
+                      seed=cfg.seed, batch_size=cfg.alignment.batch_size)
 
 
 #: name → factory ``(cfg) -> Tagger``.

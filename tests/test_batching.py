@@ -100,17 +100,26 @@ def test_musicnn_outputs_share_one_forward_pass(files, tmp_path, monkeypatch):
         assert out["musicnn"][str(f)].shape[1] == 200 and out["taggram"][str(f)].shape[1] == 50
 
 
-def test_batched_clap_tags_equal_clip_by_clip(files, tmp_path):
+def test_clap_tagging_hands_the_alignment_stage_its_embeddings(files, tmp_path, monkeypatch):
+    """The annotation stage's CLAP tagger stores each clip's audio embedding (a padded clip's music only) where the
+    alignment stage's embedder looks for it: alignment then decodes nothing, and reads the very values it would
+    compute itself."""
+    from echoscript_utils.models import clap as clap_module
+
     try:
-        tagger = tagging.ClapTagger("tiny-clap", cache_dir=tmp_path)
+        tagger = tagging.ClapTagger("tiny-clap", cache_dir=tmp_path / "run")
     except DependencyError as exc:
         pytest.skip(str(exc))
-    clips = [audio.load(f) for f in files]
-    many = tagger.tag_many(clips)
-    for (wav, sr), t in zip(clips, many):
-        alone = tagger.tag(wav, sr)
-        for f in tagging.FIELDS:
-            np.testing.assert_allclose(list(t[f].values()), list(alone[f].values()), rtol=RTOL, atol=1e-7)
+    clips = pd.DataFrame([{"clip_id": f"c{i}", "path": str(f), "duration_s": 30.0,
+                           "real_duration_s": 3.0 if i == 0 else None} for i, f in enumerate(files)])
+    annotation.run_taggers(clips, {"clap": tagger}, cache_dir=tmp_path / "run", progress=False, batch_size=2)
+    music = [3.0] + [None] * (len(files) - 1)
+    fresh = clap_module.ClapEmbedder("tiny-clap", cache_dir=tmp_path / "elsewhere").embed_audio_files(
+        files, progress=False, durations=music)
+    monkeypatch.setattr(clap_module, "load", lambda p: pytest.fail(f"{p} decoded although annotation embedded it"))
+    shared = clap_module.ClapEmbedder("tiny-clap", cache_dir=tmp_path / "run").embed_audio_files(
+        files, progress=False, durations=music)
+    assert np.array_equal(shared, fresh)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from ..audio import load
 from ..dataset import real_duration
 from ..errors import ConfigError, DependencyError, EchoScriptError, InputError
 from ..parallel import torch_threads
-from ..tagging import FIELDS, VOCAB, MusicnnTagger, Tagger, choose_labels, combine_tags, get_tagger
+from ..tagging import FIELDS, VOCAB, ClapTagger, MusicnnTagger, Tagger, choose_labels, combine_tags, get_tagger
 from .schema import COMBINED
 
 __all__ = ["OUTPUT_COLUMNS", "build_taggers", "choose_all", "corpus_scores", "read_tagger_outputs", "run_taggers",
@@ -90,7 +90,8 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
             taggers that batch (:meth:`~echoscript_utils.tagging.Tagger.tag_many`) run them in one pass.
         share_embeddings: the musicnn tagger's forward pass on a whole clip also fills the embedding cache
             (``<cache_dir>/embeddings/musicnn``) with that clip's musicnn embedding and taggram, which the
-            evaluation stage would otherwise compute again for its reference clips.
+            evaluation stage would otherwise compute again for its reference clips; the CLAP tagger's audio
+            embedding of a clip fills the alignment stage's cache (``<cache_dir>/clap``) the same way.
         num_workers: forked processes of one thread each, which tag a batch of clips at a time
             (:func:`~echoscript_utils.parallel.fork_map`; 1 = this process). Only for taggers on the CPU: a forked
             process cannot use its parent's GPU.
@@ -119,7 +120,7 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
     bar = tqdm(total=len(rows), desc="tagging", disable=not progress, leave=False)
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
-        hashes, cuts = [], []
+        hashes, cuts, files = [], [], []
         for row in chunk:
             path = Path(row.path)
             if not path.is_file():
@@ -127,7 +128,8 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
             # a short cue padded with silence is tagged on its music only (the cache key says how much of it)
             real_s = real_duration(row._asdict()) if hasattr(row, "duration_s") else None
             padded = real_s is not None and real_s < float(row.duration_s) - 1e-6
-            hashes.append(text_hash(file_hash(path), real_s) if padded else file_hash(path))
+            files.append(file_hash(path))
+            hashes.append(text_hash(files[-1], real_s) if padded else files[-1])
             cuts.append(real_s if padded else None)
         per: list[dict[str, dict]] = [{} for _ in chunk]
         misses: dict[str, list[int]] = {}
@@ -152,6 +154,12 @@ def run_taggers(clips: pd.DataFrame, taggers: Mapping[str, Tagger], *, cache_dir
                     for j, o in zip(todo, outs, strict=True):
                         if cuts[j] is None:  # the whole file: its musicnn rows are the evaluation stage's too
                             _share_musicnn(cache_dir, tg, hashes[j], o, share)
+                elif share is not None and isinstance(tg, ClapTagger):
+                    # the clip's CLAP audio embedding is the alignment stage's too (same model, batch and cut)
+                    embs = [tg.audio_embedding(*decoded[j]) for j in todo]
+                    tags = [tg.tags_from(e) for e in embs]
+                    for j, e in zip(todo, embs, strict=True):
+                        tg.embedder.store_audio_embedding(tg.embedder.audio_cache_file(files[j], cuts[j]), e)
                 else:
                     tags = tg.tag_many([decoded[j] for j in todo])
             for j, t in zip(todo, tags, strict=True):

@@ -102,7 +102,6 @@ class ClapEmbedder:
         ``num_workers`` > 1 embeds a few files at a time in forked processes of one thread each
         (:func:`~echoscript_utils.parallel.fork_map`; on a CPU only: a forked process cannot use its parent's
         GPU)."""
-        cache = ensure_dir(self.cache_dir / "clap")
         rows = []
         durations = list(durations) if durations is not None else [None] * len(paths)
         if num_workers > 1 and len(paths) > 1 and str(self.device).startswith("cpu"):
@@ -115,19 +114,28 @@ class ClapEmbedder:
             return np.concatenate(parts)
         for p, dur in tqdm(list(zip(paths, durations, strict=True)), desc="CLAP audio", disable=not progress,
                            leave=False):
-            key = text_hash(file_hash(p), self.identity, "audio-v1", *([] if dur is None else [round(dur, 6)]))
-            f = cache / f"{key}.npy"
+            f = self.audio_cache_file(file_hash(p), dur)
             if f.is_file():
                 rows.append(np.load(f))
                 continue
             wav, sr = load(p)
             if dur is not None:
                 wav = wav[:, : int(round(dur * sr))]
-            e = self.embed_audio_array(wav, sr)
-            with atomic_path(f, suffix=".npy") as tmp:
-                np.save(tmp, e)
-            rows.append(e)
+            rows.append(self.store_audio_embedding(f, self.embed_audio_array(wav, sr)))
         return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+    def audio_cache_file(self, audio_hash: str, duration: float | None = None) -> Path:
+        """Where :meth:`embed_audio_files` keeps the embedding of the file with content hash ``audio_hash`` (its
+        first ``duration`` seconds when given)."""
+        key = text_hash(audio_hash, self.identity, "audio-v1", *([] if duration is None else [round(duration, 6)]))
+        return ensure_dir(self.cache_dir / "clap") / f"{key}.npy"
+
+    @staticmethod
+    def store_audio_embedding(path: Path, embedding: np.ndarray) -> np.ndarray:
+        """Write one :meth:`embed_audio_array` result to its :meth:`audio_cache_file` (atomically); returns it."""
+        with atomic_path(path, suffix=".npy") as tmp:
+            np.save(tmp, embedding)
+        return embedding
 
     # text -------------------------------------------------------------------------------------------------
     def embed_text(self, texts: list[str]) -> np.ndarray:
