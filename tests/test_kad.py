@@ -187,6 +187,21 @@ def test_median_of_many_pairs_holds_few_distances():
     assert peak < 6e6, peak  # all 2 million distances would be 16 MB
 
 
+@pytest.mark.parametrize("grid", [False, True])
+def test_median_of_a_mid_sized_set_takes_one_pass(grid, monkeypatch):
+    """3,000 rows (4.5 million pairs, like a thinned reference): one pass over the blocks keeps the distances in a
+    bracket around the median and selects it exactly, also when it is tied many times over (rows on a grid)."""
+    rng = np.random.default_rng(11)
+    rows = rng.integers(0, 4, size=(3000, 3)).astype(float) if grid else rng.normal(size=(3000, 8))
+    calls = []
+    real = kad._sq_dists
+    monkeypatch.setattr(kad, "_sq_dists", lambda *a: (calls.append(1), real(*a))[1])
+    got = kad.median_pairwise_distance(rows, block_rows=1024)
+    assert len(calls) == 6  # the 6 blocks of the upper triangle, once each
+    d2 = np.concatenate([((rows[i + 1:] - rows[i]) ** 2).sum(1) for i in range(len(rows) - 1)])
+    assert got == pytest.approx(float(np.sqrt(np.sort(d2)[(d2.size - 1) // 2])), rel=1e-12)
+
+
 def gaussian_expected_kernel(mu_a, var_a, mu_b, var_b, sigma, dim):
     """E k(a, b) for independent a ~ N(mu_a, var_a I), b ~ N(mu_b, var_b I), Gaussian kernel of bandwidth sigma."""
     s = sigma**2 + var_a + var_b
