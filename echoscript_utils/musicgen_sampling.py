@@ -21,7 +21,7 @@ import numpy as np
 
 from . import audio
 from .artifacts import ensure_dir, read_json, text_hash, write_json
-from .config import resolve_device
+from .config import cpu_workers, resolve_device
 from .errors import InputError
 from .models import (
     frame_rate,
@@ -32,6 +32,7 @@ from .models import (
     resolve_model,
     text_token_limit,
 )
+from .parallel import fork_map
 
 __all__ = ["RenderJob", "continue_long_form", "corpus_loudness", "crossfade_concat", "fit_length", "generate_batch",
            "render_files", "sidecar_matches", "standardise"]
@@ -206,7 +207,8 @@ Renderer = Callable[[Any, Any, RenderJob], np.ndarray]
 
 def render_files(cfg, label: str, ref: str, jobs: list[RenderJob], *, out_dir: Path, settings: dict[str, Any],
                  render: Renderer, duration_field: str = "duration_s", loudness_record: bool = True,
-                 desc: str | None = None, progress: bool = True) -> list[tuple[dict[str, Any], bool]]:
+                 desc: str | None = None, progress: bool = True,
+                 on_job: Callable[[RenderJob], None] | None = None) -> list[tuple[dict[str, Any], bool]]:
     """Render every job's files for one model into ``out_dir/<label>/``; the one rendering job of stages 05 and 08.
 
     The model reference is resolved and identified first (:func:`~echoscript_utils.models.model_identity`); a
@@ -219,6 +221,11 @@ def render_files(cfg, label: str, ref: str, jobs: list[RenderJob], *, out_dir: P
     file), ``sample_rate``, ``model_sample_rate``, ``lufs``, ``peak_db``, ``wall_time_s`` (rendering seconds per
     file), ``file`` and, with ``loudness_record``, ``loudness`` (:class:`~echoscript_utils.audio.LoudnessRecord`).
 
+    On a CPU with ``run.num_workers`` > 1 the jobs to render are shared among that many forked processes of one
+    thread each (:func:`~echoscript_utils.parallel.fork_map`; the model is loaded once, before the fork); each job
+    seeds its own sampling, so the files are those one process writes. ``on_job`` is called here with a job before
+    it is rendered, or, with workers, with the first job (in job order) that failed, before its error is raised.
+
     Returns:
         One ``(sidecar as read back, rendered now)`` pair per file, in job order.
     """
@@ -229,21 +236,23 @@ def render_files(cfg, label: str, ref: str, jobs: list[RenderJob], *, out_dir: P
     identity = model_identity(path, seed=cfg.seed)
     c = cfg.curation
     sr_out = c.sample_rate
-    model = processor = None
-    out: list[tuple[dict[str, Any], bool]] = []
+    keyed = [[text_hash(identity, *parts) for parts in job.key_parts] for job in jobs]
+    todo = [not all(sidecar_matches(folder / f"{stem}.json", k) for stem, k in zip(job.stems, keys, strict=True))
+            for job, keys in zip(jobs, keyed, strict=True)]
+    pending = [i for i, t in enumerate(todo) if t]
     bar = tqdm(total=sum(len(j.stems) for j in jobs), desc=desc or label, disable=not progress, leave=False)
-    for job in jobs:
-        keys = [text_hash(identity, *parts) for parts in job.key_parts]
-        todo = not all(sidecar_matches(folder / f"{stem}.json", k) for stem, k in zip(job.stems, keys, strict=True))
-        if todo:
-            if model is None:
-                model, processor = load_musicgen(path, cache_dir=cfg.paths.models,
-                                                 device=resolve_device(cfg.run.device), seed=cfg.seed)
+    bar.update(sum(len(j.stems) for j, t in zip(jobs, todo, strict=True) if not t))
+    if pending:
+        model, processor = load_musicgen(path, cache_dir=cfg.paths.models, device=resolve_device(cfg.run.device),
+                                         seed=cfg.seed)
+        sr_model = model_sample_rate(model)
+
+        def write(i: int) -> None:
+            job = jobs[i]
             t0 = time.perf_counter()
             wavs = render(model, processor, job)
             wall = (time.perf_counter() - t0) / len(job.stems)
-            sr_model = model_sample_rate(model)
-            for stem, key, record, wav in zip(job.stems, keys, job.records, wavs, strict=True):
+            for stem, key, record, wav in zip(job.stems, keyed[i], job.records, wavs, strict=True):
                 std, loud = standardise(wav, sr_model, sr_out=sr_out, channels=c.channels,
                                         target_lufs=settings["target_lufs"], peak_db=c.peak_limit_db,
                                         policy=settings["loudness_policy"],
@@ -260,8 +269,29 @@ def render_files(cfg, label: str, ref: str, jobs: list[RenderJob], *, out_dir: P
                 if loudness_record:
                     side["loudness"] = loud.to_dict()
                 write_json(wav_path.with_suffix(".json"), side)
-            del wavs
-        out.extend((read_json(folder / f"{stem}.json"), todo) for stem in job.stems)
-        bar.update(len(job.stems))
+
+        workers = min(cpu_workers(cfg), len(pending))
+        if workers <= 1:
+            for i in pending:
+                if on_job is not None:
+                    on_job(jobs[i])
+                write(i)
+                bar.update(len(jobs[i].stems))
+        else:
+            def attempt(i: int) -> Exception | None:  # in a worker: hand a failure back with its job
+                try:
+                    write(i)
+                except Exception as exc:  # noqa: BLE001 (raised below, in job order, after on_job names it)
+                    return exc
+                return None
+
+            failures = fork_map(attempt, pending, num_workers=workers,
+                                on_result=lambda k, _: bar.update(len(jobs[pending[k]].stems)))
+            for i, exc in zip(pending, failures, strict=True):
+                if exc is not None:
+                    if on_job is not None:
+                        on_job(jobs[i])
+                    bar.close()
+                    raise exc
     bar.close()
-    return out
+    return [(read_json(folder / f"{stem}.json"), t) for job, t in zip(jobs, todo, strict=True) for stem in job.stems]

@@ -69,7 +69,8 @@ def _call(key: str, index: int, item: Any) -> tuple[int, Any]:
 
 
 def fork_map(fn: Callable[[T], R], items: Sequence[T], *, num_workers: int, progress: bool = False,
-             desc: str = "", unit: str = "item", before_fork: Callable[[], None] | None = None) -> list[R]:
+             desc: str = "", unit: str = "item", before_fork: Callable[[], None] | None = None,
+             on_result: Callable[[int, R], None] | None = None) -> list[R]:
     """``[fn(item) for item in items]`` over up to ``num_workers`` forked processes of one thread each.
 
     Args:
@@ -81,6 +82,8 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], *, num_workers: int, prog
         progress: a bar of finished items (on stderr).
         before_fork: called in this process before the workers are forked (e.g. compile or load what every worker
             needs once, so that the workers inherit it).
+        on_result: called in this process with each item's index and result as it finishes (in the order they
+            finish), e.g. to move a progress bar of the caller's own.
 
     Returns:
         The results in the order of ``items``.
@@ -95,6 +98,8 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], *, num_workers: int, prog
             with one_thread():
                 for i, item in enumerate(items):
                     results[i] = fn(item)
+                    if on_result is not None:
+                        on_result(i, results[i])
                     bar.update()
             return results
         if before_fork is not None:
@@ -109,6 +114,8 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], *, num_workers: int, prog
                     for fut in as_completed(futures):
                         i, res = fut.result()
                         results[i] = res
+                        if on_result is not None:
+                            on_result(i, res)
                         bar.update()
                 except BaseException:
                     for fut in futures:

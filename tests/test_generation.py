@@ -105,6 +105,42 @@ def test_identical_seeds_give_identical_audio(tmp_path, model_cache):
     assert not np.array_equal(outs[0], other)
 
 
+def test_worker_processes_write_the_files_one_process_writes(tmp_path, model_cache):
+    """With run.num_workers = 2 the jobs are shared between two forked processes: every WAV is byte for byte the
+    one a single process writes (each job seeds its own sampling), and the sidecars agree but for the timing."""
+    written = {}
+    for workers in (1, 2):
+        cfg = _cfg(tmp_path / f"w{workers}", model_cache, **{"run.num_workers": workers, "generation.batch_size": 1})
+        items = generation.generation_items(cfg)[:3]
+        df = generation.generate_for_model(cfg, "musicgen", "tiny-musicgen", items, out_dir=cfg.paths.generation,
+                                           progress=False)
+        assert len(df) == 6 and df["generated"].all()
+        folder = cfg.paths.generation / "musicgen"
+        written[workers] = {p.name: p.read_bytes() for p in sorted(folder.glob("*.wav"))}
+        written[workers] |= {p.name: {k: v for k, v in read_json(p).items() if k != "wall_time_s"}
+                             for p in sorted(folder.glob("*.json"))}
+    assert len(written[1]) == 12 and written[1] == written[2]
+
+
+def test_a_job_failing_in_a_worker_is_raised_and_named(tmp_path, model_cache):
+    cfg = _cfg(tmp_path, model_cache, **{"run.num_workers": 2})
+    jobs = [musicgen_sampling.RenderJob(prompts=[f"p{i}"], seed=i, stems=[f"f{i}"], key_parts=[(i,)], records=[{}])
+            for i in range(4)]
+
+    def render(model, processor, job):
+        if job.seed in (1, 3):
+            raise InputError(f"job {job.seed} cannot be rendered")
+        return np.zeros((1, 1, 3200), np.float32)
+
+    named = []
+    settings = {"target_lufs": -14.0, "loudness_policy": "limit", "max_limiting_db": 6.0}
+    with pytest.raises(InputError, match="job 1 cannot"):  # the first failure in job order
+        musicgen_sampling.render_files(cfg, "m", "tiny-musicgen", jobs, out_dir=tmp_path / "out", settings=settings,
+                                       render=render, progress=False, on_job=named.append)
+    assert [j.seed for j in named] == [1]
+    assert sorted(p.name for p in (tmp_path / "out" / "m").glob("*.wav")) == ["f0.wav", "f2.wav"]
+
+
 def test_long_form_continuation_reaches_the_length(tmp_path, model_cache):
     cfg = _cfg(tmp_path, model_cache, **{"generation.seeds": [0], "generation.long_form_s": 2.5,
                                          "generation.continuation_context_s": 0.5, "generation.crossfade_s": 0.1})

@@ -174,8 +174,6 @@ def generate_cues(cfg, label: str, ref: str, cues: list[dict[str, Any]], *, out_
     settings = cue_settings(cfg)
 
     def render(model, processor, job: RenderJob) -> np.ndarray:
-        if step is not None:
-            step["scene"] = int(job.records[0]["scene"])
         if theme is not None and not is_melody(model):
             raise ConfigError(f"scoring.leitmotif needs a MusicGen-Melody model, but {ref!r} is plain "
                               "MusicGen; set scoring.leitmotif_model (e.g. facebook/musicgen-melody)")
@@ -192,7 +190,8 @@ def generate_cues(cfg, label: str, ref: str, cues: list[dict[str, Any]], *, out_
             length_s=float(cue["cue_s"])))
     files = render_files(cfg, label, ref, jobs, out_dir=out_dir, settings=settings, render=render,
                          duration_field="duration_file_s", loudness_record=False, desc=f"cues {label}",
-                         progress=progress)
+                         progress=progress, on_job=None if step is None else
+                         lambda job: step.update(scene=int(job.records[0]["scene"])))
     return [{"model": label, "seed": seed, "scene": int(cue["scene"]), "file": f"{label}/{side['file']}",
              "lufs": side.get("lufs"), "wall_time_s": side.get("wall_time_s"), "generated": generated}
             for (seed, cue), (side, generated) in zip(order, files, strict=True)]
