@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DependencyError, InputError
+from .parallel import fork_map
 
 __all__ = [
     "METRICS",
@@ -611,7 +612,7 @@ def _as_delivered(an: CueAnalysis, brief: Brief, side: dict[str, Any], wav_path:
 
 def score_folder(folder: str | os.PathLike, *, files: list[Path] | None = None,
                  briefs: dict[Path, Brief] | None = None, transcription: bool = True,
-                 progress: bool = False) -> pd.DataFrame:
+                 progress: bool = False, num_workers: int = 1) -> pd.DataFrame:
     """Score every cue WAV with a JSON sidecar of the same stem in ``folder`` or its model subfolders.
 
     Args:
@@ -619,6 +620,7 @@ def score_folder(folder: str | os.PathLike, *, files: list[Path] | None = None,
         briefs: ``{wav path: Brief}`` to use instead of the sidecar's own brief (the stages pass the brief they
             planned; a path not in it falls back to its sidecar).
         transcription: run basic-pitch on cues that have a melody to follow.
+        num_workers: forked processes that decode and analyse the cues (:func:`~echoscript_utils.parallel.fork_map`).
 
     Returns:
         long table ``model, cue, metric, value`` (``cue`` = file stem; ``model`` from the sidecar, else the folder
@@ -627,8 +629,6 @@ def score_folder(folder: str | os.PathLike, *, files: list[Path] | None = None,
     Raises:
         InputError: not a folder, or no cue WAV with a sidecar in it.
     """
-    from tqdm.auto import tqdm
-
     from .audio import load
 
     root = Path(folder)
@@ -638,8 +638,8 @@ def score_folder(folder: str | os.PathLike, *, files: list[Path] | None = None,
     if not wavs:
         raise InputError(f"{root}: no cue WAV with a JSON sidecar of the same stem; pass a folder written by "
                          "`echoscript score` or the generation stage")
-    rows, levels = [], []
-    for wav_path in tqdm(wavs, desc="adherence", unit="cue", disable=not progress):
+    sides, cue_briefs = [], []
+    for wav_path in wavs:
         try:
             side = json.loads(wav_path.with_suffix(".json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -647,9 +647,17 @@ def score_folder(folder: str | os.PathLike, *, files: list[Path] | None = None,
                 from None
         if not isinstance(side, dict):
             raise InputError(f"{wav_path.with_suffix('.json')}: the sidecar is not a JSON object; rewrite it")
-        brief = (briefs or {}).get(wav_path) or brief_from_sidecar(side, folder=wav_path.parent)
-        wav, sr = load(wav_path)
-        an = analyse(wav, sr, transcription=transcription and brief.melody is not None and brief.melody.size > 0)
+        sides.append(side)
+        cue_briefs.append((briefs or {}).get(wav_path) or brief_from_sidecar(side, folder=wav_path.parent))
+
+    def measure(i: int) -> CueAnalysis:
+        melody = cue_briefs[i].melody
+        return analyse(*load(wavs[i]), transcription=transcription and melody is not None and melody.size > 0)
+
+    analyses = fork_map(measure, range(len(wavs)), num_workers=num_workers, progress=progress, desc="adherence",
+                        unit="cue")
+    rows, levels = [], []
+    for wav_path, side, brief, an in zip(wavs, sides, cue_briefs, analyses, strict=True):
         model = str(side.get("model") or wav_path.parent.name)
         levels.append({"model": model, "cue": wav_path.stem, "intensity": brief.intensity, "lufs": an.lufs,
                        "onset_density": an.onset_density})
@@ -778,7 +786,8 @@ def _derangements(n: int, k: int, rng: np.random.Generator) -> list[np.ndarray]:
 
 
 def validate(corpus: str | os.PathLike, *, max_clips: int | None = None, n_shuffles: int = 20, seed: int = 0,
-             min_s: float = 15.0, max_s: float = 30.0, transcription: bool = True) -> pd.DataFrame:
+             min_s: float = 15.0, max_s: float = 30.0, transcription: bool = True,
+             num_workers: int = 1) -> pd.DataFrame:
     """Ceiling and floor of every metric on the demo corpus (:func:`echoscript_utils.demo_corpus.build_corpus`).
 
     Each clip is cut to a seeded length between ``min_s`` and ``max_s`` seconds; its true brief is its tempo, key,
@@ -786,7 +795,8 @@ def validate(corpus: str | os.PathLike, *, max_clips: int | None = None, n_shuff
     loudness target and the corpus's −1 dBTP ceiling. For the arc, even clips get a 12 dB fade-in (build) and odd
     clips a fade-out (settle) before their arc is scored (the other metrics see the clip as rendered). The
     ceiling is the mean score against the true briefs; the floor the mean over ``n_shuffles`` derangements, each
-    clip scored against another clip's brief.
+    clip scored against another clip's brief. ``num_workers`` forked processes analyse the clips
+    (:func:`~echoscript_utils.parallel.fork_map`).
 
     Returns:
         one row per metric: ``metric, ceiling, floor, margin, n, higher_is_better, validated`` (``margin`` is
@@ -796,10 +806,13 @@ def validate(corpus: str | os.PathLike, *, max_clips: int | None = None, n_shuff
     if not (corpus / "corpus.json").is_file():
         raise InputError(f"{corpus}: not a demo corpus (no corpus.json); build one with `echoscript demo-data`")
     clips = _corpus_truth(corpus, max_clips=max_clips, seed=seed, min_s=min_s, max_s=max_s)
-    analyses, arcs = [], []
-    for wav, sr, _brief, gain in clips:
-        analyses.append(analyse(wav, sr, transcription=transcription))
-        arcs.append(level_curve(wav * gain, sr))
+
+    def measure(i: int) -> tuple[CueAnalysis, np.ndarray]:
+        wav, sr, _brief, gain = clips[i]
+        return analyse(wav, sr, transcription=transcription), level_curve(wav * gain, sr)
+
+    analyses, arcs = (list(col) for col in zip(*fork_map(measure, range(len(clips)), num_workers=num_workers),
+                                                strict=True))
     briefs = [c[2] for c in clips]
     n = len(clips)
 
@@ -846,10 +859,12 @@ def validate_demo(cfg, *, min_s: float = 12.0, max_s: float = 24.0, progress: bo
     when missing), cached under the run's cache folder by the corpus's settings hash and :data:`VALIDATION_VERSION`
     (so stages 05 and 08 share one computation)."""
     from .artifacts import cached, read_json, text_hash
+    from .config import cpu_workers
     from .demo_corpus import ensure_demo_corpus
 
     corpus = ensure_demo_corpus(cfg, progress=progress)
     key = text_hash(read_json(corpus / "corpus.json")["settings_hash"], VALIDATION_VERSION, cfg.seed, min_s, max_s)
     rows = cached(Path(cfg.paths.cache) / "adherence" / f"validation_{key}.json",
-                  lambda: validate(corpus, seed=cfg.seed, min_s=min_s, max_s=max_s).to_dict("records"))
+                  lambda: validate(corpus, seed=cfg.seed, min_s=min_s, max_s=max_s,
+                                   num_workers=cpu_workers(cfg)).to_dict("records"))
     return pd.DataFrame(rows)[VALIDATION_COLUMNS]

@@ -33,7 +33,9 @@ import numpy as np
 
 from .artifacts import atomic_write_text, ensure_dir, read_json, text_hash, write_json
 from .audio import load, loudness, write
+from .config import cpu_workers
 from .errors import ConfigError, OutputError
+from .parallel import fork_map
 from .synth import render_midi, write_midi
 from .taxonomy import GENRES, INSTRUMENTS, MOODS, PITCH_CLASSES, join_list
 
@@ -490,14 +492,16 @@ def _render_track(spec: TrackSpec, seed: int, *, sr: int):
 
 
 def build_corpus(out_dir: str | os.PathLike, *, n_tracks: int = 12, seed: int = 1234, min_duration_s: float = 35.0,
-                 max_duration_s: float = 100.0, sr: int = 44100, progress: bool = True):
+                 max_duration_s: float = 100.0, sr: int = 44100, progress: bool = True, num_workers: int = 1):
     """Compose, render and label ``n_tracks`` pieces into ``out_dir``.
 
     Writes ``out_dir/audio/<track_id>.wav`` (stereo, 16-bit PCM at ``sr`` Hz; loudness targets by mood from
     −19 LUFS (calming) to −14 LUFS (uplifting), lowered where needed to keep sample peaks at or below −1 dBFS), ``out_dir/labels.csv`` (columns :data:`LABEL_COLUMNS`,
     lists joined with ``;``), ``out_dir/midi/<track_id>.mid`` (the score, e.g. for melody conditioning) and
     ``out_dir/corpus.json`` (settings, settings hash, per-track detail). Every file is written atomically; the
-    same arguments give byte-identical files. Demo tracks left over from an earlier, larger build are removed.
+    same arguments give byte-identical files, with any ``num_workers`` (forked processes that render and write a
+    track each; :func:`~echoscript_utils.parallel.fork_map`). Demo tracks left over from an earlier, larger build
+    are removed.
 
     Returns:
         the labels as a ``pandas.DataFrame`` (one row per track, columns :data:`LABEL_COLUMNS`).
@@ -507,17 +511,20 @@ def build_corpus(out_dir: str | os.PathLike, *, n_tracks: int = 12, seed: int = 
         ConfigError: bad sizes or durations.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
 
     plan = plan_corpus(n_tracks, seed=seed, min_duration_s=min_duration_s, max_duration_s=max_duration_s, sr=sr)
     out = ensure_dir(out_dir)
     audio_dir, midi_dir = ensure_dir(out / "audio"), ensure_dir(out / "midi")
-    rows, details = [], []
-    for spec, track_seed in tqdm(plan, desc="demo corpus", unit="track", disable=not progress):
+    def render(item) -> None:
+        spec, track_seed = item
         midi, wav = _render_track(spec, track_seed, sr=sr)
-        rel = f"audio/{spec.track_id}.wav"
-        write(out / rel, wav, sr)
+        write(out / f"audio/{spec.track_id}.wav", wav, sr)
         write_midi(midi, midi_dir / f"{spec.track_id}.mid")
+
+    fork_map(render, plan, num_workers=num_workers, progress=progress, desc="demo corpus", unit="track")
+    rows, details = [], []
+    for spec, track_seed in plan:
+        rel = f"audio/{spec.track_id}.wav"
         rows.append(spec.label_row(file=rel))
         details.append({**asdict(spec), "file": rel, "midi": f"midi/{spec.track_id}.mid",
                         "compose_seed": track_seed, "target_lufs": MOOD_STYLE[spec.moods[0]]["lufs"]})
@@ -560,7 +567,7 @@ def ensure_demo_corpus(cfg, *, progress: bool = True) -> Path:
     try:
         build_corpus(tmp, n_tracks=settings["n_tracks"], seed=settings["seed"],
                      min_duration_s=settings["min_duration_s"], max_duration_s=settings["max_duration_s"],
-                     sr=settings["sr"], progress=progress)
+                     sr=settings["sr"], progress=progress, num_workers=cpu_workers(cfg))
         tmp.chmod(0o755)
         old = None
         if target.exists():

@@ -26,6 +26,7 @@ import pandas as pd
 from . import audio
 from .artifacts import ensure_dir, write_metrics
 from .captions import build_caption
+from .config import cpu_workers
 from .dataset import load_metadata
 from .errors import InputError
 from .melody import chroma_from_audio, chroma_from_midi, demo_sketch, n_chroma_frames
@@ -312,7 +313,8 @@ def adherence_table(cfg, *files: pd.DataFrame, progress: bool = True) -> pd.Data
         brief = brief_from_sidecar(side, folder=wav.parent, midi=cfg.generation.melody_midi)
         plan = scenarios.get(side.get("scenario"), {})
         briefs[wav] = replace(brief, bpm=plan.get("bpm"), key=plan.get("key"))
-    table = score_folder(out_dir, files=wavs, briefs=briefs, progress=progress)
+    table = score_folder(out_dir, files=wavs, briefs=briefs, progress=progress,
+                             num_workers=cpu_workers(cfg))
     write_adherence(table, out_dir / "adherence.csv")
     return table
 

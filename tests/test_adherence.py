@@ -51,6 +51,9 @@ def test_every_kept_metric_separates_truth_from_chance(corpus):
     # the floors are chance: a shuffled tempo or key almost never matches
     assert v.loc["tempo_acc1", "floor"] < 0.2 and v.loc["key_weighted", "floor"] < 0.25
     assert v.loc["tempo_acc2", "ceiling"] >= 0.75 and v.loc["key_weighted", "ceiling"] >= 0.6
+    # two worker processes analysing the clips give the same table
+    pd.testing.assert_frame_equal(adherence.validate(corpus, n_shuffles=10, seed=0, num_workers=2).set_index("metric"),
+                                  v)
 
 
 def test_basic_pitch_onnx_recovers_a_rendered_melody(tmp_path):
@@ -268,3 +271,18 @@ def test_delivery_targets_are_judged_where_they_apply(tmp_path):
     side["stem"] = None
     got = scores()
     assert got["loudness_error_lu"] == pytest.approx(0.0, abs=0.01) and got["true_peak_over_db"] == 0.0
+
+
+def test_worker_processes_score_a_folder_as_one_process_does(tmp_path):
+    sr = 22050
+    rng = np.random.default_rng(3)
+    (tmp_path / "m").mkdir()
+    for i, bpm in enumerate((90, 120, 150)):
+        t = np.arange(3 * sr) / sr
+        clicks = (np.sin(2 * np.pi * t * bpm / 60) > 0.99) * 0.5  # a beat at the cue's tempo over noise
+        write(tmp_path / "m" / f"cue{i}.wav", (clicks + 0.01 * rng.standard_normal(t.size))[None], sr)
+        (tmp_path / "m" / f"cue{i}.json").write_text(json.dumps({"model": "m", "bpm": bpm, "intensity": i / 2}))
+    one = adherence.score_folder(tmp_path / "m", transcription=False)
+    two = adherence.score_folder(tmp_path / "m", transcription=False, num_workers=2)
+    assert len(one) > 3 and set(one["cue"]) >= {"cue0", "cue1", "cue2"}
+    pd.testing.assert_frame_equal(one, two)

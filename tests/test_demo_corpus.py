@@ -165,9 +165,9 @@ def test_chroma_points_at_the_labelled_key(corpus):
 
 
 # ------------------------------------------------------------------------------- determinism
-def test_same_seed_gives_identical_bytes(corpus, tmp_path):
+def test_same_seed_gives_identical_bytes_in_worker_processes_too(corpus, tmp_path):
     out, _ = corpus
-    build_corpus(tmp_path, progress=False, **SMALL)
+    build_corpus(tmp_path, progress=False, num_workers=2, **SMALL)  # the fixture's build ran in one process
     files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert len(files) == 2 + 2 * SMALL["n_tracks"]  # labels.csv, corpus.json, audio and MIDI per track
     assert files == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())

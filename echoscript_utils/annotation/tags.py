@@ -15,7 +15,16 @@ from ..audio import load
 from ..dataset import real_duration
 from ..errors import ConfigError, DependencyError, EchoScriptError, InputError
 from ..parallel import torch_threads
-from ..tagging import FIELDS, VOCAB, ClapTagger, MusicnnTagger, Tagger, choose_labels, combine_tags, get_tagger
+from ..tagging import (
+    FIELDS,
+    VOCAB,
+    ClapTagger,
+    MusicnnTagger,
+    Tagger,
+    choose_labels,
+    combine_tags,
+    get_tagger,
+)
 from .schema import COMBINED
 
 __all__ = ["OUTPUT_COLUMNS", "build_taggers", "choose_all", "corpus_scores", "read_tagger_outputs", "run_taggers",

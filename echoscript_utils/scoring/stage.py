@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..adherence import adherence_means
 from ..artifacts import atomic_path, file_hash, staged_dir, write_json, write_metrics, write_table
-from ..config import resolve_device
+from ..config import cpu_workers, resolve_device
 from ..embeddings import get_embedder
 from ..errors import ConfigError, DependencyError, EchoScriptError, StageError
 from ..plots import save_figure
@@ -214,7 +214,8 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
             write_table(relevance, out_dir, "relevance")
             step["name"] = "measuring adherence to the cue briefs"
             t_adh = time.perf_counter()
-            adherence = _adherence(sheet, out_dir, text_rows, theme=s.leitmotif_midi, progress=progress)
+            adherence = _adherence(sheet, out_dir, text_rows, theme=s.leitmotif_midi, progress=progress,
+                                   num_workers=cpu_workers(cfg))
             step["name"] = "writing the metrics"
             metrics = {
                 "script": script_path.name, "script_hash": script_hash, "format": sp.format, "title": sp.title,
@@ -249,7 +250,7 @@ def score(script: str | os.PathLike | None, cfg, *, output_dir: str | os.PathLik
 
 
 def _adherence(sheet: pd.DataFrame, out_dir: Path, text_rows: list[dict[str, Any]], *, theme=None,
-               progress: bool) -> pd.DataFrame:
+               progress: bool, num_workers: int = 1) -> pd.DataFrame:
     """Every cue scored against the brief its sidecar records (``theme``: the leitmotif MIDI when it is not the
     generated one beside the model folders), plus its CLAP text rows; writes ``adherence.csv``."""
     from ..adherence import TABLE_COLUMNS, brief_from_sidecar, score_folder, write_adherence
@@ -259,7 +260,7 @@ def _adherence(sheet: pd.DataFrame, out_dir: Path, text_rows: list[dict[str, Any
         wavs = [out_dir / f for f in sheet["file"]]
         briefs = {w: brief_from_sidecar(read_json(w.with_suffix(".json")), folder=w.parent, midi=theme)
                   for w in wavs} if theme else None
-        table = score_folder(out_dir, files=wavs, briefs=briefs, progress=progress)
+        table = score_folder(out_dir, files=wavs, briefs=briefs, progress=progress, num_workers=num_workers)
     else:
         table = pd.DataFrame(columns=TABLE_COLUMNS)
     if text_rows:
