@@ -438,6 +438,17 @@ def analyse(wav, sr: int, *, transcription: bool = False) -> CueAnalysis:
                        notes=transcribe(x, sr) if transcription else None)
 
 
+def warmup() -> None:
+    """Compile :func:`analyse`'s code here once (librosa's numba kernels, on the float32 mono and stereo input cues
+    have): worker processes forked afterwards inherit it. Workers that compile it themselves, all at once, crash or
+    leave numba's on-disk cache half written, on a fresh install."""
+    sr = 44100
+    t = np.arange(3 * sr) / sr
+    pulse = (0.5 * (np.sin(2 * np.pi * 2.0 * t) > 0.98) + 0.05 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    for wav in (pulse[None], np.stack([pulse, 0.5 * pulse])):
+        analyse(wav, sr)
+
+
 # ================================================================================================= score
 def _spearman(a, b) -> float:
     from scipy.stats import spearmanr
@@ -655,7 +666,7 @@ def score_folder(folder: str | os.PathLike, *, files: list[Path] | None = None,
         return analyse(*load(wavs[i]), transcription=transcription and melody is not None and melody.size > 0)
 
     analyses = fork_map(measure, range(len(wavs)), num_workers=num_workers, progress=progress, desc="adherence",
-                        unit="cue")
+                        unit="cue", before_fork=warmup)
     rows, levels = [], []
     for wav_path, side, brief, an in zip(wavs, sides, cue_briefs, analyses, strict=True):
         model = str(side.get("model") or wav_path.parent.name)
@@ -811,8 +822,8 @@ def validate(corpus: str | os.PathLike, *, max_clips: int | None = None, n_shuff
         wav, sr, _brief, gain = clips[i]
         return analyse(wav, sr, transcription=transcription), level_curve(wav * gain, sr)
 
-    analyses, arcs = (list(col) for col in zip(*fork_map(measure, range(len(clips)), num_workers=num_workers),
-                                                strict=True))
+    analyses, arcs = (list(col) for col in zip(*fork_map(measure, range(len(clips)), num_workers=num_workers,
+                                                         before_fork=warmup), strict=True))
     briefs = [c[2] for c in clips]
     n = len(clips)
 

@@ -286,3 +286,29 @@ def test_worker_processes_score_a_folder_as_one_process_does(tmp_path):
     two = adherence.score_folder(tmp_path / "m", transcription=False, num_workers=2)
     assert len(one) > 3 and set(one["cue"]) >= {"cue0", "cue1", "cue2"}
     pd.testing.assert_frame_equal(one, two)
+
+
+def test_workers_start_from_compiled_code_on_a_fresh_install(tmp_path):
+    """On a fresh install (numba's cache empty) with BLAS on every core, two workers that each compiled the analysis
+    code crashed the pool (stage 05 of the demo), and could leave numba's cache half written; it is compiled once
+    before the fork."""
+    import os
+    import subprocess
+
+    sr = 44100
+    rng = np.random.default_rng(3)
+    (tmp_path / "m").mkdir()
+    t = np.arange(4 * sr) / sr
+    for i, bpm in enumerate((90, 120, 150, 100)):
+        clicks = (np.sin(2 * np.pi * t * bpm / 60) > 0.99) * 0.5  # a beat at the cue's tempo over noise
+        write(tmp_path / "m" / f"cue{i}.wav", (clicks + 0.01 * rng.standard_normal(t.size))[None], sr)
+        (tmp_path / "m" / f"cue{i}.json").write_text(json.dumps({"model": "m", "bpm": bpm, "intensity": i / 3}))
+    code = ("import sys; from echoscript_utils import adherence; "
+            "print(len(adherence.score_folder(sys.argv[1], transcription=False, num_workers=2)))")
+    # as a user runs it: numba's cache empty, BLAS on every core (this suite pins it to one thread)
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m")], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert int(run.stdout.strip().splitlines()[-1]) > 3
