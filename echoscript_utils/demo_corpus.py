@@ -515,6 +515,7 @@ def build_corpus(out_dir: str | os.PathLike, *, n_tracks: int = 12, seed: int = 
     plan = plan_corpus(n_tracks, seed=seed, min_duration_s=min_duration_s, max_duration_s=max_duration_s, sr=sr)
     out = ensure_dir(out_dir)
     audio_dir, midi_dir = ensure_dir(out / "audio"), ensure_dir(out / "midi")
+
     def render(item) -> None:
         spec, track_seed = item
         midi, wav = _render_track(spec, track_seed, sr=sr)

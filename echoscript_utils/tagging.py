@@ -403,18 +403,12 @@ class ClapTagger(Tagger):
         return np.asarray(self.embedder.embed_audio_array(np.asarray(wav, dtype=np.float32), sr), np.float32)
 
     def tag(self, wav: np.ndarray, sr: int) -> TagProbs:
-        return self._tags(self.audio_embedding(wav, sr))
-
-    def tag_many(self, clips: Sequence[tuple[np.ndarray, int]]) -> list[TagProbs]:
-        """Each clip on its own, as the alignment stage embeds it (so the annotation stage can hand it the same
-        embeddings; windows of several clips in one batch were no faster on a CPU)."""
-        return [self.tag(wav, sr) for wav, sr in clips]
+        # each clip on its own (the base class's tag_many), as the alignment stage embeds it, so that the annotation
+        # stage can hand it the same embeddings; windows of several clips in one batch were no faster on a CPU
+        return self.tags_from(self.audio_embedding(wav, sr))
 
     def tags_from(self, a: np.ndarray) -> TagProbs:
         """The tags of one clip's :meth:`audio_embedding`."""
-        return self._tags(a)
-
-    def _tags(self, a: np.ndarray) -> TagProbs:
         out: TagProbs = {}
         for f in FIELDS:
             logits = self.logit_scale * (self.text_emb[f] @ a).astype(np.float64)

@@ -61,38 +61,25 @@ class ClapEmbedder:
 
     # audio ------------------------------------------------------------------------------------------------
     def embed_audio_array(self, wav: np.ndarray, sr: int) -> np.ndarray:
-        """One clip ``[C, T]`` (or ``[T]``) at ``sr`` → ``[D]`` unit vector."""
-        return self.embed_audio_arrays([(wav, sr)])[0]
-
-    def embed_audio_arrays(self, clips: list[tuple[np.ndarray, int]]) -> np.ndarray:
-        """Clips ``(wav, sr)`` → ``[N, D]`` unit rows, each equal to :meth:`embed_audio_array` of the clip alone
-        (up to float rounding): the 10 s windows of all clips go through the model :attr:`batch_size` at a time
-        (the feature extractor featurises each window on its own), then each clip's windows are averaged."""
+        """One clip ``[C, T]`` (or ``[T]``) at ``sr`` → ``[D]`` unit vector: its 10 s windows go through the model
+        :attr:`batch_size` at a time (the feature extractor featurises each window on its own) and are averaged."""
         import torch
 
-        per_clip = []
-        for wav, sr in clips:
-            x = np.asarray(resample(wav, sr, self.sample_rate), dtype=np.float32)
-            # 10 s windows; a tail under a quarter window is dropped; the feature extractor repeat-pads the last one
-            per_clip.append(windows(x.mean(axis=0) if x.ndim == 2 else x, self.window, pad=False))
-        flat = [w for ws in per_clip for w in ws]
+        x = np.asarray(resample(wav, sr, self.sample_rate), dtype=np.float32)
+        # 10 s windows; a tail under a quarter window is dropped; the feature extractor repeat-pads the last one
+        wins = windows(x.mean(axis=0) if x.ndim == 2 else x, self.window, pad=False)
         embs = []
-        for i in range(0, len(flat), self.batch_size):
-            batch = flat[i:i + self.batch_size]
-            feats = self.processor.feature_extractor(batch, sampling_rate=self.sample_rate, return_tensors="pt",
-                                                     truncation="rand_trunc", padding="repeatpad")
+        for i in range(0, len(wins), self.batch_size):
+            feats = self.processor.feature_extractor(wins[i:i + self.batch_size], sampling_rate=self.sample_rate,
+                                                     return_tensors="pt", truncation="rand_trunc",
+                                                     padding="repeatpad")
             feats = {k: v.to(self.device) for k, v in feats.items()}
             with torch.inference_mode():
                 out = self.model.get_audio_features(**feats)
             out = getattr(out, "pooler_output", out)
             embs.append(out.float().cpu().numpy())
-        rows = np.concatenate(embs)
-        bounds = np.cumsum([0, *(len(ws) for ws in per_clip)])
-        out = []
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            e = rows[a:b].mean(axis=0)
-            out.append((e / max(np.linalg.norm(e), 1e-12)).astype(np.float32))
-        return np.stack(out)
+        e = np.concatenate(embs).mean(axis=0)
+        return (e / max(np.linalg.norm(e), 1e-12)).astype(np.float32)
 
     def embed_audio_files(self, paths: list[str | os.PathLike], *, progress: bool = True,
                           durations: list[float | None] | None = None, num_workers: int = 1) -> np.ndarray:
