@@ -10,6 +10,12 @@ every clip, fingerprints for duplicates, computes the same features and writes m
 Each repeat times the plain loop and then the stage (from an empty output folder, so nothing comes from the
 cache); on a shared machine the ratio of each repeat is steadier than either time. Prints the median real-time
 factor of each (seconds of audio per second of wall time) and the median of the per-repeat ratios.
+
+Two more rows in the same repeats say what the ratio is made of (``--no-context`` leaves them out):
+
+- the stage in one process (``num_workers=0``) against the same plain loop: the work done per core;
+- the plain loop's files split over the same number of forked processes as the stage's workers: what that many
+  processes buy on this machine for work that shares nothing. The goal of 2× with 2 workers assumes they buy 2×.
 """
 
 from __future__ import annotations
@@ -61,6 +67,17 @@ def plain_loop(files: list[Path], clip_s: float = 30.0) -> None:
             int(np.argmax(chroma.mean(axis=1)))
 
 
+def _plain_one(path: Path) -> None:
+    plain_loop([path])
+
+
+def plain_parallel(files: list[Path], workers: int) -> None:
+    """The plain loop with its files spread over ``workers`` forked processes of one thread each."""
+    from echoscript_utils.parallel import fork_map
+
+    fork_map(_plain_one, files, num_workers=workers)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=8)
@@ -68,6 +85,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="stage worker processes")
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds (plain loop, then stage); medians reported")
     ap.add_argument("--keep", default=None, help="keep the generated folder and stage output here")
+    ap.add_argument("--no-context", dest="context", action="store_false",
+                    help="time only the plain loop and the stage (not the stage in one process, nor the plain "
+                         "loop over forked processes)")
     args = ap.parse_args(argv)
 
     from echoscript_utils.config import CurationSection
@@ -94,6 +114,7 @@ def main(argv=None) -> int:
 
     out = root / "stage"
     t_plain, t_stage, ratios = [], [], []
+    one_ratios, par_ratios = [], []
     for _ in range(max(1, args.repeats)):
         t0 = time.perf_counter()
         plain_loop(files)
@@ -103,6 +124,14 @@ def main(argv=None) -> int:
         result = curate(src, out, cfg_or_section=section, num_workers=args.workers, progress=False)
         t_stage.append(time.perf_counter() - t0)
         ratios.append(t_plain[-1] / t_stage[-1])
+        if args.context:
+            shutil.rmtree(out, ignore_errors=True)
+            t0 = time.perf_counter()
+            curate(src, out, cfg_or_section=section, num_workers=0, progress=False)
+            one_ratios.append(t_plain[-1] / (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            plain_parallel(files, args.workers)
+            par_ratios.append(t_plain[-1] / (time.perf_counter() - t0))
 
     rtf_plain = audio_s / float(np.median(t_plain))
     rtf_stage = audio_s / float(np.median(t_stage))
@@ -113,6 +142,11 @@ def main(argv=None) -> int:
           f"({len(result.kept)} clips written)")
     print(f"ratio stage / plain: {np.median(ratios):.2f}x  (per repeat: {', '.join(f'{r:.2f}' for r in ratios)}; "
           "target >= 2x)")
+    if one_ratios:
+        print(f"stage in 1 process / plain: {np.median(one_ratios):.2f}x  "
+              f"(per repeat: {', '.join(f'{r:.2f}' for r in one_ratios)}; the work per core)")
+        print(f"plain loop over {args.workers} processes / plain: {np.median(par_ratios):.2f}x  "
+              f"(per repeat: {', '.join(f'{r:.2f}' for r in par_ratios)}; what {args.workers} processes buy here)")
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -344,6 +344,25 @@ def test_write_gives_the_bytes_libsndfile_writes_to_a_file(tmp_path, suffix):
     assert ours.read_bytes() == (tmp_path / f"direct{suffix}").read_bytes()
 
 
+@pytest.mark.parametrize("case", ["bits", "ramp", "noise", "loud", "edges"])
+def test_16_bit_conversion_is_libsndfiles(tmp_path, case):
+    """``write`` turns float32 into 16-bit WAV samples itself (faster); the file must stay byte for byte what
+    libsndfile writes from the floats: random float32 bit patterns in [-1, 1] (every exponent), every step
+    boundary of a full-scale ramp, noise, clipping, ±1, ±0, tiny values of both signs."""
+    rng = np.random.default_rng(3)
+    bits = rng.integers(0, 2 ** 32, size=4_000_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    x = {"bits": bits[np.isfinite(bits) & (np.abs(bits) <= 1.0)][None],
+         "ramp": np.linspace(-1.0, 1.0, 2 * 65536 * 3 + 1)[None],
+         "noise": 0.3 * rng.standard_normal((2, SR)),
+         "loud": 3.0 * rng.standard_normal((2, SR)),
+         "edges": np.array([[1.0, -1.0, 0.99999994, -0.99999994, 0.0, -0.0, 1 / 32768, -1 / 32768, 0.5 / 32768,
+                             -0.5 / 32768, 1.5 / 32768, -1.5 / 32768, 3e-10, -3e-10, 2.0, -2.0]])}[case]
+    x = x.astype(np.float32)
+    ours = audio.write(tmp_path / "ours.wav", x, SR)
+    sf.write(str(tmp_path / "direct.wav"), np.clip(x, -1.0, 1.0).T, SR, subtype="PCM_16")
+    assert ours.read_bytes() == (tmp_path / "direct.wav").read_bytes()
+
+
 @pytest.mark.parametrize(("sr_in", "sr_out", "filt", "seconds"), [
     (44100, 48000, "kaiser_best", 4.0),  # CLAP's reference front end
     (44100, 16000, "kaiser_best", 3.0),  # VGGish's
