@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import EchoScriptError
+from .errors import EchoScriptError, InputError
 
 #: ``echoscript listening import``: the study folder was written, but some participants were set aside.
 EXIT_PARTIAL_IMPORT = 3
@@ -184,13 +184,18 @@ def _add_adherence(sub) -> None:
     p.add_argument("--cues", required=True, help="folder of cue WAVs with JSON sidecars (or one folder per model)")
     p.add_argument("--output", default=None, help="CSV to write (default: CUES/adherence.csv)")
     p.add_argument("--no-transcription", action="store_true", help="skip basic-pitch on cues with a melody")
+    p.add_argument("--workers", type=int, default=2,
+                   help="worker processes that analyse the cues, one thread each (default 2; 1 = in this process)")
 
     def run(args) -> int:
         from pathlib import Path
 
         from .adherence import adherence_summary, score_folder, write_adherence
 
-        table = score_folder(args.cues, transcription=not args.no_transcription)
+        if args.workers < 1:
+            raise InputError(f"--workers {args.workers}: give 1 or more worker processes")
+        table = score_folder(args.cues, transcription=not args.no_transcription, num_workers=args.workers,
+                             progress=True)
         out = write_adherence(table, args.output or Path(args.cues) / "adherence.csv")
         summary = adherence_summary(table, n_boot=0)
         print(summary[["model", "metric", "mean", "n"]].to_string(index=False))

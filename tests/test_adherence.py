@@ -123,8 +123,11 @@ def _cue_folder(tmp_path: Path) -> Path:
 def test_cli_scores_a_folder_and_names_bad_folders(tmp_path, capsys):
     folder = _cue_folder(tmp_path)
     assert main(["adherence", "--cues", str(folder), "--output", str(tmp_path / "adh.csv"),
-                 "--no-transcription"]) == 0
+                 "--no-transcription"]) == 0  # two worker processes by default
     table = pd.read_csv(tmp_path / "adh.csv")
+    assert main(["adherence", "--cues", str(folder), "--output", str(tmp_path / "adh1.csv"),
+                 "--no-transcription", "--workers", "1"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "adh1.csv"), table)  # the same table in one process
     assert list(table.columns[:4]) == ["model", "cue", "metric", "value"]
     per = table.pivot_table(index="model", columns="metric", values="value", aggfunc="mean")
     assert per.loc["a", "tempo_acc2"] > per.loc["b", "tempo_acc2"]  # a was asked for 90 bpm and plays at 90
@@ -139,6 +142,8 @@ def test_cli_scores_a_folder_and_names_bad_folders(tmp_path, capsys):
         assert main(["adherence", "--cues", str(bad)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and str(bad) in err and "\n" not in err
+    assert main(["adherence", "--cues", str(folder), "--workers", "0"]) == 2
+    assert "--workers 0" in capsys.readouterr().err
     (folder / "a" / "cue001_s0.json").write_text("{not json")
     assert main(["adherence", "--cues", str(folder)]) == 2
     assert "cue001_s0.json" in capsys.readouterr().err
