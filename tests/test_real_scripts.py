@@ -69,6 +69,27 @@ def test_offline_planner_on_real_test_scenes():
     assert scores["intensity_mae"] <= scores["intensity_mae_mean_baseline"] + 0.01
 
 
+@needs_shared
+def test_the_training_script_refits_on_dev_and_compares_features(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("train_scene_planner", REPO / "scripts" / "train_scene_planner.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    out = tmp_path / "planner.json"
+    # the shared corpus holds four of the sixteen dev scripts (64 scenes); no test script is read
+    assert train.main(["--screenplays", str(SHARED), "--out", str(out)]) == 0
+    fit = json.loads(out.read_text())["fit"]
+    assert fit["split"] == "dev" and fit["scenes"] == 64 and fit["scripts"] == ["bas", "hbs", "lyh", "sam"]
+    assert sum(fit["mood_counts"].values()) == 64 and fit["cv"]["folds"] == 4
+    capsys.readouterr()
+    assert train.main(["--screenplays", str(SHARED), "--out", str(tmp_path / "not-written.json"), "--ablation"]) == 0
+    accuracies = [float(a) for a in re.findall(r" (\d\.\d{3})  \(C=", capsys.readouterr().out)]
+    assert len(accuracies) == 4 and all(0.0 < a < 1.0 for a in accuracies)  # one per feature set
+    assert not (tmp_path / "not-written.json").exists()
+
+
 # ------------------------------------------------------------------------------------------------ the planner
 def test_offline_planner_flags_scenes_without_evidence():
     (cue,) = plan.offline_plan(plan_scenes := scoring.parse.parse_fountain(

@@ -55,7 +55,8 @@ def loudness_before_after(kept, *, target_lufs: float | None = None, ax=None):
     ax.scatter(np.zeros_like(before), before, color="#4c72b0", s=14, label="before", zorder=3)
     ax.scatter(np.ones_like(after), after, color="#d62728", s=14, label="after", zorder=3)
     if (gr > 0).any():
-        ax.plot([], [], color="#dd8452", lw=1, label=f"limited ({int((gr > 0).sum())} clips)")
+        n = int((gr > 0).sum())
+        ax.plot([], [], color="#dd8452", lw=1, label=f"limited ({n} clip{'' if n == 1 else 's'})")
     if target_lufs is not None:
         ax.axhline(target_lufs, color="#d62728", ls="--", lw=1, label=f"target {target_lufs:g} LUFS")
 
