@@ -8,8 +8,8 @@ files, plus the other scripts fetched from the sources the CSV names). Scripts t
 from PDFs come as scene texts (``--texts scenes.jsonl``: ``scene_id, heading, text`` with dialogue lines written
 ``NAME: line``). Only ``split == dev`` rows are read: the
 hyper-parameters (regularisation, class weights, neighbour smoothing, ridge penalty) are chosen by cross-validation
-grouped by script (no script in both folds), then the model is refitted on the whole dev split. The test split is
-never read here.
+grouped by script (no script in both folds; each fold's vocabulary and scaling from its training scenes only), then
+the model is refitted on the whole dev split. The test split is never read here.
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from echoscript_utils.scoring.planner_eval import labelled_scenes  # noqa: E402
-from echoscript_utils.scoring.scene_model import feature_names, scene_features  # noqa: E402
+from echoscript_utils.scoring.scene_model import (  # noqa: E402
+    DENSE_SCALE,
+    MIN_DF,
+    feature_names,
+    scene_features,
+    scene_words,
+    words_vectorizer,
+)
 from echoscript_utils.taxonomy import MOODS  # noqa: E402
 
 _CUE = re.compile(r"^([A-Z][A-Z0-9 .'\-()#&]+?)(?: \(.*?\))?: (.*)$")
@@ -81,11 +88,10 @@ def dev_scenes(screenplays: Path, text_files: list[Path]):
 
 
 def ablation(df, *, folds: int = 5) -> int:
-    """Grouped cross-validated mood accuracy on dev of richer text features than the shipped model's, each with
-    its best regularisation: the shipped features; WordLlama's whole 256-d embeddings of action and dialogue;
-    both; TF-IDF words with the shipped features. Nothing is written."""
-    import scipy.sparse as sp
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    """Grouped cross-validated mood accuracy on dev of the model's inputs and of others, each with its best
+    regularisation: the features alone; WordLlama's whole 256-d embeddings of action and dialogue; the features
+    with those embeddings; the model's own inputs (the words' TF-IDF weights beside the features). Nothing is
+    written."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold
     from sklearn.preprocessing import StandardScaler
@@ -96,45 +102,60 @@ def ablation(df, *, folds: int = 5) -> int:
     x = np.vstack([scene_features(h, a, d)[0] for h, a, d in zip(df["heading_parsed"], df["action"], df["dialogue"])])
     wl = _wordllama()
     emb = np.hstack([wl.embed([t if t.strip() else " " for t in df[part]], norm=True) for part in ("action", "dialogue")])
-    words = (df["heading_parsed"] + " . " + df["action"] + " . " + df["dialogue"]).to_numpy()
+    words = np.array([scene_words(h, a, d) for h, a, d in zip(df["heading_parsed"], df["action"], df["dialogue"])],
+                     dtype=object)
     splits = list(GroupKFold(n_splits=min(folds, len(set(groups)))).split(x, y, groups))
+    designs = _designs(x, words, splits)
 
     def dense(features):
 
-        def fit_predict(tr, te, c):
+        def fit_predict(k, tr, te, c):
             sc = StandardScaler().fit(features[tr])
             m = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(sc.transform(features[tr]), y[tr])
             return m.predict(sc.transform(features[te]))
         return fit_predict
 
-    def tfidf(tr, te, c):
-        vec = TfidfVectorizer(min_df=2, sublinear_tf=True, stop_words="english").fit(words[tr])
-        sc = StandardScaler().fit(x[tr])
+    def with_words(k, tr, te, c):
+        x_tr, x_te = designs[k]
+        return LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(x_tr, y[tr]).predict(x_te)
 
-        def design(i):  # the shipped features, scaled down to the size of the TF-IDF weights
-            return sp.hstack([vec.transform(words[i]), sp.csr_matrix(0.1 * sc.transform(x[i]))]).tocsr()
-        m = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(design(tr), y[tr])
-        return m.predict(design(te))
-
-    sets = {"shipped features": (dense(x), (0.001, 0.003, 0.01, 0.03)),
+    sets = {"features alone": (dense(x), (0.001, 0.003, 0.01, 0.03)),
             "WordLlama embeddings (action, dialogue)": (dense(emb), (0.001, 0.003, 0.01, 0.03)),
-            "shipped + embeddings": (dense(np.hstack([x, emb])), (0.001, 0.003, 0.01, 0.03)),
-            "TF-IDF words + shipped": (tfidf, (0.3, 1.0, 3.0))}
+            "features + embeddings": (dense(np.hstack([x, emb])), (0.001, 0.003, 0.01, 0.03)),
+            "words + features (the model's inputs)": (with_words, (0.3, 1.0, 3.0))}
     print(f"dev: {len(y)} scenes, {len(set(groups))} scripts; grouped {len(splits)}-fold CV mood accuracy "
           "(logistic regression, balanced classes; no neighbour smoothing)")
     for name, (fit_predict, grid) in sets.items():
         accs = {}
         for c in grid:
             pred = np.empty(len(y), dtype=object)
-            for tr, te in splits:
-                pred[te] = fit_predict(tr, te, c)
+            for k, (tr, te) in enumerate(splits):
+                pred[te] = fit_predict(k, tr, te, c)
             accs[c] = float((pred == y).mean())
         best = max(accs, key=accs.get)
         print(f"  {name:<42} {accs[best]:.3f}  (C={best}; " + ", ".join(f"{c}: {a:.3f}" for c, a in accs.items()) + ")")
     return 0
 
 
+def _designs(x: np.ndarray, words: np.ndarray, folds):
+    """Per fold, the training and held-out model inputs: the words' TF-IDF weights (vocabulary and idf from the
+    training scenes only) beside the standardised features scaled by ``DENSE_SCALE``."""
+    import scipy.sparse as sp
+    from sklearn.preprocessing import StandardScaler
+
+    out = []
+    for tr, te in folds:
+        vec, sc = words_vectorizer().fit(words[tr]), StandardScaler().fit(x[tr])
+
+        def design(i, vec=vec, sc=sc):
+            return sp.hstack([vec.transform(words[i]), sp.csr_matrix(DENSE_SCALE * sc.transform(x[i]))]).tocsr()
+
+        out.append((design(tr), design(te)))
+    return out
+
+
 def main(argv=None) -> int:
+    import scipy.sparse as sp
     from scipy.stats import spearmanr
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.model_selection import GroupKFold
@@ -157,30 +178,30 @@ def main(argv=None) -> int:
     if args.ablation:
         return ablation(df, folds=args.folds)
     x = np.vstack([scene_features(h, a, d)[0] for h, a, d in zip(df["heading_parsed"], df["action"], df["dialogue"])])
+    words = np.array([scene_words(h, a, d) for h, a, d in zip(df["heading_parsed"], df["action"], df["dialogue"])],
+                     dtype=object)
     y = df["mood"].to_numpy()
     yi = df["intensity"].to_numpy(float)
     groups = df["script"].to_numpy()
     folds = list(GroupKFold(n_splits=min(args.folds, len(set(groups)))).split(x, y, groups))
+    designs = _designs(x, words, folds)
 
     best = None
-    for c, cw in itertools.product([0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0], [None, "balanced"]):
+    for c, cw in itertools.product([0.1, 0.3, 1.0, 3.0, 10.0], [None, "balanced"]):
         probs = np.zeros((len(y), len(MOODS)))
-        for tr, te in folds:
-            sc = StandardScaler().fit(x[tr])
-            m = LogisticRegression(C=c, class_weight=cw, max_iter=5000).fit(sc.transform(x[tr]), y[tr])
-            p = m.predict_proba(sc.transform(x[te]))
-            probs[np.ix_(te, [MOODS.index(k) for k in m.classes_])] = p
+        for (tr, te), (x_tr, x_te) in zip(folds, designs):
+            m = LogisticRegression(C=c, class_weight=cw, max_iter=5000).fit(x_tr, y[tr])
+            probs[np.ix_(te, [MOODS.index(k) for k in m.classes_])] = m.predict_proba(x_te)
         for w in (0.0, 0.15, 0.3):
             acc = float((np.array(MOODS)[_smooth(probs, w, groups).argmax(1)] == y).mean())
             if best is None or acc > best[0] + 1e-9:
                 best = (acc, c, cw, w)
     acc, c, cw, w = best
     best_r = None
-    for alpha in (1.0, 3.0, 10.0, 30.0, 100.0, 300.0):
+    for alpha in (0.3, 1.0, 3.0, 10.0, 30.0):
         pred = np.zeros(len(y))
-        for tr, te in folds:
-            sc = StandardScaler().fit(x[tr])
-            pred[te] = Ridge(alpha=alpha).fit(sc.transform(x[tr]), yi[tr]).predict(sc.transform(x[te]))
+        for (tr, te), (x_tr, x_te) in zip(folds, designs):
+            pred[te] = Ridge(alpha=alpha).fit(x_tr, yi[tr]).predict(x_te)
         rho = float(spearmanr(pred, yi).statistic)
         if best_r is None or rho > best_r[0] + 1e-9:
             best_r = (rho, alpha, pred.copy())
@@ -191,27 +212,36 @@ def main(argv=None) -> int:
     pred_q, label_q = np.quantile(oof, qs), np.quantile(yi, qs)
     pred_q = np.maximum.accumulate(pred_q + np.arange(len(qs)) * 1e-9)
 
-    scaler = StandardScaler().fit(x)
-    z = scaler.transform(x)
+    vec, scaler = words_vectorizer().fit(words), StandardScaler().fit(x)
+    z = sp.hstack([vec.transform(words), sp.csr_matrix(DENSE_SCALE * scaler.transform(x))]).tocsr()
     clf = LogisticRegression(C=c, class_weight=cw, max_iter=5000).fit(z, y)
     order = [list(clf.classes_).index(m) for m in MOODS]
     reg = Ridge(alpha=alpha).fit(z, yi)
+
+    def short(values):  # 7 significant digits: the file stays readable, the predictions do not move
+        return [float(f"{v:.7g}") for v in np.ravel(values)]
+
     spec = {
         "moods": list(MOODS), "features": feature_names(),
         "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
-        "mood_coef": clf.coef_[order].tolist(), "mood_intercept": clf.intercept_[order].tolist(),
-        "intensity_coef": reg.coef_.tolist(), "intensity_intercept": float(reg.intercept_),
+        "words": {"min_df": MIN_DF, "dense_scale": DENSE_SCALE, "vocabulary": vec.get_feature_names_out().tolist(),
+                  "idf": short(vec.idf_)},
+        "mood_coef": [short(row) for row in clf.coef_[order]], "mood_intercept": clf.intercept_[order].tolist(),
+        "intensity_coef": short(reg.coef_), "intensity_intercept": float(reg.intercept_),
         "smoothing": w,
         "intensity_quantiles": {"predicted": pred_q.tolist(), "labels": label_q.tolist()},
         "fit": {"split": "dev", "scenes": int(len(y)), "scripts": sorted(set(groups)),
                 "mood_counts": {m: int((y == m).sum()) for m in MOODS},
-                "logistic_C": c, "class_weight": cw, "ridge_alpha": alpha,
+                "logistic_C": c, "class_weight": cw, "ridge_alpha": alpha, "vocabulary": len(vec.vocabulary_),
                 "cv": {"folds": len(folds), "grouped_by": "script", "mood_accuracy": round(acc, 4),
                        "intensity_spearman": round(rho, 4)}},
     }
-    args.out.write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
-    print(f"dev: {len(y)} scenes from {len(set(groups))} scripts; grouped {len(folds)}-fold CV: mood accuracy "
-          f"{acc:.3f} (C={c}, class_weight={cw}, smoothing={w}), intensity rho {rho:.3f} (alpha={alpha})")
+    # one line per entry: a readable file whose diffs name what changed, without a line per number
+    args.out.write_text("{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in spec.items()) + "\n}\n",
+                        encoding="utf-8")
+    print(f"dev: {len(y)} scenes from {len(set(groups))} scripts, {len(vec.vocabulary_)} words; grouped "
+          f"{len(folds)}-fold CV: mood accuracy {acc:.3f} (C={c}, class_weight={cw}, smoothing={w}), intensity "
+          f"rho {rho:.3f} (alpha={alpha})")
     print(f"wrote {args.out}")
     return 0
 

@@ -45,7 +45,7 @@ from ..errors import ConfigError, InputError
 from ..prompts import StructuredChat
 from ..stats import label_scores
 from ..taxonomy import GENRES, INSTRUMENTS, MOODS
-from .scene_model import load_scene_model, scene_features
+from .scene_model import load_scene_model
 
 __all__ = [
     "CUE_SCHEMA",
@@ -127,8 +127,8 @@ def _shape(model, heading: str, action: str, mood: str) -> str:
     words = action.split()
     if len(words) >= 16:
         half = len(words) // 2
-        a, b = model.intensity(np.vstack([scene_features(heading, " ".join(part))[0]
-                                          for part in (words[:half], words[half:])]))
+        a, b = model.intensity(model.design([(heading, " ".join(part), "")
+                                             for part in (words[:half], words[half:])])[0])
         if b - a >= 0.15:
             return "build toward the end of the scene"
         if a - b >= 0.15:

@@ -15,11 +15,16 @@ Features of one scene (:func:`scene_features`), all from maintained, openly lice
 - **Form**: exclamation and question rates, mean sentence length, the share of words in capitals (sound effects,
   shouted lines), the share of dialogue, length, and whether the scene is at night or outside.
 
+- **Words**: the scene's TF-IDF weights (scikit-learn's ``TfidfVectorizer``: English stop words dropped, sublinear
+  term frequency) over the words of at least :data:`MIN_DF` labelled dev scenes, so that what the readers heard in
+  a scene's vocabulary (a safe, a badge, a funeral home) is learned rather than listed by hand.
+
 The model (``data/scene_planner.json``) is a multinomial logistic regression for the mood and a ridge regression
-for the intensity over the standardised features, fitted by ``scripts/train_scene_planner.py`` on the ``dev``
-split of independently labelled real screenplay scenes only (:mod:`echoscript_utils.scoring.planner_eval`). Its
-mood probabilities are smoothed with the neighbouring scenes' (a story's arc), and a scene with no text evidence
-is flagged, not guessed.
+for the intensity over the words' weights beside the standardised features (scaled by :data:`DENSE_SCALE`, to
+the size of the words' weights), fitted by ``scripts/train_scene_planner.py`` on the ``dev`` split of
+independently labelled real screenplay scenes only (:mod:`echoscript_utils.scoring.planner_eval`). Its mood
+probabilities are smoothed with the neighbouring scenes' (a story's arc), and a scene with no text evidence is
+flagged, not guessed.
 """
 
 from __future__ import annotations
@@ -37,12 +42,16 @@ import numpy as np
 
 from ..errors import DependencyError
 
-__all__ = ["EMPATH_GROUPS", "MOOD_DESCRIPTIONS", "SceneModel", "feature_names", "load_scene_model",
-           "scene_features"]
+__all__ = ["DENSE_SCALE", "EMPATH_GROUPS", "MIN_DF", "MOOD_DESCRIPTIONS", "SceneModel", "feature_names",
+           "load_scene_model", "scene_features", "scene_words", "words_vectorizer"]
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z']*")
 _SENTENCE = re.compile(r"[.!?]+")
 _MOODS = ("uplifting", "suspenseful", "melancholic", "calming")
+#: A word joins the model's vocabulary when at least this many labelled dev scenes use it.
+MIN_DF = 5
+#: The standardised features are scaled by this beside the words' TF-IDF weights (an L2-normalised row each).
+DENSE_SCALE = 0.1
 
 #: What each mood covers: the labelling guide's definitions, split into phrases (each embedded on its own; a
 #: scene's similarity to a mood is its best match among that mood's phrases).
@@ -179,8 +188,26 @@ def scene_features(heading: str, action: str, dialogue: str = "") -> tuple[np.nd
     return np.asarray(vec, dtype=np.float64), hits
 
 
+def scene_words(heading: str, action: str, dialogue: str = "") -> str:
+    """The text whose words the model weighs: heading, action and dialogue."""
+    return f"{heading} . {action} . {dialogue}"
+
+
+def words_vectorizer(vocabulary: Sequence[str] | None = None, idf: Sequence[float] | None = None):
+    """scikit-learn's TF-IDF vectoriser with the model's settings: to fit (no arguments; words of at least
+    :data:`MIN_DF` scenes), or fitted already from a stored ``vocabulary`` (in column order) and its ``idf``."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if vocabulary is None:
+        return TfidfVectorizer(min_df=MIN_DF, sublinear_tf=True, stop_words="english")
+    vec = TfidfVectorizer(vocabulary=list(vocabulary), sublinear_tf=True, stop_words="english")
+    vec.idf_ = np.asarray(idf, dtype=np.float64)
+    return vec
+
+
 class SceneModel:
-    """A fitted mood classifier and intensity regressor over :func:`scene_features` (see the module docstring)."""
+    """A fitted mood classifier and intensity regressor over a scene's words and :func:`scene_features` (see the
+    module docstring)."""
 
     def __init__(self, spec: dict[str, Any]):
         self.spec = spec
@@ -188,30 +215,43 @@ class SceneModel:
         self.names: list[str] = list(spec["features"])
         self.mean = np.asarray(spec["mean"], dtype=np.float64)
         self.scale = np.asarray(spec["scale"], dtype=np.float64)
-        self.mood_coef = np.asarray(spec["mood_coef"], dtype=np.float64)  # [M, F]
+        self.mood_coef = np.asarray(spec["mood_coef"], dtype=np.float64)  # [M, V + F]
         self.mood_intercept = np.asarray(spec["mood_intercept"], dtype=np.float64)  # [M]
-        self.int_coef = np.asarray(spec["intensity_coef"], dtype=np.float64)  # [F]
+        self.int_coef = np.asarray(spec["intensity_coef"], dtype=np.float64)  # [V + F]
         self.int_intercept = float(spec["intensity_intercept"])
         self.smoothing = float(spec.get("smoothing", 0.0))
         q = spec.get("intensity_quantiles")
         self.int_map = (np.asarray(q["predicted"]), np.asarray(q["labels"])) if q else None
-        if self.names != feature_names():
+        words = spec.get("words")  # absent: a model of the features alone
+        self.vectorizer = words_vectorizer(words["vocabulary"], words["idf"]) if words else None
+        self.dense_scale = float(words["dense_scale"]) if words else 1.0
+        width = (len(words["vocabulary"]) if words else 0) + len(self.names)
+        if self.names != feature_names() or self.mood_coef.shape[1] != width or self.int_coef.shape[0] != width:
             raise DependencyError("data/scene_planner.json was fitted on other features than this version "
                                   "computes; refit it with scripts/train_scene_planner.py")
 
-    def _z(self, x: np.ndarray) -> np.ndarray:
-        return (np.atleast_2d(x) - self.mean) / self.scale
+    def design(self, scenes: Sequence[tuple[str, str, str]]) -> tuple[np.ndarray, list[int]]:
+        """The model's input ``[N, V + F]`` for scenes ``(heading, action, dialogue)`` (the words' TF-IDF weights,
+        then the standardised features scaled by :data:`DENSE_SCALE`), and each scene's evidence count."""
+        feats = [scene_features(h, a, d) for h, a, d in scenes]
+        z = (np.vstack([f for f, _ in feats]) - self.mean) / self.scale
+        if self.vectorizer is not None:
+            w = self.vectorizer.transform([scene_words(h, a, d) for h, a, d in scenes]).toarray()
+            z = np.hstack([w, self.dense_scale * z])
+        return z, [hits for _, hits in feats]
 
-    def mood_probabilities(self, x: np.ndarray) -> np.ndarray:
-        """``[N, M]`` mood probabilities (order :attr:`moods`) for features ``[N, F]``, before smoothing."""
-        logits = self._z(x) @ self.mood_coef.T + self.mood_intercept
+    def mood_probabilities(self, design: np.ndarray) -> np.ndarray:
+        """``[N, M]`` mood probabilities (order :attr:`moods`) for a :meth:`design` ``[N, V + F]``, before
+        smoothing."""
+        logits = np.atleast_2d(design) @ self.mood_coef.T + self.mood_intercept
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
-    def intensity(self, x: np.ndarray) -> np.ndarray:
-        """``[N]`` intensities in [0, 1] (the ridge prediction mapped onto the labels' distribution by quantiles)."""
-        raw = self._z(x) @ self.int_coef + self.int_intercept
+    def intensity(self, design: np.ndarray) -> np.ndarray:
+        """``[N]`` intensities in [0, 1] for a :meth:`design` (the ridge prediction mapped onto the labels'
+        distribution by quantiles)."""
+        raw = np.atleast_2d(design) @ self.int_coef + self.int_intercept
         if self.int_map is not None:
             raw = np.interp(raw, *self.int_map)
         return np.clip(raw, 0.0, 1.0)
@@ -230,12 +270,11 @@ class SceneModel:
         dialogue)``."""
         if not scenes:
             return []
-        feats = [scene_features(h, a, d) for h, a, d in scenes]
-        x = np.vstack([f for f, _ in feats])
+        x, evidence = self.design(scenes)
         probs = self.smooth(self.mood_probabilities(x))
         inten = self.intensity(x)
         out = []
-        for p, i, (_, hits) in zip(probs, inten, feats):
+        for p, i, hits in zip(probs, inten, evidence):
             k = int(np.argmax(p))
             out.append({"mood": self.moods[k], "probability": float(p[k]), "intensity": float(i),
                         "evidence": int(hits), "probabilities": dict(zip(self.moods, map(float, p)))})
