@@ -194,6 +194,19 @@ def test_a_failure_after_planning_leaves_no_partial_products(tmp_path, model_cac
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_the_notebook_finds_the_shared_corpus_beside_the_checkout(tmp_path, monkeypatch):
+    from echoscript_utils.scoring import stage
+
+    cfg = load_config(REPO / "params" / "demo.yaml", output_root=tmp_path)
+    monkeypatch.delenv(SCREENPLAYS_ENV, raising=False)
+    assert stage.BESIDE_CHECKOUT == REPO.parent / "shared" / "screenplays"
+    assert stage.labelled_screenplays(cfg) == (stage.BESIDE_CHECKOUT if stage.BESIDE_CHECKOUT.is_dir() else None)
+    monkeypatch.setenv(SCREENPLAYS_ENV, str(tmp_path / "missing"))
+    assert stage.labelled_screenplays(cfg) is None  # a folder named but absent is not replaced by another
+    monkeypatch.setenv(SCREENPLAYS_ENV, str(tmp_path))
+    assert stage.labelled_screenplays(cfg) == tmp_path
+
+
 def test_a_folder_of_other_files_is_refused(tmp_path, model_cache):
     cfg = _cfg(tmp_path, model_cache, **{"scoring.relevance": False})
     script = tmp_path / "s.fountain"

@@ -417,10 +417,17 @@ def _write_sheets(sp: Screenplay, sheet: pd.DataFrame, plan_df: pd.DataFrame, ou
     return scenes_df
 
 
+#: The shared screenplay corpus, where a checkout of this repository has it beside itself (``../shared/screenplays``).
+BESIDE_CHECKOUT = Path(__file__).resolve().parents[3] / "shared" / "screenplays"
+
+
 def labelled_screenplays(cfg) -> Path | None:
-    """Where the labelled real screenplays are: ``scoring.labelled_screenplays``, else ``$ECHOSCRIPT_SCREENPLAYS``."""
+    """Where the labelled real screenplays are: ``scoring.labelled_screenplays``, else ``$ECHOSCRIPT_SCREENPLAYS``,
+    else the shared corpus beside the checkout (:data:`BESIDE_CHECKOUT`); ``None`` when none of them is a folder."""
     folder = cfg.scoring.labelled_screenplays or os.environ.get(SCREENPLAYS_ENV)
-    return Path(folder) if folder and Path(folder).is_dir() else None
+    if folder:
+        return Path(folder) if Path(folder).is_dir() else None
+    return BESIDE_CHECKOUT if BESIDE_CHECKOUT.is_dir() else None
 
 
 def planner_report(cfg) -> dict[str, Any]:
