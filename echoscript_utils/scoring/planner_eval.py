@@ -2,8 +2,8 @@
 
 ``data/screenplay_scene_labels.csv`` holds mood and intensity labels for scenes of real screenplays written by
 other people, labelled blind (the readers saw only the scene text and the labelling guide, ``data/scene_labelling_guide.md``,
-never the planner or its resources) by two independent readers (``mood`` / ``intensity`` from reader A, ``mood_b`` / ``intensity_b`` from
-reader B). The readers were instruction-following language models given the guide, not people. Scripts are
+never the planner or its resources): ``mood`` / ``intensity`` from reader A on every scene, and ``mood_b`` /
+``intensity_b`` from an independent reader B on 455 of them (empty elsewhere), to measure agreement. The readers were instruction-following language models given the guide, not people. Scripts are
 assigned whole to ``dev`` (what the offline planner is fitted and tuned on) or ``test``
 (never used for fitting or tuning). *Big Fish* is in neither: it is kept for an outside check.
 
