@@ -30,6 +30,7 @@ from .models import (
     model_identity,
     model_sample_rate,
     resolve_model,
+    sampling_attention,
     text_token_limit,
 )
 from .parallel import fork_map
@@ -137,7 +138,7 @@ def generate_batch(model, processor, prompts: list[str], *, seed: int, duration_
     if do_sample:
         kwargs.update(top_k=top_k or None, top_p=top_p or None, temperature=temperature)
     torch.manual_seed(seed)
-    with torch.inference_mode():
+    with torch.inference_mode(), sampling_attention(model):
         out = model.generate(**inputs, **kwargs)
     wav = out.float().cpu().numpy()
     if audio_prompt is not None:

@@ -75,7 +75,7 @@ from ..cards import demo_reasons, preflight, publish
 from ..config import resolve_device
 from ..errors import ConfigError, InputError
 from ..melody import CHROMA_FRAME_RATE
-from ..models.hub import model_identity, unwrap
+from ..models.hub import model_identity, sampling_attention, unwrap
 from ..models.musicgen import is_melody, load_musicgen
 from .data import (
     BatchSpec,
@@ -439,7 +439,8 @@ class TrainingRun:
         tok = tokenizer_of(self.processor)([self.t.sample_prompt], truncation=True,
                                            return_tensors="pt").to(self.accelerator.device)
         n = max(4, int(round(self.t.sample_duration_s * self.frame_rate)))
-        with torch.no_grad(), self.accelerator.autocast():
+        half = self.t.precision in ("fp16", "bf16")  # autocast: attention runs in half precision
+        with torch.no_grad(), self.accelerator.autocast(), sampling_attention(model, half=half):
             wav = model.generate(**tok, max_new_tokens=n, do_sample=True, guidance_scale=3.0)
         self._train_mode()
         wav = wav[0].float().cpu().numpy()

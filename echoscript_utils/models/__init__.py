@@ -13,7 +13,7 @@
 """
 
 from .clap import CLAP_SAMPLE_RATE, ClapEmbedder, load_clap
-from .hub import model_identity, resolve_checkpoint, resolve_model
+from .hub import model_identity, resolve_checkpoint, resolve_model, sampling_attention
 from .musicgen import (
     codec_identity,
     decode_codes,
@@ -54,6 +54,7 @@ __all__ = [
     "model_sample_rate",
     "resolve_checkpoint",
     "resolve_model",
+    "sampling_attention",
     "text_position_limit",
     "text_token_limit",
 ]

@@ -333,3 +333,28 @@ def _download(url: str, dest: Path, *, known_hash: str | None, sha256_prefix: st
             os.replace(got, dest)
     finally:
         log.setLevel(level)
+
+
+def sampling_attention(model=None, *, half: bool | None = None):
+    """The attention kernels that autoregressive sampling may use, as a context manager.
+
+    For half-precision attention on recent NVIDIA cards, torch's first choice of scaled-dot-product kernel is
+    cuDNN's, which is slow whenever the key length is new (it appears to plan again), and sampling meets a new
+    length at every step. A batch of 8 × 30 s of MusicGen-small with guidance took 122 s in bf16 against 29.5 s in
+    float32 on one H200; on another, 24 s both in float32 and in bf16 with cuDNN's kernel left out
+    (``benchmarks/results/gpu-2026-12-04.txt``). So sampling in float16 or bfloat16 (weights of that type, or
+    ``half=True`` under autocast) uses the flash, memory-efficient or math kernels: the
+    same attention, other kernels. Float32 sampling is left alone.
+    """
+    import torch
+
+    if half is None:
+        module = getattr(model, "decoder", None)
+        module = model if module is None else module
+        param = next(module.parameters(), None) if module is not None else None
+        half = param is not None and param.dtype in (torch.float16, torch.bfloat16)
+    if not half:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..artifacts import read_json, text_hash, write_json
 from ..errors import StageError
+from ..models.hub import sampling_attention
 from ..taxonomy import GENRES, INSTRUMENTS, MOODS
 from .plan import CUE_SYSTEM_MESSAGE, MOOD_PROFILES, CuePlan, _complete, _parse_cues
 
@@ -132,7 +133,7 @@ class LocalPlanner:
         tok = self.tokenizer
         ids = tok(prefix, add_special_tokens=False, return_tensors="pt")["input_ids"]
         device = next(self.model.parameters()).device
-        with torch.no_grad():
+        with torch.no_grad(), sampling_attention(self.model):
             out = self.model.generate(ids.to(device), attention_mask=torch.ones_like(ids).to(device),
                                       max_new_tokens=_MAX_DIRECTION_TOKENS, do_sample=False,
                                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
