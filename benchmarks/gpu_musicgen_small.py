@@ -1,21 +1,26 @@
-"""GPU benchmark: the workbook's training step on MusicGen-small's real shapes (random weights), one call.
+"""GPU benchmark: the workbook's training step and sampler on MusicGen-small's real shapes (random weights), one call.
 
-Builds MusicGen-small's architecture from configs (T5-base text encoder, 32 kHz EnCodec with 4 codebooks of
+Builds MusicGen-small from its published configuration (T5-base text encoder, 32 kHz EnCodec with 4 codebooks of
 2048, a 24-layer 1024-wide decoder: ~420 M decoder parameters) directly on the GPU with random weights, so no
 download is needed, and times :meth:`echoscript_utils.finetuning.TrainingRun.train_step` at the paper's batch
 (12 × 30 s) for each variant:
 
 * precision fp16 vs bf16 (autocast through accelerate, fp32 master weights, AdamW fused),
 * attention SDPA vs eager (and FlashAttention-2 when ``flash-attn`` is installed),
-* with the token cache (codes ready) vs without it (EnCodec encodes the batch's audio inside every step).
+* with the token cache (codes ready) vs without it (EnCodec encodes the batch's audio inside every step),
+* optionally gradient checkpointing, and the decoder under ``torch.compile``.
 
 For each it prints tokens/s (decoder frames per second, 50 per second of audio), model FLOPs utilisation
 (PaLM-style count: 6 × matmul parameters per token + 12 · layers · width · context for attention, plus the
 frozen T5's forward), peak GPU memory, and the projected time of the paper's run: 5,000 clips × 30 s × 10
-epochs, plus encoding every clip once (cache) or once per epoch (no cache). Results also go to a JSON file.
+epochs, plus encoding every clip once (cache) or once per epoch (no cache). It also times the workbook's sampler
+(:func:`echoscript_utils.musicgen_sampling.generate_batch`) on a batch of 8 × 30 s with classifier-free guidance
+in each weight precision. Results go to a JSON file, rewritten after every measurement.
 
-    python benchmarks/gpu_musicgen_small.py                      # the full set on one H100 / H200 (~5 min)
+    python benchmarks/gpu_musicgen_small.py                      # the full set on one H100 / H200 (~4 min)
     python benchmarks/gpu_musicgen_small.py --quick              # bf16 + SDPA only
+    python benchmarks/gpu_musicgen_small.py --quick --profile    # plus torch.profiler tables beside --out
+    python benchmarks/gpu_musicgen_small.py --generation-only    # the sampler alone
     python benchmarks/gpu_musicgen_small.py --tiny --steps 2     # tiny shapes: exercises the script on a CPU
     python benchmarks/gpu_musicgen_small.py --dry                # print the shapes and FLOP counts, run nothing
 """
@@ -35,27 +40,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 #: Dense bf16/fp16 tensor-core peaks (FLOP/s) by card name fragment; --peak-tflops overrides.
 PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
                "A10": 125.0, "V100": 125.0, "RTX 4090": 165.0}
+MODEL_ID = "facebook/musicgen-small"
+CAPTIONS = ["A tense night chase through rain-soaked streets. Cinematic score, suspenseful mood, featuring "
+            "violin, percussion, 128 bpm, in D minor.",
+            "Dawn over a quiet lake. Ambient score, calming mood, featuring piano, synthesizer, 70 bpm, in F major."]
 #: The paper's run: ~5,000 training clips of 30 s, 10 epochs.
 PAPER_CLIPS, PAPER_SECONDS, PAPER_EPOCHS = 5000, 30.0, 10
 
 
 def small_config():
-    """MusicGen-small's configuration (facebook/musicgen-small: t5-base + encodec_32khz + 24 × 1024 decoder)."""
-    from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, T5Config
+    """MusicGen-small's configuration as published (facebook/musicgen-small: t5-base + encodec_32khz + a 24 × 1024
+    decoder), read by transformers from the copy of its ``config.json`` that the full-size dry run uses."""
+    from echoscript_utils.models import fullsize
 
-    t5 = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
-                  relative_attention_num_buckets=32, dropout_rate=0.1, feed_forward_proj="relu")
-    codec = EncodecConfig(sampling_rate=32000, audio_channels=1, num_filters=64, hidden_size=128,
-                          codebook_size=2048, codebook_dim=128, upsampling_ratios=[8, 5, 4, 4],
-                          target_bandwidths=[2.2], num_lstm_layers=2, normalize=False, use_causal_conv=False,
-                          norm_type="weight_norm", chunk_length_s=None, num_residual_layers=1, compress=2)
-    decoder = MusicgenDecoderConfig(vocab_size=2048, hidden_size=1024, num_hidden_layers=24,
-                                    num_attention_heads=16, ffn_dim=4096, num_codebooks=4,
-                                    max_position_embeddings=2048, dropout=0.1, activation_function="gelu",
-                                    pad_token_id=2048, bos_token_id=2048, decoder_start_token_id=2048)
-    cfg = MusicgenConfig(text_encoder=t5, audio_encoder=codec, decoder=decoder)
-    cfg.pad_token_id = cfg.decoder_start_token_id = 2048
-    return cfg
+    return fullsize.build_config(MODEL_ID)
 
 
 def tiny_config():
@@ -98,10 +96,17 @@ def build(config, attn: str, device: str):
     import torch
     from transformers import MusicgenForConditionalGeneration
 
+    from echoscript_utils.models.fullsize import published
+    from echoscript_utils.models.hub import _fill_decoder_start as fill_decoder_start
+
     with torch.device(device):
         model = MusicgenForConditionalGeneration._from_config(
             config, attn_implementation={"decoder": attn, "text_encoder": "eager" if attn == "eager" else "sdpa",
                                          "audio_encoder": "eager"}, dtype=torch.float32)
+    if not getattr(config.decoder, "decoder_start_token_id", None):  # published: set in generation_config.json
+        model.generation_config.decoder_start_token_id = published(MODEL_ID)["files"]["generation_config.json"][
+            "decoder_start_token_id"]
+        fill_decoder_start(model)  # what the workbook's loader does for the hub's configs
     return model
 
 
@@ -114,9 +119,7 @@ def make_batches(config, tokenizer, *, n: int, batch: int, frames: int, seed: in
     k, vocab = config.decoder.num_codebooks, config.decoder.vocab_size
     spec = finetuning.BatchSpec(pad_id=config.decoder.pad_token_id, segment_frames=frames, cfg_dropout=0.1,
                               melody_dropout=0.0, caption_dropout={})
-    captions = ["A tense night chase through rain-soaked streets. Cinematic score, suspenseful mood, featuring "
-                "violin, percussion, 128 bpm, in D minor.",
-                "Dawn over a quiet lake. Ambient score, calming mood, featuring piano, synthesizer, 70 bpm, in F major."]
+    captions = CAPTIONS
     out = []
     for _ in range(n):
         items = [finetuning.ClipTokens(clip_id=str(j), codes=rng.integers(0, vocab, (k, frames)).astype(np.int16),
@@ -126,7 +129,23 @@ def make_batches(config, tokenizer, *, n: int, batch: int, frames: int, seed: in
     return out, text_tokens
 
 
-def run_variant(args, config, tokenizer, *, precision: str, attn: str, cache: bool, checkpointing: bool) -> dict:
+def profile_table(prof, path: str, title: str, *, wall_s: float) -> str:
+    """Write the profiler's operator table (by own device time, or CPU time without a GPU) to ``path``; return a
+    one-line summary: the share of ``wall_s`` that the GPU spent in kernels, and the three costliest operators."""
+    events = prof.key_averages()
+    on_gpu = any(e.self_device_time_total > 0 for e in events)
+    key = "self_device_time_total" if on_gpu else "self_cpu_time_total"
+    busy_s = sum(e.self_device_time_total for e in events if e.self_cpu_time_total == 0) / 1e6  # kernels alone
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"# {title}: {wall_s:.3f} s wall, {busy_s:.3f} s of device kernels\n")
+        f.write(events.table(sort_by=key, row_limit=40))
+    top = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:3]
+    return (f"{title}: GPU busy {busy_s / wall_s:.0%} of {wall_s:.3f} s; top: "
+            + ", ".join(f"{e.key[:48]} {getattr(e, key) / 1e6:.3f} s" for e in top) + f" ({path})")
+
+
+def run_variant(args, config, tokenizer, *, precision: str, attn: str, cache: bool, checkpointing: bool,
+                compile_decoder: bool = False, profile: str | None = None) -> dict:
     import torch
 
     from echoscript_utils import finetuning
@@ -149,9 +168,13 @@ def run_variant(args, config, tokenizer, *, precision: str, attn: str, cache: bo
     batches, text_tokens = make_batches(config, tokenizer, n=args.warmup + args.steps, batch=args.batch,
                                         frames=frames)
     sr = config.audio_encoder.sampling_rate
-    run = finetuning.TrainingRun.from_model(cfg, model, tokenizer, total_updates=args.warmup + args.steps)
+    run = finetuning.TrainingRun.from_model(cfg, model, tokenizer, total_updates=args.warmup + args.steps + 3)
+    if compile_decoder:  # torch.compile of the 24-layer decoder: the first (warm-up) step pays the compilation
+        base = unwrap(run.model)
+        base.decoder = torch.compile(base.decoder)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     times, encode_times, losses = [], [], []
+    first_step_s = None
     for i, batch in enumerate(batches):
         sync()
         t0 = time.perf_counter()
@@ -166,15 +189,32 @@ def run_variant(args, config, tokenizer, *, precision: str, attn: str, cache: bo
         sync()
         dt = time.perf_counter() - t0
         losses.append(out["loss"])
+        first_step_s = dt if first_step_s is None else first_step_s
         if i >= args.warmup:
             times.append(dt)
     step_s = statistics.median(times)
+    profile_line = None
+    if profile and cache:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+        sync()
+        with torch_profile(activities=acts) as prof:
+            t0 = time.perf_counter()
+            for batch in batches[-3:]:
+                run.train_step([batch])
+            sync()
+            wall = time.perf_counter() - t0
+        profile_line = profile_table(prof, profile, f"3 training steps, {precision} {attn}", wall_s=wall)
+        print(profile_line, flush=True)
     fl = flops_per_step(config, batch=args.batch, frames=frames, text_tokens=text_tokens)
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     peak = peak_flops(name, args.peak_tflops)
     tokens_per_s = fl["tokens"] / step_s
     result = {
         "precision": precision, "attention": attn, "token_cache": cache, "gradient_checkpointing": checkpointing,
+        "compiled_decoder": compile_decoder, "first_step_s": first_step_s, "profile": profile_line,
         "batch": args.batch, "seconds": args.seconds, "frames_per_example": frames + config.decoder.num_codebooks - 1,
         "step_s": step_s, "tokens_per_s": tokens_per_s, "tflops_per_s": fl["total"] / step_s / 1e12,
         "mfu": fl["total"] / step_s / peak if peak else None, "build_s": build_s,
@@ -210,6 +250,82 @@ def measure_encode(args, config) -> float:
     return statistics.median(times)
 
 
+def measure_generation(args, precisions: list[str], *, profile: str | None = None) -> list[dict]:
+    """Sampling through the workbook's sampler (:func:`echoscript_utils.musicgen_sampling.generate_batch`): one
+    batch of ``args.gen_batch`` prompts × ``args.gen_seconds`` s with classifier-free guidance at the colab
+    profile's settings (guidance 3, top-k 250), once per weight precision. The model is built once at the
+    published size with random weights (:func:`echoscript_utils.models.fullsize.build_model`)."""
+    import numpy as np
+    import torch
+
+    from echoscript_utils.models import build_tiny_musicgen, fullsize
+    from echoscript_utils.musicgen_sampling import frame_rate
+
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    if args.tiny:
+        model, processor = build_tiny_musicgen(seed=0)
+    else:
+        model, processor = fullsize.build_model(MODEL_ID), fullsize.standin_tokenizer(MODEL_ID)
+    attn = getattr(model.decoder.config, "_attn_implementation", None)
+    prompts = [CAPTIONS[i % len(CAPTIONS)] for i in range(args.gen_batch)]
+    steps = int(np.ceil(args.gen_seconds * frame_rate(model))) + 4
+    out = []
+    for precision in precisions:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        model = model.to(device=device, dtype=dtype)  # the sampler keeps half precision off cuDNN's attention
+        out.append(_time_generation(args, model, processor, prompts, precision=precision, attn=attn, steps=steps,
+                                    device=device, profile=profile))
+    del model
+    gc.collect()
+    return out
+
+
+def _time_generation(args, model, processor, prompts, *, precision, attn, steps, device, profile) -> dict:
+    import numpy as np
+    import torch
+
+    from echoscript_utils.musicgen_sampling import generate_batch
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    generate_batch(model, processor, prompts, seed=0, duration_s=1.0, guidance_scale=3.0, top_k=250)  # warm-up
+    sync()
+    profile_line = None
+    if profile:  # one second of sampling under the profiler, apart from the timed run
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+        with torch_profile(activities=acts) as prof:
+            t0 = time.perf_counter()
+            generate_batch(model, processor, prompts, seed=0, duration_s=1.0, guidance_scale=3.0, top_k=250)
+            sync()
+            wall = time.perf_counter() - t0
+        profile_line = profile_table(prof, f"{profile}-generate-{precision}.txt",
+                                     f"1 s of sampling, {precision}", wall_s=wall)
+        print(profile_line, flush=True)
+    if args.gen_seconds <= 0:
+        return {"precision": precision, "profile": profile_line}
+    t0 = time.perf_counter()
+    wav = generate_batch(model, processor, prompts, seed=0, duration_s=args.gen_seconds, guidance_scale=3.0,
+                         top_k=250)
+    sync()
+    wall = time.perf_counter() - t0
+    r = {"precision": precision, "attention": attn, "batch": args.gen_batch,
+         "seconds": args.gen_seconds, "guidance_scale": 3.0, "top_k": 250, "decoder_steps": steps,
+                "wall_s": wall, "audio_s_per_s": args.gen_batch * args.gen_seconds / wall,
+                "decoder_steps_per_s": steps / wall,
+                "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+                "finite": bool(np.isfinite(wav).all()), "rms": float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))),
+                "profile": profile_line}
+    print(f"generate {precision:5s} {attn}: batch {r['batch']} × {r['seconds']:g} s with CFG in {wall:.1f} s "
+          f"({r['audio_s_per_s']:.1f} s of audio per s, {r['decoder_steps_per_s']:.0f} steps/s"
+          + (f", peak {r['peak_memory_gb']:.1f} GB)" if r["peak_memory_gb"] is not None else ")"), flush=True)
+    return r
+
+
 def project(result: dict, encode_batch_s: float, *, batch: int, frame_rate: float, k: int) -> dict:
     """Projected wall time of the paper's 5,000 × 30 s × 10 epochs at this variant's speed."""
     tokens = PAPER_CLIPS * PAPER_EPOCHS * (int(PAPER_SECONDS * frame_rate) + k - 1)
@@ -235,21 +351,36 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first")
     ap.add_argument("--checkpointing", action="store_true", help="also time gradient checkpointing (bf16, SDPA)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="card's dense bf16 peak, if not in the table")
-    ap.add_argument("--out", default="gpu_musicgen_small.json", help="where the results JSON goes")
+    ap.add_argument("--compile", action="store_true", help="also time the headline variant with the decoder under "
+                    "torch.compile")
+    ap.add_argument("--profile", action="store_true", help="profile 3 steps of the headline variant and 1 s of "
+                    "sampling in each precision (torch.profiler tables beside --out)")
+    ap.add_argument("--generation-only", action="store_true", help="time sampling alone, no training step")
+    ap.add_argument("--gen-batch", type=int, default=8, help="prompts per generation batch (colab profile: 8)")
+    ap.add_argument("--gen-seconds", type=float, default=30.0, help="seconds generated per prompt")
+    ap.add_argument("--gen-precisions", default="fp32,bf16",
+                    help="weight precisions to generate in (fp32 is what the workbook's stages load); '' skips")
+    ap.add_argument("--out", default="gpu_musicgen_small.json", help="where the results JSON goes (rewritten "
+                    "after every measurement, so a run cut short keeps what it measured)")
     args = ap.parse_args()
 
     import importlib.util
 
     import torch
+    import transformers
 
-    from echoscript_utils.models import build_tiny_tokenizer
+    from echoscript_utils.models import build_tiny_tokenizer, fullsize
 
     config = tiny_config() if args.tiny else small_config()
     if args.tiny and args.seconds == 30.0:
         args.seconds = 2.0
     if args.tiny and args.batch == 12:
         args.batch = 2
-    tokenizer = build_tiny_tokenizer(kind="t5")
+    if args.tiny and args.gen_seconds == 30.0:
+        args.gen_seconds = 1.0
+    if args.tiny and args.gen_batch == 8:
+        args.gen_batch = 2
+    tokenizer = build_tiny_tokenizer(kind="t5") if args.tiny else fullsize.standin_tokenizer(MODEL_ID)
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     frames = int(round(args.seconds * config.audio_encoder.frame_rate))
@@ -273,41 +404,65 @@ def main() -> int:
     plan.append((precisions[0], "sdpa", False, False))
     if args.checkpointing:
         plan.append((precisions[0], "sdpa", True, True))
-    encode_batch_s = measure_encode(args, config)
+    plan = [(p, a, c, k, False) for p, a, c, k in plan]
+    if args.compile:
+        plan.append((precisions[0], "sdpa", True, False, True))
+    stem = args.out[:-5] if args.out.endswith(".json") else args.out
+    report = {"device": name, "torch": torch.__version__, "transformers": transformers.__version__,
+              "tiny": args.tiny, "batch": args.batch, "seconds": args.seconds,
+              "paper_run": f"{PAPER_CLIPS} clips × {PAPER_SECONDS:g} s × {PAPER_EPOCHS} epochs",
+              "results": [], "generation": []}
+
+    def save() -> None:
+        tmp = args.out + ".part"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+        os.replace(tmp, args.out)
+
+    encode_batch_s = report["encode_batch_s"] = measure_encode(args, config)
     print(f"EnCodec: {encode_batch_s:.3f} s to encode {args.batch} × {args.seconds:g} s")
-    results = []
+    save()
     header = (f"{'precision':9s} {'attention':17s} {'cache':5s} {'ckpt':4s} {'step s':>7s} {'tokens/s':>9s} "
               f"{'TFLOP/s':>8s} {'MFU':>6s} {'peak GB':>8s} {'paper run':>10s}")
-    print(header)
-    for precision, attn, cache, ckpt in plan:
+    gen_precisions = [p for p in args.gen_precisions.split(",") if p]
+    if args.generation_only:
+        report["generation"] = measure_generation(args, gen_precisions, profile=stem if args.profile else None)
+        save()
+        plan = []
+    for i, (precision, attn, cache, ckpt, comp) in enumerate(plan):
+        if i == 1 and gen_precisions:  # generation right after the headline variant: a run cut short has both
+            report["generation"] = measure_generation(args, gen_precisions, profile=stem if args.profile else None)
+            save()
+        if i in (0, 1):
+            print(header)
         try:
             r = run_variant(args, config, tokenizer, precision=precision, attn=attn, cache=cache,
-                            checkpointing=ckpt)
+                            checkpointing=ckpt, compile_decoder=comp,
+                            profile=f"{stem}-train.txt" if args.profile and i == 0 else None)
         except Exception as exc:  # out of memory, an attention kernel that refuses fp32 weights, ...
             why = "out of memory" if isinstance(exc, torch.cuda.OutOfMemoryError) else \
                 f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
-            print(f"{precision:9s} {attn:17s} {str(cache):5s} {str(ckpt):4s} {why}", flush=True)
-            results.append({"precision": precision, "attention": attn, "token_cache": cache, "error": why})
+            print(f"{precision:9s} {attn:17s} {str(cache):5s} {str(ckpt):4s} {'compiled ' if comp else ''}{why}",
+                  flush=True)
+            report["results"].append({"precision": precision, "attention": attn, "token_cache": cache,
+                                      "error": why})
+            save()
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             continue
         r |= project(r, encode_batch_s, batch=args.batch, frame_rate=config.audio_encoder.frame_rate,
                      k=config.decoder.num_codebooks)
-        results.append(r)
+        report["results"].append(r)
+        save()
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
         mem = f"{r['peak_memory_gb']:.1f}" if r["peak_memory_gb"] is not None else "n/a"
         print(f"{precision:9s} {attn:17s} {str(cache):5s} {str(ckpt):4s} {r['step_s']:7.3f} "
               f"{r['tokens_per_s']:9.0f} {r['tflops_per_s']:8.1f} {mfu:>6s} {mem:>8s} "
-              f"{r['paper_total_min']:8.1f} min", flush=True)
-    report = {"device": name, "torch": torch.__version__, "tiny": args.tiny, "batch": args.batch,
-              "seconds": args.seconds, "encode_batch_s": encode_batch_s, "results": results,
-              "paper_run": f"{PAPER_CLIPS} clips × {PAPER_SECONDS:g} s × {PAPER_EPOCHS} epochs"}
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
+              f"{r['paper_total_min']:8.1f} min" + (f" (compiled; first step {r['first_step_s']:.0f} s)" if comp else ""),
+              flush=True)
     print(f"results: {args.out}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
