@@ -90,24 +90,20 @@ def dev_scenes(screenplays: Path, text_files: list[Path]):
     return df.reset_index(drop=True)
 
 
-def ablation(df, *, folds: int = 5) -> int:
+def ablation(df, x: np.ndarray, words: np.ndarray, splits) -> int:
     """Grouped cross-validated mood accuracy on dev of the model's inputs and of others, each with its best
     regularisation: the features alone; WordLlama's whole 256-d embeddings of action and dialogue; the features
     with those embeddings; the model's own inputs (the words' TF-IDF weights beside the features). Nothing is
-    written."""
+    written. ``x`` and ``words`` are :func:`scene_features` and :func:`scene_words` of ``df``'s scenes, ``splits``
+    the grouped folds."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold
     from sklearn.preprocessing import StandardScaler
 
     from echoscript_utils.scoring.scene_model import _wordllama
 
     y, groups = df["mood"].to_numpy(), df["script"].to_numpy()
-    x = np.vstack([scene_features(h, a, d)[0] for h, a, d in zip(df["heading_parsed"], df["action"], df["dialogue"])])
     wl = _wordllama()
     emb = np.hstack([wl.embed([t if t.strip() else " " for t in df[part]], norm=True) for part in ("action", "dialogue")])
-    words = np.array([scene_words(h, a, d) for h, a, d in zip(df["heading_parsed"], df["action"], df["dialogue"])],
-                     dtype=object)
-    splits = list(GroupKFold(n_splits=min(folds, len(set(groups)))).split(x, y, groups))
     designs = _designs(x, words, splits)
 
     def dense(features):
@@ -140,30 +136,36 @@ def ablation(df, *, folds: int = 5) -> int:
     return 0
 
 
-def _designs(x: np.ndarray, words: np.ndarray, folds):
-    """Per fold, the training and held-out model inputs: the words' TF-IDF weights (vocabulary and idf from the
-    training scenes only) beside the standardised features scaled by ``DENSE_SCALE``."""
+def _fitted_design(x: np.ndarray, words: np.ndarray, rows):
+    """``(vectoriser, scaler, design)`` fitted on the scenes ``rows``: ``design(i)`` is the model's input for the
+    scenes ``i``, the words' TF-IDF weights beside the standardised features scaled by ``DENSE_SCALE`` (the layout
+    :meth:`SceneModel.design` rebuilds from the stored fit)."""
     import scipy.sparse as sp
     from sklearn.preprocessing import StandardScaler
 
+    vec, sc = words_vectorizer().fit(words[rows]), StandardScaler().fit(x[rows])
+
+    def design(i):
+        return sp.hstack([vec.transform(words[i]), sp.csr_matrix(DENSE_SCALE * sc.transform(x[i]))]).tocsr()
+
+    return vec, sc, design
+
+
+def _designs(x: np.ndarray, words: np.ndarray, folds):
+    """Per fold, the training and held-out model inputs (vocabulary, idf and scaling from the training scenes
+    only)."""
     out = []
     for tr, te in folds:
-        vec, sc = words_vectorizer().fit(words[tr]), StandardScaler().fit(x[tr])
-
-        def design(i, vec=vec, sc=sc):
-            return sp.hstack([vec.transform(words[i]), sp.csr_matrix(DENSE_SCALE * sc.transform(x[i]))]).tocsr()
-
+        design = _fitted_design(x, words, tr)[2]
         out.append((design(tr), design(te)))
     return out
 
 
 def main(argv=None) -> int:
-    import scipy.sparse as sp
     from scipy.stats import spearmanr
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.metrics import f1_score
     from sklearn.model_selection import GroupKFold
-    from sklearn.preprocessing import StandardScaler
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--screenplays", required=True, type=Path)
@@ -179,8 +181,6 @@ def main(argv=None) -> int:
     if df.empty:
         print(f"{args.screenplays}: none of the dev scripts is there", file=sys.stderr)
         return 2
-    if args.ablation:
-        return ablation(df, folds=args.folds)
     x = np.vstack([scene_features(h, a, d)[0] for h, a, d in zip(df["heading_parsed"], df["action"], df["dialogue"])])
     words = np.array([scene_words(h, a, d) for h, a, d in zip(df["heading_parsed"], df["action"], df["dialogue"])],
                      dtype=object)
@@ -188,6 +188,8 @@ def main(argv=None) -> int:
     yi = df["intensity"].to_numpy(float)
     groups = df["script"].to_numpy()
     folds = list(GroupKFold(n_splits=min(args.folds, len(set(groups)))).split(x, y, groups))
+    if args.ablation:
+        return ablation(df, x, words, folds)
     designs = _designs(x, words, folds)
 
     tried = []
@@ -219,8 +221,8 @@ def main(argv=None) -> int:
     pred_q, label_q = np.quantile(oof, qs), np.quantile(yi, qs)
     pred_q = np.maximum.accumulate(pred_q + np.arange(len(qs)) * 1e-9)
 
-    vec, scaler = words_vectorizer().fit(words), StandardScaler().fit(x)
-    z = sp.hstack([vec.transform(words), sp.csr_matrix(DENSE_SCALE * scaler.transform(x))]).tocsr()
+    vec, scaler, design = _fitted_design(x, words, slice(None))
+    z = design(slice(None))
     clf = LogisticRegression(C=c, class_weight=cw, max_iter=5000).fit(z, y)
     order = [list(clf.classes_).index(m) for m in MOODS]
     reg = Ridge(alpha=alpha).fit(z, yi)
