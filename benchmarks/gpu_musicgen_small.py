@@ -339,6 +339,31 @@ def project(result: dict, encode_batch_s: float, *, batch: int, frame_rate: floa
             "paper_total_min": total / 60}
 
 
+def summary(report: dict) -> list[str]:
+    """The closing lines: the headline variant against the goal and against eager attention (the plain
+    transformers path) measured in the same run, and each sampling precision against float32."""
+    ok = [r for r in report["results"] if "error" not in r]
+    lines = []
+    if ok:
+        head = ok[0]
+        mfu = f"{head['mfu']:.1%}" if head["mfu"] is not None else "n/a"
+        lines.append(f"headline {head['precision']} {head['attention']} with the token cache: "
+                     f"{head['tokens_per_s']:.0f} tokens/s, MFU {mfu}; the paper's run {head['paper_total_min']:.1f} min "
+                     f"(goal: at most 30 min at 40 % MFU or more)")
+        eager = next((r for r in ok if r["attention"] == "eager" and r["precision"] == head["precision"]
+                      and r["token_cache"] and not r.get("gradient_checkpointing")), None)
+        if eager:
+            lines.append(f"  {head['tokens_per_s'] / eager['tokens_per_s']:.2f}x eager attention "
+                         f"({eager['tokens_per_s']:.0f} tokens/s) in this run")
+    timed = [g for g in report["generation"] if "wall_s" in g]
+    base = next((g for g in timed if g["precision"] == "fp32"), None)
+    for g in timed:
+        ratio = f", {base['wall_s'] / g['wall_s']:.2f}x fp32's speed" if base and g is not base else ""
+        lines.append(f"sampling {g['precision']}: {g['batch']} x {g['seconds']:g} s in {g['wall_s']:.1f} s, "
+                     f"{g['audio_s_per_s']:.1f}x real time{ratio}")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="tiny shapes (runs on a CPU in seconds)")
@@ -461,6 +486,8 @@ def main() -> int:
               f"{r['tokens_per_s']:9.0f} {r['tflops_per_s']:8.1f} {mfu:>6s} {mem:>8s} "
               f"{r['paper_total_min']:8.1f} min" + (f" (compiled; first step {r['first_step_s']:.0f} s)" if comp else ""),
               flush=True)
+    for line in summary(report):
+        print(line)
     print(f"results: {args.out}")
     return 0
 

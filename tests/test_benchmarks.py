@@ -33,3 +33,4 @@ def test_gpu_benchmark_tiny_run_writes_training_and_sampling_figures(tmp_path):
     assert [g["precision"] for g in report["generation"]] == ["fp32", "bf16"]
     assert all(g["finite"] and g["rms"] > 0 and g["audio_s_per_s"] > 0 for g in report["generation"])
     assert not list(tmp_path.glob("*.part"))
+    assert "headline no sdpa with the token cache" in res.stdout and "fp32's speed" in res.stdout
