@@ -365,7 +365,7 @@ def test_settings_table_lists_the_papers_recipe(tmp_path, cache_dir):
     assert row["paper"] == "5e-5" and row["this_run"] == "0.003"
 
 
-def test_gradient_checkpointing_gives_the_same_first_step_and_bf16_autocast_runs(tmp_path, cache_dir):
+def test_gradient_checkpointing_gives_the_same_first_step_and_bf16_autocast_runs(tmp_path, cache_dir, monkeypatch):
     plain = make_cfg(tmp_path / "plain", cache_dir, epochs=1, max_steps=1)
     ckpt = make_cfg(tmp_path / "ckpt", cache_dir, epochs=1, max_steps=1, gradient_checkpointing=True)
     a = finetuning.train_from_config(plain, progress=False, log=lambda m: None)
@@ -373,10 +373,28 @@ def test_gradient_checkpointing_gives_the_same_first_step_and_bf16_autocast_runs
     assert a["train_loss_first_epoch"] == pytest.approx(b["train_loss_first_epoch"], abs=1e-6)
     wa, wb = final_weights(plain), final_weights(ckpt)
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-5
-    bf16 = make_cfg(tmp_path / "bf16", cache_dir, epochs=1, max_steps=1, precision="bf16")
+    bf16 = make_cfg(tmp_path / "bf16", cache_dir, epochs=1, max_steps=1, precision="bf16", sample_prompt="calm piano",
+                    sample_duration_s=0.2)
+    import contextlib
+
+    from echoscript_utils.finetuning import trainer
+
+    seen, original = [], trainer.sampling_attention
+
+    @contextlib.contextmanager
+    def recording(model=None, *, half=None):
+        with original(model, half=half):
+            seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+            yield
+
+    monkeypatch.setattr(trainer, "sampling_attention", recording)
     c = finetuning.train_from_config(bf16, progress=False, log=lambda m: None)
     assert c["precision"] == "bf16" and np.isfinite(c["train_loss_first_epoch"])
     assert c["train_loss_first_epoch"] == pytest.approx(a["train_loss_first_epoch"], abs=0.05)
+    # the epoch's sample under bf16 autocast: written and finite, sampled with cuDNN's attention kernel off
+    wav, _ = audio.load(bf16.paths.finetuning / "samples" / "epoch_01.wav")
+    assert wav.size and np.isfinite(wav).all()
+    assert seen == [False]
 
 
 def test_changed_parameters_start_fresh_and_drop_old_checkpoints(tmp_path, cache_dir):
