@@ -140,3 +140,19 @@ def test_score_command_with_the_local_planner(tmp_path, cache, capsys):
     sheet = pd.read_csv(out / "cue_sheet.csv")
     assert list(sheet["scene"]) == [1, 2] and set(sheet["planner"]) == {"local:tiny-instruct"}
     assert sheet["planner_confidence"].between(0.25, 1).all() and set(sheet["mood"]) <= set(MOODS)
+
+
+def test_half_precision_direction_is_decoded_with_cudnn_attention_off(cache):
+    """A planner loaded in bf16 (as on a GPU) writes its free-text direction with cuDNN's attention kernel switched
+    off (slow on every new key length), and the switch is restored afterwards."""
+    model, tok = load_instruct("tiny-instruct", cache_dir=cache / "models")
+    model = model.to(torch.bfloat16)
+    half = lp.LocalPlanner(model, tok, max_input_tokens=max_input_tokens(model, tok))
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, a: seen.append(torch.backends.cuda.cudnn_sdp_enabled()))
+    try:
+        direction = half._direction('{"cues": [{"scene": 1, "mood": "calming", "direction": "')
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {False} and isinstance(direction, str)
+    assert torch.backends.cuda.cudnn_sdp_enabled()
