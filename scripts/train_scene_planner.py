@@ -34,6 +34,7 @@ from echoscript_utils.scoring.scene_model import (  # noqa: E402
     feature_names,
     scene_features,
     scene_words,
+    smooth_neighbours,
     words_vectorizer,
 )
 from echoscript_utils.taxonomy import MOODS  # noqa: E402
@@ -54,12 +55,12 @@ def split_scene_text(text: str) -> tuple[str, str]:
 
 
 def _smooth(p: np.ndarray, w: float, groups: np.ndarray) -> np.ndarray:
+    """:func:`smooth_neighbours` within each script (rows of one script are its scenes in order), as the planner
+    smooths a script at run time."""
     out = p.copy()
     for g in np.unique(groups):
         i = np.where(groups == g)[0]
-        q = p[i]
-        pad = np.vstack([q[:1], q, q[-1:]])
-        out[i] = (1 - 2 * w) * q + w * pad[:-2] + w * pad[2:]
+        out[i] = smooth_neighbours(p[i], w)
     return out
 
 

@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import DependencyError
 
 __all__ = ["DENSE_SCALE", "EMPATH_GROUPS", "MIN_DF", "MOOD_DESCRIPTIONS", "SceneModel", "feature_names",
-           "load_scene_model", "scene_features", "scene_words", "words_vectorizer"]
+           "load_scene_model", "scene_features", "scene_words", "smooth_neighbours", "words_vectorizer"]
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z']*")
 _SENTENCE = re.compile(r"[.!?]+")
@@ -205,6 +205,16 @@ def words_vectorizer(vocabulary: Sequence[str] | None = None, idf: Sequence[floa
     return vec
 
 
+def smooth_neighbours(probs: np.ndarray, w: float) -> np.ndarray:
+    """Each row of ``probs`` (consecutive scenes of one script) blended with the rows before and after it, with
+    weight ``w`` each side (the first and last scene count as their own outer neighbour); rows still sum to 1."""
+    if w <= 0 or len(probs) < 2:
+        return probs
+    padded = np.vstack([probs[:1], probs, probs[-1:]])
+    out = (1 - 2 * w) * probs + w * padded[:-2] + w * padded[2:]
+    return out / out.sum(axis=1, keepdims=True)
+
+
 class SceneModel:
     """A fitted mood classifier and intensity regressor over a scene's words and :func:`scene_features` (see the
     module docstring)."""
@@ -258,12 +268,7 @@ class SceneModel:
 
     def smooth(self, probs: np.ndarray) -> np.ndarray:
         """Blend each scene's mood probabilities with its neighbours' (weight :attr:`smoothing` each side)."""
-        if self.smoothing <= 0 or len(probs) < 2:
-            return probs
-        w = self.smoothing
-        padded = np.vstack([probs[:1], probs, probs[-1:]])
-        out = (1 - 2 * w) * probs + w * padded[:-2] + w * padded[2:]
-        return out / out.sum(axis=1, keepdims=True)
+        return smooth_neighbours(probs, self.smoothing)
 
     def predict(self, scenes: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
         """Mood, probability, intensity and evidence for a run of consecutive scenes ``(heading, action,
