@@ -144,6 +144,25 @@ def profile_table(prof, path: str, title: str, *, wall_s: float) -> str:
             + ", ".join(f"{e.key[:48]} {getattr(e, key) / 1e6:.3f} s" for e in top) + f" ({path})")
 
 
+def profiled(work, path: str, title: str, *, device: str) -> str:
+    """Run ``work()`` under torch.profiler (CPU, and CUDA on a GPU), write its table to ``path``, and print and
+    return :func:`profile_table`'s summary line."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
+    with profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        work()
+        sync()
+        wall = time.perf_counter() - t0
+    line = profile_table(prof, path, title, wall_s=wall)
+    print(line, flush=True)
+    return line
+
+
 def run_variant(args, config, tokenizer, *, precision: str, attn: str, cache: bool, checkpointing: bool,
                 compile_decoder: bool = False, profile: str | None = None) -> dict:
     import torch
@@ -195,19 +214,11 @@ def run_variant(args, config, tokenizer, *, precision: str, attn: str, cache: bo
     step_s = statistics.median(times)
     profile_line = None
     if profile and cache:
-        from torch.profiler import ProfilerActivity
-        from torch.profiler import profile as torch_profile
-
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-        sync()
-        with torch_profile(activities=acts) as prof:
-            t0 = time.perf_counter()
-            for batch in batches[-3:]:
+        def three_steps(run=run, last=batches[-3:]):  # bound now: both names are deleted below
+            for batch in last:
                 run.train_step([batch])
-            sync()
-            wall = time.perf_counter() - t0
-        profile_line = profile_table(prof, profile, f"3 training steps, {precision} {attn}", wall_s=wall)
-        print(profile_line, flush=True)
+
+        profile_line = profiled(three_steps, profile, f"3 training steps, {precision} {attn}", device=device)
     fl = flops_per_step(config, batch=args.batch, frames=frames, text_tokens=text_tokens)
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     peak = peak_flops(name, args.peak_tflops)
@@ -294,18 +305,9 @@ def _time_generation(args, model, processor, prompts, *, precision, attn, steps,
     sync()
     profile_line = None
     if profile:  # one second of sampling under the profiler, apart from the timed run
-        from torch.profiler import ProfilerActivity
-        from torch.profiler import profile as torch_profile
-
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-        with torch_profile(activities=acts) as prof:
-            t0 = time.perf_counter()
-            generate_batch(model, processor, prompts, seed=0, duration_s=1.0, guidance_scale=3.0, top_k=250)
-            sync()
-            wall = time.perf_counter() - t0
-        profile_line = profile_table(prof, f"{profile}-generate-{precision}.txt",
-                                     f"1 s of sampling, {precision}", wall_s=wall)
-        print(profile_line, flush=True)
+        profile_line = profiled(lambda: generate_batch(model, processor, prompts, seed=0, duration_s=1.0,
+                                                       guidance_scale=3.0, top_k=250),
+                                f"{profile}-generate-{precision}.txt", f"1 s of sampling, {precision}", device=device)
     if args.gen_seconds <= 0:
         return {"precision": precision, "profile": profile_line}
     t0 = time.perf_counter()
@@ -313,13 +315,12 @@ def _time_generation(args, model, processor, prompts, *, precision, attn, steps,
                          top_k=250)
     sync()
     wall = time.perf_counter() - t0
-    r = {"precision": precision, "attention": attn, "batch": args.gen_batch,
-         "seconds": args.gen_seconds, "guidance_scale": 3.0, "top_k": 250, "decoder_steps": steps,
-                "wall_s": wall, "audio_s_per_s": args.gen_batch * args.gen_seconds / wall,
-                "decoder_steps_per_s": steps / wall,
-                "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
-                "finite": bool(np.isfinite(wav).all()), "rms": float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))),
-                "profile": profile_line}
+    r = {"precision": precision, "attention": attn, "batch": args.gen_batch, "seconds": args.gen_seconds,
+         "guidance_scale": 3.0, "top_k": 250, "decoder_steps": steps, "wall_s": wall,
+         "audio_s_per_s": args.gen_batch * args.gen_seconds / wall, "decoder_steps_per_s": steps / wall,
+         "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+         "finite": bool(np.isfinite(wav).all()), "rms": float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))),
+         "profile": profile_line}
     print(f"generate {precision:5s} {attn}: batch {r['batch']} × {r['seconds']:g} s with CFG in {wall:.1f} s "
           f"({r['audio_s_per_s']:.1f} s of audio per s, {r['decoder_steps_per_s']:.0f} steps/s"
           + (f", peak {r['peak_memory_gb']:.1f} GB)" if r["peak_memory_gb"] is not None else ")"), flush=True)
@@ -444,9 +445,10 @@ def main() -> int:
             json.dump(report, f, indent=2)
         os.replace(tmp, args.out)
 
-    encode_batch_s = report["encode_batch_s"] = measure_encode(args, config)
-    print(f"EnCodec: {encode_batch_s:.3f} s to encode {args.batch} × {args.seconds:g} s")
-    save()
+    if not args.generation_only:  # the codec's rate feeds the training projections only
+        encode_batch_s = report["encode_batch_s"] = measure_encode(args, config)
+        print(f"EnCodec: {encode_batch_s:.3f} s to encode {args.batch} × {args.seconds:g} s")
+        save()
     header = (f"{'precision':9s} {'attention':17s} {'cache':5s} {'ckpt':4s} {'step s':>7s} {'tokens/s':>9s} "
               f"{'TFLOP/s':>8s} {'MFU':>6s} {'peak GB':>8s} {'paper run':>10s}")
     gen_precisions = [p for p in args.gen_precisions.split(",") if p]
