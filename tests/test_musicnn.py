@@ -127,6 +127,32 @@ def test_network_matches_tensorflow(ref, model, cache_dir):
 
 
 @pytest.mark.parametrize("model", musicnn.MODELS)
+def test_front_end_pools_before_the_batch_norm_exactly(ref, model, cache_dir):
+    """Each front-end block's maximum over frequency, taken on the conv output before ReLU and batch norm (the
+    minimum where a channel's batch-norm scale is negative), equals the block's output maximised over frequency,
+    to the bit; both signs of scale occur in the real weights. In training mode the block takes the direct path."""
+    import torch
+    from torch.nn import functional as F
+
+    net = musicnn.load_model(model, cache_dir=cache_dir)
+    logmel = np.log10(10000.0 * ref["mel16"].astype(np.float32) + 1.0)
+    x = net.input_bn(torch.from_numpy(musicnn.patch(logmel)[0][:2]).unsqueeze(1))
+    blocks = [(b, F.pad(x, (0, 0, 3, 3))) for b in net.timbral]
+    blocks += [(b, F.pad(x, (0, 0, (k - 1) // 2, k - 1 - (k - 1) // 2)))
+               for k, b in zip(net.temporal_kernels, net.temporal, strict=True)]
+    with torch.inference_mode():
+        for block, xin in blocks:
+            scale = block.bn.weight * torch.rsqrt(block.bn.running_var + block.bn.eps)
+            assert (scale < 0).any() and (scale > 0).any()
+            assert torch.equal(block.max_over_frequency(xin), block(xin).amax(dim=3))
+    block, xin = blocks[0]
+    trained = musicnn.MusiCNN(len(musicnn.LABELS[model])).train()
+    with torch.no_grad():
+        want = trained.timbral[0](xin).amax(dim=3)  # batch statistics: the ReLU/batch norm cannot move
+        assert torch.equal(trained.timbral[0].max_over_frequency(xin), want)
+
+
+@pytest.mark.parametrize("model", musicnn.MODELS)
 def test_end_to_end_matches_tensorflow(ref, recipe, model, cache_dir):
     wav = recipe.reference_audio()
     logmel = musicnn.log_mel(wav, int(ref["sr"]))

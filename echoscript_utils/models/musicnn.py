@@ -107,6 +107,28 @@ class _ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(F.relu(self.conv(x)))
 
+    def max_over_frequency(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x).amax(dim=3)`` for a 2-D block, computed on the conv's output ``[B, C, T, F]`` before the
+        ReLU and batch norm: ``[B, C, T]``.
+
+        In eval mode the batch norm is a per-channel affine map, so ReLU → batch norm is monotone in each channel:
+        non-decreasing where the channel's scale ``γ/√(σ² + ε)`` is positive, non-increasing where it is negative.
+        The maximum over frequency of the block's output is then the block applied to the conv output's maximum
+        (positive scale) or minimum (negative scale) over frequency. The minimum is taken as the maximum of the
+        conv with negated weights and bias, which is exactly the negated conv output, so the result equals the
+        direct computation while the ReLU and the batch norm touch one value per frequency band instead of all
+        of them. In training mode (batch statistics) the direct computation runs.
+        """
+        if self.training:
+            return self.forward(x).amax(dim=3)
+        bn = self.bn
+        sign = torch.where(bn.weight * torch.rsqrt(bn.running_var + bn.eps) < 0, -1.0, 1.0).to(x.dtype)
+        conv = self.conv
+        z = F.conv2d(x, conv.weight * sign[:, None, None, None], conv.bias * sign, conv.stride, conv.padding,
+                     conv.dilation, conv.groups)
+        return F.batch_norm(F.relu(z.amax(dim=3) * sign[:, None]), bn.running_mean, bn.running_var, bn.weight,
+                            bn.bias, training=False, eps=bn.eps)
+
 
 class MusiCNN(nn.Module):
     """The musicnn network (``build_musicnn`` with the front end ``7774timbraltemporal``).
@@ -153,10 +175,10 @@ class MusiCNN(nn.Module):
         feats = []
         x_time_pad = F.pad(x, (0, 0, 3, 3))  # 'same' in time only: the frequency axis is max-pooled away
         for block in self.timbral:
-            feats.append(block(x_time_pad).amax(dim=3))  # [B, C, T]
+            feats.append(block.max_over_frequency(x_time_pad))  # [B, C, T]
         for k, block in zip(self.temporal_kernels, self.temporal, strict=True):
             before = (k - 1) // 2  # TensorFlow 'same' padding puts the odd sample after
-            feats.append(block(F.pad(x, (0, 0, before, k - 1 - before))).amax(dim=3))
+            feats.append(block.max_over_frequency(F.pad(x, (0, 0, before, k - 1 - before))))
         front = torch.cat(feats, dim=1)  # [B, 561, T]
         mid1 = self.midend[0](F.pad(front, (3, 3)))
         mid2 = self.midend[1](F.pad(mid1, (3, 3))) + mid1
