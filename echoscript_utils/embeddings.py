@@ -45,6 +45,7 @@ from .errors import ConfigError, DependencyError, InputError
 from .fad import frechet_distance
 from .models import codec_identity, load_musicgen, model_sample_rate, musicnn, resolve_model, vggish
 from .models.clap import ClapEmbedder
+from .models.clap import audio_features as clap_audio_features
 from .models.hub import resolve_checkpoint
 from .models.panns import CHECKPOINT_SOURCE, load_cnn14
 
@@ -366,12 +367,14 @@ class ClapAudioEmbedder(Embedder):
         self.sample_rate = int(self.clap.sample_rate)
         self.identity = f"clap:{self.clap.identity}:rs={self.resampler}:{_CACHE_VERSION}"
 
-    def _features(self, wins: list[np.ndarray]) -> np.ndarray:
+    def _features(self, wins: list[np.ndarray], *, reference: bool = False) -> np.ndarray:
+        """Unit embeddings of 10 s windows; ``reference`` featurises them with transformers' extractor itself
+        rather than :func:`~echoscript_utils.models.clap.audio_features` (the same arithmetic, batched)."""
         import torch
 
-        proc = self.clap.processor.feature_extractor
-        feats = proc(wins, sampling_rate=self.sample_rate, return_tensors="pt", truncation="rand_trunc",
-                     padding="repeatpad")
+        fe = self.clap.processor.feature_extractor
+        feats = (fe(wins, sampling_rate=self.sample_rate, return_tensors="pt", truncation="rand_trunc",
+                    padding="repeatpad") if reference else clap_audio_features(fe, wins))
         feats = {k: v.to(self.clap.device) for k, v in feats.items()}
         with torch.inference_mode():
             out = self.clap.model.get_audio_features(**feats)
@@ -401,7 +404,7 @@ class ClapAudioEmbedder(Embedder):
         x = x.mean(axis=0) if x.ndim == 2 else x
         if int(sr) != self.sample_rate:
             x = resampy.resample(x, int(sr), self.sample_rate)
-        return np.concatenate([self._features([w]) for w in windows(x, self.clap.window, pad=False)])
+        return np.concatenate([self._features([w], reference=True) for w in windows(x, self.clap.window, pad=False)])
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """Prompts → ``[N, D]`` L2-normalised CLAP text embeddings (same model)."""

@@ -143,6 +143,36 @@ def test_clap_round_trip_embeddings(cache, paths, built):
     torch.testing.assert_close(out.logits_per_audio, ref.logits_per_audio, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("extractor", ["tiny", "published"])
+def test_clap_audio_features_equal_the_extractor(built, extractor):
+    """models.clap.audio_features (one framed FFT per window) gives exactly what transformers' ClapFeatureExtractor
+    gives (a loop over frames), for the tiny extractor and the published CLAP's, on a full 10 s window, short
+    windows it repeat-pads and a long one (which it hands to the extractor, whose rand_trunc crop is random)."""
+    import transformers as tf
+
+    from echoscript_utils.models import fullsize as fs
+    from echoscript_utils.models.clap import audio_features
+
+    if extractor == "tiny":
+        fe = built["tiny-clap"][1].feature_extractor
+    else:
+        conf = fs.published("laion/larger_clap_music_and_speech")["files"]["preprocessor_config.json"]
+        fe = tf.ClapFeatureExtractor(**{k: v for k, v in conf.items() if k not in ("feature_extractor_type",
+                                                                                   "processor_class")})
+    rng = np.random.default_rng(3)
+    t = np.arange(48_000 * 12) / 48_000
+    music = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 0.5 * t)) + 0.05 * rng.standard_normal(t.size))
+    music = music.astype(np.float32)
+    for wins in ([music[:480_000]], [music[:480_000], music[:192_000], music[:700]], [music]):
+        np.random.seed(0)
+        want = fe(wins, sampling_rate=48_000, return_tensors="pt", truncation="rand_trunc", padding="repeatpad")
+        np.random.seed(0)
+        got = audio_features(fe, wins)
+        assert torch.equal(got["input_features"], want["input_features"])
+        assert torch.equal(got["is_longer"], want["is_longer"])
+    assert got["input_features"].shape == (1, 1, 1001, fe.feature_size)
+
+
 def test_processor_round_trip(cache, paths, built, tmp_path):
     proc = built["tiny-musicgen"][1]
     proc.save_pretrained(tmp_path / "p")

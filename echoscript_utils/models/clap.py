@@ -32,6 +32,46 @@ def load_clap(name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLike, 
                  attn_implementation=attn_implementation, seed=seed, merge_lora=merge_lora)
 
 
+def audio_features(feature_extractor, wins: list[np.ndarray]) -> dict:
+    """CLAP's model inputs for mono windows ``wins`` at the extractor's rate: what
+    ``feature_extractor(wins, truncation="rand_trunc", padding="repeatpad", return_tensors="pt")`` returns, with
+    each window's log-mel spectrogram computed as one framed FFT instead of transformers' frame-by-frame loop.
+
+    The arithmetic is the extractor's own: repeat-padding of a short window, float64 samples, reflect-padded centred
+    frames times the periodic Hann window, ``rfft`` kept in complex64 as transformers keeps it, power, Slaney mel
+    filters floored at 1e-10, ``10·log10`` and float32. A window longer than the extractor's maximum (which
+    ``rand_trunc`` would crop at random), an empty one, or an extractor of another kind goes through the extractor
+    itself.
+
+    Returns:
+        ``{"input_features": [B, 1, frames, mels] float32, "is_longer": [B, 1] bool}`` torch tensors.
+    """
+    import torch
+    from transformers import ClapFeatureExtractor
+    from transformers.audio_utils import window_function
+
+    fe = feature_extractor
+    size = int(fe.nb_max_samples)
+    if type(fe) is not ClapFeatureExtractor or any(len(w) == 0 or len(w) > size for w in wins):
+        return fe(wins, sampling_rate=fe.sampling_rate, return_tensors="pt", truncation="rand_trunc",
+                  padding="repeatpad")
+    n_fft, hop = int(fe.fft_window_size), int(fe.hop_length)
+    hann = window_function(n_fft, "hann").astype(np.float64)
+    mels = []
+    for w in wins:
+        x = np.asarray(w, dtype=np.float64)
+        if x.shape[0] < size:  # repeatpad: whole repeats, then zeros
+            x = np.tile(x, int(size / len(x)))
+            x = np.pad(x, (0, size - x.shape[0]))
+        x = np.pad(x, (n_fft // 2, n_fft // 2), mode="reflect")
+        frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * hann
+        power = np.abs(np.fft.rfft(frames, axis=-1).astype(np.complex64), dtype=np.float64) ** 2.0
+        mel = np.maximum(1e-10, power @ fe.mel_filters_slaney)
+        mels.append((10.0 * np.log10(np.clip(mel, 1e-10, None))).astype(np.float32))
+    return {"input_features": torch.from_numpy(np.stack(mels)[:, None]),
+            "is_longer": torch.zeros((len(wins), 1), dtype=torch.bool)}
+
+
 class ClapEmbedder:
     """CLAP audio and text embeddings (L2-normalised rows), cached per clip by content hash.
 
@@ -70,9 +110,7 @@ class ClapEmbedder:
         wins = windows(x.mean(axis=0) if x.ndim == 2 else x, self.window, pad=False)
         embs = []
         for i in range(0, len(wins), self.batch_size):
-            feats = self.processor.feature_extractor(wins[i:i + self.batch_size], sampling_rate=self.sample_rate,
-                                                     return_tensors="pt", truncation="rand_trunc",
-                                                     padding="repeatpad")
+            feats = audio_features(self.processor.feature_extractor, wins[i:i + self.batch_size])
             feats = {k: v.to(self.device) for k, v in feats.items()}
             with torch.inference_mode():
                 out = self.model.get_audio_features(**feats)
