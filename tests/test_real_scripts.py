@@ -50,6 +50,22 @@ def test_labels_keep_scripts_whole_and_big_fish_out():
 
 
 @needs_shared
+def test_empath_counts_equal_empath_analyze_on_real_scenes():
+    """The planner's Empath counts (index built once) equal Empath's own analyze on every part of real scenes."""
+    from empath import Empath
+
+    from echoscript_utils.scoring.scene_model import empath_counts
+
+    lexicon = Empath()
+    df = labelled_scenes(SHARED)
+    texts = [t.lower() for col in ("heading", "action", "dialogue") for t in df[col].head(60)]
+    assert sum(bool(t.strip()) for t in texts) > 120
+    for text in texts:
+        assert empath_counts(text) == lexicon.analyze(text, normalize=False)
+    assert any(sum(empath_counts(t).values()) > 5 for t in texts)
+
+
+@needs_shared
 def test_labelled_shared_scenes_are_found_by_the_parser():
     df = labelled_scenes(SHARED)
     shared = load_scene_labels().query("shared == True")
