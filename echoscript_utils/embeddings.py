@@ -372,9 +372,7 @@ class ClapAudioEmbedder(Embedder):
         rather than :func:`~echoscript_utils.models.clap.audio_features` (the same arithmetic, batched)."""
         import torch
 
-        fe = self.clap.processor.feature_extractor
-        feats = (fe(wins, sampling_rate=self.sample_rate, return_tensors="pt", truncation="rand_trunc",
-                    padding="repeatpad") if reference else clap_audio_features(fe, wins))
+        feats = clap_audio_features(self.clap.processor.feature_extractor, wins, batched=not reference)
         feats = {k: v.to(self.clap.device) for k, v in feats.items()}
         with torch.inference_mode():
             out = self.clap.model.get_audio_features(**feats)

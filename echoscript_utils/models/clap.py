@@ -32,7 +32,7 @@ def load_clap(name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLike, 
                  attn_implementation=attn_implementation, seed=seed, merge_lora=merge_lora)
 
 
-def audio_features(feature_extractor, wins: list[np.ndarray]) -> dict:
+def audio_features(feature_extractor, wins: list[np.ndarray], *, batched: bool = True) -> dict:
     """CLAP's model inputs for mono windows ``wins`` at the extractor's rate: what
     ``feature_extractor(wins, truncation="rand_trunc", padding="repeatpad", return_tensors="pt")`` returns, with
     each window's log-mel spectrogram computed as one framed FFT instead of transformers' frame-by-frame loop.
@@ -41,7 +41,7 @@ def audio_features(feature_extractor, wins: list[np.ndarray]) -> dict:
     frames times the periodic Hann window, ``rfft`` kept in complex64 as transformers keeps it, power, Slaney mel
     filters floored at 1e-10, ``10·log10`` and float32. A window longer than the extractor's maximum (which
     ``rand_trunc`` would crop at random), an empty one, or an extractor of another kind goes through the extractor
-    itself.
+    itself, as every window does with ``batched=False`` (the reference path of the parity probes).
 
     Returns:
         ``{"input_features": [B, 1, frames, mels] float32, "is_longer": [B, 1] bool}`` torch tensors.
@@ -52,7 +52,7 @@ def audio_features(feature_extractor, wins: list[np.ndarray]) -> dict:
 
     fe = feature_extractor
     size = int(fe.nb_max_samples)
-    if type(fe) is not ClapFeatureExtractor or any(len(w) == 0 or len(w) > size for w in wins):
+    if not batched or type(fe) is not ClapFeatureExtractor or any(len(w) == 0 or len(w) > size for w in wins):
         return fe(wins, sampling_rate=fe.sampling_rate, return_tensors="pt", truncation="rand_trunc",
                   padding="repeatpad")
     n_fft, hop = int(fe.fft_window_size), int(fe.hop_length)
