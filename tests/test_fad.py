@@ -210,9 +210,41 @@ def test_noise_floor_shapes_are_hard_for_the_squared_eigenvalue_shortcut():
 def test_lower_triangular_product_by_block_columns(n):
     """The product of the two Cholesky factors, one block column at a time, equals the plain product."""
     rng = np.random.default_rng(n)
-    a, b = (np.asfortranarray(np.tril(rng.standard_normal((n, n)))) for _ in range(2))
-    got = fad._lower_product(a, b, block=128)
-    assert np.allclose(got, a @ b, rtol=0, atol=1e-12 * n) and not np.triu(got, 1).any()
+    u = np.asfortranarray(np.triu(rng.standard_normal((n, n))))
+    b = np.asfortranarray(np.tril(rng.standard_normal((n, n))))
+    got = fad._upper_t_lower_product(u, b, block=128)
+    assert np.allclose(got, u.T @ b, rtol=0, atol=1e-12 * n) and not np.triu(got, 1).any()
+
+
+@pytest.mark.parametrize("upper", [False, True])
+def test_cholesky_factors_of_a_covariance(upper, rng):
+    """Both triangular factors reproduce the covariance, are triangular on the side asked for, and are the
+    factors numpy's Cholesky gives (of the covariance, or of its row- and column-reversed copy)."""
+    x = rng.standard_normal((300, 40))
+    cov = np.cov(x, rowvar=False)
+    f, triangular = fad._factor_cov(cov, upper=upper)
+    assert triangular
+    assert np.allclose(f @ f.T, cov, rtol=0, atol=1e-12)
+    assert not (np.tril(f, -1) if upper else np.triu(f, 1)).any()
+    want = np.linalg.cholesky(cov[::-1, ::-1])[::-1, ::-1] if upper else np.linalg.cholesky(cov)
+    assert np.allclose(f, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [300, 2048])
+def test_two_stage_eigenvalues_equal_scipy(n, monkeypatch):
+    """The eigenvalues from LAPACK's two-stage driver (when a loaded OpenBLAS has it) and from scipy's eigh agree
+    to the rounding both guarantee; with the driver missing, scipy's path gives them."""
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n + 10, n))
+    m = x.T @ x
+    want = scipy.linalg.eigvalsh(m)
+    # numpy's and scipy's wheels bundle an OpenBLAS with LAPACKE: the pinned stack must find the driver
+    assert fad._lapacke_dsyevd_2stage() is not None, "no LAPACKE_dsyevd_2stage in the loaded OpenBLAS"
+    monkeypatch.setattr(fad, "_TWO_STAGE_MIN", 1)
+    got = fad._eigvalsh_lower(np.asfortranarray(np.tril(m)))
+    assert np.abs(got - want).max() <= 64 * n * np.finfo(float).eps * want[-1]
+    monkeypatch.setattr(fad, "_TWO_STAGE", [None])
+    assert np.abs(fad._eigvalsh_lower(np.asfortranarray(np.tril(m))) - want).max() <= 64 * n * np.finfo(float).eps * want[-1]
 
 
 def test_exact_reference_against_forty_digit_arithmetic():
