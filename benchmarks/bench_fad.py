@@ -6,6 +6,7 @@
     python benchmarks/bench_fad.py --shape lowrank      # rank D/32 signal + isotropic noise, stored as float32
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_fad.py --repeats 3   # steadier numbers on a busy machine
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_fad.py --clock cpu   # CPU seconds: the steadiest on a shared machine
+    python benchmarks/bench_fad.py --dims 2048 --eigensolvers --repeats 8   # LAPACK's two-stage eigensolver vs scipy's
 
 Two tables. "from embeddings": both functions start from the same ``[N, D]`` arrays, so both times include the
 means and covariances (an O(N·D²) cost the two share). "from statistics": both start from the same means and
@@ -26,6 +27,7 @@ import time
 import numpy as np
 import scipy.linalg
 
+from echoscript_utils import fad as fad_module
 from echoscript_utils.fad import frechet_distance, frechet_distance_from_stats
 
 
@@ -77,6 +79,26 @@ def make_data(dim: int, n_rows: int, seed: int, *, shape: str = "mixed") -> tupl
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
+def eigensolver_times(a: np.ndarray, b: np.ndarray, *, repeats: int, clock=time.perf_counter) -> dict[str, list[float]]:
+    """``frechet_distance(a, b)`` with LAPACK's two-stage eigensolver (the default where a loaded OpenBLAS has it)
+    and with scipy's one-stage ``eigh``, interleaved (alternating which goes first) so that both see the same load."""
+    two_stage = fad_module._lapacke_dsyevd_2stage()
+    if two_stage is None:
+        raise SystemExit("no LAPACKE_dsyevd_2stage in the loaded OpenBLAS: nothing to compare")
+    times: dict[str, list[float]] = {"two-stage": [], "scipy eigh": []}
+    try:
+        for i in range(repeats):
+            order = [("two-stage", two_stage), ("scipy eigh", None)]
+            for name, fn in order if i % 2 == 0 else order[::-1]:
+                fad_module._TWO_STAGE[:] = [fn]
+                t0 = clock()
+                frechet_distance(a, b)
+                times[name].append(clock() - t0)
+    finally:
+        fad_module._TWO_STAGE[:] = [two_stage]
+    return times
+
+
 def best_time(fn, *args, repeats: int, clock=time.perf_counter) -> tuple[float, float]:
     best, value = float("inf"), float("nan")
     for _ in range(repeats):
@@ -95,8 +117,24 @@ def main(argv=None) -> int:
     ap.add_argument("--shape", choices=["mixed", "lowrank"], default="mixed")
     ap.add_argument("--clock", choices=list(CLOCKS), default="wall",
                     help="wall-clock or process CPU seconds (use cpu with OPENBLAS_NUM_THREADS=1 on a busy machine)")
+    ap.add_argument("--eigensolvers", action="store_true",
+                    help="only time ours with LAPACK's two-stage eigensolver against ours with scipy's eigh, "
+                         "interleaved, from embeddings (median and best of --repeats)")
     args = ap.parse_args(argv)
     clock = CLOCKS[args.clock]
+    if args.eigensolvers:
+        print(f"shape: {args.shape}; {args.clock} seconds, from embeddings, interleaved, {args.repeats} repeats")
+        print(f"{'D':>6} {'N':>6} {'two-stage median [s]':>21} {'scipy eigh median [s]':>22} {'ratio':>6} "
+              f"{'best':>13}")
+        for dim in args.dims:
+            n_rows = max(2, int(round(args.rows * dim)))
+            a, b = make_data(dim, n_rows, args.seed, shape=args.shape)
+            frechet_distance(a, b)  # warm up
+            t = eigensolver_times(a, b, repeats=args.repeats, clock=clock)
+            med = {k: float(np.median(v)) for k, v in t.items()}
+            print(f"{dim:>6} {n_rows:>6} {med['two-stage']:>21.3f} {med['scipy eigh']:>22.3f} "
+                  f"{med['scipy eigh'] / med['two-stage']:>5.2f}x {min(t['two-stage']):>6.3f}/{min(t['scipy eigh']):.3f}")
+        return 0
 
     header = (f"{'D':>6} {'N':>6} {'sqrtm ref [s]':>14} {'ours [s]':>10} {'speed-up':>9} {'ours vs exact':>14} "
               f"{'sqrtm vs exact':>15}")
