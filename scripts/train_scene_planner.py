@@ -134,7 +134,46 @@ def ablation(df, x: np.ndarray, words: np.ndarray, splits) -> int:
             accs[c] = float((pred == y).mean())
         best = max(accs, key=accs.get)
         print(f"  {name:<42} {accs[best]:.3f}  (C={best}; " + ", ".join(f"{c}: {a:.3f}" for c, a in accs.items()) + ")")
+    _intensity_ablation(df, x, words, splits, designs)
     return 0
+
+
+def _neighbour_mean(x: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
+    """Each scene's row replaced by the mean of the rows of up to ``k`` scenes before and after it in its script,
+    itself left out (a script of one scene keeps its own)."""
+    out = np.empty_like(x, dtype=np.float64)
+    for g in np.unique(groups):
+        i = np.where(groups == g)[0]
+        xi = x[i].astype(np.float64)
+        csum = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(xi, axis=0)])
+        j = np.arange(len(i))
+        lo, hi = np.maximum(j - k, 0), np.minimum(j + k + 1, len(i))
+        n = np.maximum(hi - lo - 1, 1)[:, None]
+        out[i] = xi if len(i) < 2 else (csum[hi] - csum[lo] - xi) / n
+    return out
+
+
+def _intensity_ablation(df, x: np.ndarray, words: np.ndarray, splits, designs) -> None:
+    """Grouped cross-validated intensity Spearman ρ on dev of the model's inputs and of the same beside the mean
+    features of the neighbouring scenes (not in the shipped model: it ranks dev and test scenes better but pulls
+    adjacent scenes' intensities together, where a score needs their contrast; see benchmarks/results)."""
+    from scipy.stats import spearmanr
+    from sklearn.linear_model import Ridge
+
+    yi, groups = df["intensity"].to_numpy(float), df["script"].to_numpy()
+    print(f"dev: grouped {len(splits)}-fold CV intensity Spearman rho (ridge regression)")
+    for k in (0, 1, 2):
+        fold_designs = designs if k == 0 else _designs(np.hstack([x, _neighbour_mean(x, groups, k)]), words, splits)
+        rhos = {}
+        for alpha in (1.0, 3.0, 10.0):
+            pred = np.zeros(len(yi))
+            for (tr, te), (x_tr, x_te) in zip(splits, fold_designs):
+                pred[te] = Ridge(alpha=alpha).fit(x_tr, yi[tr]).predict(x_te)
+            rhos[alpha] = float(spearmanr(pred, yi).statistic)
+        best = max(rhos, key=rhos.get)
+        name = "words + features (the model's inputs)" if k == 0 else f"+ mean features of {k} scene(s) either side"
+        print(f"  {name:<42} rho {rhos[best]:.3f}  (alpha={best}; "
+              + ", ".join(f"{a}: {r:.3f}" for a, r in rhos.items()) + ")")
 
 
 def _fitted_design(x: np.ndarray, words: np.ndarray, rows):
