@@ -22,6 +22,7 @@ noise floor, cast to float32. Timings are best-of ``--repeats`` wall-clock secon
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -82,20 +83,20 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 def eigensolver_times(a: np.ndarray, b: np.ndarray, *, repeats: int, clock=time.perf_counter) -> dict[str, list[float]]:
     """``frechet_distance(a, b)`` with LAPACK's two-stage eigensolver (the default where a loaded OpenBLAS has it)
     and with scipy's one-stage ``eigh``, interleaved (alternating which goes first) so that both see the same load."""
-    two_stage = fad_module._lapacke_dsyevd_2stage()
-    if two_stage is None:
+    if fad_module._lapacke_dsyevd_2stage() is None:
         raise SystemExit("no LAPACKE_dsyevd_2stage in the loaded OpenBLAS: nothing to compare")
     times: dict[str, list[float]] = {"two-stage": [], "scipy eigh": []}
+    size_min = fad_module._TWO_STAGE_MIN
     try:
         for i in range(repeats):
-            order = [("two-stage", two_stage), ("scipy eigh", None)]
-            for name, fn in order if i % 2 == 0 else order[::-1]:
-                fad_module._TWO_STAGE[:] = [fn]
+            order = [("two-stage", size_min), ("scipy eigh", sys.maxsize)]  # scipy's eigh below the size
+            for name, threshold in order if i % 2 == 0 else order[::-1]:
+                fad_module._TWO_STAGE_MIN = threshold
                 t0 = clock()
                 frechet_distance(a, b)
                 times[name].append(clock() - t0)
     finally:
-        fad_module._TWO_STAGE[:] = [two_stage]
+        fad_module._TWO_STAGE_MIN = size_min
     return times
 
 

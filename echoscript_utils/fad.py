@@ -30,6 +30,7 @@ Embeddings can be passed as one ``[N, D]`` array (each row is a resampling unit)
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -296,18 +297,17 @@ def _nuclear_norm_triangular(g: np.ndarray, *, rest: float) -> float:
     from scipy.linalg.lapack import dlauum, dtrtri
 
     eps = float(np.finfo(np.float64).eps)
-    eigvals_lower = _eigvalsh_lower
 
     def acceptable(total, bound):
         distance = max(rest - 2.0 * total, 0.0)
         return 2.0 * bound <= _TRACE_RTOL * distance + 64 * eps * rest
 
     if _graded(g, rest=rest):
-        total = _nuclear_norm_graded(g, rest=rest, acceptable=acceptable, eigvals_lower=eigvals_lower)
+        total = _nuclear_norm_graded(g, rest=rest, acceptable=acceptable, eigvals_lower=_eigvalsh_lower)
         if total is not None:
             return total
     gram, _ = dlauum(g, lower=1)
-    lam = np.maximum(eigvals_lower(gram), 0.0)
+    lam = np.maximum(_eigvalsh_lower(gram), 0.0)
     del gram
     lam_max = float(lam[-1])
     if lam_max == 0.0:
@@ -320,7 +320,7 @@ def _nuclear_norm_triangular(g: np.ndarray, *, rest: float) -> float:
     inv, info = dtrtri(g, lower=1, overwrite_c=0)
     if info == 0 and np.isfinite(inv).all():
         gram_inv, _ = dlauum(inv, lower=1)
-        mu = eigvals_lower(gram_inv)[::-1]  # descending: mu[i] estimates 1 / lam[i]
+        mu = _eigvalsh_lower(gram_inv)[::-1]  # descending: mu[i] estimates 1 / lam[i]
         del inv, gram_inv
         mu_max = float(mu[0])
         if mu_max > 0:
@@ -436,18 +436,10 @@ def _eigvalsh_lower(m: np.ndarray) -> np.ndarray:
     return scipy.linalg.eigh(m, lower=True, eigvals_only=True, overwrite_a=True, check_finite=False)
 
 
-_TWO_STAGE: list = []
-
-
+@functools.lru_cache(maxsize=1)
 def _lapacke_dsyevd_2stage():
     """``LAPACKE_dsyevd_2stage`` of a loaded OpenBLAS (scipy's and numpy's wheels bundle one; found through
     threadpoolctl), as a ctypes function, or ``None``; looked up once per process."""
-    if not _TWO_STAGE:
-        _TWO_STAGE.append(_find_dsyevd_2stage())
-    return _TWO_STAGE[0]
-
-
-def _find_dsyevd_2stage():
     import ctypes
 
     import scipy.linalg.lapack  # noqa: F401  (loads scipy's BLAS/LAPACK, so that threadpoolctl lists it)

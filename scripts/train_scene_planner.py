@@ -54,14 +54,19 @@ def split_scene_text(text: str) -> tuple[str, str]:
     return " ".join(a for a in action if a), " ".join(dialogue)
 
 
-def _smooth(p: np.ndarray, w: float, groups: np.ndarray) -> np.ndarray:
-    """:func:`smooth_neighbours` within each script (rows of one script are its scenes in order), as the planner
-    smooths a script at run time."""
-    out = p.copy()
+def _per_script(fn, a: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``fn`` applied to the rows of each script on their own (rows of one script are its scenes in order), as the
+    planner reads one script at a time."""
+    out = np.empty_like(a, dtype=np.float64)
     for g in np.unique(groups):
         i = np.where(groups == g)[0]
-        out[i] = smooth_neighbours(p[i], w)
+        out[i] = fn(a[i])
     return out
+
+
+def _smooth(p: np.ndarray, w: float, groups: np.ndarray) -> np.ndarray:
+    """:func:`smooth_neighbours` within each script, as the planner smooths a script at run time."""
+    return _per_script(lambda q: smooth_neighbours(q, w), p, groups)
 
 
 def dev_scenes(screenplays: Path, text_files: list[Path]):
@@ -141,16 +146,16 @@ def ablation(df, x: np.ndarray, words: np.ndarray, splits) -> int:
 def _neighbour_mean(x: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
     """Each scene's row replaced by the mean of the rows of up to ``k`` scenes before and after it in its script,
     itself left out (a script of one scene keeps its own)."""
-    out = np.empty_like(x, dtype=np.float64)
-    for g in np.unique(groups):
-        i = np.where(groups == g)[0]
-        xi = x[i].astype(np.float64)
-        csum = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(xi, axis=0)])
-        j = np.arange(len(i))
-        lo, hi = np.maximum(j - k, 0), np.minimum(j + k + 1, len(i))
-        n = np.maximum(hi - lo - 1, 1)[:, None]
-        out[i] = xi if len(i) < 2 else (csum[hi] - csum[lo] - xi) / n
-    return out
+
+    def around(xi: np.ndarray) -> np.ndarray:
+        if len(xi) < 2:
+            return xi
+        csum = np.vstack([np.zeros((1, xi.shape[1])), np.cumsum(xi, axis=0)])
+        j = np.arange(len(xi))
+        lo, hi = np.maximum(j - k, 0), np.minimum(j + k + 1, len(xi))
+        return (csum[hi] - csum[lo] - xi) / (hi - lo - 1)[:, None]
+
+    return _per_script(around, x.astype(np.float64), groups)
 
 
 def _intensity_ablation(df, x: np.ndarray, words: np.ndarray, splits, designs) -> None:
