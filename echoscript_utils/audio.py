@@ -434,8 +434,9 @@ def loudness(wav: np.ndarray, sr: int) -> float:
     −70 LUFS and relative −10 LU gates), on float64 samples.
 
     The computation of ``pyloudnorm.Meter(sr).integrated_loudness`` (its filter coefficients, block bounds and
-    gating) with the two filter stages in one pass and the block energies from a cumulative sum instead of a
-    Python loop over blocks: equal to pyloudnorm within 1e-9 LU (``tests/test_audio.py``), about 3x faster.
+    gating) with the two filter stages in one pass and the block energies from sums between block edges instead
+    of a Python loop over blocks: equal to pyloudnorm within 1e-9 LU (``tests/test_audio.py``), about 2.5x faster
+    (8 ms against 21 ms for 30 s of mono at 44.1 kHz on one core).
 
     ``wav`` is ``[C, T]`` or ``[T]`` with at most five channels (L, R, C, Ls, Rs; weights 1, 1, 1, 1.41, 1.41);
     returns −inf for silence or less than 0.4 s.
@@ -458,9 +459,14 @@ def loudness(wav: np.ndarray, sr: int) -> float:
     j = np.arange(n_blocks, dtype=np.float64)
     lo = (block * (j * step) * sr).astype(np.int64)  # the same float expressions as pyloudnorm, so the same bounds
     hi = np.minimum((block * (j * step + 1) * sr).astype(np.int64), n)
-    energy = np.zeros((y.shape[0], n + 1))
-    np.cumsum(np.square(y), axis=1, out=energy[:, 1:])
-    z = (energy[:, hi] - energy[:, lo]) / (block * sr)  # mean square per channel and block [C, blocks]
+    # each block's energy from the sums between consecutive block edges (one vectorised reduction over the samples,
+    # then a cumulative sum over a few hundred edges instead of over every sample)
+    edges = np.unique(np.r_[lo, hi])
+    edges = edges[edges < n]
+    sums = np.add.reduceat(np.square(y, out=y), edges, axis=1)  # [C, edges]: samples edges[k] .. edges[k + 1]
+    energy = np.zeros((y.shape[0], edges.size + 1))
+    np.cumsum(sums, axis=1, out=energy[:, 1:])
+    z = (energy[:, np.searchsorted(edges, hi)] - energy[:, np.searchsorted(edges, lo)]) / (block * sr)  # [C, blocks]
     weights = np.asarray(_CHANNEL_WEIGHTS[: y.shape[0]])[:, None]
     with np.errstate(divide="ignore"):
         lj = -0.691 + 10.0 * np.log10((weights * z).sum(axis=0))

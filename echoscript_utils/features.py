@@ -145,8 +145,10 @@ def spectral_frames(wav: np.ndarray, *, n_fft: int = N_FFT, hop_length: int = HO
         x = np.pad(x, (0, n_fft - x.size))
     frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop_length]
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-    spec = scipy.fft.rfft(frames * window, axis=1)  # single precision, several times faster than numpy.fft
-    return (spec.real ** 2 + spec.imag ** 2).astype(np.float32).T
+    spec = scipy.fft.rfft(frames * window, axis=1, overwrite_x=True)  # single precision, faster than numpy.fft
+    parts = spec.view(np.float32)  # real and imaginary parts side by side, squared in place
+    np.square(parts, out=parts)
+    return np.add(parts[:, 0::2], parts[:, 1::2]).T
 
 
 _FILTERS: dict[tuple, np.ndarray] = {}
@@ -329,8 +331,10 @@ class Fingerprinter:
         n = x.size // self.frame
         if n:
             frames = x[: n * self.frame].reshape(n, self.frame) * self._window
-            spec = scipy.fft.rfft(frames, axis=1)
-            power = spec.real ** 2 + spec.imag ** 2
+            spec = scipy.fft.rfft(frames, axis=1, overwrite_x=True)
+            parts = spec.view(np.float32)
+            np.square(parts, out=parts)
+            power = np.add(parts[:, 0::2], parts[:, 1::2])
             chroma = power @ self._chroma.T
             total = power.sum(axis=1, keepdims=True)
             self._rows.append(10 * np.log10(np.concatenate([chroma, total], axis=1) + 1e-10))
