@@ -57,3 +57,32 @@ def test_fork_chunks_slices_lists_and_dataframes_in_order_every_worker_busy():
     df = pd.DataFrame({"x": range(7)}, index=list("abcdefg"))  # rows by position, whatever the index
     parts = fork_chunks(lambda d: list(d["x"]), df, num_workers=2, most=3)
     assert parts == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+@needs_fork
+def test_workers_reuse_the_memory_they_free():
+    """A worker allocates the same arrays item after item: from the second item on, they come from memory its heap
+    kept (no page faults) instead of fresh pages, faulted in again for every item."""
+    import resource
+    import sys
+
+    import numpy as np
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's allocator only")
+
+    def item(_):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        a = np.ones(4 << 20, np.float32)  # 16 MiB, above glibc's default mmap threshold
+        b = np.ones(4 << 20, np.float32)
+        total = float(a.sum() + b.sum())
+        del a, b
+        return os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, total
+
+    out = fork_map(item, list(range(8)), num_workers=2)
+    by_worker: dict[int, list[int]] = {}
+    for pid, faults, total in out:
+        assert total == 2 * (4 << 20)
+        by_worker.setdefault(pid, []).append(faults)
+    later = [f for faults in by_worker.values() for f in faults[1:]]
+    assert later and max(later) < 100, by_worker  # glibc's defaults: about a thousand faults every item
