@@ -10,6 +10,7 @@ Where the platform cannot fork, or one worker or one item is asked for, everythi
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import multiprocessing as mp
 import sys
@@ -17,12 +18,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
-__all__ = ["can_fork", "fork_chunks", "fork_map", "one_thread", "torch_threads"]
+__all__ = ["ForkPool", "can_fork", "fork_chunks", "fork_map", "keep_freed_memory", "one_thread", "torch_threads"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 _TASK: dict[str, Callable[[Any], Any]] = {}  # the function of the pool being forked (inherited, never pickled)
+_KEYS = itertools.count()
 
 
 def can_fork() -> bool:
@@ -94,10 +96,87 @@ def _call(key: str, index: int, item: Any) -> tuple[int, Any]:
     return index, _TASK[key](item)
 
 
+class ForkPool:
+    """Worker processes forked once and kept for several :meth:`map` calls of one function (a stage that makes
+    several passes over its items pays for the fork, and for the workers' first, slower item, once).
+
+    Use it as a context manager; the workers are forked by the first :meth:`map` that needs them and stopped on
+    leaving the block. A map with one item, or a pool of one worker (or no fork on this platform), runs here.
+    """
+
+    def __init__(self, fn: Callable[[T], R], *, num_workers: int,
+                 before_fork: Callable[[], None] | None = None):
+        """``fn``, ``num_workers`` and ``before_fork`` as in :func:`fork_map`."""
+        self.fn, self.num_workers, self.before_fork = fn, int(num_workers), before_fork
+        self._executor: ProcessPoolExecutor | None = None
+        self._key: str | None = None
+
+    def __enter__(self) -> ForkPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers (after the items they are running)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        if self._key is not None:
+            _TASK.pop(self._key, None)
+            self._key = None
+
+    def _workers(self, n_items: int) -> ProcessPoolExecutor:
+        if self._executor is None:
+            if self.before_fork is not None:
+                self.before_fork()
+            self._key = f"{id(self)}:{next(_KEYS)}"
+            _TASK[self._key] = self.fn
+            self._executor = ProcessPoolExecutor(max_workers=min(self.num_workers, n_items),
+                                                 mp_context=mp.get_context("fork"), initializer=_init_worker)
+        return self._executor
+
+    def map(self, items: Sequence[T], *, progress: bool = False, desc: str = "", unit: str = "item",
+            on_result: Callable[[int, R], None] | None = None) -> list[R]:
+        """``[fn(item) for item in items]`` over the workers; ``progress``, ``desc``, ``unit`` and ``on_result``
+        as in :func:`fork_map`. Returns the results in the order of ``items``."""
+        from tqdm.auto import tqdm
+
+        items = list(items)
+        results: list[Any] = [None] * len(items)
+        bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress or not items, file=sys.stderr)
+        try:
+            if self.num_workers <= 1 or len(items) <= 1 or not can_fork():
+                with one_thread():
+                    for i, item in enumerate(items):
+                        results[i] = self.fn(item)
+                        if on_result is not None:
+                            on_result(i, results[i])
+                        bar.update()
+                return results
+            pool = self._workers(len(items))
+            futures = [pool.submit(_call, self._key, i, item) for i, item in enumerate(items)]
+            try:
+                for fut in as_completed(futures):
+                    i, res = fut.result()
+                    results[i] = res
+                    if on_result is not None:
+                        on_result(i, res)
+                    bar.update()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+        finally:
+            bar.close()
+        return results
+
+
 def fork_map(fn: Callable[[T], R], items: Sequence[T], *, num_workers: int, progress: bool = False,
              desc: str = "", unit: str = "item", before_fork: Callable[[], None] | None = None,
              on_result: Callable[[int, R], None] | None = None) -> list[R]:
-    """``[fn(item) for item in items]`` over up to ``num_workers`` forked processes of one thread each.
+    """``[fn(item) for item in items]`` over up to ``num_workers`` forked processes of one thread each (a
+    :class:`ForkPool` for this one call).
 
     Args:
         fn: called once per item in a worker (inherited through fork: closures and loaded models are fine); an
@@ -114,44 +193,8 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], *, num_workers: int, prog
     Returns:
         The results in the order of ``items``.
     """
-    from tqdm.auto import tqdm
-
-    items = list(items)
-    results: list[Any] = [None] * len(items)
-    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress or not items, file=sys.stderr)
-    try:
-        if num_workers <= 1 or len(items) <= 1 or not can_fork():
-            with one_thread():
-                for i, item in enumerate(items):
-                    results[i] = fn(item)
-                    if on_result is not None:
-                        on_result(i, results[i])
-                    bar.update()
-            return results
-        if before_fork is not None:
-            before_fork()
-        key = f"{id(fn)}:{len(_TASK)}"
-        _TASK[key] = fn
-        try:
-            with ProcessPoolExecutor(max_workers=min(num_workers, len(items)), mp_context=mp.get_context("fork"),
-                                     initializer=_init_worker) as pool:
-                futures = [pool.submit(_call, key, i, item) for i, item in enumerate(items)]
-                try:
-                    for fut in as_completed(futures):
-                        i, res = fut.result()
-                        results[i] = res
-                        if on_result is not None:
-                            on_result(i, res)
-                        bar.update()
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
-        finally:
-            _TASK.pop(key, None)
-    finally:
-        bar.close()
-    return results
+    with ForkPool(fn, num_workers=num_workers, before_fork=before_fork) as pool:
+        return pool.map(items, progress=progress, desc=desc, unit=unit, on_result=on_result)
 
 
 def fork_chunks(fn: Callable[[Any], R], items: Any, *, num_workers: int, most: int, progress: bool = False,

@@ -1,4 +1,5 @@
-"""parallel.fork_map: results in input order, closures reach the workers, errors come back as they are."""
+"""parallel.fork_map and ForkPool: results in input order, closures reach the workers, errors come back as they are,
+and a pool keeps its workers over several maps."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 
 import pytest
 
-from echoscript_utils.parallel import can_fork, fork_map
+from echoscript_utils.parallel import ForkPool, can_fork, fork_map
 
 needs_fork = pytest.mark.skipif(not can_fork(), reason="this platform cannot fork worker processes")
 
@@ -86,3 +87,23 @@ def test_workers_reuse_the_memory_they_free():
         by_worker.setdefault(pid, []).append(faults)
     later = [f for faults in by_worker.values() for f in faults[1:]]
     assert later and max(later) < 100, by_worker  # glibc's defaults: about a thousand faults every item
+
+
+@needs_fork
+def test_a_pool_forks_once_for_every_map():
+    import time
+
+    forks = []
+
+    def item(i):
+        time.sleep(0.05)  # long enough that both workers take items in each map
+        return 2 * i, os.getpid()
+
+    with ForkPool(item, num_workers=2, before_fork=lambda: forks.append(os.getpid())) as pool:
+        first = pool.map(range(6))
+        second = pool.map(range(6, 10), desc="second pass")
+        assert pool.map([10]) == [item(10)[:1] + (os.getpid(),)]  # one item runs here
+    assert [v for v, _ in first + second] == [2 * i for i in range(10)]
+    pids = {p for _, p in first + second}
+    assert len(pids) == 2 and os.getpid() not in pids  # the same two workers for both maps
+    assert forks == [os.getpid()]

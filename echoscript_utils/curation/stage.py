@@ -18,11 +18,12 @@ from ..artifacts import ensure_dir, write_metrics
 from ..config import Config, CurationSection
 from ..demo_corpus import ensure_demo_corpus
 from ..errors import InputError
+from ..parallel import ForkPool
 from .clips import CACHE_DIR, CLIPS_DIR, SPILL_DIR, _measure_settings, _settings, measured_by_index
 from .dedupe import _dedupe
 from .inputs import _label_map, _plan_tasks, _resolve, find_inputs
 from .metrics import _auto_target, _metrics
-from .pool import _run_tasks
+from .pool import _run_tasks, _task_pool
 from .products import SKIPPED_COLUMNS, _clip_records, _track_splits, _write_exports, _write_tables
 
 __all__ = ["CurationResult", "curate", "run"]
@@ -107,20 +108,21 @@ def curate(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, cfg_o
     spill_dir = cache_dir / SPILL_DIR
     shutil.rmtree(spill_dir, ignore_errors=True)  # left by an interrupted run: never read another run's samples
     try:
-        if section.target_lufs == "auto":  # a loudness pass over every clip first; the target comes from the corpus
-            # the pass keeps each input's decoded samples (spill) so that the second pass does not decode again
-            tasks = [dict(t, spill=str(spill_dir / f"{i:06d}.f32")) for i, t in enumerate(tasks)]
-            measured = _run_tasks([dict(t, settings=_measure_settings(settings)) for t in tasks],
-                                  num_workers=workers, progress=progress, desc="curation: loudness")
-            target, auto_info = _auto_target(measured, section)
-            settings = {**settings, "target_lufs": target}
-            kept = {r["source"]: r for r in measured if r["status"] == "kept"}
-            tasks = [dict(t, settings=settings, measured=measured_by_index(kept[t["rel"]]),
-                          sha256=kept[t["rel"]].get("sha256")) if t["rel"] in kept else dict(t, settings=settings)
-                     for t in tasks]
-        task_by_source = {t["rel"]: t for t in tasks}
-        results = _run_and_dedupe(tasks, task_by_source, out=out, section=section, workers=workers,
-                                  progress=progress)
+        with _task_pool(workers) as pool:  # one set of workers for every pass
+            if section.target_lufs == "auto":  # a loudness pass over every clip first; the target comes from the corpus
+                # the pass keeps each input's decoded samples (spill) so that the second pass does not decode again
+                tasks = [dict(t, spill=str(spill_dir / f"{i:06d}.f32")) for i, t in enumerate(tasks)]
+                measured = _run_tasks([dict(t, settings=_measure_settings(settings)) for t in tasks],
+                                      pool=pool, progress=progress, desc="curation: loudness")
+                target, auto_info = _auto_target(measured, section)
+                settings = {**settings, "target_lufs": target}
+                kept = {r["source"]: r for r in measured if r["status"] == "kept"}
+                tasks = [dict(t, settings=settings, measured=measured_by_index(kept[t["rel"]]),
+                              sha256=kept[t["rel"]].get("sha256")) if t["rel"] in kept else dict(t, settings=settings)
+                         for t in tasks]
+            task_by_source = {t["rel"]: t for t in tasks}
+            results = _run_and_dedupe(tasks, task_by_source, out=out, section=section, pool=pool,
+                                      progress=progress)
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
 
@@ -159,9 +161,9 @@ def _stage_folders(input_dir: str | os.PathLike, output_dir: str | os.PathLike) 
 
 
 def _run_and_dedupe(tasks: list[dict[str, Any]], task_by_source: dict[str, dict[str, Any]], *, out: Path,
-                    section: CurationSection, workers: int, progress: bool) -> list[dict[str, Any]]:
+                    section: CurationSection, pool: ForkPool, progress: bool) -> list[dict[str, Any]]:
     """Run every task, mark duplicates, and redo the kept inputs whose clips are missing; returns the results."""
-    results = _run_tasks(tasks, num_workers=workers, progress=progress)
+    results = _run_tasks(tasks, pool=pool, progress=progress)
     by_source = {r["source"]: r for r in results}
 
     # cached results whose clips went missing (deleted by hand, or dropped as a duplicate last time) are redone
@@ -172,7 +174,7 @@ def _run_and_dedupe(tasks: list[dict[str, Any]], task_by_source: dict[str, dict[
         _dedupe(results, threshold=section.dedupe_similarity)
     redo = [dict(task_by_source[r["source"]], force=True) for r in results if missing_clips(r)]
     if redo:
-        for r in _run_tasks(redo, num_workers=workers, progress=progress):
+        for r in _run_tasks(redo, pool=pool, progress=progress):
             by_source[r["source"]].update(r)
     return results
 
