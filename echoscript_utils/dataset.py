@@ -496,6 +496,11 @@ def hf_rows(df) -> list[dict[str, Any]]:
     return rows
 
 
+#: Largest ``.arrow`` shard of the Hugging Face export. ``save_to_disk`` holds a shard's embedded audio in memory
+#: while writing it, so this bounds the export's memory whatever the corpus size (datasets' default is 500 MB).
+HF_MAX_SHARD_BYTES = 32 << 20
+
+
 def export_hf(df, out_dir: str | os.PathLike) -> Path:
     """Write a Hugging Face ``datasets.DatasetDict`` with ``save_to_disk`` (splits ``train``/``validation``/``test``
     from train/valid/eval); read it back with ``datasets.load_from_disk(out_dir)``.
@@ -537,7 +542,7 @@ def export_hf(df, out_dir: str | os.PathLike) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     with _quiet_progress(datasets):
-        datasets.DatasetDict(splits).save_to_disk(str(tmp))
+        datasets.DatasetDict(splits).save_to_disk(str(tmp), max_shard_size=HF_MAX_SHARD_BYTES)
     (tmp / ".rows_hash").write_text(stamp_value + "\n")
     old = out.with_name(f".{out.name}.old")
     if out.exists():

@@ -291,6 +291,23 @@ def test_hf_export_loads(run):
     assert first["clip_id"] in set(run.kept["clip_id"])
 
 
+def test_hf_export_is_written_in_shards_that_bound_its_memory(run, tmp_path, monkeypatch):
+    """save_to_disk holds a shard's embedded audio in memory: with shards of about two clips, a split of several
+    clips is written as several .arrow files, and they load back to every clip with its WAV's exact bytes."""
+    datasets = pytest.importorskip("datasets")
+    clip_bytes = max(Path(p).stat().st_size for p in run.kept["path"])
+    monkeypatch.setattr(ds, "HF_MAX_SHARD_BYTES", 2 * clip_bytes)
+    out = ds.export_hf(run.kept, tmp_path / "hf")
+    biggest = max(out.iterdir(), key=lambda d: len(list(d.glob("*.arrow"))) if d.is_dir() else 0)
+    n_rows = int((run.kept["split"] == {v: k for k, v in ds.HF_SPLITS.items()}[biggest.name]).sum())
+    assert len(list(biggest.glob("*.arrow"))) >= max(2, n_rows // 3)
+    d = datasets.load_from_disk(str(out))
+    rows = [r for split in d.values() for r in split.cast_column("audio", datasets.Audio(decode=False))]
+    assert sorted(r["clip_id"] for r in rows) == sorted(run.kept["clip_id"])
+    path_of = dict(zip(run.kept["clip_id"], run.kept["path"], strict=True))
+    assert all(r["audio"]["bytes"] == Path(path_of[r["clip_id"]]).read_bytes() for r in rows)
+
+
 def test_genre_weights_balance_genres():
     w = ds.genre_weights(["a", "a", "a", "b"], temperature=1.0)
     assert w[:3].sum() == pytest.approx(w[3])  # each genre drawn equally often
