@@ -145,10 +145,16 @@ def spectral_frames(wav: np.ndarray, *, n_fft: int = N_FFT, hop_length: int = HO
         x = np.pad(x, (0, n_fft - x.size))
     frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop_length]
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-    spec = scipy.fft.rfft(frames * window, axis=1, overwrite_x=True)  # single precision, faster than numpy.fft
-    parts = spec.view(np.float32)  # real and imaginary parts side by side, squared in place
+    return _frame_power(frames * window).T
+
+
+def _frame_power(windowed: np.ndarray) -> np.ndarray:
+    """Power spectra ``[frames, 1 + n/2]`` of windowed float32 frames ``[frames, n]`` (overwritten): a single
+    precision FFT (faster than numpy.fft), its real and imaginary parts squared in place and added."""
+    spec = scipy.fft.rfft(windowed, axis=1, overwrite_x=True)
+    parts = spec.view(np.float32)  # real and imaginary parts side by side
     np.square(parts, out=parts)
-    return np.add(parts[:, 0::2], parts[:, 1::2]).T
+    return np.add(parts[:, 0::2], parts[:, 1::2])
 
 
 _FILTERS: dict[tuple, np.ndarray] = {}
@@ -331,10 +337,7 @@ class Fingerprinter:
         n = x.size // self.frame
         if n:
             frames = x[: n * self.frame].reshape(n, self.frame) * self._window
-            spec = scipy.fft.rfft(frames, axis=1, overwrite_x=True)
-            parts = spec.view(np.float32)
-            np.square(parts, out=parts)
-            power = np.add(parts[:, 0::2], parts[:, 1::2])
+            power = _frame_power(frames)
             chroma = power @ self._chroma.T
             total = power.sum(axis=1, keepdims=True)
             self._rows.append(10 * np.log10(np.concatenate([chroma, total], axis=1) + 1e-10))

@@ -100,8 +100,9 @@ class ForkPool:
     """Worker processes forked once and kept for several :meth:`map` calls of one function (a stage that makes
     several passes over its items pays for the fork, and for the workers' first, slower item, once).
 
-    Use it as a context manager; the workers are forked by the first :meth:`map` that needs them and stopped on
-    leaving the block. A map with one item, or a pool of one worker (or no fork on this platform), runs here.
+    Use it as a context manager; the workers are forked by the first :meth:`map` that needs them (as many as it has
+    items, up to ``num_workers``) and stopped on leaving the block. A map with one item, or a pool of one worker
+    (or no fork on this platform), runs here.
     """
 
     def __init__(self, fn: Callable[[T], R], *, num_workers: int,
