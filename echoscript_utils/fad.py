@@ -431,8 +431,10 @@ def _eigvalsh_lower(m: np.ndarray) -> np.ndarray:
     if fn is not None:
         a = m if m.flags.f_contiguous else np.asfortranarray(m)
         w = np.empty(n)
-        if fn(102, b"N", b"L", n, a.ctypes.data, n, w.ctypes.data) == 0:  # 102: column-major
-            return w
+        info = fn(102, b"N", b"L", n, a.ctypes.data, n, w.ctypes.data)  # 102: column-major
+        if info != 0:  # the driver has overwritten the matrix: there is nothing left to fall back on
+            raise np.linalg.LinAlgError(f"LAPACK dsyevd_2stage failed (info {info}) on a {n} x {n} matrix")
+        return w
     return scipy.linalg.eigh(m, lower=True, eigvals_only=True, overwrite_a=True, check_finite=False)
 
 

@@ -247,6 +247,15 @@ def test_two_stage_eigenvalues_equal_scipy(n, monkeypatch):
     assert np.abs(fad._eigvalsh_lower(np.asfortranarray(np.tril(m))) - want).max() <= 64 * n * np.finfo(float).eps * want[-1]
 
 
+def test_a_failing_two_stage_driver_is_an_error_not_a_fallback(monkeypatch):
+    """The driver overwrites the matrix it is given, so when it reports a failure the eigenvalues are not taken
+    from what is left of it."""
+    monkeypatch.setattr(fad, "_TWO_STAGE_MIN", 1)
+    monkeypatch.setattr(fad, "_lapacke_dsyevd_2stage", lambda: (lambda *args: 3))
+    with pytest.raises(np.linalg.LinAlgError, match="info 3"):
+        fad._eigvalsh_lower(np.asfortranarray(np.eye(4)))
+
+
 def test_exact_reference_against_forty_digit_arithmetic():
     """The float64 references and ours against mpmath at 40 digits, from the same float32 rows."""
     mp = pytest.importorskip("mpmath")
