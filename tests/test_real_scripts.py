@@ -101,10 +101,47 @@ def test_the_training_script_refits_on_dev_and_compares_features(tmp_path, capsy
     assert fit["split"] == "dev" and fit["scenes"] == 64 and fit["scripts"] == ["bas", "hbs", "lyh", "sam"]
     assert sum(fit["mood_counts"].values()) == 64 and fit["cv"]["folds"] == 4
     capsys.readouterr()
-    assert train.main(["--screenplays", str(SHARED), "--out", str(tmp_path / "not-written.json"), "--ablation"]) == 0
-    accuracies = [float(a) for a in re.findall(r" (\d\.\d{3})  \(C=", capsys.readouterr().out)]
-    assert len(accuracies) == 4 and all(0.0 < a < 1.0 for a in accuracies)  # one per feature set
+    encoder = _tiny_encoder(tmp_path / "encoder")
+    assert train.main(["--screenplays", str(SHARED), "--out", str(tmp_path / "not-written.json"), "--ablation",
+                       "--encoder", str(encoder)]) == 0
+    printed = capsys.readouterr().out
+    accuracies = [float(a) for a in re.findall(r" (\d\.\d{3})  \(C=", printed)]
+    assert len(accuracies) == 6 and all(0.0 < a < 1.0 for a in accuracies)  # one per feature set, two with the encoder
+    assert "(not all-MiniLM-L6-v2)" in printed
     assert not (tmp_path / "not-written.json").exists()
+
+
+def _tiny_encoder(folder: Path) -> Path:
+    """A BERT of random weights with a 16-token window and a word-level vocabulary, saved as a transformers folder."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder.mkdir(parents=True)
+    words = sorted({w for line in (REPO / "echoscript_utils" / "data" / "tiny_vocab.txt").read_text().splitlines()
+                    if not line.startswith("#") for w in line.lower().split()})
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    BertTokenizer(str(folder / "vocab.txt"), model_max_length=16).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(words) + 5, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_the_encoder_reads_a_long_scene_in_windows(tmp_path):
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("train_scene_planner", REPO / "scripts" / "train_scene_planner.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    folder = _tiny_encoder(tmp_path / "encoder")
+    words = "guitar piano violin strings drums cello viola harp flute oboe clarinet horn trumpet brass choir bass".split()
+    first, rest = " ".join(words[:14]), " ".join(words[14:])  # a 16-token window holds 14 words and [CLS], [SEP]
+    whole, a, b, empty = train.encoder_embeddings(folder, [" ".join(words), first, rest, ""])
+    assert np.allclose(np.linalg.norm([a, b], axis=1), 1.0)
+    # the second window is padded beside the first; its mean must not see the padding
+    assert np.allclose(whole, (14 * a + 2 * b) / 16, atol=1e-6)
+    assert not np.allclose(a, b) and not empty.any()
 
 
 # ------------------------------------------------------------------------------------------------ the planner
